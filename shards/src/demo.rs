@@ -1,0 +1,202 @@
+//! The built-in `demo` stream: a short H.264 + AAC clip stored in the binary, looped in
+//! real time with continuous timestamps and sequence numbers. It runs on the shard that
+//! owns the name, exactly like a publisher.
+
+use crate::hub::Shard;
+use crate::registry::{ProducerInfo, ProducerStats};
+use bytes::Bytes;
+use corecast::codec::{aac, h264};
+use corecast::ingest::Ingest;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+static VIDEO: &[u8] = include_bytes!("../assets/demo.h264");
+static AUDIO: &[u8] = include_bytes!("../assets/demo.aac");
+
+pub const NAME: &str = "demo";
+const FPS: u64 = 25;
+const VIDEO_TICKS: u64 = 90_000 / FPS;
+const AUDIO_RATE: u64 = 48_000;
+const AUDIO_FRAME: u64 = 1024;
+
+/// The clip, split once into access units / frames.
+pub struct Clip {
+    /// Access units (NAL lists) in decode order; no B-frames, so also presentation order.
+    pub video: Vec<Vec<Bytes>>,
+    pub audio: Vec<Bytes>,
+    pub sdp: String,
+}
+
+pub fn load() -> Result<Clip, String> {
+    let data = Bytes::from_static(VIDEO);
+    let mut video: Vec<Vec<Bytes>> = Vec::new();
+    let mut sps = None;
+    let mut pps = None;
+    let mut cur: Vec<Bytes> = Vec::new();
+    for nal in h264::nal_units(&data) {
+        let t = h264::nal_type(&nal);
+        match t {
+            h264::SPS => sps = sps.or(Some(nal.clone())),
+            h264::PPS => pps = pps.or(Some(nal.clone())),
+            _ => {}
+        }
+        if t == h264::AUD {
+            continue;
+        }
+        // A new access unit starts at parameter sets or at a slice with first_mb == 0
+        // (first bit of the slice header set) after a previous slice.
+        let is_slice = t == 1 || t == 5;
+        let first_mb_zero = nal.get(1).is_some_and(|b| b & 0x80 != 0);
+        let cur_has_slice = cur.iter().any(|n| matches!(h264::nal_type(n), 1 | 5));
+        if cur_has_slice && ((is_slice && first_mb_zero) || matches!(t, 6..=9)) {
+            video.push(std::mem::take(&mut cur));
+        }
+        cur.push(nal);
+    }
+    if !cur.is_empty() {
+        video.push(cur);
+    }
+    let (sps, pps) = match (sps, pps) {
+        (Some(s), Some(p)) => (s, p),
+        _ => return Err("demo clip has no SPS/PPS".into()),
+    };
+    let frames = aac::adts_frames(&Bytes::from_static(AUDIO));
+    let Some(hdr) = frames.first().map(|(h, _)| h.clone()) else {
+        return Err("demo clip has no AAC frames".into());
+    };
+    let cfg = aac::audio_specific_config(&hdr);
+    // Trim audio to the video's duration so the loop keeps A/V aligned.
+    let video_us = video.len() as u64 * 1_000_000 / FPS;
+    let audio_frames = (video_us * AUDIO_RATE / 1_000_000 / AUDIO_FRAME) as usize;
+    let audio: Vec<Bytes> = frames
+        .into_iter()
+        .take(audio_frames)
+        .map(|(_, f)| f)
+        .collect();
+    let sdp = format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=corecast demo\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id={};sprop-parameter-sets={}\r\na=control:trackID=0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/{}/{}\r\na=fmtp:97 {}\r\na=control:trackID=1\r\n",
+        h264::profile_level_id(&sps).unwrap_or_else(|| "42e01f".into()),
+        h264::sprop_parameter_sets(&sps, &pps),
+        hdr.sample_rate,
+        hdr.channels,
+        aac::fmtp_for(&cfg),
+    );
+    Ok(Clip { video, audio, sdp })
+}
+
+/// Runs the demo producer forever on this (owner) shard.
+pub async fn run(shard: Rc<Shard>) {
+    let clip = match load() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "demo stream disabled");
+            return;
+        }
+    };
+    let sdp = match corecast::sdp::parse(&clip.sdp) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "demo SDP invalid; demo stream disabled");
+            return;
+        }
+    };
+    let producer = Arc::new(ProducerInfo {
+        id: shard.registry.next_id(),
+        protocol: "demo",
+        remote_addr: "internal".into(),
+        url: "internal:demo".into(),
+        user_agent: String::new(),
+        stats: ProducerStats::default(),
+    });
+    let (id, generation) = match shard.registry.claim(NAME, sdp.clone(), producer.clone()) {
+        Ok(v) => v,
+        Err(_) => {
+            warn!("demo stream name taken; demo disabled");
+            return;
+        }
+    };
+    let stream = shard.open_owned(id, NAME, generation);
+    let mut ingest = Ingest::new(&sdp);
+    let ssrc_v: u32 = rand::random();
+    let ssrc_a: u32 = rand::random();
+    let mut vpk = h264::Packetizer::new(96, ssrc_v, rand::random());
+    let mut aseq: u16 = rand::random();
+    let vts0: u32 = rand::random();
+    let ats0: u32 = rand::random();
+    info!(
+        shard = shard.id,
+        frames = clip.video.len(),
+        "demo stream running"
+    );
+
+    let start = Instant::now();
+    let (mut vi, mut ai) = (0u64, 0u64);
+    let mut out: Vec<Bytes> = Vec::new();
+    loop {
+        let v_due = vi * 1_000_000 / FPS;
+        let a_due = ai * AUDIO_FRAME * 1_000_000 / AUDIO_RATE;
+        let due = v_due.min(a_due);
+        let elapsed = start.elapsed().as_micros() as u64;
+        if due > elapsed {
+            glommio::timer::sleep(Duration::from_micros(due - elapsed)).await;
+        }
+        let now = shard.clock.now();
+        out.clear();
+        if v_due <= a_due {
+            let au = &clip.video[(vi % clip.video.len() as u64) as usize];
+            let ts = vts0.wrapping_add((vi * VIDEO_TICKS) as u32);
+            vpk.packetize(au, ts, &mut out);
+            for pkt in out.drain(..) {
+                push(&shard, &stream, &mut ingest, &producer, 0, pkt, now);
+            }
+            vi += 1;
+        } else {
+            let frame = &clip.audio[(ai % clip.audio.len() as u64) as usize];
+            let ts = ats0.wrapping_add((ai * AUDIO_FRAME) as u32);
+            let mut p = Vec::with_capacity(16 + frame.len());
+            corecast::rtp::write_header(&mut p, 97, true, aseq, ts, ssrc_a);
+            if aac::packetize_rfc3640(frame, &mut p).is_err() {
+                // Cannot happen with the stored clip (frames are far below 8 KiB).
+                ai += 1;
+                continue;
+            }
+            aseq = aseq.wrapping_add(1);
+            push(
+                &shard,
+                &stream,
+                &mut ingest,
+                &producer,
+                1,
+                Bytes::from(p),
+                now,
+            );
+            ai += 1;
+        }
+        shard.flush(&stream);
+    }
+}
+
+fn push(
+    shard: &Shard,
+    stream: &crate::hub::LocalStream,
+    ingest: &mut Ingest,
+    producer: &ProducerInfo,
+    track: usize,
+    pkt: Bytes,
+    now: u64,
+) {
+    let len = pkt.len() as u64;
+    match ingest.packet(track, pkt, now) {
+        Ok((p, _)) => {
+            producer.stats.bytes.fetch_add(len, Relaxed);
+            producer.stats.packets.fetch_add(1, Relaxed);
+            stream.push(p);
+        }
+        Err(e) => warn!(stream = NAME, error = %e, shard = shard.id, "demo packet rejected"),
+    }
+}

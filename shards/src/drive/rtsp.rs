@@ -1,0 +1,803 @@
+//! RTSP connection driver: read socket → parse → session → write, and the per-viewer
+//! writer that turns ring entries into vectored writes.
+//!
+//! Each connection has two tasks on its shard: the reader (requests, interleaved media from
+//! publishers, RTCP from readers) and the writer (responses, media to readers). The writer
+//! owns a dup of the socket so both can wait on it independently; only the writer writes,
+//! so responses and interleaved frames never mix mid-frame.
+
+use crate::hub::{LocalStream, Shard};
+use crate::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
+use crate::sendv::{self, UdpBatch};
+use bytes::BytesMut;
+use corecast::ingest::Ingest;
+use corecast::packet::Packet;
+use corecast::ring::{Cursor, Next};
+use corecast::rtp::rtcp::{self, SenderInfo};
+use corecast::rtsp::message::{self, Message, Method, Response};
+use corecast::rtsp::server::{Event, Host, RtpInfo, ServerSession, SetupTrack, TrackTransport};
+use corecast::rtsp::url;
+use corecast::sdp::Sdp;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Most packets one writer turn takes from the ring (one vectored write).
+const BATCH: usize = 64;
+/// A reader whose next packet is older than this is moved to the latest keyframe.
+const MAX_DELAY_US: u64 = 2_000_000;
+/// Interval between RTCP sender reports per track.
+const SR_INTERVAL_US: u64 = 2_000_000;
+/// Kernel send buffer per connection: large enough for bursts, small enough that a stalled
+/// reader shows up as backpressure here (and gets skipped) instead of seconds of backlog.
+const SNDBUF: usize = 256 * 1024;
+
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    {
+        let sh = shard.clone();
+        *shard.on_handoff.borrow_mut() = Some(Box::new(move |fd, peer, buffered| {
+            // SAFETY: the fd was dup'ed by the sending shard for us alone.
+            let stream = unsafe { TcpStream::from_raw_fd(fd) };
+            let sh2 = sh.clone();
+            glommio::spawn_local(async move {
+                handle(sh2, stream, peer, BytesMut::from(&buffered[..])).await;
+            })
+            .detach();
+        }));
+    }
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                let sh = shard.clone();
+                glommio::spawn_local(async move {
+                    handle(sh, stream, peer, BytesMut::new()).await;
+                })
+                .detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "rtsp accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// State shared by a connection's reader and writer.
+struct Conn {
+    peer: SocketAddr,
+    out: RefCell<Vec<u8>>,
+    waker: RefCell<Option<Waker>>,
+    closing: Cell<bool>,
+    play: RefCell<Option<Play>>,
+}
+
+impl Conn {
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+    fn send(&self, resp: &Response) {
+        resp.write_to(&mut self.out.borrow_mut());
+        self.wake();
+    }
+}
+
+/// Where one track of a reader goes.
+#[derive(Clone, Copy)]
+enum Out {
+    Tcp { rtp: u8, rtcp: u8 },
+    Udp { rtp: SocketAddr, rtcp: SocketAddr },
+}
+
+#[derive(Clone, Copy, Default)]
+struct TrackSync {
+    ssrc: u32,
+    clock_rate: u32,
+    /// Smallest (arrival − media time) seen: the least-delayed packet anchors RTP time to
+    /// wall time for sender reports.
+    offset_us: Option<i64>,
+    packets: u32,
+    octets: u32,
+    last_sr: u64,
+}
+
+/// A reader that is playing.
+struct Play {
+    stream: Rc<LocalStream>,
+    cursor: Cursor,
+    /// Indexed by media index.
+    outs: Vec<Option<Out>>,
+    sync: Vec<TrackSync>,
+    consumer: Arc<ConsumerInfo>,
+    max_lag: u64,
+}
+
+/// A publisher's ingest state, shared by its RTSP connection and its UDP routes.
+pub type PublishSlot = Rc<RefCell<Option<Publish>>>;
+
+/// A publisher that is recording.
+pub struct Publish {
+    stream: Rc<LocalStream>,
+    ingest: Ingest,
+    producer: Arc<ProducerInfo>,
+    name: String,
+    generation: u64,
+    bad_packets: u64,
+}
+
+/// The session's view of the hub.
+struct HostImpl {
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    user_agent: String,
+    /// Set by ANNOUNCE: (stream id, generation, stream).
+    announced: Option<(u64, u64, Rc<LocalStream>, Arc<ProducerInfo>)>,
+    publish: PublishSlot,
+    /// UDP publisher routes to remove at the end.
+    udp_routes: Vec<SocketAddr>,
+    activity: Rc<Cell<u64>>,
+}
+
+impl HostImpl {
+    fn reader_sdp(&self, path: &str) -> Result<Sdp, u16> {
+        let g = self.shard.registry.lock();
+        let e = g.streams.get(path).ok_or(404u16)?;
+        let sdp = e.sdp.as_ref().ok_or(404u16)?;
+        let mut out = sdp.for_readers();
+        // Parameter sets the publisher only sent in-band go into the SDP, so a reader that
+        // joins at a keyframe without them can still decode.
+        for (media, param) in &e.learned_sprop {
+            if let Some(m) = out.medias.get_mut(*media) {
+                if let Some(pt) = m.payload_type() {
+                    let base = m.fmtp_for(pt).unwrap_or("packetization-mode=1").to_string();
+                    let kept: Vec<&str> = base
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|p| {
+                            !p.is_empty()
+                                && !p.starts_with("sprop-")
+                                && !(param.contains("profile-level-id")
+                                    && p.starts_with("profile-level-id"))
+                        })
+                        .collect();
+                    let mut v = kept.join(";");
+                    if !v.is_empty() {
+                        v.push(';');
+                    }
+                    v.push_str(param);
+                    m.set_fmtp(pt, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Host for HostImpl {
+    fn describe(&mut self, path: &str, _query: Option<&str>) -> Result<Sdp, u16> {
+        self.reader_sdp(path)
+    }
+
+    fn announce(&mut self, path: &str, sdp: &Sdp) -> Result<(), u16> {
+        let producer = Arc::new(ProducerInfo {
+            id: self.shard.registry.next_id(),
+            protocol: "rtsp",
+            remote_addr: self.conn.peer.to_string(),
+            url: format!("rtsp://{}/{}", self.conn.peer, path),
+            user_agent: self.user_agent.clone(),
+            stats: ProducerStats::default(),
+        });
+        let (id, generation) = self
+            .shard
+            .registry
+            .claim(path, sdp.clone(), producer.clone())
+            .inspect_err(|_| {
+                warn!(stream = path, peer = %self.conn.peer, "ANNOUNCE refused: stream already has a publisher");
+            })?;
+        let stream = self.shard.open_owned(id, path, generation);
+        info!(stream = path, peer = %self.conn.peer, shard = self.shard.id, medias = sdp.medias.len(), "publisher announced");
+        self.announced = Some((id, generation, stream, producer));
+        Ok(())
+    }
+
+    fn udp_server_ports(&self) -> Option<(u16, u16)> {
+        self.shard.udp.borrow().as_ref().map(|u| u.ports)
+    }
+
+    fn play(&mut self, path: &str, tracks: &[SetupTrack]) -> Result<Vec<RtpInfo>, u16> {
+        let sdp = self.reader_sdp(path)?;
+        let stream = self.shard.attach_reader(path)?;
+        let ring = stream.ring.borrow();
+        let cursor = Cursor::join(&ring);
+        let mut outs = vec![None; sdp.medias.len()];
+        let mut sync = vec![TrackSync::default(); sdp.medias.len()];
+        for t in tracks {
+            let out = match t.transport {
+                TrackTransport::Tcp {
+                    rtp_channel,
+                    rtcp_channel,
+                } => Out::Tcp {
+                    rtp: rtp_channel,
+                    rtcp: rtcp_channel,
+                },
+                TrackTransport::Udp {
+                    client_rtp,
+                    client_rtcp,
+                } => Out::Udp {
+                    rtp: SocketAddr::new(self.conn.peer.ip(), client_rtp),
+                    rtcp: SocketAddr::new(self.conn.peer.ip(), client_rtcp),
+                },
+            };
+            if let Some(o) = outs.get_mut(t.media_index) {
+                *o = Some(out);
+            }
+            if let (Some(s), Some(m)) = (sync.get_mut(t.media_index), sdp.medias.get(t.media_index))
+            {
+                s.clock_rate = m.clock_rate().max(1);
+            }
+        }
+        // RTP-Info: the first packet of each track this reader will get.
+        let mut infos: Vec<RtpInfo> = tracks
+            .iter()
+            .map(|t| RtpInfo {
+                media_index: t.media_index,
+                seq: None,
+                rtptime: None,
+            })
+            .collect();
+        let mut pos = cursor.position();
+        while pos < ring.head() && infos.iter().any(|i| i.seq.is_none()) {
+            if let Some(p) = ring.get(pos) {
+                if let Some(i) = infos
+                    .iter_mut()
+                    .find(|i| i.media_index == p.track as usize && i.seq.is_none())
+                {
+                    i.seq = Some(p.rtp_seq());
+                    i.rtptime = Some(p.rtp_timestamp());
+                }
+            }
+            pos += 1;
+        }
+        // Without a known start for every track, give none: a partial RTP-Info makes some
+        // players drop the other tracks' first packets.
+        if infos.iter().any(|i| i.seq.is_none()) {
+            for i in &mut infos {
+                i.seq = None;
+                i.rtptime = None;
+            }
+        }
+        let max_lag = (ring.capacity() / 2) as u64;
+        drop(ring);
+        let consumer = Arc::new(ConsumerInfo {
+            id: self.shard.registry.next_id(),
+            shard: self.shard.id,
+            protocol: if tracks
+                .iter()
+                .all(|t| matches!(t.transport, TrackTransport::Tcp { .. }))
+            {
+                "rtsp+tcp"
+            } else {
+                "rtsp+udp"
+            },
+            remote_addr: self.conn.peer.to_string(),
+            user_agent: self.user_agent.clone(),
+            tracks: tracks.iter().map(|t| t.media_index).collect(),
+            stats: ConsumerStats::default(),
+        });
+        self.shard.registry.add_consumer(path, consumer.clone());
+        debug!(stream = path, peer = %self.conn.peer, shard = self.shard.id, "reader playing");
+        *self.conn.play.borrow_mut() = Some(Play {
+            stream,
+            cursor,
+            outs,
+            sync,
+            consumer,
+            max_lag,
+        });
+        self.conn.wake();
+        Ok(infos)
+    }
+
+    fn record(&mut self, path: &str, tracks: &[SetupTrack]) -> Result<(), u16> {
+        let (_, generation, stream, producer) = self.announced.clone().ok_or(455u16)?;
+        let sdp = {
+            let g = self.shard.registry.lock();
+            g.streams
+                .get(path)
+                .and_then(|e| e.sdp.clone())
+                .ok_or(455u16)?
+        };
+        for t in tracks {
+            if let TrackTransport::Udp { client_rtp, .. } = t.transport {
+                let from = SocketAddr::new(self.conn.peer.ip(), client_rtp);
+                self.shard.udp_routes.borrow_mut().insert(
+                    from,
+                    crate::hub::UdpRoute {
+                        publish: self.publish.clone(),
+                        track: t.media_index as u8,
+                        activity: self.activity.clone(),
+                    },
+                );
+                self.udp_routes.push(from);
+            }
+        }
+        *self.publish.borrow_mut() = Some(Publish {
+            stream,
+            ingest: Ingest::new(&sdp),
+            producer,
+            name: path.to_string(),
+            generation,
+            bad_packets: 0,
+        });
+        info!(stream = path, peer = %self.conn.peer, "publisher recording");
+        Ok(())
+    }
+}
+
+impl HostImpl {
+    fn stop_play(&mut self) {
+        let play = self.conn.play.borrow_mut().take();
+        if let Some(p) = play {
+            self.shard.detach_reader(&p.stream);
+            self.shard
+                .registry
+                .remove_consumer(&p.stream.name, p.consumer.id);
+        }
+    }
+
+    fn stop_publish(&mut self) {
+        for r in self.udp_routes.drain(..) {
+            self.shard.udp_routes.borrow_mut().remove(&r);
+        }
+        *self.publish.borrow_mut() = None;
+        if let Some((_, _, stream, _)) = self.announced.take() {
+            info!(stream = %stream.name, peer = %self.conn.peer, "publisher left");
+            self.shard.close_owned(&stream);
+        }
+    }
+}
+
+/// One RTSP connection, from accept (or handoff) to close.
+async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut buf: BytesMut) {
+    let _ = stream.set_nodelay(true);
+    set_sndbuf(stream.as_raw_fd(), SNDBUF);
+    // SAFETY: dup of a valid socket fd; the new fd is owned by the writer's TcpStream.
+    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if wfd < 0 {
+        warn!(%peer, "dup failed; dropping connection");
+        return;
+    }
+    // SAFETY: wfd is a fresh fd that only this TcpStream owns.
+    let wstream = unsafe { TcpStream::from_raw_fd(wfd) };
+    let stats = &shard.registry.shards[shard.id];
+    stats.connections.fetch_add(1, Relaxed);
+    let conn = Rc::new(Conn {
+        peer,
+        out: RefCell::new(Vec::new()),
+        waker: RefCell::new(None),
+        closing: Cell::new(false),
+        play: RefCell::new(None),
+    });
+    let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
+    let now = shard.clock.now();
+    let activity = Rc::new(Cell::new(now));
+    let mut session = ServerSession::new(
+        format!("{:016X}", rand::random::<u64>()),
+        shard.config.rtsp.session_timeout_secs,
+        now,
+    );
+    let mut host = HostImpl {
+        shard: shard.clone(),
+        conn: conn.clone(),
+        user_agent: String::new(),
+        announced: None,
+        publish: Rc::new(RefCell::new(None)),
+        udp_routes: Vec::new(),
+        activity: activity.clone(),
+    };
+    let handoff = 'conn: loop {
+        // Everything complete in the buffer, then one flush: one producer tick.
+        loop {
+            match message::parse(&mut buf) {
+                Ok(Some(Message::Request(req))) => {
+                    let now = shard.clock.now();
+                    activity.set(now);
+                    if let Some(ua) = req.headers.get("User-Agent") {
+                        if host.user_agent.is_empty() {
+                            host.user_agent = ua.chars().take(256).collect();
+                        }
+                    }
+                    if req.method == Method::Announce && session.path().is_none() {
+                        let (path, _) = url::path_and_query(&req.uri);
+                        let owner = shard.owner_of(path);
+                        if owner != shard.id && !path.is_empty() {
+                            let mut raw = Vec::new();
+                            req.write_to(&mut raw);
+                            raw.extend_from_slice(&buf);
+                            break 'conn Some((owner, raw));
+                        }
+                    }
+                    let (resp, ev) = session.handle_request(&req, &mut host, now);
+                    if resp.status >= 400 {
+                        debug!(%peer, method = req.method.as_str(), uri = %req.uri, status = resp.status, "rtsp request refused");
+                    }
+                    conn.send(&resp);
+                    match ev {
+                        Some(Event::Teardown) | Some(Event::Pause) => {
+                            host.stop_play();
+                            if ev == Some(Event::Teardown) {
+                                host.stop_publish();
+                            }
+                        }
+                        Some(Event::Play) | Some(Event::Record) | None => {}
+                    }
+                }
+                Ok(Some(Message::Interleaved { channel, payload })) => {
+                    activity.set(shard.clock.now());
+                    let Some((track, is_rtcp)) = session.track_for_channel(channel) else {
+                        continue;
+                    };
+                    if is_rtcp {
+                        continue;
+                    }
+                    if let Some(p) = host.publish.borrow_mut().as_mut() {
+                        ingest(&shard, p, track, payload);
+                    }
+                }
+                Ok(Some(Message::Response(_))) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(%peer, shard = shard.id, error = %e, "malformed RTSP input; closing connection");
+                    conn.send(&Response::new(e.status()).with_header("Connection", "close"));
+                    break 'conn None;
+                }
+            }
+        }
+        if let Some(p) = host.publish.borrow().as_ref() {
+            shard.flush(&p.stream);
+        }
+        // Read more, waking up now and then to check the session timeout.
+        if buf.capacity() - buf.len() < 2048 {
+            buf.reserve(64 * 1024);
+        }
+        let start = buf.len();
+        let cap = buf.capacity();
+        buf.resize(cap, 0);
+        let read = glommio::timer::timeout(Duration::from_secs(5), async {
+            stream
+                .read(&mut buf[start..])
+                .await
+                .map_err(glommio::GlommioError::from)
+        })
+        .await;
+        match read {
+            Ok(0) => {
+                buf.truncate(start);
+                break None;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(glommio::GlommioError::TimedOut(_)) => {
+                buf.truncate(start);
+                let now = shard.clock.now();
+                // UDP media and RTCP keep the session alive through `activity`.
+                session.touch(activity.get());
+                let playing_tcp = conn.play.borrow().is_some()
+                    && session
+                        .tracks()
+                        .iter()
+                        .all(|t| matches!(t.transport, TrackTransport::Tcp { .. }));
+                if session.timed_out(now) && !playing_tcp {
+                    info!(%peer, "rtsp session timed out");
+                    break None;
+                }
+            }
+            Err(e) => {
+                buf.truncate(start);
+                debug!(%peer, error = %e, "rtsp read failed");
+                break None;
+            }
+        }
+    };
+    host.stop_play();
+    host.stop_publish();
+    conn.closing.set(true);
+    conn.wake();
+    let _ = writer.await;
+    stats.connections.fetch_sub(1, Relaxed);
+    if let Some((owner, raw)) = handoff {
+        // SAFETY: dup of our valid socket; the copy travels to the owner shard, which
+        // becomes its only user once we drop ours below.
+        let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+        drop(stream);
+        if fd >= 0 {
+            debug!(%peer, from = shard.id, to = owner, "publisher handed to owner shard");
+            shard.send_ctl(
+                owner,
+                crate::hub::CtlMsg::Handoff {
+                    fd,
+                    peer,
+                    buffered: raw,
+                },
+            );
+        }
+    }
+}
+
+/// Parses one received RTP packet once and appends it to the stream.
+fn ingest(shard: &Shard, p: &mut Publish, track: usize, payload: bytes::Bytes) {
+    let len = payload.len() as u64;
+    match p.ingest.packet(track, payload, shard.clock.now()) {
+        Ok((pkt, learned)) => {
+            p.producer.stats.bytes.fetch_add(len, Relaxed);
+            p.producer.stats.packets.fetch_add(1, Relaxed);
+            if let Some(l) = learned {
+                shard
+                    .registry
+                    .learn_sprop(&p.name, p.generation, l.track, l.fmtp_param);
+            }
+            p.stream.push(pkt);
+        }
+        Err(e) => {
+            p.bad_packets += 1;
+            if p.bad_packets.is_power_of_two() {
+                warn!(stream = %p.name, producer = %p.producer.remote_addr, error = %e, count = p.bad_packets, "dropping bad packet from publisher");
+            }
+        }
+    }
+}
+
+/// Ingests a publisher packet received over UDP (see `drive::udp`).
+pub fn ingest_udp(shard: &Shard, slot: &PublishSlot, track: u8, data: bytes::Bytes) {
+    if let Some(p) = slot.borrow_mut().as_mut() {
+        ingest(shard, p, track as usize, data);
+    }
+}
+
+/// Ends a UDP receive tick for a publisher.
+pub fn flush_udp(shard: &Shard, slot: &PublishSlot) {
+    if let Some(p) = slot.borrow().as_ref() {
+        shard.flush(&p.stream);
+    }
+}
+
+/// The writer: responses, then media batches from the ring, then wait.
+async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
+    let mut batch: Vec<Rc<Packet>> = Vec::with_capacity(BATCH);
+    let mut hdrs: Vec<[u8; 4]> = Vec::with_capacity(BATCH + 8);
+    let mut rtcp_bufs: Vec<Vec<u8>> = Vec::new();
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(2 * BATCH + 16);
+    let mut udp = UdpBatch::new();
+    let mut dests: Vec<Option<Out>> = Vec::with_capacity(BATCH);
+    loop {
+        let out = std::mem::take(&mut *conn.out.borrow_mut());
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                conn.closing.set(true);
+                break;
+            }
+            continue;
+        }
+        if conn.closing.get() {
+            break;
+        }
+        // Take a batch from the ring under a short borrow.
+        let now = shard.clock.now();
+        {
+            let mut play_ref = conn.play.borrow_mut();
+            let Some(play) = play_ref.as_mut() else {
+                drop(play_ref);
+                wait(&conn, None).await;
+                continue;
+            };
+            if play.stream.is_closed() {
+                // The producer left: end the session cleanly, players see EOF.
+                drop(play_ref);
+                conn.closing.set(true);
+                break;
+            }
+            let ring = play.stream.ring.borrow();
+            if let Some(next) = play.cursor.peek(&ring) {
+                if now.saturating_sub(next.arrival) > MAX_DELAY_US {
+                    play.cursor.jump_to_last_keyframe(&ring);
+                }
+            }
+            let skips_before = play.cursor.skips;
+            while batch.len() < BATCH {
+                match play.cursor.next(&ring, play.max_lag) {
+                    Next::Item(p) => {
+                        if let Some(Some(_)) = play.outs.get(p.track as usize) {
+                            batch.push(p.clone());
+                        }
+                    }
+                    Next::Empty => break,
+                }
+            }
+            if play.cursor.skips != skips_before {
+                let c = &play.consumer.stats;
+                c.skips.store(play.cursor.skips, Relaxed);
+                c.skipped_packets.store(play.cursor.skipped, Relaxed);
+                debug!(stream = %play.stream.name, peer = %conn.peer, skips = play.cursor.skips, "slow reader skipped to keyframe");
+            }
+            drop(ring);
+            if batch.is_empty() {
+                let pos = play.cursor.position();
+                let stream_rc = play.stream.clone();
+                drop(play_ref);
+                wait(&conn, Some((stream_rc, pos))).await;
+                continue;
+            }
+            // Per-track accounting and sender reports (rare) for this batch.
+            dests.clear();
+            let mut bytes = 0u64;
+            for p in &batch {
+                let t = p.track as usize;
+                dests.push(play.outs[t]);
+                bytes += p.data.len() as u64;
+                let s = &mut play.sync[t];
+                if s.packets == 0 {
+                    s.ssrc = corecast::rtp::view(&p.data).map(|v| v.ssrc).unwrap_or(0);
+                }
+                s.packets = s.packets.wrapping_add(1);
+                s.octets = s
+                    .octets
+                    .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
+                let media_us =
+                    (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
+                let off = p.arrival as i64 - media_us;
+                if s.offset_us.is_none_or(|o| off < o) {
+                    s.offset_us = Some(off);
+                }
+            }
+            rtcp_bufs.clear();
+            for (t, s) in play.sync.iter_mut().enumerate() {
+                if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
+                    if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
+                        s.last_sr = now;
+                        let media_us = now as i64 - off;
+                        let rtp_time =
+                            (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
+                        let info = SenderInfo {
+                            ssrc: s.ssrc,
+                            ntp: rtcp::unix_micros_to_ntp(unix_micros()),
+                            rtp_time,
+                            packet_count: s.packets,
+                            octet_count: s.octets,
+                        };
+                        let mut b = Vec::with_capacity(64);
+                        rtcp::write_sender_report(&mut b, &info, "corecast");
+                        rtcp_bufs.push(b);
+                        dests.push(Some(out));
+                    }
+                }
+            }
+            let c = &play.consumer.stats;
+            c.packets.fetch_add(batch.len() as u64, Relaxed);
+            c.bytes.fetch_add(bytes, Relaxed);
+        }
+
+        // Build the writes: shared payloads, per-viewer 4-byte headers only.
+        hdrs.clear();
+        iov.clear();
+        let n_media = batch.len();
+        let items = batch
+            .iter()
+            .map(|p| &p.data[..])
+            .chain(rtcp_bufs.iter().map(|b| &b[..]));
+        for (i, data) in items.enumerate() {
+            let rtcp = i >= n_media;
+            match dests[i] {
+                Some(Out::Tcp { rtp, rtcp: rtcp_ch }) => {
+                    let ch = if rtcp { rtcp_ch } else { rtp };
+                    hdrs.push(message::write_interleaved_header(
+                        ch,
+                        data.len().min(u16::MAX as usize) as u16,
+                    ));
+                }
+                Some(Out::Udp {
+                    rtp,
+                    rtcp: rtcp_addr,
+                }) => {
+                    let fd_pair = shard.udp.borrow().as_ref().map(|u| (u.rtp_fd, u.rtcp_fd));
+                    if let Some((rtp_fd, rtcp_fd)) = fd_pair {
+                        if rtcp {
+                            let mut one = UdpBatch::new();
+                            one.push(data, rtcp_addr);
+                            one.send(rtcp_fd);
+                        } else {
+                            udp.push(data, rtp);
+                            let _ = rtp_fd;
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
+        let mut h = 0;
+        for (i, data) in batch
+            .iter()
+            .map(|p| &p.data[..])
+            .chain(rtcp_bufs.iter().map(|b| &b[..]))
+            .enumerate()
+        {
+            if let Some(Out::Tcp { .. }) = dests[i] {
+                iov.push(sendv::iovec(&hdrs[h]));
+                iov.push(sendv::iovec(data));
+                h += 1;
+            }
+        }
+        if !udp.is_empty() {
+            if let Some(fd) = shard.udp.borrow().as_ref().map(|u| u.rtp_fd) {
+                udp.send(fd);
+            }
+        }
+        if !iov.is_empty()
+            && sendv::write_all_vectored(&mut stream, &mut iov)
+                .await
+                .is_err()
+        {
+            conn.closing.set(true);
+            break;
+        }
+        batch.clear();
+    }
+    let _ = stream.close().await;
+}
+
+/// Waits until there is something to write: a response, new ring data, or closing.
+async fn wait(conn: &Conn, data: Option<(Rc<LocalStream>, u64)>) {
+    futures_lite::future::poll_fn(|cx| {
+        if conn.closing.get() || !conn.out.borrow().is_empty() {
+            return Poll::Ready(());
+        }
+        // PLAY may have started since we looked.
+        if data.is_none() && conn.play.borrow().is_some() {
+            return Poll::Ready(());
+        }
+        if let Some((s, pos)) = &data {
+            if s.poll_data(*pos, cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if conn.play.borrow().is_none() {
+                return Poll::Ready(());
+            }
+        }
+        *conn.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn set_sndbuf(fd: i32, size: usize) {
+    let v = size as libc::c_int;
+    // SAFETY: plain setsockopt on a valid fd with a correctly sized int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &v as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! The shard's RTP/RTCP UDP port pair: receives publishers' media (routed by source
+//! address to their session) and readers' RTCP; readers' media leaves from the same
+//! sockets (see `rtsp::writer`).
+
+use crate::hub::Shard;
+use bytes::BytesMut;
+use glommio::net::UdpSocket;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::io::AsRawFd;
+use std::rc::Rc;
+use tracing::{debug, warn};
+
+pub struct UdpPair {
+    pub ports: (u16, u16),
+    pub rtp_fd: i32,
+    pub rtcp_fd: i32,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+impl UdpPair {
+    /// Binds `ip:port` and `ip:port+1`.
+    pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpPair> {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
+        let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
+        Ok(UdpPair {
+            ports: (port, port + 1),
+            rtp_fd: rtp.as_raw_fd(),
+            rtcp_fd: rtcp.as_raw_fd(),
+            rtp,
+            rtcp,
+        })
+    }
+}
+
+/// Receive loops for both sockets; runs for the life of the shard.
+pub fn spawn(shard: Rc<Shard>, pair: Rc<UdpPair>) {
+    let (sh, p) = (shard.clone(), pair.clone());
+    glommio::spawn_local(async move { rtp_loop(sh, p).await }).detach();
+    glommio::spawn_local(async move { rtcp_loop(shard, pair).await }).detach();
+}
+
+async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
+    let mut buf = BytesMut::new();
+    let mut unknown: u64 = 0;
+    loop {
+        if buf.capacity() < 2048 {
+            buf = BytesMut::with_capacity(256 * 1024);
+        }
+        buf.resize(2048, 0);
+        let (n, from) = match pair.rtp.recv_from(&mut buf[..]).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "udp rtp receive failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // The datagram becomes a slice of one large receive buffer, shared from here on.
+        buf.truncate(n);
+        let data = buf.split().freeze();
+        let route = shard
+            .udp_routes
+            .borrow()
+            .get(&from)
+            .map(|r| (r.publish.clone(), r.track, r.activity.clone()));
+        match route {
+            Some((slot, track, activity)) => {
+                activity.set(shard.clock.now());
+                crate::drive::rtsp::ingest_udp(&shard, &slot, track, data);
+                crate::drive::rtsp::flush_udp(&shard, &slot);
+            }
+            None => {
+                unknown += 1;
+                if unknown.is_power_of_two() {
+                    debug!(shard = shard.id, %from, count = unknown, "udp packet from unknown source dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn rtcp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match pair.rtcp.recv_from(&mut buf).await {
+            Ok((_, from)) => {
+                // Receiver reports keep a UDP session alive; publishers' RTCP routes by
+                // their RTP port (RTCP port − 1).
+                let rtp_from = SocketAddr::new(from.ip(), from.port().wrapping_sub(1));
+                if let Some(r) = shard.udp_routes.borrow().get(&rtp_from) {
+                    r.activity.set(shard.clock.now());
+                }
+            }
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "udp rtcp receive failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! The shard-local hub: streams this shard owns, mirrors of streams owned elsewhere that
+//! this shard's viewers read, and the cross-shard relay.
+//!
+//! Everything here runs on one executor thread: `Rc`/`RefCell`/`Cell`, no locks and no
+//! atomics on the per-packet path. A packet crosses to another shard once per interested
+//! shard (batched per producer tick), never once per viewer.
+
+use crate::registry::{owner_of, Registry};
+use corecast::config::Config;
+use corecast::packet::Packet;
+use corecast::ring::Ring;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use tracing::{debug, warn};
+
+/// Packets relayed from an owner to one interested shard, one message per producer tick.
+pub struct DataMsg {
+    pub stream_id: u64,
+    pub generation: u64,
+    pub packets: Vec<Packet>,
+}
+
+/// Everything one shard sends another, over one SPSC channel per ordered pair.
+pub enum ShardMsg {
+    Data(DataMsg),
+    Ctl(CtlMsg),
+}
+
+/// Control messages between shards. Rare; sent reliably (awaiting space).
+pub enum CtlMsg {
+    /// `shard` has viewers of the stream and wants its packets.
+    Subscribe { stream_id: u64, shard: usize },
+    /// `shard` has no viewers left.
+    Unsubscribe { stream_id: u64, shard: usize },
+    /// The producer of this generation is gone.
+    StreamEnd { stream_id: u64, generation: u64 },
+    /// A publisher connected to the wrong shard: the owner takes over its socket.
+    Handoff {
+        fd: i32,
+        peer: SocketAddr,
+        buffered: Vec<u8>,
+    },
+}
+
+/// A stream as this shard sees it: owned (a producer runs here) or a mirror fed by the
+/// owner. Viewers read both the same way.
+pub struct LocalStream {
+    pub id: u64,
+    pub name: String,
+    pub generation: u64,
+    pub owned: bool,
+    pub ring: RefCell<Ring<Rc<Packet>>>,
+    waiters: RefCell<Vec<Waker>>,
+    closed: Cell<bool>,
+    pub local_viewers: Cell<usize>,
+    /// Owned streams: which shards mirror it.
+    remote: RefCell<Vec<bool>>,
+    /// Owned streams: packets waiting for the next flush, per shard.
+    pending: RefCell<Vec<Vec<Packet>>>,
+}
+
+impl LocalStream {
+    fn new(id: u64, name: &str, generation: u64, owned: bool, ring: usize, nshards: usize) -> Self {
+        LocalStream {
+            id,
+            name: name.to_string(),
+            generation,
+            owned,
+            ring: RefCell::new(Ring::new(ring)),
+            waiters: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
+            local_viewers: Cell::new(0),
+            remote: RefCell::new(vec![false; nshards]),
+            pending: RefCell::new((0..nshards).map(|_| Vec::new()).collect()),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Appends one packet. Call [`Shard::flush`] after a batch.
+    pub fn push(&self, pkt: Packet) {
+        {
+            let remote = self.remote.borrow();
+            if remote.iter().any(|r| *r) {
+                let mut pending = self.pending.borrow_mut();
+                for (shard, on) in remote.iter().enumerate() {
+                    if *on {
+                        pending[shard].push(pkt.clone());
+                    }
+                }
+            }
+        }
+        let key = pkt.keyframe;
+        self.ring.borrow_mut().push(Rc::new(pkt), key);
+    }
+
+    /// Wakes every viewer waiting for data.
+    pub fn notify(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Registers a viewer's waker; it is woken on the next flush or close.
+    pub fn register(&self, cx: &Context<'_>) {
+        let mut w = self.waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+    }
+
+    /// Ready when the ring has something past `pos` or the stream closed.
+    pub fn poll_data(&self, pos: u64, cx: &Context<'_>) -> Poll<()> {
+        if self.closed.get() || self.ring.borrow().head() > pos {
+            return Poll::Ready(());
+        }
+        self.register(cx);
+        Poll::Pending
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.notify();
+    }
+}
+
+/// Where a UDP datagram from a publisher goes.
+pub struct UdpRoute {
+    pub publish: crate::drive::rtsp::PublishSlot,
+    pub track: u8,
+    /// Last time the publisher was heard from (keeps its RTSP session alive).
+    pub activity: Rc<Cell<u64>>,
+}
+
+/// Monotonic microseconds since process start, the time base of every `now` and
+/// `Packet::arrival` (shared by all shards).
+#[derive(Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock(Instant::now())
+    }
+    pub fn now(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+}
+
+/// One shard's state.
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub registry: Arc<Registry>,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    streams: RefCell<HashMap<u64, Rc<LocalStream>>>,
+    tx: Rc<Senders<ShardMsg>>,
+    /// UDP publishers by source address.
+    pub udp_routes: RefCell<HashMap<SocketAddr, UdpRoute>>,
+    /// Filled in once the UDP sockets are bound.
+    pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
+    /// Receives publisher handoffs (set by the RTSP driver at start).
+    pub on_handoff: RefCell<Option<Box<dyn Fn(i32, SocketAddr, Vec<u8>)>>>,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        registry: Arc<Registry>,
+        config: Arc<Config>,
+        clock: Clock,
+        tx: Senders<ShardMsg>,
+    ) -> Rc<Shard> {
+        let nshards = registry.nshards();
+        Rc::new(Shard {
+            id,
+            nshards,
+            registry,
+            config,
+            clock,
+            streams: RefCell::new(HashMap::new()),
+            tx: Rc::new(tx),
+            udp_routes: RefCell::new(HashMap::new()),
+            udp: RefCell::new(None),
+            on_handoff: RefCell::new(None),
+        })
+    }
+
+    pub fn owner_of(&self, name: &str) -> usize {
+        owner_of(name, self.nshards)
+    }
+
+    fn ring_size(&self) -> usize {
+        self.config.rtsp.ring_packets
+    }
+
+    /// Creates the owned stream for a new producer generation (after `Registry::claim`).
+    pub fn open_owned(&self, id: u64, name: &str, generation: u64) -> Rc<LocalStream> {
+        let s = Rc::new(LocalStream::new(
+            id,
+            name,
+            generation,
+            true,
+            self.ring_size(),
+            self.nshards,
+        ));
+        if let Some(old) = self.streams.borrow_mut().insert(id, s.clone()) {
+            old.close();
+        }
+        self.registry.shards[self.id]
+            .streams_owned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
+    /// Ends a producer's generation: local viewers stop, mirrors are told.
+    pub fn close_owned(self: &Rc<Self>, stream: &Rc<LocalStream>) {
+        self.flush(stream);
+        stream.close();
+        let mut map = self.streams.borrow_mut();
+        if map.get(&stream.id).is_some_and(|s| Rc::ptr_eq(s, stream)) {
+            map.remove(&stream.id);
+        }
+        drop(map);
+        self.registry.shards[self.id]
+            .streams_owned
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let remote: Vec<usize> = stream
+            .remote
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, on)| on.then_some(i))
+            .collect();
+        for shard in remote {
+            self.send_ctl(
+                shard,
+                CtlMsg::StreamEnd {
+                    stream_id: stream.id,
+                    generation: stream.generation,
+                },
+            );
+        }
+        self.registry.release(&stream.name, stream.generation);
+    }
+
+    /// Ends a producer tick: wakes local viewers, relays the batch to mirroring shards.
+    pub fn flush(&self, stream: &LocalStream) {
+        stream.notify();
+        let mut pending = stream.pending.borrow_mut();
+        for (shard, batch) in pending.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let packets = std::mem::take(batch);
+            let n = packets.len() as u64;
+            let msg = DataMsg {
+                stream_id: stream.id,
+                generation: stream.generation,
+                packets,
+            };
+            let stats = &self.registry.shards[self.id];
+            match self.tx.try_send_to(shard, ShardMsg::Data(msg)) {
+                Ok(()) => {
+                    stats
+                        .relayed_packets
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                // A full channel means the other shard is behind: drop and count, never
+                // block the producer. Its viewers resync at the next keyframe.
+                Err(_) => {
+                    stats
+                        .relay_dropped
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The stream a reader on this shard reads: the owned one, or a mirror (subscribing
+    /// to the owner if this is the first viewer here).
+    pub fn attach_reader(self: &Rc<Self>, name: &str) -> Result<Rc<LocalStream>, u16> {
+        let (id, owner, generation, live) = {
+            let g = self.registry.lock();
+            let e = g.streams.get(name).ok_or(404u16)?;
+            (e.id, e.owner, e.generation, e.producer.is_some())
+        };
+        if !live {
+            return Err(404);
+        }
+        let stream = if owner == self.id {
+            let map = self.streams.borrow();
+            let s = map.get(&id).ok_or(404u16)?;
+            if s.generation != generation || s.is_closed() {
+                return Err(404);
+            }
+            s.clone()
+        } else {
+            let existing = self.streams.borrow().get(&id).cloned();
+            match existing {
+                Some(s) if s.generation == generation && !s.is_closed() => s,
+                _ => {
+                    let s = Rc::new(LocalStream::new(
+                        id,
+                        name,
+                        generation,
+                        false,
+                        self.ring_size(),
+                        self.nshards,
+                    ));
+                    self.streams.borrow_mut().insert(id, s.clone());
+                    debug!(stream = name, owner, shard = self.id, "mirror opened");
+                    self.send_ctl(
+                        owner,
+                        CtlMsg::Subscribe {
+                            stream_id: id,
+                            shard: self.id,
+                        },
+                    );
+                    s
+                }
+            }
+        };
+        stream.local_viewers.set(stream.local_viewers.get() + 1);
+        self.registry.shards[self.id]
+            .viewers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(stream)
+    }
+
+    pub fn detach_reader(self: &Rc<Self>, stream: &Rc<LocalStream>) {
+        let n = stream.local_viewers.get().saturating_sub(1);
+        stream.local_viewers.set(n);
+        self.registry.shards[self.id]
+            .viewers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if n == 0 && !stream.owned {
+            let mut map = self.streams.borrow_mut();
+            if map.get(&stream.id).is_some_and(|s| Rc::ptr_eq(s, stream)) {
+                map.remove(&stream.id);
+            }
+            drop(map);
+            stream.close();
+            let owner = self.owner_of(&stream.name);
+            self.send_ctl(
+                owner,
+                CtlMsg::Unsubscribe {
+                    stream_id: stream.id,
+                    shard: self.id,
+                },
+            );
+        }
+    }
+
+    /// Sends a control message without blocking the caller.
+    pub fn send_ctl(&self, shard: usize, msg: CtlMsg) {
+        let tx = self.tx.clone();
+        glommio::spawn_local(async move {
+            if tx.send_to(shard, ShardMsg::Ctl(msg)).await.is_err() {
+                warn!(shard, "control message to shard lost (channel closed)");
+            }
+        })
+        .detach();
+    }
+
+    fn on_ctl(self: &Rc<Self>, msg: CtlMsg) {
+        match msg {
+            CtlMsg::Subscribe { stream_id, shard } => {
+                let s = self.streams.borrow().get(&stream_id).cloned();
+                if let Some(s) = s.filter(|s| s.owned) {
+                    s.remote.borrow_mut()[shard] = true;
+                    // Backfill from the last keyframe so the mirror's first viewer starts
+                    // at once instead of waiting a whole GOP.
+                    let ring = s.ring.borrow();
+                    if let Some(k) = ring.last_keyframe() {
+                        let mut pending = s.pending.borrow_mut();
+                        pending[shard].clear();
+                        for pos in k..ring.head() {
+                            if let Some(p) = ring.get(pos) {
+                                pending[shard].push((**p).clone());
+                            }
+                        }
+                    }
+                    drop(ring);
+                    self.flush(&s);
+                } else {
+                    // The stream ended before the subscription arrived.
+                    self.send_ctl(
+                        shard,
+                        CtlMsg::StreamEnd {
+                            stream_id,
+                            generation: u64::MAX,
+                        },
+                    );
+                }
+            }
+            CtlMsg::Unsubscribe { stream_id, shard } => {
+                if let Some(s) = self.streams.borrow().get(&stream_id) {
+                    if s.owned {
+                        s.remote.borrow_mut()[shard] = false;
+                        s.pending.borrow_mut()[shard].clear();
+                    }
+                }
+            }
+            CtlMsg::StreamEnd {
+                stream_id,
+                generation,
+            } => {
+                let s = self.streams.borrow().get(&stream_id).cloned();
+                if let Some(s) = s {
+                    if !s.owned && (generation == u64::MAX || s.generation == generation) {
+                        self.streams.borrow_mut().remove(&stream_id);
+                        s.close();
+                    }
+                }
+            }
+            CtlMsg::Handoff { fd, peer, buffered } => {
+                if let Some(f) = self.on_handoff.borrow().as_ref() {
+                    f(fd, peer, buffered);
+                } else {
+                    // SAFETY: the fd was dup'ed for us by the sending shard and is owned
+                    // by this message; nobody else closes it.
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
+    }
+
+    fn on_data(&self, msg: DataMsg) {
+        let s = self.streams.borrow().get(&msg.stream_id).cloned();
+        let Some(s) = s else { return };
+        if s.owned || s.generation != msg.generation {
+            return;
+        }
+        {
+            let mut ring = s.ring.borrow_mut();
+            for p in msg.packets {
+                let key = p.keyframe;
+                ring.push(Rc::new(p), key);
+            }
+        }
+        s.notify();
+    }
+
+    /// Spawns the tasks that receive relayed packets and control messages from every
+    /// other shard.
+    pub fn spawn_mesh_receivers(self: &Rc<Self>, mut rx: Receivers<ShardMsg>) {
+        for (_, rx) in rx.streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    match msg {
+                        ShardMsg::Data(d) => shard.on_data(d),
+                        ShardMsg::Ctl(c) => shard.on_ctl(c),
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Start-up: one pinned glommio executor per shard, the cross-shard mesh wired once, the
+//! listeners bound on every shard with SO_REUSEPORT. Any shard that cannot start fails the
+//! whole start-up with a message — it never hangs.
+
+use crate::hub::{Clock, Shard, ShardMsg};
+use crate::registry::Registry;
+use corecast::config::Config;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info};
+
+/// Messages per ordered shard pair before a sender sees "full" (then drops and counts).
+const MESH_CAPACITY: usize = 1024;
+/// How long shards may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn run(config: Config) -> Result<(), String> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let nshards = config.shards.unwrap_or(cores).max(1);
+    let registry = Registry::new(nshards);
+    for s in &config.streams {
+        registry.declare(&s.name, s.sources.clone());
+    }
+    let demo = !config.streams.iter().any(|s| s.name == crate::demo::NAME);
+    if demo {
+        registry.declare(crate::demo::NAME, vec!["internal:demo".into()]);
+    }
+    let config = Arc::new(config);
+    let clock = Clock::new();
+    let mesh = MeshBuilder::<ShardMsg, _>::full(nshards, MESH_CAPACITY);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+
+    let mut handles = Vec::new();
+    for i in 0..nshards {
+        let (registry, config, mesh, ready) = (
+            registry.clone(),
+            config.clone(),
+            mesh.clone(),
+            ready_tx.clone(),
+        );
+        let builder = |placement| {
+            LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{i}"))
+                // We do no storage IO: keep the registered buffer small so the default
+                // memlock limit suffices.
+                .io_memory(512 << 10)
+                .ring_depth(256)
+        };
+        let (registry2, config2, mesh2, ready2) = (
+            registry.clone(),
+            config.clone(),
+            mesh.clone(),
+            ready.clone(),
+        );
+        let spawned = builder(Placement::Fixed(i % cores))
+            .spawn(move || shard_main(registry, config, clock, mesh, ready, demo))
+            .or_else(|e| {
+                // Pinning can be refused in restricted cpusets; run unpinned rather than not at all.
+                tracing::warn!(shard = i, error = %e, "pinning failed; starting unpinned");
+                builder(Placement::Unbound)
+                    .spawn(move || shard_main(registry2, config2, clock, mesh2, ready2, demo))
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                return Err(format!(
+                    "shard {i} could not start its executor: {e} (glommio needs io_uring and at least 512 KiB of locked memory: check `ulimit -l`)"
+                ))
+            }
+        }
+    }
+    // A watcher per shard turns "the executor thread ended" (at start-up: io_uring or
+    // memlock refused; later: a crash) into a message, so start-up never hangs.
+    for (i, h) in handles.into_iter().enumerate() {
+        let tx = ready_tx.clone();
+        std::thread::spawn(move || {
+            let why = match h.join() {
+                Ok(()) => "stopped".to_string(),
+                Err(e) => format!("could not run: {e} (glommio needs io_uring and at least 512 KiB of locked memory: check `ulimit -l`)"),
+            };
+            let _ = tx.send(Err(format!("shard {i} {why}")));
+        });
+    }
+    drop(ready_tx);
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut up = 0;
+    while up < nshards {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ready_rx.recv_timeout(left) {
+            Ok(Ok(_)) => up += 1,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(format!(
+                    "only {up} of {nshards} shards started within {START_TIMEOUT:?}"
+                ))
+            }
+        }
+    }
+    info!(
+        shards = nshards,
+        rtsp = ?config.rtsp.listen,
+        api = ?config.api.listen,
+        "corecast started"
+    );
+    // Shards run until the process ends; any that stops takes the server down loudly
+    // rather than leaving its streams unserved.
+    match ready_rx.recv() {
+        Ok(Err(e)) => {
+            error!("{e}");
+            Err(e)
+        }
+        _ => Err("shard supervisor channel closed".into()),
+    }
+}
+
+async fn shard_main(
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    clock: Clock,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    ready: mpsc::Sender<Result<usize, String>>,
+    demo: bool,
+) {
+    let (tx, rx) = match mesh.join().await {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = ready.send(Err("joining the shard mesh failed".into()));
+            return;
+        }
+    };
+    let id = tx.peer_id();
+    let shard = Shard::new(id, registry, config.clone(), clock, tx);
+    shard.spawn_mesh_receivers(rx);
+
+    if let Err(e) = start_listeners(&shard, &config) {
+        let _ = ready.send(Err(format!("shard {id}: {e}")));
+        return;
+    }
+    if demo && shard.owner_of(crate::demo::NAME) == id {
+        let sh = shard.clone();
+        glommio::spawn_local(crate::demo::run(sh)).detach();
+    }
+    let _ = ready.send(Ok(id));
+    // Shards run until the process ends.
+    futures_lite::future::pending::<()>().await;
+}
+
+fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
+    if let Some(addr) = config.rtsp.listen {
+        let l = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for RTSP on {addr}: {e}"))?;
+        glommio::spawn_local(crate::drive::rtsp::serve(shard.clone(), l)).detach();
+        let port = config.rtsp.udp_rtp_port as u32 + 2 * shard.id as u32;
+        if port + 1 <= u16::MAX as u32 && config.rtsp.udp_rtp_port != 0 {
+            match crate::drive::udp::UdpPair::bind(addr.ip(), port as u16) {
+                Ok(pair) => {
+                    let pair = Rc::new(pair);
+                    *shard.udp.borrow_mut() = Some(pair.clone());
+                    crate::drive::udp::spawn(shard.clone(), pair);
+                }
+                Err(e) => {
+                    // RTSP over TCP still works; UDP SETUPs get 461.
+                    tracing::warn!(shard = shard.id, port, error = %e, "RTP/UDP ports unavailable; RTSP over UDP disabled on this shard");
+                }
+            }
+        }
+    }
+    if let Some(addr) = config.api.listen {
+        let l = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+        glommio::spawn_local(crate::drive::http::serve(shard.clone(), l)).detach();
+    }
+    let _: Option<SocketAddr> = None;
+    Ok(())
+}

@@ -1,0 +1,812 @@
+//! `corecast.yaml`: the configuration model, read from go2rtc-compatible YAML.
+//!
+//! Sans-IO like the rest of the crate: the caller reads the file and hands its text to
+//! [`parse`]. A go2rtc config is accepted as is; sections and keys corecast does not
+//! implement yet are kept as [`Config::warnings`] rather than failing the start. Anything
+//! malformed is a [`ConfigError`] naming the dotted key and the 1-based line.
+//!
+//! Parsing is two steps: serde_yaml_ng into the loose model in `raw` (serde_ignored records
+//! unknown keys on the way), then validation into [`Config`]. Lines for errors found during
+//! validation come from the scan in `locate`, since values carry no spans.
+
+mod locate;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use locate::{keys, KeyLines, Seg};
+use raw::{Node, RawApi, RawConfig, RawRtsp};
+
+/// Larger input is refused before parsing.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Most streams a config may define.
+pub const MAX_STREAMS: usize = 10_000;
+/// Most shards (executors) a config may ask for.
+pub const MAX_SHARDS: usize = 256;
+pub const DEFAULT_RTSP_LISTEN: &str = ":8554";
+pub const DEFAULT_API_LISTEN: &str = ":1984";
+pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 60;
+/// Longest accepted `rtsp.session_timeout` (a day); keeps later conversions to µs far from
+/// overflow.
+pub const MAX_SESSION_TIMEOUT_SECS: u64 = 86_400;
+pub const DEFAULT_RTP_PORT: u16 = 8000;
+pub const DEFAULT_RING_PACKETS: usize = 4096;
+pub const MIN_RING_PACKETS: usize = 64;
+pub const MAX_RING_PACKETS: usize = 1 << 20;
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Crates whose `<crate>::<module>` tracing targets a go2rtc log module name maps to.
+pub const LOG_TARGET_CRATES: &[&str] = &["corecast", "corecast_shards"];
+
+/// serde_yaml_ng's own nesting limit; deeper flow collections are refused up front (see
+/// [`locate::flow_too_deep`]).
+const MAX_FLOW_DEPTH: usize = 128;
+/// Warnings kept; a file of thousands of unknown keys shouldn't flood the log.
+const MAX_WARNINGS: usize = 100;
+
+/// The key reported for errors that concern the document as a whole.
+const ROOT_KEY: &str = "(root)";
+
+/// go2rtc sections corecast does not implement yet: accepted, reported as warnings.
+const UNSUPPORTED_SECTIONS: &[&str] = &[
+    "echo",
+    "exec",
+    "ffmpeg",
+    "gopro",
+    "hass",
+    "hls",
+    "homekit",
+    "mjpeg",
+    "mp4",
+    "mse",
+    "ngrok",
+    "onvif",
+    "preload",
+    "publish",
+    "roborock",
+    "rtmp",
+    "srtp",
+    "webrtc",
+    "webtorrent",
+    "wyoming",
+];
+
+/// go2rtc keys of implemented sections that corecast does not implement yet.
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "rtsp.pkt_size",
+    "api.allow_paths",
+    "api.local_auth",
+    "api.static_dir",
+    "api.tls_cert",
+    "api.tls_key",
+    "api.tls_listen",
+    "api.unix_listen",
+    "log.format",
+    "log.output",
+    "log.time",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// go2rtc `streams:` section, order kept. name -> sources. Empty list = publish-only stream.
+    pub streams: Vec<StreamConfig>,
+    pub rtsp: RtspConfig,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+    /// Number of shards (executors); None = one per available core.
+    pub shards: Option<usize>,
+    /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
+    /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Source URLs in file order; empty for a publish-only stream.
+    pub sources: Vec<String>,
+    /// 1-based line of the stream's key (0 if not found, e.g. in flow style).
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtspConfig {
+    /// Default ":8554" => 0.0.0.0:8554; "" => disabled (None).
+    pub listen: Option<SocketAddr>,
+    /// Key `session_timeout`, default 60, 1..=86400.
+    pub session_timeout_secs: u64,
+    /// Key `rtp_port`, default 8000, even: shard i uses ports rtp_port+2i / rtp_port+2i+1
+    /// for RTP/RTCP over UDP.
+    pub udp_rtp_port: u16,
+    /// Key `ring_size`, default 4096, 64..=1<<20 (per-stream packet ring).
+    pub ring_packets: usize,
+    /// go2rtc `default_query`, as written; None when absent (go2rtc then uses
+    /// "video&audio").
+    pub default_query: Option<String>,
+    /// go2rtc keys, kept for later; "" reads as None (go2rtc: no auth).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    /// Default ":1984"; "" disables.
+    pub listen: Option<SocketAddr>,
+    /// go2rtc `origin` ("*" enables CORS); "" reads as None.
+    pub origin: Option<String>,
+    /// URL prefix: "" or "/x" (a missing leading `/` is added, trailing ones dropped).
+    pub base_path: String,
+    /// "" reads as None (go2rtc: no auth).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// Default "info". One of trace, debug, info, warn, error, off.
+    pub level: String,
+    /// Per-module levels, (lower-case go2rtc module name, level), in file order.
+    pub modules: Vec<(String, String)>,
+}
+
+impl Default for Config {
+    /// The embedded defaults, with no streams.
+    fn default() -> Self {
+        Config {
+            streams: Vec::new(),
+            rtsp: RtspConfig::default(),
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+            shards: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            listen: default_listen(DEFAULT_RTSP_LISTEN),
+            session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
+            udp_rtp_port: DEFAULT_RTP_PORT,
+            ring_packets: DEFAULT_RING_PACKETS,
+            default_query: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_listen(DEFAULT_API_LISTEN),
+            origin: None,
+            base_path: String::new(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+            modules: Vec::new(),
+        }
+    }
+}
+
+fn default_listen(s: &str) -> Option<SocketAddr> {
+    parse_listen(s).ok().flatten()
+}
+
+impl LogConfig {
+    /// A tracing `EnvFilter` directive string, e.g.
+    /// "info,corecast::rtsp=debug,corecast_shards::rtsp=debug": the global level, then each
+    /// go2rtc module name mapped to `corecast::<module>` and `corecast_shards::<module>`.
+    /// Level words were checked by [`parse`].
+    pub fn filter_directives(&self) -> String {
+        let mut out = self.level.clone();
+        for (module, level) in &self.modules {
+            for krate in LOG_TARGET_CRATES {
+                let _ = write!(out, ",{krate}::{module}={level}");
+            }
+        }
+        out
+    }
+}
+
+/// A malformed config. `line` is 1-based, 0 if unknown; `key` is a dotted path such as
+/// "rtsp.listen" or "streams.cam1" ("(root)" for the document itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: line {line}: {key}: {message}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// go2rtc listen syntax: ":8554" (all IPv4 interfaces), "0.0.0.0:8554", "127.0.0.1:8554",
+/// "[::1]:8554", "localhost:8554"; "" => Ok(None) (listener disabled). Port 0 is allowed
+/// (the OS picks one). Host names other than localhost are refused: nothing here resolves.
+pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| format!("invalid listen address {s:?}: {why}");
+    let (ip, port): (IpAddr, &str) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| bad("expected \"[ipv6]:port\""))?;
+        let ip = host
+            .parse::<Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address in brackets"))?;
+        (ip.into(), port)
+    } else {
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(if s.bytes().all(|b| b.is_ascii_digit()) {
+                bad(&format!(
+                    "missing ':' before the port (did you mean \":{s}\"?)"
+                ))
+            } else {
+                bad("expected \"host:port\" or \":port\"")
+            });
+        };
+        let ip: IpAddr = if host.is_empty() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else if host.eq_ignore_ascii_case("localhost") {
+            Ipv4Addr::LOCALHOST.into()
+        } else if host.contains(':') {
+            return Err(bad("IPv6 addresses need brackets, e.g. \"[::1]:8554\""));
+        } else {
+            host.parse::<Ipv4Addr>()
+                .map_err(|_| bad("the host must be an IP address or localhost"))?
+                .into()
+        };
+        (ip, port)
+    };
+    // u16::from_str alone would also take "+80".
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("the port must be a number"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("the port must be at most 65535"))?;
+    Ok(Some(SocketAddr::new(ip, port)))
+}
+
+/// Parses YAML text. `origin` is the file name used in messages.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError {
+            origin: origin.to_owned(),
+            line: 0,
+            key: ROOT_KEY.to_owned(),
+            message: format!(
+                "the file is too large ({} bytes, at most {MAX_CONFIG_BYTES})",
+                text.len()
+            ),
+        });
+    }
+    let lines = KeyLines::scan(text);
+    if let Some(line) = locate::flow_too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(ConfigError {
+            origin: origin.to_owned(),
+            line,
+            key: locate::key_at(text, line).unwrap_or_else(|| ROOT_KEY.to_owned()),
+            message: format!("`[`/`{{` collections nest deeper than {MAX_FLOW_DEPTH} levels"),
+        });
+    }
+    let mut ignored = Vec::new();
+    // `Option` so that an empty or comment-only file reads as "no sections".
+    let raw: Option<RawConfig> =
+        serde_ignored::deserialize(serde_yaml_ng::Deserializer::from_str(text), |path| {
+            ignored.push(raw::ignored_path(&path))
+        })
+        .map_err(|e| yaml_error(&e, text, &lines, origin))?;
+    let raw = raw.unwrap_or_default();
+
+    let mut cx = Cx {
+        origin,
+        lines,
+        warnings: Vec::new(),
+    };
+    for path in &ignored {
+        cx.ignored(path);
+    }
+    let streams = cx.streams(raw.streams.unwrap_or_default().0)?;
+    let shards = cx.shards(raw.shards)?;
+    let rtsp = cx.rtsp(raw.rtsp.unwrap_or_default(), shards)?;
+    let api = cx.api(raw.api.unwrap_or_default())?;
+    cx.check_listeners(&rtsp, &api)?;
+    let log = cx.log(raw.log.unwrap_or_default().0)?;
+
+    cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
+    let total = cx.warnings.len();
+    let mut warnings: Vec<String> = cx
+        .warnings
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|(line, msg)| match line {
+            0 => msg,
+            _ => format!("line {line}: {msg}"),
+        })
+        .collect();
+    if total > MAX_WARNINGS {
+        warnings.push(format!("... and {} more warnings", total - MAX_WARNINGS));
+    }
+    Ok(Config {
+        streams,
+        rtsp,
+        api,
+        log,
+        shards,
+        warnings,
+    })
+}
+
+/// Validation context: where keys are, and the warnings so far.
+struct Cx<'a> {
+    origin: &'a str,
+    lines: KeyLines,
+    warnings: Vec<(usize, String)>,
+}
+
+impl Cx<'_> {
+    fn error(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
+        self.error_at(path.join("."), self.lines.line_of(&keys(path)), message)
+    }
+
+    fn error_at(&self, key: String, line: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            origin: self.origin.to_owned(),
+            line,
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn warn(&mut self, path: &[&str], message: String) {
+        let line = self.lines.line_of(&keys(path));
+        self.warnings.push((line, message));
+    }
+
+    /// A key serde_ignored saw and nothing read.
+    fn ignored(&mut self, path: &[String]) {
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let dotted = path.join(".");
+        let message = if path.len() == 1 && UNSUPPORTED_SECTIONS.contains(&path[0]) {
+            format!("section `{dotted}` is not supported yet (ignored)")
+        } else if UNSUPPORTED_KEYS.contains(&dotted.as_str()) {
+            format!("`{dotted}` is not supported yet (ignored)")
+        } else {
+            format!("unknown key `{dotted}` (ignored)")
+        };
+        self.warn(&path, message);
+    }
+
+    fn streams(&mut self, pairs: Vec<(String, Node)>) -> Result<Vec<StreamConfig>, ConfigError> {
+        if let Some((name, _)) = pairs.get(MAX_STREAMS) {
+            return Err(self.error(
+                &["streams", name],
+                format!("too many streams (at most {MAX_STREAMS})"),
+            ));
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(pairs.len());
+        for (name, _) in &pairs {
+            let count = seen.entry(name.as_str()).or_default();
+            *count += 1;
+            if *count == 2 {
+                let path = keys(&["streams", name]);
+                let message = match self.lines.nth_line_of(&path, 0) {
+                    Some(first) => format!("duplicate stream name (first defined on line {first})"),
+                    None => "duplicate stream name".to_owned(),
+                };
+                let line = self
+                    .lines
+                    .nth_line_of(&path, 1)
+                    .unwrap_or_else(|| self.lines.line_of(&path));
+                return Err(self.error_at(format!("streams.{name}"), line, message));
+            }
+        }
+
+        let mut out = Vec::with_capacity(pairs.len());
+        for (name, node) in pairs {
+            let path = keys(&["streams", &name]);
+            let key = format!("streams.{name}");
+            let line = self.lines.line_of(&path);
+            if name.is_empty() {
+                return Err(self.error_at(key, line, "the stream name is empty"));
+            }
+            let sources = match node {
+                // go2rtc: a stream without sources only takes published (pushed) media.
+                Node::Null => Vec::new(),
+                Node::Str(s) if s.is_empty() => Vec::new(),
+                Node::Str(s) => vec![s],
+                Node::Seq(items) => {
+                    let mut sources = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        let mut item_path = path.clone();
+                        item_path.push(Seg::Item(i));
+                        let item_line = self.lines.line_of(&item_path);
+                        match item {
+                            Node::Str(s) if !s.is_empty() => sources.push(s),
+                            // go2rtc logs and skips these too.
+                            Node::Str(_) | Node::Null => self.warnings.push((
+                                item_line,
+                                format!("`{key}`: empty source {} (ignored)", i + 1),
+                            )),
+                            other => {
+                                return Err(self.error_at(
+                                    key,
+                                    item_line,
+                                    format!(
+                                        "source {} must be a string, found {}",
+                                        i + 1,
+                                        other.kind()
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                    sources
+                }
+                other => {
+                    return Err(self.error_at(
+                        key,
+                        line,
+                        format!(
+                            "expected a source URL or a list of them, found {}",
+                            other.kind()
+                        ),
+                    ))
+                }
+            };
+            out.push(StreamConfig {
+                name,
+                sources,
+                line,
+            });
+        }
+        Ok(out)
+    }
+
+    fn shards(&self, raw: Option<u64>) -> Result<Option<usize>, ConfigError> {
+        match raw {
+            None => Ok(None),
+            Some(n) if (1..=MAX_SHARDS as u64).contains(&n) => Ok(Some(n as usize)),
+            Some(n) => Err(self.error(
+                &["shards"],
+                format!("must be from 1 to {MAX_SHARDS}, got {n} (leave it out for one per core)"),
+            )),
+        }
+    }
+
+    fn rtsp(&self, raw: RawRtsp, shards: Option<usize>) -> Result<RtspConfig, ConfigError> {
+        let listen = self.listen("rtsp", raw.listen.as_deref(), DEFAULT_RTSP_LISTEN)?;
+
+        let session_timeout_secs = raw.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT_SECS);
+        if !(1..=MAX_SESSION_TIMEOUT_SECS).contains(&session_timeout_secs) {
+            return Err(self.error(
+                &["rtsp", "session_timeout"],
+                format!(
+                    "must be from 1 to {MAX_SESSION_TIMEOUT_SECS} seconds, got {session_timeout_secs}"
+                ),
+            ));
+        }
+
+        let port = raw.rtp_port.unwrap_or(DEFAULT_RTP_PORT);
+        if port == 0 || port & 1 == 1 {
+            return Err(self.error(
+                &["rtsp", "rtp_port"],
+                format!(
+                    "must be a non-zero even port (RTP even, RTCP the odd one above), got {port}"
+                ),
+            ));
+        }
+        // Without `shards` the core count decides, so leave room for the most shards.
+        let span = shards.unwrap_or(MAX_SHARDS);
+        let last = usize::from(port) + 2 * span - 1;
+        if last > usize::from(u16::MAX) {
+            return Err(self.error(
+                &["rtsp", "rtp_port"],
+                format!(
+                    "{port} leaves no room for {span} shards (2 UDP ports each, up to port {last}); \
+                     use a lower port or set `shards`"
+                ),
+            ));
+        }
+
+        let ring = raw.ring_size.unwrap_or(DEFAULT_RING_PACKETS as u64);
+        if !(MIN_RING_PACKETS as u64..=MAX_RING_PACKETS as u64).contains(&ring) {
+            return Err(self.error(
+                &["rtsp", "ring_size"],
+                format!(
+                    "must be from {MIN_RING_PACKETS} to {MAX_RING_PACKETS} packets, got {ring}"
+                ),
+            ));
+        }
+
+        Ok(RtspConfig {
+            listen,
+            session_timeout_secs,
+            udp_rtp_port: port,
+            ring_packets: ring as usize,
+            default_query: raw.default_query,
+            username: non_empty(raw.username),
+            password: non_empty(raw.password),
+        })
+    }
+
+    fn api(&self, raw: RawApi) -> Result<ApiConfig, ConfigError> {
+        let listen = self.listen("api", raw.listen.as_deref(), DEFAULT_API_LISTEN)?;
+        let base_path = raw.base_path.unwrap_or_default();
+        let trimmed = base_path.trim_end_matches('/');
+        let base_path = if trimmed.is_empty() || trimmed.starts_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("/{trimmed}")
+        };
+        Ok(ApiConfig {
+            listen,
+            origin: non_empty(raw.origin),
+            base_path,
+            username: non_empty(raw.username),
+            password: non_empty(raw.password),
+        })
+    }
+
+    fn listen(
+        &self,
+        section: &str,
+        raw: Option<&str>,
+        default: &str,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_listen(raw.unwrap_or(default)).map_err(|m| self.error(&[section, "listen"], m))
+    }
+
+    /// Both servers are TCP: the same port on overlapping addresses can't bind twice.
+    fn check_listeners(&self, rtsp: &RtspConfig, api: &ApiConfig) -> Result<(), ConfigError> {
+        if let (Some(r), Some(a)) = (rtsp.listen, api.listen) {
+            let overlap = r.ip() == a.ip() || r.ip().is_unspecified() || a.ip().is_unspecified();
+            if r.port() == a.port() && r.port() != 0 && overlap {
+                return Err(self.error(
+                    &["api", "listen"],
+                    format!("port {} is already used by rtsp.listen", a.port()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// go2rtc's `log:` is a flat map of `level` and per-module levels; corecast also takes an
+    /// explicit `modules:` map.
+    fn log(&mut self, pairs: Vec<(String, Node)>) -> Result<LogConfig, ConfigError> {
+        if let Some(key) = first_duplicate(&pairs) {
+            return Err(self.duplicate_key(&["log", key]));
+        }
+        let mut out = LogConfig::default();
+        for (key, node) in &pairs {
+            match key.as_str() {
+                "level" => {
+                    if let Some(level) = self.level(&["log", "level"], node)? {
+                        out.level = level;
+                    }
+                }
+                "modules" => match node {
+                    Node::Null => {}
+                    Node::Map(modules) => {
+                        if let Some(name) = first_duplicate(modules) {
+                            return Err(self.duplicate_key(&["log", "modules", name]));
+                        }
+                        for (name, node) in modules {
+                            self.module(&mut out, &["log", "modules", name], node)?;
+                        }
+                    }
+                    other => {
+                        return Err(self.error(
+                            &["log", "modules"],
+                            format!(
+                                "expected a mapping of module names to levels, found {}",
+                                other.kind()
+                            ),
+                        ))
+                    }
+                },
+                "format" | "output" | "time" => self.warn(
+                    &["log", key],
+                    format!("`log.{key}` is not supported yet (ignored)"),
+                ),
+                _ => self.module(&mut out, &["log", key], node)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn module(
+        &mut self,
+        out: &mut LogConfig,
+        path: &[&str],
+        node: &Node,
+    ) -> Result<(), ConfigError> {
+        let name = path[path.len() - 1];
+        // The name becomes part of a filter directive, so it must be a plain identifier.
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            let message = format!("unknown key `{}` (ignored)", path.join("."));
+            self.warn(path, message);
+            return Ok(());
+        }
+        if let Some(level) = self.level(path, node)? {
+            let name = name.to_ascii_lowercase();
+            match out.modules.iter_mut().find(|(m, _)| *m == name) {
+                Some(entry) => entry.1 = level,
+                None => out.modules.push((name, level)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A level word, normalised to tracing's; None when left empty.
+    fn level(&self, path: &[&str], node: &Node) -> Result<Option<String>, ConfigError> {
+        match node {
+            Node::Null => Ok(None),
+            Node::Str(s) if s.is_empty() => Ok(None),
+            Node::Str(s) => parse_level(s).map(|l| Some(l.to_owned())).ok_or_else(|| {
+                self.error(
+                    path,
+                    format!(
+                        "unknown log level {s:?} (expected trace, debug, info, warn, error or off)"
+                    ),
+                )
+            }),
+            other => Err(self.error(
+                path,
+                format!("expected a log level, found {}", other.kind()),
+            )),
+        }
+    }
+
+    /// Points at the second occurrence of a repeated key.
+    fn duplicate_key(&self, path: &[&str]) -> ConfigError {
+        let segs = keys(path);
+        let line = self
+            .lines
+            .nth_line_of(&segs, 1)
+            .unwrap_or_else(|| self.lines.line_of(&segs));
+        self.error_at(path.join("."), line, "duplicate key")
+    }
+}
+
+fn first_duplicate(pairs: &[(String, Node)]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| !seen.insert(*k))
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// go2rtc's zerolog level words (and a few aliases) as tracing level words.
+fn parse_level(s: &str) -> Option<&'static str> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        // tracing has nothing above error.
+        "error" | "fatal" | "panic" => "error",
+        "off" | "disabled" | "none" => "off",
+        _ => return None,
+    })
+}
+
+/// Phrases serde and serde_yaml_ng begin error messages with; what precedes `": phrase"` in
+/// a message is serde_yaml_ng's path to the value.
+const SERDE_PHRASES: &[&str] = &[
+    "invalid type: ",
+    "invalid value: ",
+    "invalid length ",
+    "duplicate field ",
+    "duplicate entry ",
+    "unknown field ",
+    "unknown variant ",
+    "missing field ",
+    "non-string key",
+    raw::TOO_LARGE,
+];
+
+/// Turns a serde_yaml_ng error into a [`ConfigError`]. Its location is used as is; its path is
+/// only reachable through `Display` ("rtsp.listen: invalid type: ... at line 2 column 11"),
+/// so the message is taken apart, trusting first the fixed paths of the typed fields.
+fn yaml_error(
+    err: &serde_yaml_ng::Error,
+    text: &str,
+    lines: &KeyLines,
+    origin: &str,
+) -> ConfigError {
+    let location = err.location();
+    let line = location.as_ref().map_or(0, |l| l.line());
+    let mut full = err.to_string();
+    if let Some(l) = &location {
+        full = full.replacen(
+            &format!(" at line {} column {}", l.line(), l.column()),
+            "",
+            1,
+        );
+    }
+    let (path, message) = split_error_path(&full);
+    let error = |key: String, line: usize, message: &str| ConfigError {
+        origin: origin.to_owned(),
+        line,
+        key,
+        message: match message {
+            "repetition limit exceeded" => {
+                "YAML aliases expand too much (repetition limit exceeded)".to_owned()
+            }
+            _ => message
+                .replace(", expected u64", ", expected a whole number")
+                .replace(
+                    ", expected u16",
+                    ", expected a whole number from 0 to 65535",
+                ),
+        },
+    };
+
+    // serde reports a repeated struct field at the struct; point at the repeated key instead.
+    if let Some(field) = message
+        .strip_prefix("duplicate field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        let key = match path {
+            Some(parent) => format!("{parent}.{field}"),
+            None => field.to_owned(),
+        };
+        let segs: Vec<Seg> = key.split('.').map(|k| Seg::Key(k.to_owned())).collect();
+        let line = lines.nth_line_of(&segs, 1).unwrap_or(line);
+        return error(key, line, "duplicate key");
+    }
+    let key = match path {
+        Some(p) => p.to_owned(),
+        None if message.contains("expected a mapping of sections") => ROOT_KEY.to_owned(),
+        None => locate::key_at(text, line).unwrap_or_else(|| ROOT_KEY.to_owned()),
+    };
+    error(key, line, message)
+}
+
+/// Splits "path: message" as serde_yaml_ng formats it; no path for document-level errors.
+fn split_error_path(full: &str) -> (Option<&str>, &str) {
+    let fixed = raw::TYPED_PATHS
+        .iter()
+        .filter(|p| {
+            full.strip_prefix(**p)
+                .is_some_and(|rest| rest.starts_with(": "))
+        })
+        .max_by_key(|p| p.len());
+    if let Some(p) = fixed {
+        return (Some(p), &full[p.len() + 2..]);
+    }
+    if SERDE_PHRASES.iter().any(|p| full.starts_with(p)) {
+        return (None, full);
+    }
+    // A path through user-chosen names (streams.cam1[2]); take the earliest phrase.
+    let cut = SERDE_PHRASES
+        .iter()
+        .filter_map(|p| full.find(&format!(": {p}")))
+        .min();
+    match cut {
+        Some(i) => (Some(&full[..i]), &full[i + 2..]),
+        None => (None, full),
+    }
+}

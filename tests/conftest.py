@@ -1,0 +1,211 @@
+"""Shared fixtures for corecast's end-to-end tests.
+
+Every test runs the real release binary and real peers (ffmpeg, ffprobe, GStreamer).
+Each server gets its own ports so tests never collide, and every process is killed at
+the end of its test.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "corecast"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+_next_port = [20000 + (os.getpid() % 200) * 100]
+
+
+def free_port_block(n=4):
+    """A block of n consecutive free ports (TCP and UDP)."""
+    while True:
+        base = _next_port[0]
+        _next_port[0] += n + 6
+        ok = True
+        for p in range(base, base + n):
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                s = socket.socket(socket.AF_INET, kind)
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                finally:
+                    s.close()
+        if ok:
+            return base
+
+
+class Server:
+    def __init__(self, proc, rtsp_port, api_port, workdir, log_path):
+        self.proc = proc
+        self.rtsp_port = rtsp_port
+        self.api_port = api_port
+        self.workdir = workdir
+        self.log_path = log_path
+
+    def url(self, name, query=""):
+        return f"rtsp://127.0.0.1:{self.rtsp_port}/{name}{query}"
+
+    def api(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def streams(self):
+        return self.api("/api/streams")
+
+    def wait_producer(self, name, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.streams().get(name)
+            if s and s.get("producers"):
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"stream {name} has no producer after {timeout}s; log:\n{self.log()}")
+
+    def log(self):
+        try:
+            return Path(self.log_path).read_text()[-4000:]
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True):
+    base = free_port_block(6)
+    rtsp_port, api_port, rtp_port = base, base + 1, base + 2
+    workdir = Path(tempfile.mkdtemp(prefix="corecast-"))
+    cfg = workdir / "corecast.yaml"
+    cfg.write_text(
+        f"rtsp:\n  listen: \"127.0.0.1:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
+        f"api:\n  listen: \"127.0.0.1:{api_port}\"\n"
+        f"shards: {shards}\n" + config_text
+    )
+    log_path = workdir / "server.log"
+    cmd = [str(BIN), "-c", str(cfg)] + (args or [])
+    proc = subprocess.Popen(
+        cmd,
+        stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT,
+        cwd=cwd or workdir,
+        env={**os.environ, **(env or {})},
+    )
+    srv = Server(proc, rtsp_port, api_port, workdir, log_path)
+    if wait:
+        wait_http(api_port, proc, log_path)
+    return srv
+
+
+def wait_http(api_port, proc, log_path, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {Path(log_path).read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("server did not answer /api in time")
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=5):
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def server_factory():
+    started = []
+
+    def make(*a, **kw):
+        s = start_server(*a, **kw)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        stop(s.proc)
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts; all are killed at the end, even on failure."""
+    ps = []
+    yield ps
+    for p in ps:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGCONT)
+            except OSError:
+                pass
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """A 10 s H.264 + AAC test clip, one keyframe (so a late reader still gets every
+    frame from the server's ring), 25 fps: 250 video frames."""
+    d = tmp_path_factory.mktemp("clip")
+    path = d / "clip.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+         "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-g", "300", "-bf", "0",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", str(path)],
+        check=True,
+    )
+    return path
+
+
+def ffmpeg_publish(url, clip, transport="tcp", loop=False, extra=None):
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re"]
+    if loop:
+        cmd += ["-stream_loop", "-1"]
+    cmd += ["-i", str(clip), "-c", "copy"] + (extra or []) + [
+        "-f", "rtsp", "-rtsp_transport", transport, url]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def ffmpeg_read(url, transport="tcp", duration=None, extra_in=None):
+    """Starts an ffmpeg reader that decodes every stream to null and reports progress."""
+    cmd = ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error",
+           "-rtsp_transport", transport] + (extra_in or []) + ["-i", url]
+    if duration:
+        cmd += ["-t", str(duration)]
+    cmd += ["-map", "0", "-f", "null", "-progress", "pipe:1", "-"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def decoded_frames(progress_text):
+    """Last `frame=` value in ffmpeg -progress output (video frames decoded)."""
+    frames = re.findall(r"^frame=(\d+)", progress_text, re.M)
+    return int(frames[-1]) if frames else 0
+
+
+def ffprobe_streams(url, transport="tcp"):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", transport, "-show_entries",
+         "stream=codec_name,codec_type", "-of", "json", url],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["streams"]
