@@ -47,18 +47,21 @@ def test_fifty_readers_on_two_shards(server_factory, procs, clip):
     srv.wait_producer("many")
     readers = []
     for _ in range(50):
-        r = ffmpeg_read(url, duration=6)
+        r = ffmpeg_read(url, duration=10)
         procs.append(r)
         readers.append(r)
-    time.sleep(3)
-    info = srv.api("/api")
-    per_shard = [s["viewers"] for s in info["shards"]]
-    consumers = srv.streams()["many"]["consumers"] or []
+    # Wait until all 50 are playing at once (starting 50 ffmpegs takes a while on 2 cores).
+    deadline = time.time() + 9
+    while time.time() < deadline:
+        consumers = srv.streams()["many"]["consumers"] or []
+        if len(consumers) == 50:
+            break
+        time.sleep(0.2)
+    per_shard = [s["viewers"] for s in srv.api("/api")["shards"]]
     results = [r.communicate(timeout=60) for r in readers]
     frames = [decoded_frames(out) for out, _ in results]
-    # 6 s at 25 fps = 150 frames; everyone starts at the clip's only keyframe or later
-    # loops' keyframes, so allow for the join.
-    assert all(f >= 100 for f in frames), frames
+    # 10 s at 25 fps = 250 frames; each reader starts at the newest keyframe in the ring.
+    assert all(f >= 200 for f in frames), frames
     assert all(decode_errors(err) == [] for _, err in results), [e for _, e in results if e][:2]
     assert len(consumers) == 50, len(consumers)
     assert sum(per_shard) == 50, per_shard
@@ -169,6 +172,6 @@ def test_slow_reader_is_skipped_not_blocking(server_factory, procs, tmp_path):
         assert f >= 0.9 * 20 * 25, (frames, progress_before)
     skipped = [c for c in consumers if c["skips"] > 0]
     victim_gone = len(consumers) < 3
-    assert skipped or victim_gone, consumers
+    assert skipped or victim_gone, (consumers, srv.log())
     # The healthy readers were never skipped.
     assert len([c for c in consumers if c["skips"] == 0]) >= 2, consumers

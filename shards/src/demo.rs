@@ -64,7 +64,7 @@ pub fn load() -> Result<Clip, String> {
         _ => return Err("demo clip has no SPS/PPS".into()),
     };
     let frames = aac::adts_frames(&Bytes::from_static(AUDIO));
-    let Some(hdr) = frames.first().map(|(h, _)| h.clone()) else {
+    let Some(hdr) = frames.first().map(|(h, _)| *h) else {
         return Err("demo clip has no AAC frames".into());
     };
     let cfg = aac::audio_specific_config(&hdr);

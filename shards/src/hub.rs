@@ -133,6 +133,9 @@ impl LocalStream {
     }
 }
 
+/// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read).
+pub type HandoffFn = Box<dyn Fn(i32, SocketAddr, Vec<u8>)>;
+
 /// Where a UDP datagram from a publisher goes.
 pub struct UdpRoute {
     pub publish: crate::drive::rtsp::PublishSlot,
@@ -169,7 +172,7 @@ pub struct Shard {
     /// Filled in once the UDP sockets are bound.
     pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
     /// Receives publisher handoffs (set by the RTSP driver at start).
-    pub on_handoff: RefCell<Option<Box<dyn Fn(i32, SocketAddr, Vec<u8>)>>>,
+    pub on_handoff: RefCell<Option<HandoffFn>>,
 }
 
 impl Shard {

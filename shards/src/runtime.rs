@@ -159,7 +159,7 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen for RTSP on {addr}: {e}"))?;
         glommio::spawn_local(crate::drive::rtsp::serve(shard.clone(), l)).detach();
         let port = config.rtsp.udp_rtp_port as u32 + 2 * shard.id as u32;
-        if port + 1 <= u16::MAX as u32 && config.rtsp.udp_rtp_port != 0 {
+        if port < u16::MAX as u32 && config.rtsp.udp_rtp_port != 0 {
             match crate::drive::udp::UdpPair::bind(addr.ip(), port as u16) {
                 Ok(pair) => {
                     let pair = Rc::new(pair);

@@ -99,7 +99,7 @@ pub struct Config {
     /// Number of shards (executors); None = one per available core.
     pub shards: Option<usize>,
     /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
-    /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line.
+    /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line; past 100, one summary line.
     pub warnings: Vec<String>,
 }
 
@@ -294,7 +294,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             ),
         });
     }
-    let lines = KeyLines::scan(text);
     if let Some(line) = locate::flow_too_deep(text, MAX_FLOW_DEPTH) {
         return Err(ConfigError {
             origin: origin.to_owned(),
@@ -303,6 +302,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             message: format!("`[`/`{{` collections nest deeper than {MAX_FLOW_DEPTH} levels"),
         });
     }
+    let lines = KeyLines::scan(text);
     let mut ignored = Vec::new();
     // `Option` so that an empty or comment-only file reads as "no sections".
     let raw: Option<RawConfig> =

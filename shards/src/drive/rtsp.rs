@@ -167,10 +167,10 @@ impl HostImpl {
                         .split(';')
                         .map(str::trim)
                         .filter(|p| {
-                            !p.is_empty()
-                                && !p.starts_with("sprop-")
-                                && !(param.contains("profile-level-id")
-                                    && p.starts_with("profile-level-id"))
+                            let replaced = p.starts_with("sprop-")
+                                || (param.contains("profile-level-id")
+                                    && p.starts_with("profile-level-id"));
+                            !p.is_empty() && !replaced
                         })
                         .collect();
                     let mut v = kept.join(";");
@@ -585,7 +585,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         let out = std::mem::take(&mut *conn.out.borrow_mut());
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
-                conn.closing.set(true);
+                end_connection(&conn, &stream);
                 break;
             }
             continue;
@@ -593,99 +593,21 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         if conn.closing.get() {
             break;
         }
-        // Take a batch from the ring under a short borrow.
         let now = shard.clock.now();
-        {
-            let mut play_ref = conn.play.borrow_mut();
-            let Some(play) = play_ref.as_mut() else {
-                drop(play_ref);
+        match take_batch(&conn, now, &mut batch, &mut dests, &mut rtcp_bufs) {
+            Step::Idle => {
                 wait(&conn, None).await;
                 continue;
-            };
-            if play.stream.is_closed() {
-                // The producer left: end the session cleanly, players see EOF.
-                drop(play_ref);
-                conn.closing.set(true);
-                break;
             }
-            let ring = play.stream.ring.borrow();
-            if let Some(next) = play.cursor.peek(&ring) {
-                if now.saturating_sub(next.arrival) > MAX_DELAY_US {
-                    play.cursor.jump_to_last_keyframe(&ring);
-                }
-            }
-            let skips_before = play.cursor.skips;
-            while batch.len() < BATCH {
-                match play.cursor.next(&ring, play.max_lag) {
-                    Next::Item(p) => {
-                        if let Some(Some(_)) = play.outs.get(p.track as usize) {
-                            batch.push(p.clone());
-                        }
-                    }
-                    Next::Empty => break,
-                }
-            }
-            if play.cursor.skips != skips_before {
-                let c = &play.consumer.stats;
-                c.skips.store(play.cursor.skips, Relaxed);
-                c.skipped_packets.store(play.cursor.skipped, Relaxed);
-                debug!(stream = %play.stream.name, peer = %conn.peer, skips = play.cursor.skips, "slow reader skipped to keyframe");
-            }
-            drop(ring);
-            if batch.is_empty() {
-                let pos = play.cursor.position();
-                let stream_rc = play.stream.clone();
-                drop(play_ref);
-                wait(&conn, Some((stream_rc, pos))).await;
+            Step::Wait(s, pos) => {
+                wait(&conn, Some((s, pos))).await;
                 continue;
             }
-            // Per-track accounting and sender reports (rare) for this batch.
-            dests.clear();
-            let mut bytes = 0u64;
-            for p in &batch {
-                let t = p.track as usize;
-                dests.push(play.outs[t]);
-                bytes += p.data.len() as u64;
-                let s = &mut play.sync[t];
-                if s.packets == 0 {
-                    s.ssrc = corecast::rtp::view(&p.data).map(|v| v.ssrc).unwrap_or(0);
-                }
-                s.packets = s.packets.wrapping_add(1);
-                s.octets = s
-                    .octets
-                    .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
-                let media_us =
-                    (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
-                let off = p.arrival as i64 - media_us;
-                if s.offset_us.is_none_or(|o| off < o) {
-                    s.offset_us = Some(off);
-                }
+            Step::End => {
+                end_connection(&conn, &stream);
+                break;
             }
-            rtcp_bufs.clear();
-            for (t, s) in play.sync.iter_mut().enumerate() {
-                if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
-                    if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
-                        s.last_sr = now;
-                        let media_us = now as i64 - off;
-                        let rtp_time =
-                            (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
-                        let info = SenderInfo {
-                            ssrc: s.ssrc,
-                            ntp: rtcp::unix_micros_to_ntp(unix_micros()),
-                            rtp_time,
-                            packet_count: s.packets,
-                            octet_count: s.octets,
-                        };
-                        let mut b = Vec::with_capacity(64);
-                        rtcp::write_sender_report(&mut b, &info, "corecast");
-                        rtcp_bufs.push(b);
-                        dests.push(Some(out));
-                    }
-                }
-            }
-            let c = &play.consumer.stats;
-            c.packets.fetch_add(batch.len() as u64, Relaxed);
-            c.bytes.fetch_add(bytes, Relaxed);
+            Step::Write => {}
         }
 
         // Build the writes: shared payloads, per-viewer 4-byte headers only.
@@ -754,7 +676,120 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         }
         batch.clear();
     }
-    let _ = stream.close().await;
+    // No shutdown(): it would act on the socket, which a handoff keeps alive on another
+    // shard. Dropping our fd is enough; the last fd closed sends the FIN.
+    drop(stream);
+}
+
+/// The writer ends the connection (producer gone, peer unreachable): shut the socket down
+/// so the reader task's pending read returns at once.
+fn end_connection(conn: &Conn, stream: &TcpStream) {
+    conn.closing.set(true);
+    // SAFETY: shutdown on a valid socket fd; no memory is involved.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// What the writer does next.
+enum Step {
+    /// Not playing: wait for a response or PLAY.
+    Idle,
+    /// Caught up: wait for the ring to move past this position.
+    Wait(Rc<LocalStream>, u64),
+    /// The producer is gone: end the connection.
+    End,
+    /// `batch` (and maybe sender reports) are ready to write.
+    Write,
+}
+
+/// Takes the next batch from the ring under a short borrow (never held across an await).
+fn take_batch(
+    conn: &Conn,
+    now: u64,
+    batch: &mut Vec<Rc<Packet>>,
+    dests: &mut Vec<Option<Out>>,
+    rtcp_bufs: &mut Vec<Vec<u8>>,
+) -> Step {
+    let mut play_ref = conn.play.borrow_mut();
+    let Some(play) = play_ref.as_mut() else {
+        return Step::Idle;
+    };
+    if play.stream.is_closed() {
+        // The producer left: end the session cleanly, players see EOF.
+        return Step::End;
+    }
+    let ring = play.stream.ring.borrow();
+    let skips_before = play.cursor.skips;
+    if let Some(next) = play.cursor.peek(&ring) {
+        if now.saturating_sub(next.arrival) > MAX_DELAY_US {
+            play.cursor.jump_to_last_keyframe(&ring);
+        }
+    }
+    while batch.len() < BATCH {
+        match play.cursor.next(&ring, play.max_lag) {
+            Next::Item(p) => {
+                if let Some(Some(_)) = play.outs.get(p.track as usize) {
+                    batch.push(p.clone());
+                }
+            }
+            Next::Empty => break,
+        }
+    }
+    if play.cursor.skips != skips_before {
+        let c = &play.consumer.stats;
+        c.skips.store(play.cursor.skips, Relaxed);
+        c.skipped_packets.store(play.cursor.skipped, Relaxed);
+        debug!(stream = %play.stream.name, peer = %conn.peer, skips = play.cursor.skips, "slow reader skipped to keyframe");
+    }
+    drop(ring);
+    if batch.is_empty() {
+        return Step::Wait(play.stream.clone(), play.cursor.position());
+    }
+    // Per-track accounting and sender reports (rare) for this batch.
+    dests.clear();
+    let mut bytes = 0u64;
+    for p in batch.iter() {
+        let t = p.track as usize;
+        dests.push(play.outs[t]);
+        bytes += p.data.len() as u64;
+        let s = &mut play.sync[t];
+        if s.packets == 0 {
+            s.ssrc = corecast::rtp::view(&p.data).map(|v| v.ssrc).unwrap_or(0);
+        }
+        s.packets = s.packets.wrapping_add(1);
+        s.octets = s
+            .octets
+            .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
+        let media_us = (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
+        let off = p.arrival as i64 - media_us;
+        if s.offset_us.is_none_or(|o| off < o) {
+            s.offset_us = Some(off);
+        }
+    }
+    rtcp_bufs.clear();
+    for (t, s) in play.sync.iter_mut().enumerate() {
+        if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
+            if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
+                s.last_sr = now;
+                let media_us = now as i64 - off;
+                let rtp_time = (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
+                let info = SenderInfo {
+                    ssrc: s.ssrc,
+                    ntp: rtcp::unix_micros_to_ntp(unix_micros()),
+                    rtp_time,
+                    packet_count: s.packets,
+                    octet_count: s.octets,
+                };
+                let mut b = Vec::with_capacity(64);
+                rtcp::write_sender_report(&mut b, &info, "corecast");
+                rtcp_bufs.push(b);
+                dests.push(Some(out));
+            }
+        }
+    }
+    let c = &play.consumer.stats;
+    c.packets.fetch_add(batch.len() as u64, Relaxed);
+    c.bytes.fetch_add(bytes, Relaxed);
+    Step::Write
 }
 
 /// Waits until there is something to write: a response, new ring data, or closing.
