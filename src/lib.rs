@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod filter;
 pub mod ingest;
 pub mod packet;
 pub mod ring;

@@ -10,6 +10,7 @@ use crate::hub::{LocalStream, Shard};
 use crate::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
 use crate::sendv::{self, UdpBatch};
 use bytes::BytesMut;
+use corecast::filter::{self, Filter};
 use corecast::ingest::Ingest;
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next};
@@ -143,6 +144,8 @@ struct HostImpl {
     shard: Rc<Shard>,
     conn: Rc<Conn>,
     user_agent: String,
+    /// Reader track j is stream media `selection[j]` (set by DESCRIBE's filter).
+    selection: Vec<usize>,
     /// Set by ANNOUNCE: (stream id, generation, stream).
     announced: Option<(u64, u64, Rc<LocalStream>, Arc<ProducerInfo>)>,
     publish: PublishSlot,
@@ -156,7 +159,7 @@ impl HostImpl {
         let g = self.shard.registry.lock();
         let e = g.streams.get(path).ok_or(404u16)?;
         let sdp = e.sdp.as_ref().ok_or(404u16)?;
-        let mut out = sdp.for_readers();
+        let mut out = sdp.clone();
         // Parameter sets the publisher only sent in-band go into the SDP, so a reader that
         // joins at a keyframe without them can still decode.
         for (media, param) in &e.learned_sprop {
@@ -187,8 +190,17 @@ impl HostImpl {
 }
 
 impl Host for HostImpl {
-    fn describe(&mut self, path: &str, _query: Option<&str>) -> Result<Sdp, u16> {
-        self.reader_sdp(path)
+    fn describe(&mut self, path: &str, query: Option<&str>) -> Result<Sdp, u16> {
+        let full = self.reader_sdp(path)?;
+        let filter = Filter::parse(query, self.shard.config.rtsp.default_query.as_deref());
+        let selection = filter.select(&full);
+        if selection.is_empty() {
+            debug!(stream = path, ?query, "no track matches the reader's filter");
+            return Err(404);
+        }
+        let sdp = filter::filtered(&full, &selection).for_readers();
+        self.selection = selection;
+        Ok(sdp)
     }
 
     fn announce(&mut self, path: &str, sdp: &Sdp) -> Result<(), u16> {
@@ -217,8 +229,22 @@ impl Host for HostImpl {
         self.shard.udp.borrow().as_ref().map(|u| u.ports)
     }
 
-    fn play(&mut self, path: &str, tracks: &[SetupTrack]) -> Result<Vec<RtpInfo>, u16> {
+    fn play(&mut self, path: &str, reader_tracks: &[SetupTrack]) -> Result<Vec<RtpInfo>, u16> {
         let sdp = self.reader_sdp(path)?;
+        // The reader's track numbers index its filtered SDP; map them to the stream's.
+        let tracks: Vec<SetupTrack> = reader_tracks
+            .iter()
+            .filter_map(|t| {
+                self.selection.get(t.media_index).map(|&m| SetupTrack {
+                    media_index: m,
+                    transport: t.transport,
+                })
+            })
+            .collect();
+        if tracks.len() != reader_tracks.len() {
+            return Err(455);
+        }
+        let tracks = &tracks[..];
         let stream = self.shard.attach_reader(path)?;
         let ring = stream.ring.borrow();
         let cursor = Cursor::join(&ring);
@@ -281,6 +307,10 @@ impl Host for HostImpl {
         }
         let max_lag = (ring.capacity() / 2) as u64;
         drop(ring);
+        // RTP-Info names the reader's own track numbers.
+        for (i, t) in infos.iter_mut().zip(reader_tracks) {
+            i.media_index = t.media_index;
+        }
         let consumer = Arc::new(ConsumerInfo {
             id: self.shard.registry.next_id(),
             shard: self.shard.id,
@@ -403,6 +433,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
         shard: shard.clone(),
         conn: conn.clone(),
         user_agent: String::new(),
+        selection: Vec::new(),
         announced: None,
         publish: Rc::new(RefCell::new(None)),
         udp_routes: Vec::new(),
