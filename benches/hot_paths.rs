@@ -1,1 +1,692 @@
-fn main() {}
+//! Criterion micro-benchmarks of corecast's hot paths. What each group measures, how to run
+//! it and the recorded results are in BENCHMARKS.md.
+//!
+//! - `rtsp_parse`: `rtsp::message::parse` on real requests and on interleaved RTP frames.
+//! - `rtp_view`: `rtp::view`, and the whole parse-once ingest (`Ingest::packet`).
+//! - `fanout`: one packet into a `Ring<Rc<Packet>>`, read by N cursors doing the RTSP
+//!   writer's per-viewer work minus the syscall.
+//! - `writer_replica`: two patterns of `shards/src/drive/rtsp.rs` and `shards/src/hub.rs`
+//!   (a binary crate, so not importable) copied here to put a number on their per-viewer
+//!   cost. Keep them in step with that code, or delete them once it changes.
+//! - `relay`: the cross-shard hop between two real glommio executors.
+//!
+//! A counting global allocator (thread-local switch and counter: no atomics) checks the
+//! allocation claims once per run and prints `alloc-check:` lines.
+
+use bytes::BytesMut;
+use corecast::ingest::Ingest;
+use corecast::packet::Packet;
+use corecast::ring::{Cursor, Next, Ring};
+use corecast::rtsp::message::{self, Message, Method};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Allocation counting
+// ---------------------------------------------------------------------------------------
+
+/// The system allocator, counting allocations made on the current thread while switched on.
+struct CountingAlloc;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_alloc() {
+    // `try_with`: allocations can happen while thread-locals are being torn down.
+    let on = COUNTING.try_with(Cell::get).unwrap_or(false);
+    if on {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counting touches only
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Runs `f` and returns its result with the number of allocations (and reallocations) it
+/// made on this thread.
+fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCS.with(Cell::get))
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs
+// ---------------------------------------------------------------------------------------
+
+const LAVF: &str = "Lavf61.7.100";
+
+/// What FFmpeg (`ffplay`/`ffmpeg -rtsp_transport tcp -i ...`) sends to set up a track.
+fn setup_request() -> String {
+    format!(
+        "SETUP rtsp://127.0.0.1:8554/cam/trackID=0 RTSP/1.0\r\n\
+         Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\
+         CSeq: 3\r\n\
+         User-Agent: {LAVF}\r\n\r\n"
+    )
+}
+
+fn describe_request() -> String {
+    format!(
+        "DESCRIBE rtsp://127.0.0.1:8554/cam RTSP/1.0\r\n\
+         Accept: application/sdp\r\n\
+         CSeq: 2\r\n\
+         User-Agent: {LAVF}\r\n\r\n"
+    )
+}
+
+/// OPTIONS, DESCRIBE, SETUP, PLAY sent back to back (one read holds all four).
+fn pipeline() -> String {
+    format!(
+        "OPTIONS rtsp://127.0.0.1:8554/cam RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: {LAVF}\r\n\r\n\
+         {}{}\
+         PLAY rtsp://127.0.0.1:8554/cam/ RTSP/1.0\r\nRange: npt=0.000-\r\nCSeq: 4\r\n\
+         User-Agent: {LAVF}\r\nSession: 3F2A9C01D4E5B677\r\n\r\n",
+        describe_request(),
+        setup_request()
+    )
+}
+
+/// The SDP FFmpeg announces for H.264 + AAC.
+const LAVF_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\n\
+t=0 0\r\na=tool:libavformat 61.7.100\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QAH6zZQFAFuhAAAAMAEAAAAwPA8YMZYA==,aOvjyyLA; profile-level-id=64001F\r\n\
+a=control:streamid=0\r\nm=audio 0 RTP/AVP 97\r\nb=AS:128\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
+a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=1190\r\n\
+a=control:streamid=1\r\n";
+
+/// An RTP packet of `len` bytes: PT 96, then `payload_head`, then filler.
+fn rtp_packet(len: usize, seq: u16, payload_head: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    corecast::rtp::write_header(&mut p, 96, false, seq, 90_000, 0x1234_5678);
+    p.extend_from_slice(payload_head);
+    p.resize(len, 0xA5);
+    p
+}
+
+/// H.264 FU-A, first fragment of an IDR slice (NRI 3): a keyframe start.
+const FU_A_IDR_START: [u8; 2] = [0x7C, 0x85];
+/// H.264 FU-A, middle fragment of a non-IDR slice: the common case.
+const FU_A_MIDDLE: [u8; 2] = [0x5C, 0x01];
+
+/// A connection's receive buffer in steady state: already split once, so later splits only
+/// bump a reference count (as in the RTSP reader, whose buffer lives for the connection).
+fn conn_buffer(bytes: &[u8]) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(bytes.len());
+    buf.extend_from_slice(bytes);
+    drop(buf.split_to(0));
+    buf
+}
+
+/// `n` packets as the RTSP reader produces them: slices of 64 KiB receive buffers, so
+/// packets from one read share one reference count.
+fn received_packets(n: usize, len: usize) -> Vec<Packet> {
+    let per_read = (64 * 1024) / (len + 4);
+    let mut out = Vec::with_capacity(n);
+    let mut buf = BytesMut::new();
+    for i in 0..n {
+        if i % per_read == 0 {
+            buf = BytesMut::with_capacity(per_read * len);
+        }
+        buf.extend_from_slice(&rtp_packet(len, i as u16, &FU_A_MIDDLE));
+        let data = buf.split_to(len).freeze();
+        out.push(Packet {
+            data,
+            track: 0,
+            seq: (1 << 16) + i as u64,
+            timestamp: (1 << 32) + 90_000 + 3000 * (i as u64 / 8),
+            marker: i % 8 == 7,
+            keyframe: false,
+            arrival: 1_000_000 + 4_000 * i as u64,
+            payload_offset: 12,
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// rtsp_parse
+// ---------------------------------------------------------------------------------------
+
+/// Parses everything in `buf`, dropping each message (as the reader does once handled).
+fn parse_all(buf: &mut BytesMut) -> usize {
+    let mut n = 0;
+    while let Some(m) = message::parse(buf).expect("valid input") {
+        black_box(&m);
+        n += 1;
+    }
+    n
+}
+
+fn bench_rtsp_parse(c: &mut Criterion) {
+    let setup = setup_request();
+    let describe = describe_request();
+    let pipe = pipeline();
+    const FRAMES: usize = 64;
+    const FRAME_PAYLOAD: usize = 1400;
+    let mut frames = Vec::with_capacity(FRAMES * (FRAME_PAYLOAD + 4));
+    for i in 0..FRAMES {
+        frames.extend_from_slice(&message::write_interleaved_header(0, FRAME_PAYLOAD as u16));
+        frames.extend_from_slice(&rtp_packet(FRAME_PAYLOAD, i as u16, &FU_A_MIDDLE));
+    }
+
+    // Sanity and allocation checks.
+    let mut b = conn_buffer(setup.as_bytes());
+    let (m, allocs) = count_allocs(|| message::parse(&mut b).unwrap().unwrap());
+    match &m {
+        Message::Request(r) => {
+            assert_eq!(r.method, Method::Setup);
+            assert!(r.headers.get("Transport").is_some());
+        }
+        other => panic!("expected a request, got {other:?}"),
+    }
+    drop(m);
+    eprintln!("alloc-check: rtsp_parse SETUP request: {allocs} allocations per parse");
+    let mut b = conn_buffer(pipe.as_bytes());
+    let (n, allocs) = count_allocs(|| parse_all(&mut b));
+    assert_eq!(n, 4);
+    eprintln!("alloc-check: rtsp_parse 4-request pipeline: {allocs} allocations for 4 parses");
+    let mut b = conn_buffer(&frames);
+    let (n, allocs) = count_allocs(|| parse_all(&mut b));
+    assert_eq!(n, FRAMES);
+    eprintln!(
+        "alloc-check: rtsp_parse interleaved {FRAME_PAYLOAD} B frames: {allocs} allocations for {FRAMES} frames"
+    );
+
+    let mut g = c.benchmark_group("rtsp_parse");
+    for (name, text, msgs) in [
+        ("setup_ffmpeg", setup.as_bytes(), 1u64),
+        ("describe", describe.as_bytes(), 1),
+        ("pipeline_4", pipe.as_bytes(), 4),
+    ] {
+        g.throughput(Throughput::Elements(msgs));
+        g.bench_function(name, |bch| {
+            bch.iter_batched_ref(
+                || conn_buffer(text),
+                |buf| parse_all(buf),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // 64 frames per iteration (about one 64 KiB read): the zero-copy split path.
+    g.throughput(Throughput::Elements(FRAMES as u64));
+    g.bench_function("interleaved_1400x64", |bch| {
+        bch.iter_batched_ref(
+            || conn_buffer(&frames),
+            |buf| parse_all(buf),
+            BatchSize::NumIterations(16),
+        )
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// rtp_view and ingest
+// ---------------------------------------------------------------------------------------
+
+fn bench_rtp_view(c: &mut Criterion) {
+    let pkt = rtp_packet(1200, 4242, &FU_A_MIDDLE);
+    let sdp = corecast::sdp::parse(LAVF_SDP).expect("valid SDP");
+    let mut ingest = Ingest::new(&sdp);
+    let idr = conn_buffer(&rtp_packet(1200, 1, &FU_A_IDR_START)).freeze();
+    let mid = conn_buffer(&rtp_packet(1200, 2, &FU_A_MIDDLE)).freeze();
+
+    let ((p, learned), allocs) = count_allocs(|| ingest.packet(0, idr.clone(), 7).unwrap());
+    assert!(p.keyframe && learned.is_none());
+    assert_eq!(p.payload_offset, 12);
+    drop(p);
+    eprintln!("alloc-check: Ingest::packet (FU-A IDR start): {allocs} allocations per packet");
+
+    let mut g = c.benchmark_group("rtp_view");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("view_1200", |b| {
+        b.iter(|| corecast::rtp::view(black_box(&pkt[..])))
+    });
+    for (name, data) in [
+        ("ingest_fu_a_idr_start", &idr),
+        ("ingest_fu_a_middle", &mid),
+    ] {
+        g.bench_function(name, |b| {
+            // The `Bytes` clone (one atomic increment) stands for the split off the receive
+            // buffer the reader would hand over; the packet is dropped (one decrement).
+            b.iter(|| ingest.packet(0, black_box(data.clone()), 1_000))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// fanout
+// ---------------------------------------------------------------------------------------
+
+/// Writer batch size and buffer capacities, as in `shards/src/drive/rtsp.rs`.
+const BATCH: usize = 64;
+const RING: usize = 4096;
+
+/// One viewer's state: its cursor and the writer's reusable buffers.
+struct Reader {
+    cursor: Cursor,
+    batch: Vec<Rc<Packet>>,
+    hdrs: Vec<[u8; 4]>,
+    /// Stands for `libc::iovec` (base, len): what `sendmsg` would be given.
+    iov: Vec<(*const u8, usize)>,
+    /// Media index -> interleaved RTP channel, as the writer's `outs`.
+    outs: Vec<Option<u8>>,
+    /// Used by the `writer_replica` group only.
+    acct: Accounting,
+}
+
+impl Reader {
+    fn new(ring: &Ring<Rc<Packet>>) -> Reader {
+        Reader {
+            cursor: Cursor::join(ring),
+            batch: Vec::with_capacity(BATCH),
+            hdrs: Vec::with_capacity(BATCH + 8),
+            iov: Vec::with_capacity(2 * BATCH + 16),
+            outs: vec![Some(0), Some(2)],
+            acct: Accounting::new(),
+        }
+    }
+
+    /// The writer's per-viewer work for one turn, minus the syscall: take what is new from
+    /// the ring, build the 4-byte headers and the (header, shared payload) iovec pairs.
+    /// Returns the number of iovecs built.
+    #[inline]
+    fn turn(&mut self, ring: &Ring<Rc<Packet>>, max_lag: u64) -> usize {
+        self.batch.clear();
+        self.hdrs.clear();
+        self.iov.clear();
+        while self.batch.len() < BATCH {
+            match self.cursor.next(ring, max_lag) {
+                Next::Item(p) => {
+                    if let Some(Some(_)) = self.outs.get(p.track as usize) {
+                        self.batch.push(Rc::clone(p));
+                    }
+                }
+                Next::Empty => break,
+            }
+        }
+        for p in &self.batch {
+            let ch = self.outs[p.track as usize].unwrap_or(0);
+            let len = p.data.len().min(u16::MAX as usize) as u16;
+            self.hdrs.push(message::write_interleaved_header(ch, len));
+        }
+        for (h, p) in self.hdrs.iter().zip(&self.batch) {
+            self.iov.push((h.as_ptr(), h.len()));
+            self.iov.push((p.data.as_ptr(), p.data.len()));
+        }
+        // Here the writer would call sendmsg(iov).
+        black_box(&self.iov);
+        let n = self.iov.len();
+        // As the writer does after the write: the Rc clones go.
+        self.batch.clear();
+        n
+    }
+}
+
+/// A stream with `n` caught-up readers, and the packet source that feeds it.
+struct Fanout {
+    ring: Ring<Rc<Packet>>,
+    readers: Vec<Reader>,
+    source: Vec<Packet>,
+    next: usize,
+    max_lag: u64,
+}
+
+impl Fanout {
+    fn new(n: usize) -> Fanout {
+        let source = received_packets(1024, 1200);
+        let mut ring = Ring::new(RING);
+        // A keyframe, then a GOP's worth of packets, so readers join mid-stream.
+        for (i, p) in source.iter().take(300).enumerate() {
+            ring.push(Rc::new(p.clone()), i == 0);
+        }
+        let mut readers: Vec<Reader> = (0..n).map(|_| Reader::new(&ring)).collect();
+        let max_lag = (ring.capacity() / 2) as u64;
+        for r in &mut readers {
+            while r.turn(&ring, max_lag) > 0 {}
+        }
+        Fanout {
+            ring,
+            readers,
+            source,
+            next: 300,
+            max_lag,
+        }
+    }
+
+    fn push_one(&mut self) {
+        let p = Rc::new(self.source[self.next % self.source.len()].clone());
+        self.next += 1;
+        self.ring.push(p, false);
+    }
+
+    /// One packet in, every reader takes it. Returns the iovecs built (2 per reader).
+    fn step(&mut self) -> usize {
+        self.push_one();
+        let mut iovs = 0;
+        for r in &mut self.readers {
+            iovs += r.turn(&self.ring, self.max_lag);
+        }
+        iovs
+    }
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    for n in [100usize, 1_000, 10_000] {
+        let mut f = Fanout::new(n);
+        // Fill the ring so pushes overwrite (and free) old slots, as in steady state.
+        for _ in 0..RING {
+            f.step();
+        }
+        let (iovs, allocs) = count_allocs(|| f.step());
+        assert_eq!(iovs, 2 * n, "every reader takes exactly the one new packet");
+        assert_eq!(
+            allocs, 1,
+            "one allocation per packet (its Rc), none per reader"
+        );
+        eprintln!("alloc-check: fanout {n} readers: {allocs} allocation per packet (the Rc)");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| b.iter(|| f.step()));
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// writer_replica
+// ---------------------------------------------------------------------------------------
+
+/// Replica of the per-viewer accounting `take_batch` in `shards/src/drive/rtsp.rs` does
+/// (commit 7a9dfc7): per packet, a `dests` entry and the sender-report clock anchor (an
+/// `i128` division); per batch, a clock read and two relaxed `fetch_add`s on the viewer's
+/// shared `ConsumerStats`.
+struct Accounting {
+    dests: Vec<Option<u8>>,
+    clock_rate: u32,
+    offset_us: Option<i64>,
+    packets: u32,
+    octets: u32,
+    stats: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl Accounting {
+    fn new() -> Accounting {
+        Accounting {
+            dests: Vec::with_capacity(BATCH),
+            clock_rate: 90_000,
+            offset_us: None,
+            packets: 0,
+            octets: 0,
+            stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+        }
+    }
+}
+
+impl Reader {
+    /// `turn` plus the replica of `take_batch`'s accounting.
+    fn turn_with_accounting(&mut self, ring: &Ring<Rc<Packet>>, max_lag: u64, clock: Instant) {
+        let now = clock.elapsed().as_micros() as u64;
+        self.batch.clear();
+        while self.batch.len() < BATCH {
+            match self.cursor.next(ring, max_lag) {
+                Next::Item(p) => {
+                    if let Some(Some(_)) = self.outs.get(p.track as usize) {
+                        self.batch.push(Rc::clone(p));
+                    }
+                }
+                Next::Empty => break,
+            }
+        }
+        let a = &mut self.acct;
+        a.dests.clear();
+        let mut bytes = 0u64;
+        for p in &self.batch {
+            a.dests.push(self.outs[p.track as usize]);
+            bytes += p.data.len() as u64;
+            a.packets = a.packets.wrapping_add(1);
+            a.octets = a
+                .octets
+                .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
+            let media_us = (p.timestamp as i128 * 1_000_000 / a.clock_rate.max(1) as i128) as i64;
+            let off = p.arrival as i64 - media_us;
+            if a.offset_us.is_none_or(|o| off < o) {
+                a.offset_us = Some(off);
+            }
+        }
+        a.stats.0.fetch_add(self.batch.len() as u64, Relaxed);
+        a.stats.1.fetch_add(bytes, Relaxed);
+        black_box(now);
+        self.hdrs.clear();
+        self.iov.clear();
+        for p in &self.batch {
+            let ch = self.outs[p.track as usize].unwrap_or(0);
+            let len = p.data.len().min(u16::MAX as usize) as u16;
+            self.hdrs.push(message::write_interleaved_header(ch, len));
+        }
+        for (h, p) in self.hdrs.iter().zip(&self.batch) {
+            self.iov.push((h.as_ptr(), h.len()));
+            self.iov.push((p.data.as_ptr(), p.data.len()));
+        }
+        black_box(&self.iov);
+        self.batch.clear();
+    }
+}
+
+/// A waker that does nothing, distinct per reader (as each writer task's waker is).
+struct NoopWake;
+
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// Replica of `LocalStream::notify` + `LocalStream::register` (`shards/src/hub.rs`,
+/// commit 7a9dfc7): every packet wakes all waiters, then each caught-up viewer registers
+/// again, checking the list for its own waker first.
+fn notify_and_reregister(waiters: &RefCell<Vec<Waker>>, wakers: &[Waker]) {
+    let taken = std::mem::take(&mut *waiters.borrow_mut());
+    for w in taken {
+        w.wake();
+    }
+    for mine in wakers {
+        let mut w = waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(mine)) {
+            w.push(mine.clone());
+        }
+    }
+}
+
+fn bench_writer_replica(c: &mut Criterion) {
+    let mut g = c.benchmark_group("writer_replica");
+    let clock = Instant::now();
+    let n = 1_000usize;
+    let mut f = Fanout::new(n);
+    for _ in 0..RING {
+        f.step();
+    }
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("turn_with_accounting", n), |b| {
+        b.iter(|| {
+            f.push_one();
+            for r in &mut f.readers {
+                r.turn_with_accounting(&f.ring, f.max_lag, clock);
+            }
+        })
+    });
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    for n in [100usize, 1_000, 10_000] {
+        let wakers: Vec<Waker> = (0..n).map(|_| Waker::from(Arc::new(NoopWake))).collect();
+        let waiters = RefCell::new(Vec::new());
+        notify_and_reregister(&waiters, &wakers);
+        assert_eq!(waiters.borrow().len(), n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("wake_register", n), |b| {
+            b.iter(|| notify_and_reregister(&waiters, &wakers))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// relay
+// ---------------------------------------------------------------------------------------
+
+/// Packets per relay message (one producer tick).
+const RELAY_BATCH: usize = 32;
+/// Packets per criterion iteration.
+const RELAY_PACKETS: u64 = 200_000;
+/// As `MESH_CAPACITY` in `shards/src/runtime.rs`.
+const RELAY_CAPACITY: usize = 1024;
+
+/// Same shape as `hub::DataMsg`.
+struct DataMsg {
+    stream_id: u64,
+    generation: u64,
+    packets: Vec<Packet>,
+}
+
+/// A mirror stream on the receiving shard.
+struct Mirror {
+    generation: u64,
+    ring: RefCell<Ring<Rc<Packet>>>,
+}
+
+fn executor(name: &str) -> glommio::LocalExecutorBuilder {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name(name)
+        // As the shards: small registered buffer, under the default memlock limit.
+        .io_memory(512 << 10)
+        .ring_depth(256)
+}
+
+/// Sends `packets` packets from one executor to another in batches and returns the time
+/// from the sender's first send to the receiver's last ring push.
+fn relay_run(packets: u64) -> Duration {
+    let batches = packets.div_ceil(RELAY_BATCH as u64);
+    let total = batches * RELAY_BATCH as u64;
+    let (tx, rx) = glommio::channels::shared_channel::new_bounded::<DataMsg>(RELAY_CAPACITY);
+    let source = received_packets(4096, 1200);
+
+    let receiver = executor("relay-rx")
+        .spawn(move || async move {
+            let rx = rx.connect().await;
+            let mut streams: HashMap<u64, Rc<Mirror>> = HashMap::new();
+            streams.insert(
+                7,
+                Rc::new(Mirror {
+                    generation: 1,
+                    ring: RefCell::new(Ring::new(RING)),
+                }),
+            );
+            let mut got = 0u64;
+            while got < total {
+                let Some(msg) = rx.recv().await else { break };
+                // As `Shard::on_data`.
+                let Some(s) = streams.get(&msg.stream_id).cloned() else {
+                    continue;
+                };
+                if s.generation != msg.generation {
+                    continue;
+                }
+                let mut ring = s.ring.borrow_mut();
+                for p in msg.packets {
+                    let key = p.keyframe;
+                    ring.push(Rc::new(p), key);
+                    got += 1;
+                }
+            }
+            (Instant::now(), got)
+        })
+        .expect("receiver executor (io_uring and memlock available?)");
+
+    let sender = executor("relay-tx")
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            let start = Instant::now();
+            let mut i = 0usize;
+            for _ in 0..batches {
+                let mut packets = Vec::with_capacity(RELAY_BATCH);
+                for _ in 0..RELAY_BATCH {
+                    // As `LocalStream::push`: a `Packet` clone, the payload shared.
+                    packets.push(source[i].clone());
+                    i = (i + 1) % source.len();
+                }
+                let msg = DataMsg {
+                    stream_id: 7,
+                    generation: 1,
+                    packets,
+                };
+                if tx.send(msg).await.is_err() {
+                    panic!("relay receiver went away");
+                }
+            }
+            start
+        })
+        .expect("sender executor");
+
+    let start = sender.join().expect("sender ran");
+    let (end, got) = receiver.join().expect("receiver ran");
+    assert_eq!(got, total);
+    end.saturating_duration_since(start)
+}
+
+fn bench_relay(c: &mut Criterion) {
+    let mut g = c.benchmark_group("relay");
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(RELAY_PACKETS));
+    g.bench_function("shared_channel_batch32_200k", |b| {
+        // One executor pair per sample, `iters` rounds of 200k packets through it.
+        b.iter_custom(|iters| relay_run(iters * RELAY_PACKETS))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_rtsp_parse,
+    bench_rtp_view,
+    bench_fanout,
+    bench_writer_replica,
+    bench_relay
+);
+criterion_main!(benches);

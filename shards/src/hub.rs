@@ -45,6 +45,8 @@ pub enum CtlMsg {
         fd: i32,
         peer: SocketAddr,
         buffered: Vec<u8>,
+        /// The connection already passed RTSP auth on the first shard.
+        authenticated: bool,
     },
 }
 
@@ -133,8 +135,9 @@ impl LocalStream {
     }
 }
 
-/// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read).
-pub type HandoffFn = Box<dyn Fn(i32, SocketAddr, Vec<u8>)>;
+/// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read,
+/// already authenticated).
+pub type HandoffFn = Box<dyn Fn(i32, SocketAddr, Vec<u8>, bool)>;
 
 /// Where a UDP datagram from a publisher goes.
 pub struct UdpRoute {
@@ -426,9 +429,14 @@ impl Shard {
                     }
                 }
             }
-            CtlMsg::Handoff { fd, peer, buffered } => {
+            CtlMsg::Handoff {
+                fd,
+                peer,
+                buffered,
+                authenticated,
+            } => {
                 if let Some(f) = self.on_handoff.borrow().as_ref() {
-                    f(fd, peer, buffered);
+                    f(fd, peer, buffered, authenticated);
                 } else {
                     // SAFETY: the fd was dup'ed for us by the sending shard and is owned
                     // by this message; nobody else closes it.

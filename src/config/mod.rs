@@ -54,7 +54,6 @@ const ROOT_KEY: &str = "(root)";
 const UNSUPPORTED_SECTIONS: &[&str] = &[
     "echo",
     "exec",
-    "ffmpeg",
     "gopro",
     "hass",
     "hls",
@@ -64,7 +63,6 @@ const UNSUPPORTED_SECTIONS: &[&str] = &[
     "mse",
     "ngrok",
     "onvif",
-    "preload",
     "publish",
     "roborock",
     "rtmp",
@@ -98,9 +96,49 @@ pub struct Config {
     pub log: LogConfig,
     /// Number of shards (executors); None = one per available core.
     pub shards: Option<usize>,
+    /// go2rtc `preload:`: streams kept connected with no viewer, with their filter query.
+    pub preload: Vec<(String, Option<String>)>,
+    /// go2rtc `ffmpeg:`: `bin` and named templates overriding or adding to the built-ins.
+    pub ffmpeg: FfmpegConfig,
+    /// corecast `sources:`: lifecycle of pull sources.
+    pub sources: SourcesConfig,
     /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
     /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line; past 100, one summary line.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FfmpegConfig {
+    /// The ffmpeg binary (default `ffmpeg`).
+    pub bin: String,
+    /// Named templates (`h264: "-c:v libx264 ..."`), applied over the built-in ones.
+    pub templates: Vec<(String, String)>,
+}
+
+impl Default for FfmpegConfig {
+    fn default() -> Self {
+        FfmpegConfig {
+            bin: "ffmpeg".into(),
+            templates: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcesConfig {
+    /// Seconds an on-demand source stays connected after its last viewer left.
+    pub idle_timeout_secs: u64,
+    /// Cap of the reconnect backoff, seconds.
+    pub reconnect_max_secs: u64,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            idle_timeout_secs: 5,
+            reconnect_max_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +167,9 @@ pub struct RtspConfig {
     /// go2rtc keys, kept for later; "" reads as None (go2rtc: no auth).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Require credentials from 127.0.0.1 / ::1 too (go2rtc's `local_auth`); default false:
+    /// local connections are exempt.
+    pub local_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +202,9 @@ impl Default for Config {
             api: ApiConfig::default(),
             log: LogConfig::default(),
             shards: None,
+            preload: Vec::new(),
+            ffmpeg: FfmpegConfig::default(),
+            sources: SourcesConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -176,6 +220,7 @@ impl Default for RtspConfig {
             default_query: None,
             username: None,
             password: None,
+            local_auth: false,
         }
     }
 }
@@ -326,6 +371,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let api = cx.api(raw.api.unwrap_or_default())?;
     cx.check_listeners(&rtsp, &api)?;
     let log = cx.log(raw.log.unwrap_or_default().0)?;
+    let preload = cx.preload(raw.preload.unwrap_or_default().0)?;
+    let ffmpeg = cx.ffmpeg(raw.ffmpeg.unwrap_or_default().0)?;
+    let raw_sources = raw.sources.unwrap_or_default();
+    let defaults = SourcesConfig::default();
+    let sources = SourcesConfig {
+        idle_timeout_secs: raw_sources
+            .idle_timeout
+            .unwrap_or(defaults.idle_timeout_secs),
+        reconnect_max_secs: raw_sources
+            .reconnect_max
+            .unwrap_or(defaults.reconnect_max_secs)
+            .max(1),
+    };
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
     let total = cx.warnings.len();
@@ -347,6 +405,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         api,
         log,
         shards,
+        preload,
+        ffmpeg,
+        sources,
         warnings,
     })
 }
@@ -541,7 +602,46 @@ impl Cx<'_> {
             default_query: raw.default_query,
             username: non_empty(raw.username),
             password: non_empty(raw.password),
+            local_auth: raw.local_auth.unwrap_or(false),
         })
+    }
+
+    fn preload(
+        &mut self,
+        pairs: Vec<(String, Node)>,
+    ) -> Result<Vec<(String, Option<String>)>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, node) in pairs {
+            match node {
+                Node::Null => out.push((name, None)),
+                Node::Str(q) => out.push((name, non_empty(Some(q)))),
+                other => {
+                    return Err(self.error(
+                        &["preload", &name],
+                        format!("expected a filter query or nothing, found {}", other.kind()),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn ffmpeg(&mut self, pairs: Vec<(String, Node)>) -> Result<FfmpegConfig, ConfigError> {
+        let mut cfg = FfmpegConfig::default();
+        for (name, node) in pairs {
+            let Node::Str(value) = node else {
+                return Err(self.error(
+                    &["ffmpeg", &name],
+                    format!("expected a string, found {}", node.kind()),
+                ));
+            };
+            if name == "bin" {
+                cfg.bin = value;
+            } else {
+                cfg.templates.push((name, value));
+            }
+        }
+        Ok(cfg)
     }
 
     fn api(&self, raw: RawApi) -> Result<ApiConfig, ConfigError> {

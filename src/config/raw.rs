@@ -18,6 +18,16 @@ pub(super) struct RawConfig {
     pub api: Option<RawApi>,
     pub log: Option<Pairs>,
     pub shards: Option<u64>,
+    pub preload: Option<Pairs>,
+    pub ffmpeg: Option<Pairs>,
+    pub sources: Option<RawSources>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(super) struct RawSources {
+    pub idle_timeout: Option<u64>,
+    pub reconnect_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +40,7 @@ pub(super) struct RawRtsp {
     pub default_query: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub local_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +61,12 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "api",
     "log",
     "shards",
+    "preload",
+    "ffmpeg",
+    "sources",
+    "sources.idle_timeout",
+    "sources.reconnect_max",
+    "rtsp.local_auth",
     "rtsp.listen",
     "rtsp.session_timeout",
     "rtsp.rtp_port",

@@ -122,16 +122,16 @@ fn full_example() {
         ]
     );
     assert_eq!(c.shards, Some(2));
+    assert_eq!(c.preload, [("cam1".to_string(), None)]);
+    assert_eq!(c.ffmpeg.bin, "ffmpeg");
     assert_eq!(
         c.warnings,
         [
             "line 19: section `webrtc` is not supported yet (ignored)",
             "line 22: section `hass` is not supported yet (ignored)",
-            "line 24: section `ffmpeg` is not supported yet (ignored)",
             "line 26: section `srtp` is not supported yet (ignored)",
             "line 28: section `ngrok` is not supported yet (ignored)",
             "line 30: section `homekit` is not supported yet (ignored)",
-            "line 32: section `preload` is not supported yet (ignored)",
             "line 34: section `publish` is not supported yet (ignored)",
             "line 36: section `rtmp` is not supported yet (ignored)",
             "line 38: section `webtorrent` is not supported yet (ignored)",

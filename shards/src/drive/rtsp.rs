@@ -15,6 +15,7 @@ use corecast::ingest::Ingest;
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next};
 use corecast::rtp::rtcp::{self, SenderInfo};
+use corecast::rtsp::auth::ServerAuth;
 use corecast::rtsp::message::{self, Message, Method, Response};
 use corecast::rtsp::server::{Event, Host, RtpInfo, ServerSession, SetupTrack, TrackTransport};
 use corecast::rtsp::url;
@@ -44,12 +45,12 @@ const SNDBUF: usize = 256 * 1024;
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     {
         let sh = shard.clone();
-        *shard.on_handoff.borrow_mut() = Some(Box::new(move |fd, peer, buffered| {
+        *shard.on_handoff.borrow_mut() = Some(Box::new(move |fd, peer, buffered, authenticated| {
             // SAFETY: the fd was dup'ed by the sending shard for us alone.
             let stream = unsafe { TcpStream::from_raw_fd(fd) };
             let sh2 = sh.clone();
             glommio::spawn_local(async move {
-                handle(sh2, stream, peer, BytesMut::from(&buffered[..])).await;
+                handle(sh2, stream, peer, BytesMut::from(&buffered[..]), authenticated).await;
             })
             .detach();
         }));
@@ -63,7 +64,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
                 };
                 let sh = shard.clone();
                 glommio::spawn_local(async move {
-                    handle(sh, stream, peer, BytesMut::new()).await;
+                    handle(sh, stream, peer, BytesMut::new(), false).await;
                 })
                 .detach();
             }
@@ -401,7 +402,13 @@ impl HostImpl {
 }
 
 /// One RTSP connection, from accept (or handoff) to close.
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut buf: BytesMut) {
+async fn handle(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut buf: BytesMut,
+    pre_authenticated: bool,
+) {
     let _ = stream.set_nodelay(true);
     set_sndbuf(stream.as_raw_fd(), SNDBUF);
     // SAFETY: dup of a valid socket fd; the new fd is owned by the writer's TcpStream.
@@ -439,6 +446,18 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
         udp_routes: Vec::new(),
         activity: activity.clone(),
     };
+    // RTSP server auth (go2rtc's `rtsp: {username, password}`); 127.0.0.1 and ::1 are
+    // exempt unless `local_auth` is set.
+    let auth = match (&shard.config.rtsp.username, &shard.config.rtsp.password) {
+        (Some(u), p) if shard.config.rtsp.local_auth || !is_local(peer) => Some(ServerAuth {
+            realm: "corecast".into(),
+            username: u.clone(),
+            password: p.clone().unwrap_or_default(),
+            nonce: format!("{:032x}", rand::random::<u128>()),
+        }),
+        _ => None,
+    };
+    let mut authenticated = auth.is_none() || pre_authenticated;
     let handoff = 'conn: loop {
         // Everything complete in the buffer, then one flush: one producer tick.
         loop {
@@ -451,6 +470,25 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
                             host.user_agent = ua.chars().take(256).collect();
                         }
                     }
+                    if !authenticated {
+                        let a = auth.as_ref().expect("auth is set when not authenticated");
+                        if a.check(req.method.as_str(), req.headers.get("Authorization")) {
+                            authenticated = true;
+                        } else {
+                            let mut resp = Response::new(401);
+                            for v in a.challenge_headers() {
+                                resp.headers.append("WWW-Authenticate", v);
+                            }
+                            if let Some(c) = req.cseq() {
+                                resp.headers.insert("CSeq", c.to_string());
+                            }
+                            if req.headers.get("Authorization").is_some() {
+                                warn!(%peer, uri = %req.uri, "rtsp authentication failed");
+                            }
+                            conn.send(&resp);
+                            continue;
+                        }
+                    }
                     if req.method == Method::Announce && session.path().is_none() {
                         let (path, _) = url::path_and_query(&req.uri);
                         let owner = shard.owner_of(path);
@@ -458,7 +496,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
                             let mut raw = Vec::new();
                             req.write_to(&mut raw);
                             raw.extend_from_slice(&buf);
-                            break 'conn Some((owner, raw));
+                            break 'conn Some((owner, raw, authenticated));
                         }
                     }
                     let (resp, ev) = session.handle_request(&req, &mut host, now);
@@ -548,7 +586,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
     conn.wake();
     let _ = writer.await;
     stats.connections.fetch_sub(1, Relaxed);
-    if let Some((owner, raw)) = handoff {
+    if let Some((owner, raw, authenticated)) = handoff {
         // SAFETY: dup of our valid socket; the copy travels to the owner shard, which
         // becomes its only user once we drop ours below.
         let fd = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -561,6 +599,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut b
                     fd,
                     peer,
                     buffered: raw,
+                    authenticated,
                 },
             );
         }
@@ -845,6 +884,17 @@ async fn wait(conn: &Conn, data: Option<(Rc<LocalStream>, u64)>) {
         Poll::Pending
     })
     .await
+}
+
+/// go2rtc exempts local clients from RTSP auth: exactly 127.0.0.1 and ::1.
+fn is_local(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(v6) => {
+            v6 == std::net::Ipv6Addr::LOCALHOST
+                || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
 }
 
 fn unix_micros() -> u64 {
