@@ -182,20 +182,38 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=contro
         assert_eq!(sel(Some("video=h265")), vec![1]);
         assert_eq!(sel(Some("video=h264,h265")), vec![0]);
         assert_eq!(sel(Some("video=all")), vec![0, 1]);
-        assert_eq!(sel(Some("audio=all")), vec![2, 3], "backchannel never offered");
+        assert_eq!(
+            sel(Some("audio=all")),
+            vec![2, 3],
+            "backchannel never offered"
+        );
         assert_eq!(sel(Some("video=all&audio=all")), vec![0, 1, 2, 3]);
         assert_eq!(sel(Some("mp4")), vec![0, 3], "PCMA dropped, AAC kept");
         assert_eq!(sel(Some("audio=opus")), Vec::<usize>::new());
-        assert_eq!(sel(Some("video&video")), vec![0, 1], "two wants take two tracks");
-        assert_eq!(sel(Some("foo=bar")), vec![0, 2], "unrelated params: default");
+        assert_eq!(
+            sel(Some("video&video")),
+            vec![0, 1],
+            "two wants take two tracks"
+        );
+        assert_eq!(
+            sel(Some("foo=bar")),
+            vec![0, 2],
+            "unrelated params: default"
+        );
     }
 
     #[test]
     fn default_query_from_config() {
         let sdp = crate::sdp::parse(CAM).unwrap();
         assert_eq!(Filter::parse(None, Some("video")).select(&sdp), vec![0]);
-        assert_eq!(Filter::parse(Some("audio"), Some("video")).select(&sdp), vec![2]);
-        assert_eq!(Filter::parse(None, Some("nonsense")).select(&sdp), vec![0, 2]);
+        assert_eq!(
+            Filter::parse(Some("audio"), Some("video")).select(&sdp),
+            vec![2]
+        );
+        assert_eq!(
+            Filter::parse(None, Some("nonsense")).select(&sdp),
+            vec![0, 2]
+        );
     }
 
     #[test]
@@ -212,6 +230,9 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=contro
         assert_eq!(f.medias.len(), 2);
         assert_eq!(codec_name(&f.medias[0]), "aac");
         let text = f.for_readers().write();
-        assert!(text.contains("a=control:trackID=1") && !text.contains("PCMA"), "{text}");
+        assert!(
+            text.contains("a=control:trackID=1") && !text.contains("PCMA"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod codec;
 pub mod config;
+pub mod demux;
+pub mod ffmpeg;
 pub mod filter;
 pub mod ingest;
 pub mod packet;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 mod demo;
 mod drive;
 mod hub;
+mod pull;
 mod registry;
 mod runtime;
 mod sendv;
+mod source;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -72,6 +72,8 @@ pub struct StreamEntry {
     pub learned_sprop: Vec<(usize, String)>,
     pub producer: Option<Arc<ProducerInfo>>,
     pub consumers: Vec<Arc<ConsumerInfo>>,
+    /// Why the stream's source last failed (cleared when it works again or stops).
+    pub error: Option<String>,
     /// Kept when the name comes from config or is built in; removed when the last
     /// producer and consumer of a dynamic stream are gone.
     pub persistent: bool,
@@ -140,6 +142,7 @@ impl Registry {
                 learned_sprop: Vec::new(),
                 producer: None,
                 consumers: Vec::new(),
+                error: None,
                 persistent: true,
             });
     }
@@ -167,12 +170,14 @@ impl Registry {
                 learned_sprop: Vec::new(),
                 producer: None,
                 consumers: Vec::new(),
+                error: None,
                 persistent: false,
             });
         if e.producer.is_some() {
             return Err(403);
         }
         e.generation += 1;
+        e.error = None;
         e.sdp = Some(sdp);
         e.learned_sprop.clear();
         e.producer = Some(producer);

@@ -10,6 +10,10 @@
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 
+/// Longest `realm`, `nonce` or `opaque` accepted in a challenge (cameras use well under 100
+/// bytes); longer ones are skipped.
+pub const MAX_PARAM_LEN: usize = 1024;
+
 /// A user name and password, as given in a source URL or configuration.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -77,7 +81,9 @@ impl Challenge {
 /// may also hold several challenges) into the challenges we can answer, best first: Digest
 /// before Basic. Unknown schemes, unsupported Digest algorithms, Digest without `realm` or
 /// `nonce`, and values that do not tokenise are skipped.
-pub fn parse_challenges<'a>(www_authenticate_values: impl Iterator<Item = &'a str>) -> Vec<Challenge> {
+pub fn parse_challenges<'a>(
+    www_authenticate_values: impl Iterator<Item = &'a str>,
+) -> Vec<Challenge> {
     let mut out = Vec::new();
     for value in www_authenticate_values {
         let Some(items) = parse_auth_items(value) else {
@@ -91,8 +97,13 @@ pub fn parse_challenges<'a>(www_authenticate_values: impl Iterator<Item = &'a st
 
 fn challenge_from_item(item: AuthItem) -> Option<Challenge> {
     if item.scheme.eq_ignore_ascii_case("Basic") {
-        let realm = item.param("realm").unwrap_or("").to_owned();
-        return Some(Challenge::Basic { realm });
+        let realm = item.param("realm").unwrap_or("");
+        if realm.len() > MAX_PARAM_LEN {
+            return None;
+        }
+        return Some(Challenge::Basic {
+            realm: realm.to_owned(),
+        });
     }
     if !item.scheme.eq_ignore_ascii_case("Digest") {
         return None;
@@ -107,7 +118,10 @@ fn challenge_from_item(item: AuthItem) -> Option<Challenge> {
         None => false,
         Some(list) => {
             // Only `auth-int` (or something unknown) offered: we can't comply.
-            if !list.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")) {
+            if !list
+                .split(',')
+                .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+            {
                 return None;
             }
             true
@@ -115,6 +129,13 @@ fn challenge_from_item(item: AuthItem) -> Option<Challenge> {
     };
     // MD5-sess needs a cnonce, which RFC 2617 only sends with qop.
     if algorithm == Some(DigestAlgorithm::Md5Sess) && !qop_auth {
+        return None;
+    }
+    // Echoed in every request: keep them small enough not to blow the request head limit.
+    let too_long = ["realm", "nonce", "opaque"]
+        .iter()
+        .any(|k| item.param(k).is_some_and(|v| v.len() > MAX_PARAM_LEN));
+    if too_long {
         return None;
     }
     Some(Challenge::Digest(DigestChallenge {
@@ -344,7 +365,10 @@ impl ServerAuth {
             qop,
         );
         let user_ok = ct_eq(username.as_bytes(), self.username.as_bytes());
-        let response_ok = ct_eq(response.to_ascii_lowercase().as_bytes(), expected.as_bytes());
+        let response_ok = ct_eq(
+            response.to_ascii_lowercase().as_bytes(),
+            expected.as_bytes(),
+        );
         Some(user_ok & response_ok)
     }
 }
@@ -544,7 +568,8 @@ mod tests {
         assert_eq!(ha1, "939e7578ed9e3c518a452acee763bce9");
         let ha2 = md5_hex(b"GET:/dir/index.html");
         assert_eq!(ha2, "39aff3a2bab6126f332b942af96d3366");
-        let expected = md5_hex(format!("{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:{ha2}").as_bytes());
+        let expected =
+            md5_hex(format!("{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:{ha2}").as_bytes());
         let ch = parse_challenges(
             [r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093""#]
                 .into_iter(),
@@ -610,8 +635,18 @@ mod tests {
         let d = digest(&ch);
         assert!(d.qop_auth);
         assert_eq!(d.algorithm, Some(DigestAlgorithm::Md5));
-        let v = authorization(&ch[0], &creds("root", "pass"), "OPTIONS", "rtsp://h/x", 2, "abcdef01");
-        assert!(v.contains("algorithm=MD5") && v.contains("nc=00000002"), "{v}");
+        let v = authorization(
+            &ch[0],
+            &creds("root", "pass"),
+            "OPTIONS",
+            "rtsp://h/x",
+            2,
+            "abcdef01",
+        );
+        assert!(
+            v.contains("algorithm=MD5") && v.contains("nc=00000002"),
+            "{v}"
+        );
     }
 
     #[test]
@@ -631,7 +666,10 @@ mod tests {
         assert!(v.contains(r#"username="u\"q""#), "{v}");
         assert!(server.check("PLAY", Some(&v)));
         // MD5-sess without qop has no cnonce to hash: not answerable.
-        assert!(parse_challenges([r#"Digest realm="r", nonce="n", algorithm=MD5-sess"#].into_iter()).is_empty());
+        assert!(parse_challenges(
+            [r#"Digest realm="r", nonce="n", algorithm=MD5-sess"#].into_iter()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -654,7 +692,8 @@ mod tests {
     #[test]
     fn lenient_spacing() {
         // No commas, unquoted values, odd spacing.
-        let ch = parse_challenges([r#"Digest   realm = "R"  nonce=abc/def==  stale=false"#].into_iter());
+        let ch =
+            parse_challenges([r#"Digest   realm = "R"  nonce=abc/def==  stale=false"#].into_iter());
         let d = digest(&ch);
         assert_eq!((d.realm.as_str(), d.nonce.as_str()), ("R", "abc/def=="));
         // Escapes inside quoted strings.
@@ -663,7 +702,9 @@ mod tests {
         // Basic without realm.
         assert_eq!(
             parse_challenges(["Basic"].into_iter()),
-            vec![Challenge::Basic { realm: String::new() }]
+            vec![Challenge::Basic {
+                realm: String::new()
+            }]
         );
     }
 
@@ -689,6 +730,15 @@ mod tests {
         for c in cases {
             assert!(parse_challenges([c].into_iter()).is_empty(), "{c:?}");
         }
+        // Oversized values are refused.
+        let long = "n".repeat(MAX_PARAM_LEN + 1);
+        assert!(parse_challenges(
+            [format!("Digest realm=\"r\", nonce=\"{long}\"").as_str()].into_iter()
+        )
+        .is_empty());
+        assert!(
+            parse_challenges([format!("Basic realm=\"{long}\"").as_str()].into_iter()).is_empty()
+        );
         // A bad header doesn't spoil a good one.
         let ch = parse_challenges([r#"Digest realm="x"#, r#"Basic realm="ok""#].into_iter());
         assert_eq!(ch, vec![Challenge::Basic { realm: "ok".into() }]);
@@ -731,7 +781,12 @@ mod tests {
         // Uppercase hex responses are accepted (some clients).
         let v = authorization(&ch[0], &c, "DESCRIBE", uri, 1, "0011aabb");
         let upper = v.replace(
-            v.split("response=\"").nth(1).unwrap().split('"').next().unwrap(),
+            v.split("response=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap(),
             &v.split("response=\"")
                 .nth(1)
                 .unwrap()
@@ -753,15 +808,28 @@ mod tests {
             Some("Digest"),
             Some(r#"Digest username="viewer""#),
             Some(other_nonce.as_str()),
-            Some(r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", qop=auth-int, nc=00000001, cnonce="a""#),
-            Some(r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", qop=auth, nc=1, cnonce="a""#),
-            Some(r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", algorithm=SHA-256"#),
+            Some(
+                r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", qop=auth-int, nc=00000001, cnonce="a""#,
+            ),
+            Some(
+                r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", qop=auth, nc=1, cnonce="a""#,
+            ),
+            Some(
+                r#"Digest username="viewer", realm="corecast", nonce="7d3f0a1b2c", uri="x", response="00", algorithm=SHA-256"#,
+            ),
         ];
         for r in rejects {
             assert!(!server.check("DESCRIBE", r), "{r:?}");
         }
         // A different user with a valid-looking response for them.
-        let mallory = authorization(&ch[0], &creds("mallory", "s3cret:with:colons"), "DESCRIBE", uri, 1, "x");
+        let mallory = authorization(
+            &ch[0],
+            &creds("mallory", "s3cret:with:colons"),
+            "DESCRIBE",
+            uri,
+            1,
+            "x",
+        );
         assert!(!server.check("DESCRIBE", Some(&mallory)));
         // Debug output hides passwords.
         assert!(!format!("{server:?}{c:?}").contains("s3cret"));

@@ -2,6 +2,7 @@
 //! server session state machine.
 
 pub mod auth;
+pub mod client;
 pub mod message;
 pub mod server;
 pub mod transport;

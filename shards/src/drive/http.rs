@@ -223,6 +223,9 @@ struct StreamJson {
     /// corecast extras: owning shard and configured sources.
     owner_shard: usize,
     sources: Vec<String>,
+    /// Why the source last failed, while it is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 fn streams(reg: &Registry) -> BTreeMap<String, StreamJson> {
@@ -290,6 +293,7 @@ fn streams(reg: &Registry) -> BTreeMap<String, StreamJson> {
                     consumers: (!consumers.is_empty()).then_some(consumers),
                     owner_shard: e.owner,
                     sources: e.sources.clone(),
+                    error: e.error.clone(),
                 },
             )
         })

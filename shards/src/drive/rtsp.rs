@@ -45,15 +45,23 @@ const SNDBUF: usize = 256 * 1024;
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     {
         let sh = shard.clone();
-        *shard.on_handoff.borrow_mut() = Some(Box::new(move |fd, peer, buffered, authenticated| {
-            // SAFETY: the fd was dup'ed by the sending shard for us alone.
-            let stream = unsafe { TcpStream::from_raw_fd(fd) };
-            let sh2 = sh.clone();
-            glommio::spawn_local(async move {
-                handle(sh2, stream, peer, BytesMut::from(&buffered[..]), authenticated).await;
-            })
-            .detach();
-        }));
+        *shard.on_handoff.borrow_mut() =
+            Some(Box::new(move |fd, peer, buffered, authenticated| {
+                // SAFETY: the fd was dup'ed by the sending shard for us alone.
+                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                let sh2 = sh.clone();
+                glommio::spawn_local(async move {
+                    handle(
+                        sh2,
+                        stream,
+                        peer,
+                        BytesMut::from(&buffered[..]),
+                        authenticated,
+                    )
+                    .await;
+                })
+                .detach();
+            }));
     }
     loop {
         match listener.accept().await {
@@ -196,7 +204,11 @@ impl Host for HostImpl {
         let filter = Filter::parse(query, self.shard.config.rtsp.default_query.as_deref());
         let selection = filter.select(&full);
         if selection.is_empty() {
-            debug!(stream = path, ?query, "no track matches the reader's filter");
+            debug!(
+                stream = path,
+                ?query,
+                "no track matches the reader's filter"
+            );
             return Err(404);
         }
         let sdp = filter::filtered(&full, &selection).for_readers();
@@ -499,7 +511,21 @@ async fn handle(
                             break 'conn Some((owner, raw, authenticated));
                         }
                     }
-                    let (resp, ev) = session.handle_request(&req, &mut host, now);
+                    if matches!(req.method, Method::Describe | Method::Setup)
+                        && session.path().is_none()
+                    {
+                        let (path, _) = url::path_and_query(&req.uri);
+                        let (stream_path, _) = url::split_track(path);
+                        let name = if req.method == Method::Setup && !stream_path.is_empty() {
+                            stream_path
+                        } else {
+                            path
+                        };
+                        if let Err(e) = crate::source::ensure(&shard, name).await {
+                            warn!(stream = name, %peer, error = %e, "source unavailable for reader");
+                        }
+                    }
+                    let (resp, ev) = session.handle_request(&req, &mut host, shard.clock.now());
                     if resp.status >= 400 {
                         debug!(%peer, method = req.method.as_str(), uri = %req.uri, status = resp.status, "rtsp request refused");
                     }

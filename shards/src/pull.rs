@@ -1,0 +1,413 @@
+//! Pulling from cameras: drives the sans-IO RTSP client over a glommio socket and feeds
+//! what it receives through parse-once ingest into the stream's ring. Also the stdout side
+//! of `exec:` sources.
+//!
+//! The owned stream outlives a connection: when the camera drops, readers stay attached and
+//! resume at the first keyframe after the reconnect.
+
+use crate::hub::{LocalStream, Shard};
+use crate::registry::{ProducerInfo, ProducerStats};
+use crate::source::{redact, set_error, Running};
+use bytes::{Bytes, BytesMut};
+use corecast::ingest::Ingest;
+use corecast::rtsp::client::{self, Client, ClientEvent, ClientTransport, Tls};
+use corecast::sdp::Sdp;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpStream, UdpSocket};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Streams whose producer is a pull or stdout source on this shard, kept across reconnects.
+#[derive(Default)]
+pub struct Pulled {
+    by_name: RefCell<HashMap<String, Owned>>,
+}
+
+#[derive(Clone)]
+struct Owned {
+    stream: Rc<LocalStream>,
+    producer: Arc<ProducerInfo>,
+    sdp: Sdp,
+}
+
+thread_local! {
+    // One per shard thread: the pull sources' owned streams.
+    static PULLED: Pulled = Pulled::default();
+}
+
+/// Claims the stream for a source with this SDP, or reuses the claim of a previous
+/// connection (readers stay attached).
+fn own(
+    shard: &Shard,
+    name: &str,
+    sdp: &Sdp,
+    url: &str,
+    protocol: &'static str,
+) -> Result<Owned, String> {
+    if let Some(o) = PULLED.with(|p| p.by_name.borrow().get(name).cloned()) {
+        if !o.stream.is_closed() {
+            if o.sdp.medias.len() != sdp.medias.len() {
+                warn!(
+                    stream = name,
+                    "source came back with different tracks; keeping the first SDP"
+                );
+            }
+            return Ok(o);
+        }
+    }
+    let producer = Arc::new(ProducerInfo {
+        id: shard.registry.next_id(),
+        protocol,
+        remote_addr: String::new(),
+        url: url.to_string(),
+        user_agent: String::new(),
+        stats: ProducerStats::default(),
+    });
+    let (id, generation) = shard
+        .registry
+        .claim(name, sdp.clone(), producer.clone())
+        .map_err(|_| "the stream already has a publisher".to_string())?;
+    let stream = shard.open_owned(id, name, generation);
+    let o = Owned {
+        stream,
+        producer,
+        sdp: sdp.clone(),
+    };
+    PULLED.with(|p| p.by_name.borrow_mut().insert(name.to_string(), o.clone()));
+    Ok(o)
+}
+
+/// Ends the stream of a source that stopped for good.
+pub fn close(shard: &Rc<Shard>, name: &str) {
+    if let Some(o) = PULLED.with(|p| p.by_name.borrow_mut().remove(name)) {
+        shard.close_owned(&o.stream);
+    }
+}
+
+/// One connection's ingest state.
+struct Feed {
+    owned: Owned,
+    ingest: Ingest,
+    /// Camera media index -> track of the stream.
+    map: Vec<Option<usize>>,
+    /// After a (re)connect nothing is pushed before the first keyframe, so readers that
+    /// stayed attached resume cleanly.
+    waiting_keyframe: bool,
+    name: String,
+    bad: u64,
+}
+
+impl Feed {
+    fn push(&mut self, shard: &Shard, media_index: usize, data: Bytes) {
+        let Some(Some(track)) = self.map.get(media_index) else {
+            return;
+        };
+        let len = data.len() as u64;
+        match self.ingest.packet(*track, data, shard.clock.now()) {
+            Ok((pkt, learned)) => {
+                if self.waiting_keyframe {
+                    if !pkt.keyframe {
+                        return;
+                    }
+                    self.waiting_keyframe = false;
+                }
+                let stats = &self.owned.producer.stats;
+                stats.bytes.fetch_add(len, Relaxed);
+                stats.packets.fetch_add(1, Relaxed);
+                if let Some(l) = learned {
+                    shard.registry.learn_sprop(
+                        &self.name,
+                        self.owned.stream.generation,
+                        l.track,
+                        l.fmtp_param,
+                    );
+                }
+                self.owned.stream.push(pkt);
+            }
+            Err(e) => {
+                self.bad += 1;
+                if self.bad.is_power_of_two() {
+                    warn!(stream = %self.name, error = %e, count = self.bad, "dropping bad packet from source");
+                }
+            }
+        }
+    }
+}
+
+/// Pulls `src` until the source is stopped or the connection fails.
+pub async fn run(
+    shard: &Rc<Shard>,
+    name: &str,
+    src: &str,
+    running: &Rc<Running>,
+) -> Result<(), String> {
+    let url = client::parse_source_url(src).map_err(|e| format!("bad source URL: {e}"))?;
+    if !matches!(url.tls, Tls::None) {
+        return Err("rtsps:// and rtspx:// (RTSP over TLS) are not supported yet".into());
+    }
+    let timeout = Duration::from_secs(url.options.timeout_secs.unwrap_or(5).clamp(1, 300));
+    let addr: SocketAddr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {}", url.host))?;
+    let udp = matches!(url.options.transport, ClientTransport::Udp);
+    let mut sock = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    debug!(stream = name, source = %redact(src), "connected");
+    let mut client = Client::new(url, shard.clock.now());
+    let feed: Rc<RefCell<Option<Feed>>> = Rc::new(RefCell::new(None));
+    let mut udp_tasks: Vec<glommio::task::JoinHandle<()>> = Vec::new();
+    let mut out = Vec::new();
+    let mut buf = BytesMut::new();
+    let mut quirks_logged = 0u32;
+    let mut last_rx = shard.clock.now();
+    let result: Result<(), String> = loop {
+        if running.stopped() {
+            client.teardown();
+            out.clear();
+            client.poll_transmit(&mut out);
+            let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+                sock.write_all(&out)
+                    .await
+                    .map_err(glommio::GlommioError::from)
+            })
+            .await;
+            break Ok(());
+        }
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                ClientEvent::NeedUdpPorts { media_index } => {
+                    let (rtp, rtcp) = bind_udp_pair()
+                        .map_err(|e| format!("cannot bind UDP ports for RTP: {e}"))?;
+                    client.set_udp_ports(
+                        media_index,
+                        rtp.local_addr().map(|a| a.port()).unwrap_or(0),
+                        rtcp.local_addr().map(|a| a.port()).unwrap_or(0),
+                    );
+                    udp_tasks.push(spawn_udp(shard.clone(), feed.clone(), rtp, media_index));
+                    drop(rtcp);
+                }
+                ClientEvent::Described { sdp, selected } => {
+                    let stream_sdp = corecast::filter::filtered(&sdp, &selected);
+                    let owned = own(shard, name, &stream_sdp, src, "rtsp")?;
+                    let mut map = vec![None; sdp.medias.len()];
+                    for (track, &m) in selected.iter().enumerate() {
+                        if let Some(slot) = map.get_mut(m) {
+                            *slot = Some(track);
+                        }
+                    }
+                    *feed.borrow_mut() = Some(Feed {
+                        ingest: Ingest::new(&owned.sdp),
+                        owned,
+                        map,
+                        waiting_keyframe: true,
+                        name: name.to_string(),
+                        bad: 0,
+                    });
+                }
+                ClientEvent::Playing { .. } => {
+                    info!(stream = name, source = %redact(src), transport = if udp { "udp" } else { "tcp" }, "source playing");
+                    set_error(shard, name, None);
+                }
+                ClientEvent::Rtp { media_index, data } => {
+                    if let Some(f) = feed.borrow_mut().as_mut() {
+                        f.push(shard, media_index, data);
+                    }
+                }
+                ClientEvent::Rtcp { .. } => {}
+                ClientEvent::Quirk(q) if quirks_logged < 16 => {
+                    quirks_logged += 1;
+                    info!(stream = name, source = %redact(src), quirk = ?q, "tolerating camera quirk: {}", q.description());
+                }
+                ClientEvent::Quirk(_) => {}
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        if let Some(f) = feed.borrow().as_ref() {
+            shard.flush(&f.owned.stream);
+        }
+        out.clear();
+        client.poll_transmit(&mut out);
+        if !out.is_empty() && sock.write_all(&out).await.is_err() {
+            break Err("connection to the camera lost (write)".into());
+        }
+        // Read with a short timeout so stop requests and keepalives are timely.
+        if buf.capacity() - buf.len() < 2048 {
+            buf.reserve(64 * 1024);
+        }
+        let start = buf.len();
+        let cap = buf.capacity();
+        buf.resize(cap, 0);
+        let read = glommio::timer::timeout(Duration::from_millis(250), async {
+            sock.read(&mut buf[start..])
+                .await
+                .map_err(glommio::GlommioError::from)
+        })
+        .await;
+        let now = shard.clock.now();
+        match read {
+            Ok(0) => {
+                buf.truncate(start);
+                break Err("the camera closed the connection".into());
+            }
+            Ok(n) => {
+                buf.truncate(start + n);
+                last_rx = now;
+                if let Err(e) = client.handle_input(&mut buf, now) {
+                    break Err(describe_error(&e));
+                }
+            }
+            Err(glommio::GlommioError::TimedOut(_)) => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                break Err(format!("connection to the camera lost: {e}"));
+            }
+        }
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+        // UDP media does not arrive on this socket; only TCP silence means a dead camera.
+        if !udp && now.saturating_sub(last_rx) > timeout.as_micros() as u64 {
+            break Err(format!(
+                "no data from the camera for {}s",
+                timeout.as_secs()
+            ));
+        }
+    };
+    for t in udp_tasks {
+        t.cancel();
+    }
+    result
+}
+
+fn describe_error(e: &client::ClientError) -> String {
+    match e {
+        client::ClientError::Unauthorized => {
+            "the camera refused the credentials (401 Unauthorized): check the user name and password".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// An even/odd UDP port pair on all interfaces.
+fn bind_udp_pair() -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let mut last = None;
+    for _ in 0..32 {
+        let base = 20_000 + (rand::random::<u16>() % 20_000) * 2;
+        match UdpSocket::bind(("0.0.0.0", base)) {
+            Ok(rtp) => match UdpSocket::bind(("0.0.0.0", base + 1)) {
+                Ok(rtcp) => return Ok((rtp, rtcp)),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .map(|e| std::io::Error::other(e.to_string()))
+        .unwrap_or_else(|| std::io::Error::other("no free port pair")))
+}
+
+fn spawn_udp(
+    shard: Rc<Shard>,
+    feed: Rc<RefCell<Option<Feed>>>,
+    sock: UdpSocket,
+    media_index: usize,
+) -> glommio::task::JoinHandle<()> {
+    let task = glommio::spawn_local(async move {
+        let mut buf = BytesMut::new();
+        loop {
+            if buf.capacity() < 2048 {
+                buf = BytesMut::with_capacity(256 * 1024);
+            }
+            buf.resize(2048, 0);
+            let Ok((n, _)) = sock.recv_from(&mut buf[..]).await else {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            buf.truncate(n);
+            let data = buf.split().freeze();
+            let mut f = feed.borrow_mut();
+            if let Some(f) = f.as_mut() {
+                f.push(&shard, media_index, data);
+                shard.flush(&f.owned.stream);
+            }
+        }
+    })
+    .detach();
+    task
+}
+
+/// `exec:` stdout: sniff the format, demux, packetize to RTP, ingest.
+pub struct StdoutIngest {
+    name: String,
+    sniff: Vec<u8>,
+    source: Option<corecast::demux::StdoutSource>,
+    feed: Option<Feed>,
+}
+
+impl StdoutIngest {
+    pub fn new(name: &str) -> Self {
+        StdoutIngest {
+            name: name.to_string(),
+            sniff: Vec::new(),
+            source: None,
+            feed: None,
+        }
+    }
+
+    pub fn push(&mut self, shard: &Rc<Shard>, data: &[u8]) -> Result<(), String> {
+        let now = shard.clock.now();
+        if self.source.is_none() {
+            self.sniff.extend_from_slice(data);
+            match corecast::demux::detect(&self.sniff) {
+                None if self.sniff.len() < 64 * 1024 => return Ok(()),
+                None => return Err("cannot tell the output format".into()),
+                Some(Err(e)) => return Err(format!("unrecognised output: {e}")),
+                Some(Ok(format)) => {
+                    debug!(stream = %self.name, ?format, "exec output detected");
+                    let mut s = corecast::demux::StdoutSource::new(format, rand::random());
+                    let pending = std::mem::take(&mut self.sniff);
+                    s.push(&pending, now).map_err(|e| e.to_string())?;
+                    self.source = Some(s);
+                }
+            }
+        } else if let Some(s) = self.source.as_mut() {
+            s.push(data, now).map_err(|e| e.to_string())?;
+        }
+        let Some(src) = self.source.as_mut() else {
+            return Ok(());
+        };
+        if self.feed.is_none() {
+            let Some(text) = src.sdp() else { return Ok(()) };
+            let sdp = corecast::sdp::parse(text).map_err(|e| format!("demuxer SDP: {e}"))?;
+            let owned = own(shard, &self.name, &sdp, "exec", "exec")?;
+            set_error(shard, &self.name, None);
+            info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
+            self.feed = Some(Feed {
+                ingest: Ingest::new(&owned.sdp),
+                map: (0..sdp.medias.len()).map(Some).collect(),
+                owned,
+                waiting_keyframe: true,
+                name: self.name.clone(),
+                bad: 0,
+            });
+        }
+        if let Some(f) = self.feed.as_mut() {
+            while let Some((track, pkt)) = src.poll_packet() {
+                f.push(shard, track, pkt);
+            }
+            shard.flush(&f.owned.stream);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! Pull sources (`streams:` entries): started on the stream's owner shard when the first
+//! reader arrives, stopped a while after the last one leaves (go2rtc behaviour; `preload:`
+//! keeps them on), restarted with capped backoff when they fail. The failure reason is kept
+//! in the registry so `/api/streams` shows it.
+//!
+//! Kinds: `rtsp://`, `rtsps://`/`rtspx://` (see `pull`), `exec:CMD` (a program that either
+//! publishes to us over RTSP via `{output}` or writes MPEG-TS / Annex-B / MJPEG to stdout),
+//! and `ffmpeg:INPUT#params` (an exec built from go2rtc's templates).
+
+use crate::hub::{CtlMsg, Shard};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// How often a running source checks whether it is still wanted.
+const CHECK: Duration = Duration::from_millis(250);
+/// A source is not stopped for idleness during its first seconds: the reader that asked for
+/// it is still between DESCRIBE and PLAY.
+const START_GRACE: Duration = Duration::from_secs(3);
+/// How long a reader waits for a source to come up.
+const ENSURE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Sources running on this shard, by stream name.
+#[derive(Default)]
+pub struct Sources {
+    running: RefCell<HashMap<String, Rc<Running>>>,
+}
+
+/// Shared between a source's task and its watcher.
+pub struct Running {
+    /// Set when the source must stop (idle, removed).
+    pub stop: Cell<bool>,
+    started: Instant,
+}
+
+impl Running {
+    pub fn stopped(&self) -> bool {
+        self.stop.get()
+    }
+}
+
+/// Makes sure the stream's source is running before a reader DESCRIBEs it. Returns at once
+/// for streams without sources or with a live producer.
+pub async fn ensure(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
+    let (owner, needs) = {
+        let g = shard.registry.lock();
+        match g.streams.get(name) {
+            Some(e) => (e.owner, !e.sources.is_empty() && e.producer.is_none()),
+            None => return Ok(()),
+        }
+    };
+    if !needs {
+        return Ok(());
+    }
+    if owner == shard.id {
+        start(shard, name);
+    } else {
+        shard.send_ctl(owner, CtlMsg::StartSource { name: name.into() });
+    }
+    let deadline = Instant::now() + ENSURE_TIMEOUT;
+    let mut error_seen_at: Option<Instant> = None;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let (live, error) = {
+            let g = shard.registry.lock();
+            match g.streams.get(name) {
+                Some(e) => (e.producer.is_some() && e.sdp.is_some(), e.error.clone()),
+                None => return Err("stream removed".into()),
+            }
+        };
+        if live {
+            return Ok(());
+        }
+        // A source that already failed gets a short while to recover (a reconnect), then
+        // the reader is told why.
+        if let Some(err) = error {
+            let at = *error_seen_at.get_or_insert_with(Instant::now);
+            if at.elapsed() > Duration::from_secs(3) {
+                return Err(err);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("source did not start in time".into());
+        }
+    }
+}
+
+/// Starts the source of `name` on this (owner) shard if it is not running.
+pub fn start(shard: &Rc<Shard>, name: &str) {
+    if shard.sources.running.borrow().contains_key(name) {
+        return;
+    }
+    let sources = {
+        let g = shard.registry.lock();
+        match g.streams.get(name) {
+            Some(e) if !e.sources.is_empty() => e.sources.clone(),
+            _ => return,
+        }
+    };
+    let running = Rc::new(Running {
+        stop: Cell::new(false),
+        started: Instant::now(),
+    });
+    shard
+        .sources
+        .running
+        .borrow_mut()
+        .insert(name.to_string(), running.clone());
+    info!(stream = name, source = %redact(&sources[0]), "starting source");
+    let (sh, n, r) = (shard.clone(), name.to_string(), running.clone());
+    glommio::spawn_local(async move { watch(sh, n, r).await }).detach();
+    let (sh, n) = (shard.clone(), name.to_string());
+    glommio::spawn_local(async move { run(sh, n, sources, running).await }).detach();
+}
+
+/// Stops the source when no reader has wanted it for the idle timeout.
+async fn watch(shard: Rc<Shard>, name: String, running: Rc<Running>) {
+    let idle_timeout = Duration::from_secs(shard.config.sources.idle_timeout_secs);
+    let preload = shard.config.preload.iter().any(|(n, _)| *n == name);
+    let mut idle_since: Option<Instant> = None;
+    while !running.stopped() {
+        glommio::timer::sleep(CHECK).await;
+        let readers = {
+            let g = shard.registry.lock();
+            match g.streams.get(&name) {
+                Some(e) => e.consumers.len(),
+                None => {
+                    running.stop.set(true);
+                    break;
+                }
+            }
+        };
+        if preload || readers > 0 || running.started.elapsed() < START_GRACE {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= idle_timeout {
+            info!(stream = %name, "no readers: stopping source");
+            running.stop.set(true);
+        }
+    }
+}
+
+/// Runs a source until it is stopped, reconnecting with capped backoff.
+async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<Running>) {
+    let cap = Duration::from_secs(shard.config.sources.reconnect_max_secs);
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt: usize = 0;
+    while !running.stopped() {
+        // Failover: try the sources in order, one attempt each.
+        let src = &sources[attempt % sources.len()];
+        let started = Instant::now();
+        let result = match scheme(src) {
+            "rtsp" | "rtsps" | "rtspx" => crate::pull::run(&shard, &name, src, &running).await,
+            "exec" => run_exec(&shard, &name, &src["exec:".len()..], &running).await,
+            "ffmpeg" => match ffmpeg_command(&shard, &name, &src["ffmpeg:".len()..]) {
+                Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
+                Err(e) => Err(e),
+            },
+            other => Err(format!("unsupported source scheme `{other}`")),
+        };
+        if running.stopped() {
+            break;
+        }
+        let reason = match result {
+            Ok(()) => "source ended".to_string(),
+            Err(e) => e,
+        };
+        warn!(stream = %name, source = %redact(src), error = %reason, "source failed; will retry");
+        set_error(&shard, &name, Some(reason));
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(500);
+        }
+        attempt += 1;
+        // Sleep in small steps so a stop is honoured quickly.
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !running.stopped() {
+            glommio::timer::sleep(CHECK.min(until - Instant::now())).await;
+        }
+        backoff = (backoff * 2).min(cap);
+    }
+    shard.sources.running.borrow_mut().remove(&name);
+    crate::pull::close(&shard, &name);
+    set_error(&shard, &name, None);
+    debug!(stream = %name, "source task ended");
+}
+
+pub fn set_error(shard: &Shard, name: &str, error: Option<String>) {
+    if let Some(e) = shard.registry.lock().streams.get_mut(name) {
+        e.error = error;
+    }
+}
+
+fn scheme(src: &str) -> &str {
+    src.split_once(':').map(|(s, _)| s).unwrap_or("")
+}
+
+/// The URL without its password, for logs.
+pub fn redact(src: &str) -> String {
+    if let Some((scheme, rest)) = src.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if !host.contains('/') || userinfo.contains(':') || !userinfo.contains('/') {
+                let user = userinfo.split(':').next().unwrap_or("");
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    src.to_string()
+}
+
+/// Where an `{output}` program publishes: this stream on our own RTSP server.
+fn output_url(shard: &Shard, name: &str) -> Result<String, String> {
+    let addr = shard
+        .config
+        .rtsp
+        .listen
+        .ok_or("exec {output} needs the RTSP server (rtsp: listen)")?;
+    let ip = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    Ok(format!("rtsp://{ip}:{}/{name}", addr.port()))
+}
+
+fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, String> {
+    let output = output_url(shard, name)?;
+    let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
+    let known = |n: &str| -> Option<String> {
+        let g = shard.registry.lock();
+        (n != name && g.streams.contains_key(n))
+            .then(|| base.as_ref().map(|b| format!("{b}/{n}")))
+            .flatten()
+    };
+    let args = corecast::ffmpeg::build_args(spec, &shard.config.ffmpeg.templates, &known, &output)
+        .map_err(|e| format!("ffmpeg source: {e}"))?;
+    let mut cmd = vec![shard.config.ffmpeg.bin.clone()];
+    cmd.extend(args);
+    Ok(cmd)
+}
+
+async fn run_exec(
+    shard: &Rc<Shard>,
+    name: &str,
+    spec: &str,
+    running: &Rc<Running>,
+) -> Result<(), String> {
+    let mut words = corecast::ffmpeg::split_command(spec).map_err(|e| format!("exec: {e}"))?;
+    let publishes = words.iter().any(|w| w.contains("{output}"));
+    if publishes {
+        let out = output_url(shard, name)?;
+        for w in &mut words {
+            *w = w.replace("{output}", &out);
+        }
+    }
+    run_process(shard, name, words, running, publishes).await
+}
+
+/// A child process, killed and reaped when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a pipe fd we own; no memory involved.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Runs a program until it exits or the source is stopped. `publishes`: it sends its media
+/// to our RTSP server itself; otherwise its stdout is demuxed here.
+async fn run_process(
+    shard: &Rc<Shard>,
+    name: &str,
+    words: Vec<String>,
+    running: &Rc<Running>,
+    publishes: bool,
+) -> Result<(), String> {
+    let (bin, args) = words.split_first().ok_or("exec: empty command")?;
+    debug!(stream = name, command = %words.join(" "), "spawning");
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(if publishes {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{bin}`: {e}"))?;
+    let mut child = ChildGuard(child);
+    let mut stderr = child.0.stderr.take();
+    let mut stdout = child.0.stdout.take();
+    if let Some(e) = &stderr {
+        set_nonblocking(e.as_raw_fd());
+    }
+    if let Some(o) = &stdout {
+        set_nonblocking(o.as_raw_fd());
+    }
+    let mut demux = if publishes {
+        None
+    } else {
+        Some(crate::pull::StdoutIngest::new(name))
+    };
+    let mut err_line = Vec::new();
+    let mut last_err = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if running.stopped() {
+            return Ok(());
+        }
+        let mut progressed = false;
+        if let (Some(out), Some(d)) = (stdout.as_mut(), demux.as_mut()) {
+            match out.read(&mut buf) {
+                Ok(0) => stdout = None,
+                Ok(n) => {
+                    progressed = true;
+                    d.push(shard, &buf[..n])
+                        .map_err(|e| format!("exec output: {e}"))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("exec stdout: {e}")),
+            }
+        }
+        if let Some(err) = stderr.as_mut() {
+            match err.read(&mut buf) {
+                Ok(0) => stderr = None,
+                Ok(n) => {
+                    progressed = true;
+                    for &b in &buf[..n] {
+                        if b == b'\n' || err_line.len() > 4096 {
+                            let line = String::from_utf8_lossy(&err_line).trim().to_string();
+                            if !line.is_empty() {
+                                debug!(stream = name, "{line}");
+                                last_err = line;
+                            }
+                            err_line.clear();
+                        } else {
+                            err_line.push(b);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => stderr = None,
+            }
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            if let (Some(d), Some(out)) = (demux.as_mut(), stdout.as_mut()) {
+                // Drain what is left in the pipe.
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = d.push(shard, &buf[..n]);
+                }
+            }
+            let tail = if last_err.is_empty() {
+                String::new()
+            } else {
+                format!(": {last_err}")
+            };
+            return Err(format!("`{bin}` exited with {status}{tail}"));
+        }
+        if !progressed {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("rtsp://admin:pw@cam/x"), "rtsp://admin:***@cam/x");
+        assert_eq!(redact("rtsp://cam/x"), "rtsp://cam/x");
+        assert_eq!(redact("exec:ffmpeg -i x"), "exec:ffmpeg -i x");
+    }
+}
