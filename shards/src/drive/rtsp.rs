@@ -119,6 +119,9 @@ struct TrackSync {
     /// Smallest (arrival − media time) seen: the least-delayed packet anchors RTP time to
     /// wall time for sender reports.
     offset_us: Option<i64>,
+    /// Set once the first sender report went out: from then on the mapping stays put, so
+    /// players never see time step backwards (only a drift over 1 s re-anchors it).
+    frozen: bool,
     packets: u32,
     octets: u32,
     last_sr: u64,
@@ -857,8 +860,11 @@ fn take_batch(
             .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
         let media_us = (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
         let off = p.arrival as i64 - media_us;
-        if s.offset_us.is_none_or(|o| off < o) {
-            s.offset_us = Some(off);
+        match s.offset_us {
+            None => s.offset_us = Some(off),
+            Some(o) if !s.frozen && off < o => s.offset_us = Some(off),
+            Some(o) if s.frozen && (off - o).abs() > 1_000_000 => s.offset_us = Some(off),
+            _ => {}
         }
     }
     rtcp_bufs.clear();
@@ -866,6 +872,7 @@ fn take_batch(
         if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
             if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
                 s.last_sr = now;
+                s.frozen = true;
                 let media_us = now as i64 - off;
                 let rtp_time = (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
                 let info = SenderInfo {
