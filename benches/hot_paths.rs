@@ -239,11 +239,7 @@ fn bench_rtsp_parse(c: &mut Criterion) {
     ] {
         g.throughput(Throughput::Elements(msgs));
         g.bench_function(name, |bch| {
-            bch.iter_batched_ref(
-                || conn_buffer(text),
-                |buf| parse_all(buf),
-                BatchSize::SmallInput,
-            )
+            bch.iter_batched_ref(|| conn_buffer(text), parse_all, BatchSize::SmallInput)
         });
     }
     // 64 frames per iteration (about one 64 KiB read): the zero-copy split path.
@@ -251,7 +247,7 @@ fn bench_rtsp_parse(c: &mut Criterion) {
     g.bench_function("interleaved_1400x64", |bch| {
         bch.iter_batched_ref(
             || conn_buffer(&frames),
-            |buf| parse_all(buf),
+            parse_all,
             BatchSize::NumIterations(16),
         )
     });
@@ -310,8 +306,6 @@ struct Reader {
     iov: Vec<(*const u8, usize)>,
     /// Media index -> interleaved RTP channel, as the writer's `outs`.
     outs: Vec<Option<u8>>,
-    /// Used by the `writer_replica` group only.
-    acct: Accounting,
 }
 
 impl Reader {
@@ -322,7 +316,6 @@ impl Reader {
             hdrs: Vec::with_capacity(BATCH + 8),
             iov: Vec::with_capacity(2 * BATCH + 16),
             outs: vec![Some(0), Some(2)],
-            acct: Accounting::new(),
         }
     }
 
@@ -375,9 +368,11 @@ impl Fanout {
     fn new(n: usize) -> Fanout {
         let source = received_packets(1024, 1200);
         let mut ring = Ring::new(RING);
-        // A keyframe, then a GOP's worth of packets, so readers join mid-stream.
-        for (i, p) in source.iter().take(300).enumerate() {
-            ring.push(Rc::new(p.clone()), i == 0);
+        // Steady state: the ring is full, so every push also frees the slot it overwrites.
+        // The last keyframe is a GOP (300 packets) before the head: readers join there.
+        let fill = RING + 300;
+        for i in 0..fill {
+            ring.push(Rc::new(source[i % source.len()].clone()), i == RING);
         }
         let mut readers: Vec<Reader> = (0..n).map(|_| Reader::new(&ring)).collect();
         let max_lag = (ring.capacity() / 2) as u64;
@@ -388,7 +383,7 @@ impl Fanout {
             ring,
             readers,
             source,
-            next: 300,
+            next: fill,
             max_lag,
         }
     }
@@ -414,17 +409,17 @@ fn bench_fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     for n in [100usize, 1_000, 10_000] {
         let mut f = Fanout::new(n);
-        // Fill the ring so pushes overwrite (and free) old slots, as in steady state.
-        for _ in 0..RING {
-            f.step();
-        }
         let (iovs, allocs) = count_allocs(|| f.step());
         assert_eq!(iovs, 2 * n, "every reader takes exactly the one new packet");
         assert_eq!(
             allocs, 1,
             "one allocation per packet (its Rc), none per reader"
         );
-        eprintln!("alloc-check: fanout {n} readers: {allocs} allocation per packet (the Rc)");
+        eprintln!(
+            "alloc-check: fanout {n} readers: {allocs} allocation per packet (the Rc); \
+             {} B of reader state each, plus 4 heap buffers",
+            std::mem::size_of::<Reader>()
+        );
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::from_parameter(n), |b| b.iter(|| f.step()));
     }
@@ -436,7 +431,7 @@ fn bench_fanout(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 
 /// Replica of the per-viewer accounting `take_batch` in `shards/src/drive/rtsp.rs` does
-/// (commit 7a9dfc7): per packet, a `dests` entry and the sender-report clock anchor (an
+/// (commit 618f99b): per packet, a `dests` entry and the sender-report clock anchor (an
 /// `i128` division); per batch, a clock read and two relaxed `fetch_add`s on the viewer's
 /// shared `ConsumerStats`.
 struct Accounting {
@@ -463,7 +458,13 @@ impl Accounting {
 
 impl Reader {
     /// `turn` plus the replica of `take_batch`'s accounting.
-    fn turn_with_accounting(&mut self, ring: &Ring<Rc<Packet>>, max_lag: u64, clock: Instant) {
+    fn turn_with_accounting(
+        &mut self,
+        a: &mut Accounting,
+        ring: &Ring<Rc<Packet>>,
+        max_lag: u64,
+        clock: Instant,
+    ) {
         let now = clock.elapsed().as_micros() as u64;
         self.batch.clear();
         while self.batch.len() < BATCH {
@@ -476,7 +477,6 @@ impl Reader {
                 Next::Empty => break,
             }
         }
-        let a = &mut self.acct;
         a.dests.clear();
         let mut bytes = 0u64;
         for p in &self.batch {
@@ -519,7 +519,7 @@ impl Wake for NoopWake {
 }
 
 /// Replica of `LocalStream::notify` + `LocalStream::register` (`shards/src/hub.rs`,
-/// commit 7a9dfc7): every packet wakes all waiters, then each caught-up viewer registers
+/// commit 618f99b): every packet wakes all waiters, then each caught-up viewer registers
 /// again, checking the list for its own waker first.
 fn notify_and_reregister(waiters: &RefCell<Vec<Waker>>, wakers: &[Waker]) {
     let taken = std::mem::take(&mut *waiters.borrow_mut());
@@ -539,15 +539,13 @@ fn bench_writer_replica(c: &mut Criterion) {
     let clock = Instant::now();
     let n = 1_000usize;
     let mut f = Fanout::new(n);
-    for _ in 0..RING {
-        f.step();
-    }
+    let mut accts: Vec<Accounting> = (0..n).map(|_| Accounting::new()).collect();
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function(BenchmarkId::new("turn_with_accounting", n), |b| {
         b.iter(|| {
             f.push_one();
-            for r in &mut f.readers {
-                r.turn_with_accounting(&f.ring, f.max_lag, clock);
+            for (r, a) in f.readers.iter_mut().zip(&mut accts) {
+                r.turn_with_accounting(a, &f.ring, f.max_lag, clock);
             }
         })
     });

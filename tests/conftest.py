@@ -7,6 +7,7 @@ the end of its test.
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -28,7 +29,8 @@ def free_port_block(n=4):
     """A block of n consecutive free ports (TCP and UDP)."""
     while True:
         base = _next_port[0]
-        _next_port[0] += n + 6
+        # Even steps keep every block's base even (start_server's rtp_port must be even).
+        _next_port[0] += (n + 7) // 2 * 2
         ok = True
         for p in range(base, base + n):
             for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -80,13 +82,31 @@ class Server:
         return self.proc.poll() is None
 
 
-def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True):
+def _rtsp_extra_lines(extra):
+    """Lines to put under the generated `rtsp:` section: a dict (values as YAML scalars) or
+    YAML text (each line indented here)."""
+    if not extra:
+        return ""
+    if isinstance(extra, dict):
+        def scalar(v):
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return json.dumps(v)
+            return str(v)
+        return "".join(f"  {k}: {scalar(v)}\n" for k, v in extra.items())
+    return "".join(f"  {l.strip()}\n" for l in extra.splitlines() if l.strip())
+
+
+def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True,
+                 rtsp_extra=None):
     base = free_port_block(6)
     rtsp_port, api_port, rtp_port = base, base + 1, base + 2
     workdir = Path(tempfile.mkdtemp(prefix="corecast-"))
     cfg = workdir / "corecast.yaml"
     cfg.write_text(
         f"rtsp:\n  listen: \"127.0.0.1:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
+        + _rtsp_extra_lines(rtsp_extra) +
         f"api:\n  listen: \"127.0.0.1:{api_port}\"\n"
         f"shards: {shards}\n" + config_text
     )
@@ -209,3 +229,101 @@ def ffprobe_streams(url, transport="tcp"):
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["streams"]
+
+
+# --- A real RTSP server of another project (gst-rtsp-server), for pull-source tests ---
+
+GST_SCRIPT = ROOT / "tests" / "gst_rtsp_server.py"
+# python3-gi lives in the system interpreter, not in a pyenv/venv one.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class GstServer:
+    """tests/gst_rtsp_server.py on its own port; `stop()` then `start()` restarts it on
+    the same port (the upstream-restart test)."""
+
+    def __init__(self, port, path="/test", tracks="video", user=None, password=None,
+                 protocols="all", max_seconds=300):
+        self.port, self.path, self.tracks = port, path, tracks
+        self.user, self.password, self.protocols = user, password, protocols
+        self.max_seconds = max_seconds
+        self.proc = None
+        self.log_path = Path(tempfile.mkdtemp(prefix="gst-rtsp-")) / "gst.log"
+
+    def url(self, user=None, password=None, host="127.0.0.1"):
+        cred = ""
+        if user is not None:
+            cred = f"{user}:{password}@" if password is not None else f"{user}@"
+        return f"rtsp://{cred}{host}:{self.port}{self.path}"
+
+    def start(self, timeout=20):
+        cmd = [SYSTEM_PYTHON, str(GST_SCRIPT), "--port", str(self.port), "--path", self.path,
+               "--tracks", self.tracks, "--protocols", self.protocols,
+               "--max-seconds", str(self.max_seconds)]
+        if self.user is not None:
+            cmd += ["--user", self.user, "--password", self.password]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log_path, "a"),
+                                     text=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gst_rtsp_server.py exited with {self.proc.returncode}: "
+                                     f"{self.log()}")
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if line.startswith("READY"):
+                    return self
+        stop(self.proc)
+        raise AssertionError(f"gst_rtsp_server.py not READY in {timeout}s: {self.log()}")
+
+    def stop(self):
+        if self.proc is not None:
+            stop(self.proc, timeout=5)
+
+    def log(self):
+        try:
+            return self.log_path.read_text()[-4000:]
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def gst_server():
+    """Factory: gst_server(tracks="video,pcma,aac", user=..., password=..., protocols=...)
+    starts gst-rtsp-server on a free port, waits for READY; all are stopped at teardown."""
+    started = []
+
+    def make(tracks="video", user=None, password=None, protocols="all", path="/test",
+             max_seconds=300):
+        g = GstServer(free_port_block(1), path=path, tracks=tracks, user=user,
+                      password=password, protocols=protocols, max_seconds=max_seconds)
+        started.append(g)
+        return g.start()
+
+    yield make
+    for g in started:
+        g.stop()
+
+
+def tcp_connections(port):
+    """Established TCP connections whose remote port is `port` (clients of that port)."""
+    try:
+        out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            return [l for l in out.stdout.splitlines() if l.strip()]
+    except FileNotFoundError:
+        pass
+    conns = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for l in lines:
+            f = l.split()
+            # f[2] = remote "ADDR:PORT" in hex, f[3] = state (01 = ESTABLISHED)
+            if f[3] == "01" and int(f[2].rsplit(":", 1)[1], 16) == port:
+                conns.append(l)
+    return conns

@@ -135,6 +135,22 @@ pub async fn run(shard: Rc<Shard>) {
     );
 
     let start = Instant::now();
+    // Both tracks' RTP clocks start now: exact anchors for readers' sender reports.
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    for (track, rtp) in [(0, vts0), (1, ats0)] {
+        shard.registry.set_anchor(
+            NAME,
+            generation,
+            track,
+            crate::registry::Anchor {
+                unix_us: start_unix,
+                rtp,
+            },
+        );
+    }
     let (mut vi, mut ai) = (0u64, 0u64);
     let mut out: Vec<Bytes> = Vec::new();
     loop {

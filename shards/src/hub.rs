@@ -61,6 +61,9 @@ pub struct LocalStream {
     pub owned: bool,
     pub ring: RefCell<Ring<Rc<Packet>>>,
     waiters: RefCell<Vec<Waker>>,
+    /// Bumped by every notify: a viewer registered in an older epoch must register again.
+    epoch: Cell<u64>,
+    tick: Cell<u64>,
     closed: Cell<bool>,
     pub local_viewers: Cell<usize>,
     /// Owned streams: which shards mirror it.
@@ -78,6 +81,8 @@ impl LocalStream {
             owned,
             ring: RefCell::new(Ring::new(ring)),
             waiters: RefCell::new(Vec::new()),
+            epoch: Cell::new(0),
+            tick: Cell::new(0),
             closed: Cell::new(false),
             local_viewers: Cell::new(0),
             remote: RefCell::new(vec![false; nshards]),
@@ -108,26 +113,33 @@ impl LocalStream {
 
     /// Wakes every viewer waiting for data.
     pub fn notify(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    /// Registers a viewer's waker; it is woken on the next flush or close.
-    pub fn register(&self, cx: &Context<'_>) {
+        // Waking only schedules tasks (nothing re-registers during this loop), so the list
+        // is drained in place and keeps its capacity: no allocation per tick.
         let mut w = self.waiters.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
+        self.epoch.set(self.epoch.get() + 1);
+        for waker in w.drain(..) {
+            waker.wake();
         }
     }
 
-    /// Ready when the ring has something past `pos` or the stream closed.
-    pub fn poll_data(&self, pos: u64, cx: &Context<'_>) -> Poll<()> {
+    /// Time of the last tick that moved this ring (µs): viewers use it instead of reading
+    /// the clock once each.
+    pub fn tick(&self) -> u64 {
+        self.tick.get()
+    }
+
+    /// Ready when the ring has something past `pos` or the stream closed. Otherwise the
+    /// viewer's waker is registered once per notify epoch (`registered` is the viewer's
+    /// own marker), so registering costs O(1) whatever the number of viewers.
+    pub fn poll_data(&self, pos: u64, registered: &Cell<u64>, cx: &Context<'_>) -> Poll<()> {
         if self.closed.get() || self.ring.borrow().head() > pos {
             return Poll::Ready(());
         }
-        self.register(cx);
+        let mark = self.epoch.get() + 1;
+        if registered.get() != mark {
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            registered.set(mark);
+        }
         Poll::Pending
     }
 
@@ -266,13 +278,15 @@ impl Shard {
 
     /// Ends a producer tick: wakes local viewers, relays the batch to mirroring shards.
     pub fn flush(&self, stream: &LocalStream) {
+        stream.tick.set(self.clock.now());
         stream.notify();
         let mut pending = stream.pending.borrow_mut();
         for (shard, batch) in pending.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
             }
-            let packets = std::mem::take(batch);
+            // The next batch is likely the same size: one allocation per batch, no growth.
+            let packets = std::mem::replace(batch, Vec::with_capacity(batch.len()));
             let n = packets.len() as u64;
             let msg = DataMsg {
                 stream_id: stream.id,
@@ -465,6 +479,7 @@ impl Shard {
                 ring.push(Rc::new(p), key);
             }
         }
+        s.tick.set(self.clock.now());
         s.notify();
     }
 
@@ -585,7 +600,9 @@ mod tests {
                         glommio::timer::timeout(timeout, async {
                             while expect < N - 1 {
                                 let pos = cursor.position();
-                                futures_lite::future::poll_fn(|cx| s.poll_data(pos, cx)).await;
+                                let mark = Cell::new(0);
+                                futures_lite::future::poll_fn(|cx| s.poll_data(pos, &mark, cx))
+                                    .await;
                                 let ring = s.ring.borrow();
                                 while let Next::Item(p) = cursor.next(&ring, u64::MAX) {
                                     // The mirror may start at a keyframe; after that, no gap

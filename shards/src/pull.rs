@@ -391,6 +391,9 @@ impl StdoutIngest {
             let Some(text) = src.sdp() else { return Ok(()) };
             let sdp = corecast::sdp::parse(text).map_err(|e| format!("demuxer SDP: {e}"))?;
             let owned = own(shard, &self.name, &sdp, "exec", "exec")?;
+            // Demuxed stdout arrives in bursts (MPEG-TS interleaves audio well ahead of
+            // video): arrival times say nothing reliable about A/V timing.
+            shard.registry.set_arrival_sync(&self.name, false);
             set_error(shard, &self.name, None);
             info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
             self.feed = Some(Feed {

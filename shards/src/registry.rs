@@ -57,6 +57,13 @@ pub struct ProducerInfo {
     pub stats: ProducerStats,
 }
 
+/// A producer's RTP clock anchored to Unix time: RTP timestamp `rtp` was at `unix_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub unix_us: u64,
+    pub rtp: u32,
+}
+
 /// What the registry knows of one stream.
 #[derive(Debug)]
 pub struct StreamEntry {
@@ -68,6 +75,13 @@ pub struct StreamEntry {
     pub generation: u64,
     /// The producer's SDP (as announced), present while a producer is active.
     pub sdp: Option<Sdp>,
+    /// Per media: an exact wall-clock anchor of the producer's RTP clock, for sources that
+    /// know it (internal ones), so readers' sender reports carry the true A/V relation.
+    pub anchors: Vec<Option<Anchor>>,
+    /// Without anchors, may readers' sender reports be derived from arrival times? False
+    /// for sources whose packets arrive in bursts (stdout demux): better no report than a
+    /// wrong one.
+    pub arrival_sync: bool,
     /// Parameter sets learned from the stream, per media index: `sprop-parameter-sets`.
     pub learned_sprop: Vec<(usize, String)>,
     pub producer: Option<Arc<ProducerInfo>>,
@@ -139,6 +153,8 @@ impl Registry {
                 sources,
                 generation: 0,
                 sdp: None,
+                anchors: Vec::new(),
+                arrival_sync: true,
                 learned_sprop: Vec::new(),
                 producer: None,
                 consumers: Vec::new(),
@@ -167,6 +183,8 @@ impl Registry {
                 sources: Vec::new(),
                 generation: 0,
                 sdp: None,
+                anchors: Vec::new(),
+                arrival_sync: true,
                 learned_sprop: Vec::new(),
                 producer: None,
                 consumers: Vec::new(),
@@ -178,6 +196,8 @@ impl Registry {
         }
         e.generation += 1;
         e.error = None;
+        e.anchors = vec![None; sdp.medias.len()];
+        e.arrival_sync = true;
         e.sdp = Some(sdp);
         e.learned_sprop.clear();
         e.producer = Some(producer);
@@ -215,6 +235,31 @@ impl Registry {
         }
         if remove {
             g.streams.remove(name);
+        }
+    }
+
+    /// Records a producer's clock anchor for one media.
+    pub fn set_anchor(&self, name: &str, generation: u64, media: usize, anchor: Anchor) {
+        if let Some(e) = self.lock().streams.get_mut(name) {
+            if e.generation == generation {
+                if let Some(a) = e.anchors.get_mut(media) {
+                    *a = Some(anchor);
+                }
+            }
+        }
+    }
+
+    /// The anchor of one media and whether arrival-based sync is allowed.
+    pub fn sync_of(&self, name: &str, media: usize) -> (Option<Anchor>, bool) {
+        match self.lock().streams.get(name) {
+            Some(e) => (e.anchors.get(media).copied().flatten(), e.arrival_sync),
+            None => (None, false),
+        }
+    }
+
+    pub fn set_arrival_sync(&self, name: &str, allowed: bool) {
+        if let Some(e) = self.lock().streams.get_mut(name) {
+            e.arrival_sync = allowed;
         }
     }
 

@@ -111,9 +111,24 @@ pub fn unix_micros_to_ntp(micros: u64) -> u64 {
     (secs << 32) | frac
 }
 
+/// NTP 32.32 -> Unix time in microseconds (0 for times before 1970).
+pub fn ntp_to_unix_micros(ntp: u64) -> u64 {
+    let secs = (ntp >> 32).saturating_sub(NTP_UNIX_OFFSET_SECS);
+    let frac = ((ntp & 0xffff_ffff) * 1_000_000) >> 32;
+    secs * 1_000_000 + frac
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ntp_unix_round_trip() {
+        for us in [0u64, 1, 999_999, 1_700_000_000_123_456] {
+            let back = ntp_to_unix_micros(unix_micros_to_ntp(us));
+            assert!(back.abs_diff(us) <= 1, "{us} -> {back}");
+        }
+    }
 
     fn info() -> SenderInfo {
         SenderInfo {

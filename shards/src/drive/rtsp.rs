@@ -36,6 +36,8 @@ use tracing::{debug, info, warn};
 const BATCH: usize = 64;
 /// A reader whose next packet is older than this is moved to the latest keyframe.
 const MAX_DELAY_US: u64 = 2_000_000;
+/// How often a viewer's counters are published to the API.
+const STATS_INTERVAL_US: u64 = 250_000;
 /// Interval between RTCP sender reports per track.
 const SR_INTERVAL_US: u64 = 2_000_000;
 /// Kernel send buffer per connection: large enough for bursts, small enough that a stalled
@@ -91,6 +93,8 @@ struct Conn {
     waker: RefCell<Option<Waker>>,
     closing: Cell<bool>,
     play: RefCell<Option<Play>>,
+    /// The writer's registration marker in its stream's waiter list (see `poll_data`).
+    registered: Cell<u64>,
 }
 
 impl Conn {
@@ -136,6 +140,20 @@ struct Play {
     sync: Vec<TrackSync>,
     consumer: Arc<ConsumerInfo>,
     max_lag: u64,
+    pending_packets: u64,
+    pending_bytes: u64,
+    stats_at: u64,
+}
+
+impl Play {
+    fn flush_stats(&mut self, now: u64) {
+        let c = &self.consumer.stats;
+        c.packets
+            .fetch_add(std::mem::take(&mut self.pending_packets), Relaxed);
+        c.bytes
+            .fetch_add(std::mem::take(&mut self.pending_bytes), Relaxed);
+        self.stats_at = now;
+    }
 }
 
 /// A publisher's ingest state, shared by its RTSP connection and its UDP routes.
@@ -352,6 +370,9 @@ impl Host for HostImpl {
             sync,
             consumer,
             max_lag,
+            pending_packets: 0,
+            pending_bytes: 0,
+            stats_at: 0,
         });
         self.conn.wake();
         Ok(infos)
@@ -442,6 +463,7 @@ async fn handle(
         waker: RefCell::new(None),
         closing: Cell::new(false),
         play: RefCell::new(None),
+        registered: Cell::new(0),
     });
     let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
     let now = shard.clock.now();
@@ -692,8 +714,14 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         if conn.closing.get() {
             break;
         }
-        let now = shard.clock.now();
-        match take_batch(&conn, now, &mut batch, &mut dests, &mut rtcp_bufs) {
+        match take_batch(
+            &conn,
+            &shard.registry,
+            shard.clock,
+            &mut batch,
+            &mut dests,
+            &mut rtcp_bufs,
+        ) {
             Step::Idle => {
                 wait(&conn, None).await;
                 continue;
@@ -712,13 +740,15 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         // Build the writes: shared payloads, per-viewer 4-byte headers only.
         hdrs.clear();
         iov.clear();
-        let n_media = batch.len();
-        let items = batch
+        // Sender reports go first: a player that gets a track's report before its first
+        // packet times it by the report from the start, with no jump later.
+        let n_rtcp = rtcp_bufs.len();
+        let items = rtcp_bufs
             .iter()
-            .map(|p| &p.data[..])
-            .chain(rtcp_bufs.iter().map(|b| &b[..]));
+            .map(|b| &b[..])
+            .chain(batch.iter().map(|p| &p.data[..]));
         for (i, data) in items.enumerate() {
-            let rtcp = i >= n_media;
+            let rtcp = i < n_rtcp;
             match dests[i] {
                 Some(Out::Tcp { rtp, rtcp: rtcp_ch }) => {
                     let ch = if rtcp { rtcp_ch } else { rtp };
@@ -748,10 +778,10 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         }
         // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
         let mut h = 0;
-        for (i, data) in batch
+        for (i, data) in rtcp_bufs
             .iter()
-            .map(|p| &p.data[..])
-            .chain(rtcp_bufs.iter().map(|b| &b[..]))
+            .map(|b| &b[..])
+            .chain(batch.iter().map(|p| &p.data[..]))
             .enumerate()
         {
             if let Some(Out::Tcp { .. }) = dests[i] {
@@ -803,7 +833,8 @@ enum Step {
 /// Takes the next batch from the ring under a short borrow (never held across an await).
 fn take_batch(
     conn: &Conn,
-    now: u64,
+    registry: &crate::registry::Registry,
+    clock: crate::hub::Clock,
     batch: &mut Vec<Rc<Packet>>,
     dests: &mut Vec<Option<Out>>,
     rtcp_bufs: &mut Vec<Vec<u8>>,
@@ -812,6 +843,7 @@ fn take_batch(
     let Some(play) = play_ref.as_mut() else {
         return Step::Idle;
     };
+    let now = play.stream.tick();
     if play.stream.is_closed() {
         // The producer left: end the session cleanly, players see EOF.
         return Step::End;
@@ -868,30 +900,54 @@ fn take_batch(
         }
     }
     rtcp_bufs.clear();
+    let mut rtcp_dests: Vec<Option<Out>> = Vec::new();
     for (t, s) in play.sync.iter_mut().enumerate() {
-        if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
-            if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
-                s.last_sr = now;
-                s.frozen = true;
-                let media_us = now as i64 - off;
-                let rtp_time = (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
-                let info = SenderInfo {
-                    ssrc: s.ssrc,
-                    ntp: rtcp::unix_micros_to_ntp(unix_micros()),
-                    rtp_time,
-                    packet_count: s.packets,
-                    octet_count: s.octets,
-                };
-                let mut b = Vec::with_capacity(64);
-                rtcp::write_sender_report(&mut b, &info, "corecast");
-                rtcp_bufs.push(b);
-                dests.push(Some(out));
-            }
+        if s.packets == 0 || now.saturating_sub(s.last_sr) < SR_INTERVAL_US {
+            continue;
         }
+        let Some(out) = play.outs[t] else { continue };
+        s.last_sr = now;
+        // Both clocks read at the same instant (the tick time may be a little old).
+        let (mono_now, now_unix) = (clock.now(), unix_micros());
+        let rate = s.clock_rate.max(1) as i128;
+        // Prefer an exact clock relation (internal sources know theirs); else one estimated
+        // from arrival times, when allowed. Publishers' own sender reports are not used:
+        // ffmpeg's are computed from its send times, which its AAC packetizer delays, and
+        // forwarding them made readers' audio step back (seen in the relay tests).
+        let rtp_time = match registry.sync_of(&play.stream.name, t) {
+            (Some(a), _) => {
+                let dt = now_unix as i128 - a.unix_us as i128;
+                a.rtp.wrapping_add((dt * rate / 1_000_000) as i64 as u32)
+            }
+            (None, true) => match s.offset_us {
+                Some(off) => {
+                    s.frozen = true;
+                    let media_us = mono_now as i64 - off;
+                    (media_us as i128 * rate / 1_000_000) as u64 as u32
+                }
+                None => continue,
+            },
+            (None, false) => continue,
+        };
+        let info = SenderInfo {
+            ssrc: s.ssrc,
+            ntp: rtcp::unix_micros_to_ntp(now_unix),
+            rtp_time,
+            packet_count: s.packets,
+            octet_count: s.octets,
+        };
+        let mut b = Vec::with_capacity(64);
+        rtcp::write_sender_report(&mut b, &info, "corecast");
+        rtcp_bufs.push(b);
+        rtcp_dests.push(Some(out));
     }
-    let c = &play.consumer.stats;
-    c.packets.fetch_add(batch.len() as u64, Relaxed);
-    c.bytes.fetch_add(bytes, Relaxed);
+    dests.splice(0..0, rtcp_dests);
+    // Counters reach the shared atomics a few times a second, not per packet.
+    play.pending_packets += batch.len() as u64;
+    play.pending_bytes += bytes;
+    if now.saturating_sub(play.stats_at) >= STATS_INTERVAL_US {
+        play.flush_stats(now);
+    }
     Step::Write
 }
 
@@ -906,7 +962,7 @@ async fn wait(conn: &Conn, data: Option<(Rc<LocalStream>, u64)>) {
             return Poll::Ready(());
         }
         if let Some((s, pos)) = &data {
-            if s.poll_data(*pos, cx).is_ready() {
+            if s.poll_data(*pos, &conn.registered, cx).is_ready() {
                 return Poll::Ready(());
             }
             if conn.play.borrow().is_none() {
