@@ -98,6 +98,18 @@ impl Filter {
         (0..sdp.medias.len()).filter(|&i| taken[i]).collect()
     }
 
+    /// The wants that no media of `sdp` matches: what another source should provide.
+    pub fn missing(&self, sdp: &Sdp) -> Filter {
+        Filter {
+            wants: self
+                .wants
+                .iter()
+                .filter(|w| !sdp.medias.iter().any(|m| matches(w, m)))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// True when some want matches no media of `sdp`: another source may provide it.
     pub fn unsatisfied(&self, sdp: &Sdp) -> bool {
         self.wants
@@ -221,6 +233,19 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=contro
         let sdp = crate::sdp::parse(CAM).unwrap();
         assert!(Filter::parse(Some("audio=opus"), None).unsatisfied(&sdp));
         assert!(!Filter::parse(None, None).unsatisfied(&sdp));
+    }
+
+    #[test]
+    fn missing_wants_pick_from_another_source() {
+        let video_only =
+            crate::sdp::parse("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n").unwrap();
+        let f = Filter::parse(None, None);
+        let missing = f.missing(&video_only);
+        assert_eq!(missing.wants.len(), 1);
+        assert_eq!(missing.wants[0].kind, Kind::Audio);
+        let cam = crate::sdp::parse(CAM).unwrap();
+        assert_eq!(missing.select(&cam), vec![2]);
+        assert!(f.missing(&cam).wants.is_empty());
     }
 
     #[test]

@@ -99,9 +99,12 @@ def _rtsp_extra_lines(extra):
 
 
 def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True,
-                 rtsp_extra=None):
+                 rtsp_extra=None, format_ports=False):
     base = free_port_block(6)
     rtsp_port, api_port, rtp_port = base, base + 1, base + 2
+    if format_ports:
+        # Lets a config refer to the server's own RTSP port ("{port}").
+        config_text = config_text.replace("{port}", str(rtsp_port))
     workdir = Path(tempfile.mkdtemp(prefix="corecast-"))
     cfg = workdir / "corecast.yaml"
     cfg.write_text(

@@ -256,3 +256,33 @@ def test_rtsp_server_auth(server_factory):
     srv2 = server_factory(rtsp_extra={"username": "admin", "password": "secret"})
     exempt = codecs(ffprobe_streams(srv2.url("demo")))
     assert exempt == [("audio", "aac"), ("video", "h264")], exempt
+
+
+def test_several_sources_offer_their_tracks_together(server_factory, procs):
+    """go2rtc's list of sources: later ones are dialled only when a reader wants what the
+    first lacks, and their tracks are offered with the first one's."""
+    srv = server_factory(
+        "streams:\n"
+        "  mix:\n"
+        "    - rtsp://127.0.0.1:{port}/demo?video\n"
+        "    - rtsp://127.0.0.1:{port}/demo?audio\n"
+        "  tx:\n"
+        "    - rtsp://127.0.0.1:{port}/demo?video\n"
+        "    - ffmpeg:demo#audio=opus\n",
+        format_ports=True,
+    )
+    # Only video wanted: the second source is not dialled.
+    kinds = sorted(s["codec_name"] for s in ffprobe_streams(srv.url("mix", "?video")))
+    assert kinds == ["h264"]
+    assert len(srv.streams()["mix"]["producers"]) == 1
+    # Default (video + audio): the audio comes from the second source.
+    kinds = sorted(s["codec_name"] for s in ffprobe_streams(srv.url("mix")))
+    assert kinds == ["aac", "h264"], kinds
+    # An ffmpeg: transcoding source adds opus on demand.
+    url = srv.url("tx", "?video&audio=opus")
+    kinds = sorted(s["codec_name"] for s in ffprobe_streams(url))
+    assert kinds == ["h264", "opus"], kinds
+    reader = ffmpeg_read(url, duration=4)
+    procs.append(reader)
+    out, err = reader.communicate(timeout=30)
+    assert decoded_frames(out) >= 80, err

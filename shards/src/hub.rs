@@ -40,6 +40,8 @@ pub enum CtlMsg {
     Unsubscribe { stream_id: u64, shard: usize },
     /// A reader on another shard wants this stream's pull source running.
     StartSource { name: String },
+    /// A reader wants tracks the stream lacks: dial its later sources.
+    ExtendSource { name: String, query: Option<String> },
     /// The producer of this generation is gone.
     StreamEnd { stream_id: u64, generation: u64 },
     /// A publisher connected to the wrong shard: the owner takes over its socket.
@@ -449,6 +451,7 @@ impl Shard {
                 }
             }
             CtlMsg::StartSource { name } => crate::source::start(self, &name),
+            CtlMsg::ExtendSource { name, query } => crate::source::extend(self, &name, query),
             CtlMsg::Handoff {
                 fd,
                 peer,

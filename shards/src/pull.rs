@@ -101,6 +101,11 @@ struct Feed {
     waiting_keyframe: bool,
     name: String,
     bad: u64,
+    /// Stream track of this feed's first track (non-zero for a secondary source).
+    track_base: usize,
+    /// A secondary source adds tracks to a stream whose primary decides where readers
+    /// start: its packets are never start points.
+    secondary: bool,
 }
 
 impl Feed {
@@ -110,8 +115,11 @@ impl Feed {
         };
         let len = data.len() as u64;
         match self.ingest.packet(*track, data, shard.clock.now()) {
-            Ok((pkt, learned)) => {
-                if self.waiting_keyframe {
+            Ok((mut pkt, learned)) => {
+                if self.secondary {
+                    pkt.track = (self.track_base + pkt.track as usize) as u8;
+                    pkt.keyframe = false;
+                } else if self.waiting_keyframe {
                     if !pkt.keyframe {
                         return;
                     }
@@ -124,7 +132,7 @@ impl Feed {
                     shard.registry.learn_sprop(
                         &self.name,
                         self.owned.stream.generation,
-                        l.track,
+                        self.track_base + l.track,
                         l.fmtp_param,
                     );
                 }
@@ -140,12 +148,45 @@ impl Feed {
     }
 }
 
-/// Pulls `src` until the source is stopped or the connection fails.
+/// What a pull feeds.
+pub enum Role<'a> {
+    /// The stream's first source: claims the stream with its SDP.
+    Primary,
+    /// A later source (go2rtc's list): adds the tracks `wants` asks for and the stream
+    /// lacks. `added` remembers (first track, count) across reconnects; `state` tells the
+    /// caller how it went (see `SecondaryState`).
+    Secondary {
+        wants: &'a corecast::filter::Filter,
+        added: &'a std::cell::Cell<Option<(usize, usize)>>,
+        state: &'a std::cell::Cell<SecondaryState>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondaryState {
+    Connecting,
+    Added,
+    /// Nothing this source has is wanted, or the primary is gone.
+    Useless,
+}
+
+/// Pulls `src` as the primary source until the source is stopped or the connection fails.
 pub async fn run(
     shard: &Rc<Shard>,
     name: &str,
     src: &str,
     running: &Rc<Running>,
+) -> Result<(), String> {
+    run_feed(shard, name, src, running, Role::Primary).await
+}
+
+/// Pulls `src` in the given role.
+pub async fn run_feed(
+    shard: &Rc<Shard>,
+    name: &str,
+    src: &str,
+    running: &Rc<Running>,
+    role: Role<'_>,
 ) -> Result<(), String> {
     let url = client::parse_source_url(src).map_err(|e| format!("bad source URL: {e}"))?;
     if !matches!(url.tls, Tls::None) {
@@ -170,7 +211,7 @@ pub async fn run(
     let mut buf = BytesMut::new();
     let mut quirks_logged = 0u32;
     let mut last_rx = shard.clock.now();
-    let result: Result<(), String> = loop {
+    let result: Result<(), String> = 'feed: loop {
         if running.stopped() {
             client.teardown();
             out.clear();
@@ -197,22 +238,24 @@ pub async fn run(
                     drop(rtcp);
                 }
                 ClientEvent::Described { sdp, selected } => {
-                    let stream_sdp = corecast::filter::filtered(&sdp, &selected);
-                    let owned = own(shard, name, &stream_sdp, src, "rtsp")?;
-                    let mut map = vec![None; sdp.medias.len()];
-                    for (track, &m) in selected.iter().enumerate() {
-                        if let Some(slot) = map.get_mut(m) {
-                            *slot = Some(track);
-                        }
-                    }
-                    *feed.borrow_mut() = Some(Feed {
-                        ingest: Ingest::new(&owned.sdp),
-                        owned,
-                        map,
-                        waiting_keyframe: true,
-                        name: name.to_string(),
-                        bad: 0,
-                    });
+                    let f = match &role {
+                        Role::Primary => primary_feed(shard, name, src, &sdp, &selected)?,
+                        Role::Secondary {
+                            wants,
+                            added,
+                            state,
+                        } => match secondary_feed(shard, name, &sdp, &selected, wants, added) {
+                            Some(f) => {
+                                state.set(SecondaryState::Added);
+                                f
+                            }
+                            None => {
+                                state.set(SecondaryState::Useless);
+                                break 'feed Ok(());
+                            }
+                        },
+                    };
+                    *feed.borrow_mut() = Some(f);
                 }
                 ClientEvent::Playing { .. } => {
                     info!(stream = name, source = %redact(src), transport = if udp { "udp" } else { "tcp" }, "source playing");
@@ -288,6 +331,91 @@ pub async fn run(
         t.cancel();
     }
     result
+}
+
+fn primary_feed(
+    shard: &Shard,
+    name: &str,
+    src: &str,
+    sdp: &Sdp,
+    selected: &[usize],
+) -> Result<Feed, String> {
+    let stream_sdp = corecast::filter::filtered(sdp, selected);
+    let owned = own(shard, name, &stream_sdp, src, "rtsp")?;
+    let mut map = vec![None; sdp.medias.len()];
+    for (track, &m) in selected.iter().enumerate() {
+        if let Some(slot) = map.get_mut(m) {
+            *slot = Some(track);
+        }
+    }
+    Ok(Feed {
+        ingest: Ingest::new(&owned.sdp),
+        owned,
+        map,
+        waiting_keyframe: true,
+        name: name.to_string(),
+        bad: 0,
+        track_base: 0,
+        secondary: false,
+    })
+}
+
+/// Adds what the stream is missing from this source's medias; None when it has nothing
+/// wanted (or the primary is not producing).
+fn secondary_feed(
+    shard: &Shard,
+    name: &str,
+    sdp: &Sdp,
+    selected: &[usize],
+    wants: &corecast::filter::Filter,
+    added: &std::cell::Cell<Option<(usize, usize)>>,
+) -> Option<Feed> {
+    let owned = PULLED.with(|p| p.by_name.borrow().get(name).cloned())?;
+    let offered = corecast::filter::filtered(sdp, selected);
+    let (base, take): (usize, Vec<usize>) = match added.get() {
+        // Reconnect: the same tracks again, in the same place.
+        Some((base, n)) => (base, wants.select(&offered).into_iter().take(n).collect()),
+        None => {
+            let current = {
+                let g = shard.registry.lock();
+                g.streams.get(name)?.sdp.clone()?
+            };
+            let take = wants.missing(&current).select(&offered);
+            if take.is_empty() {
+                return None;
+            }
+            let medias = take.iter().map(|&i| offered.medias[i].clone()).collect();
+            let base = shard
+                .registry
+                .append_medias(name, owned.stream.generation, medias)?;
+            added.set(Some((base, take.len())));
+            info!(
+                stream = name,
+                tracks = take.len(),
+                "secondary source adds tracks"
+            );
+            (base, take)
+        }
+    };
+    let sub = corecast::filter::filtered(&offered, &take);
+    let mut map = vec![None; sdp.medias.len()];
+    for (local, &i) in take.iter().enumerate() {
+        if let Some(&m) = selected.get(i) {
+            if let Some(slot) = map.get_mut(m) {
+                *slot = Some(local);
+            }
+        }
+    }
+    Some(Feed {
+        ingest: Ingest::new(&sub),
+        owned,
+        map,
+        waiting_keyframe: false,
+        name: name.to_string(),
+        bad: 0,
+        track_base: base,
+        secondary: true,
+    })
 }
 
 fn describe_error(e: &client::ClientError) -> String {
@@ -403,6 +531,8 @@ impl StdoutIngest {
                 waiting_keyframe: true,
                 name: self.name.clone(),
                 bad: 0,
+                track_base: 0,
+                secondary: false,
             });
         }
         if let Some(f) = self.feed.as_mut() {

@@ -238,6 +238,30 @@ impl Registry {
         }
     }
 
+    /// Appends medias from a secondary source to a live stream's SDP; returns the index of
+    /// the first one (existing readers keep their tracks; new readers see all).
+    pub fn append_medias(
+        &self,
+        name: &str,
+        generation: u64,
+        medias: Vec<corecast::sdp::Media>,
+    ) -> Option<usize> {
+        let mut g = self.lock();
+        let e = g.streams.get_mut(name)?;
+        if e.generation != generation {
+            return None;
+        }
+        let sdp = e.sdp.as_mut()?;
+        let base = sdp.medias.len();
+        // Track numbers travel in a u8.
+        if base + medias.len() > u8::MAX as usize {
+            return None;
+        }
+        e.anchors.extend(medias.iter().map(|_| None));
+        sdp.medias.extend(medias);
+        Some(base)
+    }
+
     /// Records a producer's clock anchor for one media.
     pub fn set_anchor(&self, name: &str, generation: u64, media: usize, anchor: Anchor) {
         if let Some(e) = self.lock().streams.get_mut(name) {

@@ -8,6 +8,8 @@
 //! and `ffmpeg:INPUT#params` (an exec built from go2rtc's templates).
 
 use crate::hub::{CtlMsg, Shard};
+use crate::pull::{Role, SecondaryState};
+use corecast::filter::Filter;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,6 +38,10 @@ pub struct Running {
     /// Set when the source must stop (idle, removed).
     pub stop: Cell<bool>,
     started: Instant,
+    sources: Vec<String>,
+    /// Which of the stream's sources have been dialled (index 0 is the primary).
+    dialled: RefCell<Vec<bool>>,
+    extending: Cell<bool>,
 }
 
 impl Running {
@@ -46,7 +52,218 @@ impl Running {
 
 /// Makes sure the stream's source is running before a reader DESCRIBEs it. Returns at once
 /// for streams without sources or with a live producer.
-pub async fn ensure(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
+pub async fn ensure(
+    shard: &Rc<Shard>,
+    name: &str,
+    query: Option<&str>,
+    user_agent: &str,
+) -> Result<(), String> {
+    start_primary(shard, name).await?;
+    // Our own ffmpeg reading this stream (an `ffmpeg:NAME#...` source) takes what is there.
+    if user_agent == INTERNAL_UA {
+        return Ok(());
+    }
+    let filter = Filter::parse(query, shard.config.rtsp.default_query.as_deref());
+    let (owner, more, unsatisfied) = {
+        let g = shard.registry.lock();
+        match g.streams.get(name) {
+            Some(e) => (
+                e.owner,
+                e.sources.len() > 1,
+                e.sdp.as_ref().is_some_and(|sdp| filter.unsatisfied(sdp)),
+            ),
+            None => return Ok(()),
+        }
+    };
+    if !more || !unsatisfied {
+        return Ok(());
+    }
+    // go2rtc: later sources are dialled only when a reader wants what earlier ones lack.
+    let q = query.map(str::to_string);
+    if owner == shard.id {
+        extend(shard, name, q);
+    } else {
+        shard.send_ctl(
+            owner,
+            CtlMsg::ExtendSource {
+                name: name.into(),
+                query: q,
+            },
+        );
+    }
+    let deadline = Instant::now() + EXTEND_TIMEOUT;
+    while Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let done = {
+            let g = shard.registry.lock();
+            g.streams
+                .get(name)
+                .and_then(|e| e.sdp.as_ref())
+                .is_none_or(|sdp| !filter.unsatisfied(sdp))
+        };
+        if done {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The user agent of our own ffmpeg when it reads a stream of ours (see the templates).
+pub const INTERNAL_UA: &str = "corecast/ffmpeg";
+/// How long a reader waits for later sources to add what it asked for.
+const EXTEND_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Dials the stream's later sources, in order, until `query`'s wants are met.
+pub fn extend(shard: &Rc<Shard>, name: &str, query: Option<String>) {
+    let Some(running) = shard.sources.running.borrow().get(name).cloned() else {
+        return;
+    };
+    if running.extending.replace(true) {
+        return;
+    }
+    let (sh, n) = (shard.clone(), name.to_string());
+    glommio::spawn_local(async move {
+        let filter = Filter::parse(query.as_deref(), sh.config.rtsp.default_query.as_deref());
+        for i in 1..running.sources.len() {
+            if running.stopped() {
+                break;
+            }
+            if running.dialled.borrow()[i] {
+                continue;
+            }
+            let satisfied = {
+                let g = sh.registry.lock();
+                g.streams
+                    .get(&n)
+                    .and_then(|e| e.sdp.as_ref())
+                    .is_none_or(|sdp| !filter.unsatisfied(sdp))
+            };
+            if satisfied {
+                break;
+            }
+            running.dialled.borrow_mut()[i] = true;
+            let state = Rc::new(Cell::new(SecondaryState::Connecting));
+            let (sh2, n2, r2, st2, f2) = (
+                sh.clone(),
+                n.clone(),
+                running.clone(),
+                state.clone(),
+                filter.clone(),
+            );
+            glommio::spawn_local(async move { secondary(sh2, n2, i, r2, f2, st2).await }).detach();
+            let until = Instant::now() + EXTEND_TIMEOUT;
+            while state.get() == SecondaryState::Connecting && Instant::now() < until {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        running.extending.set(false);
+    })
+    .detach();
+}
+
+/// A later source feeding extra tracks into the stream, reconnecting until stopped.
+async fn secondary(
+    shard: Rc<Shard>,
+    name: String,
+    index: usize,
+    running: Rc<Running>,
+    wants: Filter,
+    state: Rc<Cell<SecondaryState>>,
+) {
+    let src = running.sources[index].clone();
+    info!(stream = %name, source = %redact(&src), "dialling a later source for missing tracks");
+    // Programs that publish (ffmpeg:, exec with {output}) publish to a hidden stream that
+    // we then pull like a camera.
+    let mut child: Option<ChildGuard> = None;
+    let url = match publisher_command(&shard, &name, &src, index) {
+        Ok(Some((words, url))) => match spawn_quiet(&words) {
+            Ok(c) => {
+                child = Some(c);
+                url
+            }
+            Err(e) => {
+                warn!(stream = %name, error = %e, "later source failed to start");
+                state.set(SecondaryState::Useless);
+                return;
+            }
+        },
+        Ok(None) => src.clone(),
+        Err(e) => {
+            warn!(stream = %name, error = %e, "later source unusable");
+            state.set(SecondaryState::Useless);
+            return;
+        }
+    };
+    let added = Cell::new(None);
+    let mut backoff = Duration::from_millis(300);
+    while !running.stopped() {
+        let role = Role::Secondary {
+            wants: &wants,
+            added: &added,
+            state: &state,
+        };
+        let r = crate::pull::run_feed(&shard, &name, &url, &running, role).await;
+        if state.get() == SecondaryState::Useless || running.stopped() {
+            break;
+        }
+        if let Err(e) = r {
+            debug!(stream = %name, source = %redact(&src), error = %e, "later source retry");
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    drop(child);
+}
+
+/// For `ffmpeg:` and `exec:` sources that publish: the command publishing to a hidden
+/// stream and the URL to pull it from. None for other sources.
+fn publisher_command(
+    shard: &Shard,
+    name: &str,
+    src: &str,
+    index: usize,
+) -> Result<Option<(Vec<String>, String)>, String> {
+    let hidden = format!("{name}~{index}");
+    match scheme(src) {
+        "ffmpeg" => {
+            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..])?;
+            let url = output_url(shard, &hidden)?;
+            let own = output_url(shard, name)?;
+            if let Some(last) = words.last_mut() {
+                if *last == own {
+                    *last = url.clone();
+                }
+            }
+            Ok(Some((words, url)))
+        }
+        "exec" if src.contains("{output}") => {
+            let url = output_url(shard, &hidden)?;
+            let words = corecast::ffmpeg::split_command(&src["exec:".len()..])
+                .map_err(|e| format!("exec: {e}"))?
+                .into_iter()
+                .map(|w| w.replace("{output}", &url))
+                .collect();
+            Ok(Some((words, url)))
+        }
+        "exec" => Err("a later source must be RTSP, ffmpeg: or exec with {output}".into()),
+        _ => Ok(None),
+    }
+}
+
+fn spawn_quiet(words: &[String]) -> Result<ChildGuard, String> {
+    let (bin, args) = words.split_first().ok_or("empty command")?;
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(ChildGuard)
+        .map_err(|e| format!("cannot run `{bin}`: {e}"))
+}
+
+/// Makes the stream's first source produce (a no-op when it already does).
+async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
     let (owner, needs) = {
         let g = shard.registry.lock();
         match g.streams.get(name) {
@@ -102,9 +319,14 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
             _ => return,
         }
     };
+    let mut dialled = vec![false; sources.len()];
+    dialled[0] = true;
     let running = Rc::new(Running {
         stop: Cell::new(false),
         started: Instant::now(),
+        sources: sources.clone(),
+        dialled: RefCell::new(dialled),
+        extending: Cell::new(false),
     });
     shard
         .sources
@@ -128,7 +350,12 @@ async fn watch(shard: Rc<Shard>, name: String, running: Rc<Running>) {
         let readers = {
             let g = shard.registry.lock();
             match g.streams.get(&name) {
-                Some(e) => e.consumers.len(),
+                // Our own ffmpeg reading this stream does not keep it alive.
+                Some(e) => e
+                    .consumers
+                    .iter()
+                    .filter(|c| c.user_agent != INTERNAL_UA)
+                    .count(),
                 None => {
                     running.stop.set(true);
                     break;
@@ -153,8 +380,16 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
     let mut backoff = Duration::from_millis(500);
     let mut attempt: usize = 0;
     while !running.stopped() {
-        // Failover: try the sources in order, one attempt each.
-        let src = &sources[attempt % sources.len()];
+        // The first source is the primary; later ones add tracks on demand (`extend`).
+        // When the primary keeps failing, RTSP ones take over in turn (failover).
+        let candidates: Vec<&String> = std::iter::once(&sources[0])
+            .chain(
+                sources[1..]
+                    .iter()
+                    .filter(|s| scheme(s).starts_with("rtsp")),
+            )
+            .collect();
+        let src = candidates[attempt % candidates.len()];
         let started = Instant::now();
         let result = match scheme(src) {
             "rtsp" | "rtsps" | "rtspx" => crate::pull::run(&shard, &name, src, &running).await,

@@ -546,7 +546,9 @@ async fn handle(
                         } else {
                             path
                         };
-                        if let Err(e) = crate::source::ensure(&shard, name).await {
+                        let (_, query) = url::path_and_query(&req.uri);
+                        let ua = req.headers.get("User-Agent").unwrap_or("");
+                        if let Err(e) = crate::source::ensure(&shard, name, query, ua).await {
                             warn!(stream = name, %peer, error = %e, "source unavailable for reader");
                         }
                     }
