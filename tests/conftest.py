@@ -246,8 +246,9 @@ class GstServer:
     the same port (the upstream-restart test)."""
 
     def __init__(self, port, path="/test", tracks="video", user=None, password=None,
-                 protocols="all", max_seconds=300):
+                 protocols="all", max_seconds=300, tls_pem=None):
         self.port, self.path, self.tracks = port, path, tracks
+        self.tls_pem = tls_pem
         self.user, self.password, self.protocols = user, password, protocols
         self.max_seconds = max_seconds
         self.proc = None
@@ -265,6 +266,8 @@ class GstServer:
                "--max-seconds", str(self.max_seconds)]
         if self.user is not None:
             cmd += ["--user", self.user, "--password", self.password]
+        if self.tls_pem is not None:
+            cmd += ["--tls-pem", str(self.tls_pem)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log_path, "a"),
                                      text=True)
         deadline = time.time() + timeout
@@ -298,9 +301,10 @@ def gst_server():
     started = []
 
     def make(tracks="video", user=None, password=None, protocols="all", path="/test",
-             max_seconds=300):
+             max_seconds=300, tls_pem=None):
         g = GstServer(free_port_block(1), path=path, tracks=tracks, user=user,
-                      password=password, protocols=protocols, max_seconds=max_seconds)
+                      password=password, protocols=protocols, max_seconds=max_seconds,
+                      tls_pem=tls_pem)
         started.append(g)
         return g.start()
 

@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--tracks", default="video")
     ap.add_argument("--protocols", choices=sorted(PROTOCOLS), default="all")
     ap.add_argument("--max-seconds", type=float, default=300)
+    ap.add_argument("--tls-pem", help="PEM file with certificate and key: serve RTSPS")
     args = ap.parse_args()
     if (args.user is None) != (args.password is None):
         ap.error("--user and --password go together")
@@ -86,7 +87,20 @@ def main():
     factory.set_shared(True)
     factory.set_protocols(PROTOCOLS[args.protocols])
 
-    if args.user is not None:
+    if args.tls_pem is not None:
+        # RTSP over TLS (rtsps://): every access is allowed through a default token.
+        from gi.repository import Gio
+        cert = Gio.TlsCertificate.new_from_file(args.tls_pem)
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_tls_certificate(cert)
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "anyone")
+        auth.set_default_token(token)
+        server.set_auth(auth)
+        factory.add_role_from_structure(Gst.Structure.new_from_string(
+            "anyone, media.factory.access=(boolean)true, "
+            "media.factory.construct=(boolean)true"))
+    elif args.user is not None:
         auth = GstRtspServer.RTSPAuth()
         auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         token = GstRtspServer.RTSPToken()

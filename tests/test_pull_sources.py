@@ -286,3 +286,30 @@ def test_several_sources_offer_their_tracks_together(server_factory, procs):
     procs.append(reader)
     out, err = reader.communicate(timeout=30)
     assert decoded_frames(out) >= 80, err
+
+
+def test_rtsp_over_tls(server_factory, gst_server, procs, tmp_path):
+    """rtspx:// (TLS, certificate not checked: go2rtc's scheme for self-signed cameras)
+    plays; rtsps:// refuses the self-signed certificate and says so in the API."""
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True, timeout=60)
+    pem = tmp_path / "tls.pem"
+    pem.write_text(cert.read_text() + key.read_text())
+    g = gst_server(tls_pem=pem)
+    port = g.port
+    srv = server_factory(f"streams:\n  sx: rtspx://127.0.0.1:{port}/test\n"
+                         f"  ss: rtsps://127.0.0.1:{port}/test\n")
+    reader = ffmpeg_read(srv.url("sx"), duration=4)
+    procs.append(reader)
+    out, err = reader.communicate(timeout=30)
+    assert decoded_frames(out) >= 0.9 * 100, err
+    subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp", srv.url("ss")],
+                   capture_output=True, timeout=30)
+    deadline = time.time() + 10
+    error = None
+    while time.time() < deadline and not error:
+        error = srv.streams()["ss"].get("error")
+        time.sleep(0.2)
+    assert error and "certificate" in error, error

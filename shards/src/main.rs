@@ -12,6 +12,7 @@ mod registry;
 mod runtime;
 mod sendv;
 mod source;
+mod tls;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -8,11 +8,11 @@
 use crate::hub::{LocalStream, Shard};
 use crate::registry::{ProducerInfo, ProducerStats};
 use crate::source::{redact, set_error, Running};
+use crate::tls::Io;
 use bytes::{Bytes, BytesMut};
 use corecast::ingest::Ingest;
 use corecast::rtsp::client::{self, Client, ClientEvent, ClientTransport, Tls};
 use corecast::sdp::Sdp;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UdpSocket};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -189,9 +189,6 @@ pub async fn run_feed(
     role: Role<'_>,
 ) -> Result<(), String> {
     let url = client::parse_source_url(src).map_err(|e| format!("bad source URL: {e}"))?;
-    if !matches!(url.tls, Tls::None) {
-        return Err("rtsps:// and rtspx:// (RTSP over TLS) are not supported yet".into());
-    }
     let timeout = Duration::from_secs(url.options.timeout_secs.unwrap_or(5).clamp(1, 300));
     let addr: SocketAddr = (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -199,10 +196,19 @@ pub async fn run_feed(
         .next()
         .ok_or_else(|| format!("cannot resolve {}", url.host))?;
     let udp = matches!(url.options.transport, ClientTransport::Udp);
-    let mut sock = TcpStream::connect_timeout(addr, timeout)
+    let tcp = TcpStream::connect_timeout(addr, timeout)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = sock.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut sock = match url.tls {
+        Tls::None => Io::Plain(tcp),
+        Tls::Verify | Tls::NoVerify => {
+            let verify = matches!(url.tls, Tls::Verify);
+            glommio::timer::timeout(timeout, async { Ok(Io::tls(tcp, &url.host, verify).await) })
+                .await
+                .map_err(|_| format!("TLS handshake with {addr} timed out"))??
+        }
+    };
     debug!(stream = name, source = %redact(src), "connected");
     let mut client = Client::new(url, shard.clock.now());
     let feed: Rc<RefCell<Option<Feed>>> = Rc::new(RefCell::new(None));
