@@ -5,9 +5,11 @@
 //! - `rtp_view`: `rtp::view`, and the whole parse-once ingest (`Ingest::packet`).
 //! - `fanout`: one packet into a `Ring<Rc<Packet>>`, read by N cursors doing the RTSP
 //!   writer's per-viewer work minus the syscall.
-//! - `writer_replica`: two patterns of `shards/src/drive/rtsp.rs` and `shards/src/hub.rs`
-//!   (a binary crate, so not importable) copied here to put a number on their per-viewer
-//!   cost. Keep them in step with that code, or delete them once it changes.
+//! - `writer_replica`: a caught-up viewer's per-packet work in `shards/src/drive/rtsp.rs`
+//!   (writer turn and `take_batch`) and `shards/src/hub.rs` (waker registration), copied
+//!   here (a binary crate, so not importable) in the version before the fixes (`_old`,
+//!   `_scan`: commit 16d993c) and after (`_new`, `_epoch`), so one run gives both. Keep the
+//!   new copies in step with that code, or delete them once it changes.
 //! - `relay`: the cross-shard hop between two real glommio executors.
 //!
 //! A counting global allocator (thread-local switch and counter: no atomics) checks the
@@ -17,6 +19,7 @@ use bytes::BytesMut;
 use corecast::ingest::Ingest;
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next, Ring};
+use corecast::rtp::rtcp::{self, SenderInfo};
 use corecast::rtsp::message::{self, Message, Method};
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -25,10 +28,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------
@@ -429,136 +433,733 @@ fn bench_fanout(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 // writer_replica
 // ---------------------------------------------------------------------------------------
+//
+// `shards` is a binary crate, so this section copies what a caught-up RTSP viewer runs per
+// packet in `shards/src/hub.rs` and `shards/src/drive/rtsp.rs`, in two versions: `_old` as
+// at commit 16d993c, and `_new` as after the fixes (registration once per notify epoch,
+// `stream.tick()` instead of a clock read per writer turn, counters published every
+// 250 ms). Code that did not change is shared or copied the same way into both, so the
+// difference between the two versions is the fix. Keep both copies in step with the code
+// (the `_new` ones at least), or delete them once it changes.
 
-/// Replica of the per-viewer accounting `take_batch` in `shards/src/drive/rtsp.rs` does
-/// (commit 618f99b): per packet, a `dests` entry and the sender-report clock anchor (an
-/// `i128` division); per batch, a clock read and two relaxed `fetch_add`s on the viewer's
-/// shared `ConsumerStats`.
-struct Accounting {
-    dests: Vec<Option<u8>>,
+/// As in `shards/src/drive/rtsp.rs`.
+const MAX_DELAY_US: u64 = 2_000_000;
+const SR_INTERVAL_US: u64 = 2_000_000;
+const STATS_INTERVAL_US: u64 = 250_000;
+
+/// `hub::Clock`: monotonic microseconds since start.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+}
+
+/// The parts of `hub::LocalStream` the writer and the waker registration touch. `epoch`
+/// and `tick` exist only in the new code; the old methods leave them alone.
+struct Stream {
+    ring: RefCell<Ring<Rc<Packet>>>,
+    waiters: RefCell<Vec<Waker>>,
+    epoch: Cell<u64>,
+    tick: Cell<u64>,
+    closed: Cell<bool>,
+}
+
+impl Stream {
+    fn new(ring: Ring<Rc<Packet>>) -> Rc<Stream> {
+        Rc::new(Stream {
+            ring: RefCell::new(ring),
+            waiters: RefCell::new(Vec::new()),
+            epoch: Cell::new(0),
+            tick: Cell::new(0),
+            closed: Cell::new(false),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn tick(&self) -> u64 {
+        self.tick.get()
+    }
+
+    /// `LocalStream::notify` at 16d993c: takes the list, leaving a new empty `Vec` that the
+    /// viewers' registrations grow again.
+    fn notify_old(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// `LocalStream::register` at 16d993c: scans the list for the caller's own waker.
+    fn register_old(&self, cx: &Context<'_>) {
+        let mut w = self.waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+    }
+
+    /// `LocalStream::poll_data` at 16d993c.
+    fn poll_data_old(&self, pos: u64, cx: &Context<'_>) -> Poll<()> {
+        if self.closed.get() || self.ring.borrow().head() > pos {
+            return Poll::Ready(());
+        }
+        self.register_old(cx);
+        Poll::Pending
+    }
+
+    /// `LocalStream::notify` now: drains in place (keeps the capacity), bumps the epoch.
+    fn notify_new(&self) {
+        let mut w = self.waiters.borrow_mut();
+        self.epoch.set(self.epoch.get() + 1);
+        for waker in w.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// `LocalStream::poll_data` now: registers at most once per epoch, checked against the
+    /// viewer's own marker (`Conn::registered`).
+    fn poll_data_new(&self, pos: u64, registered: &Cell<u64>, cx: &Context<'_>) -> Poll<()> {
+        if self.closed.get() || self.ring.borrow().head() > pos {
+            return Poll::Ready(());
+        }
+        let mark = self.epoch.get() + 1;
+        if registered.get() != mark {
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            registered.set(mark);
+        }
+        Poll::Pending
+    }
+}
+
+/// `Out` in `shards/src/drive/rtsp.rs`, with the same layout: `dests` holds these by value.
+#[derive(Clone, Copy)]
+enum Out {
+    Tcp {
+        rtp: u8,
+        rtcp: u8,
+    },
+    #[expect(
+        dead_code,
+        reason = "kept for the layout; the replicated viewers use TCP"
+    )]
+    Udp {
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+    },
+}
+
+/// `TrackSync` in `shards/src/drive/rtsp.rs`.
+#[derive(Clone, Copy, Default)]
+struct TrackSync {
+    ssrc: u32,
     clock_rate: u32,
     offset_us: Option<i64>,
+    frozen: bool,
     packets: u32,
     octets: u32,
-    stats: Arc<(AtomicU64, AtomicU64)>,
+    last_sr: u64,
 }
 
-impl Accounting {
-    fn new() -> Accounting {
-        Accounting {
-            dests: Vec::with_capacity(BATCH),
-            clock_rate: 90_000,
-            offset_us: None,
-            packets: 0,
-            octets: 0,
-            stats: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
-        }
+/// `registry::ConsumerStats`: a viewer's counters, shared with the API.
+#[derive(Default)]
+struct ConsumerStats {
+    bytes: AtomicU64,
+    packets: AtomicU64,
+    skips: AtomicU64,
+    skipped_packets: AtomicU64,
+}
+
+/// `Play` in `shards/src/drive/rtsp.rs` (the `pending_*`/`stats_at` fields are new; the
+/// old code leaves them alone).
+struct Play {
+    stream: Rc<Stream>,
+    cursor: Cursor,
+    outs: Vec<Option<Out>>,
+    sync: Vec<TrackSync>,
+    consumer: Arc<ConsumerStats>,
+    max_lag: u64,
+    pending_packets: u64,
+    pending_bytes: u64,
+    stats_at: u64,
+}
+
+impl Play {
+    /// `Play::flush_stats` (new).
+    fn flush_stats(&mut self, now: u64) {
+        let c = &self.consumer;
+        c.packets
+            .fetch_add(std::mem::take(&mut self.pending_packets), Relaxed);
+        c.bytes
+            .fetch_add(std::mem::take(&mut self.pending_bytes), Relaxed);
+        self.stats_at = now;
     }
 }
 
-impl Reader {
-    /// `turn` plus the replica of `take_batch`'s accounting.
-    fn turn_with_accounting(
-        &mut self,
-        a: &mut Accounting,
-        ring: &Ring<Rc<Packet>>,
-        max_lag: u64,
-        clock: Instant,
-    ) {
-        let now = clock.elapsed().as_micros() as u64;
-        self.batch.clear();
-        while self.batch.len() < BATCH {
-            match self.cursor.next(ring, max_lag) {
-                Next::Item(p) => {
-                    if let Some(Some(_)) = self.outs.get(p.track as usize) {
-                        self.batch.push(Rc::clone(p));
-                    }
+/// The parts of `Conn` (one per connection, behind an `Rc`) the writer touches.
+struct Conn {
+    play: RefCell<Option<Play>>,
+    /// New: the writer's registration marker (see `Stream::poll_data_new`).
+    registered: Cell<u64>,
+}
+
+enum Step {
+    Idle,
+    Wait(Rc<Stream>, u64),
+    End,
+    Write,
+}
+
+/// A sender-report clock anchor, as `registry::Anchor`.
+#[derive(Clone, Copy)]
+struct Anchor {
+    rtp: u32,
+    unix_us: u64,
+}
+
+/// Stands for `Registry::sync_of` (a registry lock and a map lookup), which the new
+/// `take_batch` calls only when a sender report is due (every 2 s per track): here no
+/// anchor, arrival-time sync allowed, as for a publisher.
+fn sync_of() -> (Option<Anchor>, bool) {
+    black_box((None, true))
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// `take_batch` at 16d993c, given `now` by the writer (which read the clock for it).
+fn take_batch_old(
+    conn: &Conn,
+    now: u64,
+    batch: &mut Vec<Rc<Packet>>,
+    dests: &mut Vec<Option<Out>>,
+    rtcp_bufs: &mut Vec<Vec<u8>>,
+) -> Step {
+    let mut play_ref = conn.play.borrow_mut();
+    let Some(play) = play_ref.as_mut() else {
+        return Step::Idle;
+    };
+    if play.stream.is_closed() {
+        return Step::End;
+    }
+    let ring = play.stream.ring.borrow();
+    let skips_before = play.cursor.skips;
+    if let Some(next) = play.cursor.peek(&ring) {
+        if now.saturating_sub(next.arrival) > MAX_DELAY_US {
+            play.cursor.jump_to_last_keyframe(&ring);
+        }
+    }
+    while batch.len() < BATCH {
+        match play.cursor.next(&ring, play.max_lag) {
+            Next::Item(p) => {
+                if let Some(Some(_)) = play.outs.get(p.track as usize) {
+                    batch.push(p.clone());
                 }
-                Next::Empty => break,
+            }
+            Next::Empty => break,
+        }
+    }
+    if play.cursor.skips != skips_before {
+        let c = &play.consumer;
+        c.skips.store(play.cursor.skips, Relaxed);
+        c.skipped_packets.store(play.cursor.skipped, Relaxed);
+    }
+    drop(ring);
+    if batch.is_empty() {
+        return Step::Wait(play.stream.clone(), play.cursor.position());
+    }
+    dests.clear();
+    let mut bytes = 0u64;
+    for p in batch.iter() {
+        let t = p.track as usize;
+        dests.push(play.outs[t]);
+        bytes += p.data.len() as u64;
+        let s = &mut play.sync[t];
+        if s.packets == 0 {
+            s.ssrc = corecast::rtp::view(&p.data).map(|v| v.ssrc).unwrap_or(0);
+        }
+        s.packets = s.packets.wrapping_add(1);
+        s.octets = s
+            .octets
+            .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
+        let media_us = (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
+        let off = p.arrival as i64 - media_us;
+        match s.offset_us {
+            None => s.offset_us = Some(off),
+            Some(o) if !s.frozen && off < o => s.offset_us = Some(off),
+            Some(o) if s.frozen && (off - o).abs() > 1_000_000 => s.offset_us = Some(off),
+            _ => {}
+        }
+    }
+    rtcp_bufs.clear();
+    for (t, s) in play.sync.iter_mut().enumerate() {
+        if s.packets > 0 && now.saturating_sub(s.last_sr) >= SR_INTERVAL_US {
+            if let (Some(off), Some(out)) = (s.offset_us, play.outs[t]) {
+                s.last_sr = now;
+                s.frozen = true;
+                let media_us = now as i64 - off;
+                let rtp_time = (media_us as i128 * s.clock_rate as i128 / 1_000_000) as u64 as u32;
+                let info = SenderInfo {
+                    ssrc: s.ssrc,
+                    ntp: rtcp::unix_micros_to_ntp(unix_micros()),
+                    rtp_time,
+                    packet_count: s.packets,
+                    octet_count: s.octets,
+                };
+                let mut b = Vec::with_capacity(64);
+                rtcp::write_sender_report(&mut b, &info, "corecast");
+                rtcp_bufs.push(b);
+                dests.push(Some(out));
             }
         }
-        a.dests.clear();
-        let mut bytes = 0u64;
-        for p in &self.batch {
-            a.dests.push(self.outs[p.track as usize]);
-            bytes += p.data.len() as u64;
-            a.packets = a.packets.wrapping_add(1);
-            a.octets = a
-                .octets
-                .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
-            let media_us = (p.timestamp as i128 * 1_000_000 / a.clock_rate.max(1) as i128) as i64;
-            let off = p.arrival as i64 - media_us;
-            if a.offset_us.is_none_or(|o| off < o) {
-                a.offset_us = Some(off);
-            }
+    }
+    let c = &play.consumer;
+    c.packets.fetch_add(batch.len() as u64, Relaxed);
+    c.bytes.fetch_add(bytes, Relaxed);
+    Step::Write
+}
+
+/// `take_batch` now: `now` is the stream's last flush time (the clock is read only for a
+/// sender report), counters go to the shared atomics every `STATS_INTERVAL_US`.
+fn take_batch_new(
+    conn: &Conn,
+    clock: Clock,
+    batch: &mut Vec<Rc<Packet>>,
+    dests: &mut Vec<Option<Out>>,
+    rtcp_bufs: &mut Vec<Vec<u8>>,
+) -> Step {
+    let mut play_ref = conn.play.borrow_mut();
+    let Some(play) = play_ref.as_mut() else {
+        return Step::Idle;
+    };
+    let now = play.stream.tick();
+    if play.stream.is_closed() {
+        return Step::End;
+    }
+    let ring = play.stream.ring.borrow();
+    let skips_before = play.cursor.skips;
+    if let Some(next) = play.cursor.peek(&ring) {
+        if now.saturating_sub(next.arrival) > MAX_DELAY_US {
+            play.cursor.jump_to_last_keyframe(&ring);
         }
-        a.stats.0.fetch_add(self.batch.len() as u64, Relaxed);
-        a.stats.1.fetch_add(bytes, Relaxed);
-        black_box(now);
+    }
+    while batch.len() < BATCH {
+        match play.cursor.next(&ring, play.max_lag) {
+            Next::Item(p) => {
+                if let Some(Some(_)) = play.outs.get(p.track as usize) {
+                    batch.push(p.clone());
+                }
+            }
+            Next::Empty => break,
+        }
+    }
+    if play.cursor.skips != skips_before {
+        let c = &play.consumer;
+        c.skips.store(play.cursor.skips, Relaxed);
+        c.skipped_packets.store(play.cursor.skipped, Relaxed);
+    }
+    drop(ring);
+    if batch.is_empty() {
+        return Step::Wait(play.stream.clone(), play.cursor.position());
+    }
+    dests.clear();
+    let mut bytes = 0u64;
+    for p in batch.iter() {
+        let t = p.track as usize;
+        dests.push(play.outs[t]);
+        bytes += p.data.len() as u64;
+        let s = &mut play.sync[t];
+        if s.packets == 0 {
+            s.ssrc = corecast::rtp::view(&p.data).map(|v| v.ssrc).unwrap_or(0);
+        }
+        s.packets = s.packets.wrapping_add(1);
+        s.octets = s
+            .octets
+            .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
+        let media_us = (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
+        let off = p.arrival as i64 - media_us;
+        match s.offset_us {
+            None => s.offset_us = Some(off),
+            Some(o) if !s.frozen && off < o => s.offset_us = Some(off),
+            Some(o) if s.frozen && off.abs_diff(o) > 1_000_000 => s.offset_us = Some(off),
+            _ => {}
+        }
+    }
+    rtcp_bufs.clear();
+    let mut rtcp_dests: Vec<Option<Out>> = Vec::new();
+    for (t, s) in play.sync.iter_mut().enumerate() {
+        if s.packets == 0 || now.saturating_sub(s.last_sr) < SR_INTERVAL_US {
+            continue;
+        }
+        let Some(out) = play.outs[t] else { continue };
+        s.last_sr = now;
+        // Both clocks read at the same instant (the tick time may be a little old).
+        let (mono_now, now_unix) = (clock.now(), unix_micros());
+        let rate = s.clock_rate.max(1) as i128;
+        let rtp_time = match sync_of() {
+            (Some(a), _) => {
+                let dt = now_unix as i128 - a.unix_us as i128;
+                a.rtp.wrapping_add((dt * rate / 1_000_000) as i64 as u32)
+            }
+            (None, true) => match s.offset_us {
+                Some(off) => {
+                    s.frozen = true;
+                    let media_us = mono_now as i128 - off as i128;
+                    (media_us * rate / 1_000_000) as u64 as u32
+                }
+                None => continue,
+            },
+            (None, false) => continue,
+        };
+        let info = SenderInfo {
+            ssrc: s.ssrc,
+            ntp: rtcp::unix_micros_to_ntp(now_unix),
+            rtp_time,
+            packet_count: s.packets,
+            octet_count: s.octets,
+        };
+        let mut b = Vec::with_capacity(64);
+        rtcp::write_sender_report(&mut b, &info, "corecast");
+        rtcp_bufs.push(b);
+        rtcp_dests.push(Some(out));
+    }
+    dests.splice(0..0, rtcp_dests);
+    play.pending_packets += batch.len() as u64;
+    play.pending_bytes += bytes;
+    if now.saturating_sub(play.stats_at) >= STATS_INTERVAL_US {
+        play.flush_stats(now);
+    }
+    Step::Write
+}
+
+/// One viewer: its connection, and the writer task's reusable buffers.
+struct Viewer {
+    conn: Rc<Conn>,
+    batch: Vec<Rc<Packet>>,
+    dests: Vec<Option<Out>>,
+    rtcp_bufs: Vec<Vec<u8>>,
+    hdrs: Vec<[u8; 4]>,
+    /// Stands for `libc::iovec`.
+    iov: Vec<(*const u8, usize)>,
+}
+
+impl Viewer {
+    /// The writer's `Step::Write` arm minus the syscall (sender reports first, as now; the
+    /// old writer put them after the media, which is the same work). Returns the iovecs.
+    fn write(&mut self) -> usize {
         self.hdrs.clear();
         self.iov.clear();
-        for p in &self.batch {
-            let ch = self.outs[p.track as usize].unwrap_or(0);
-            let len = p.data.len().min(u16::MAX as usize) as u16;
-            self.hdrs.push(message::write_interleaved_header(ch, len));
+        let n_rtcp = self.rtcp_bufs.len();
+        let items = self
+            .rtcp_bufs
+            .iter()
+            .map(|b| &b[..])
+            .chain(self.batch.iter().map(|p| &p.data[..]));
+        for (i, data) in items.enumerate() {
+            let rtcp = i < n_rtcp;
+            if let Some(Out::Tcp { rtp, rtcp: rtcp_ch }) = self.dests[i] {
+                let ch = if rtcp { rtcp_ch } else { rtp };
+                self.hdrs.push(message::write_interleaved_header(
+                    ch,
+                    data.len().min(u16::MAX as usize) as u16,
+                ));
+            }
         }
-        for (h, p) in self.hdrs.iter().zip(&self.batch) {
-            self.iov.push((h.as_ptr(), h.len()));
-            self.iov.push((p.data.as_ptr(), p.data.len()));
+        let mut h = 0;
+        for (i, data) in self
+            .rtcp_bufs
+            .iter()
+            .map(|b| &b[..])
+            .chain(self.batch.iter().map(|p| &p.data[..]))
+            .enumerate()
+        {
+            if let Some(Out::Tcp { .. }) = self.dests[i] {
+                self.iov.push((self.hdrs[h].as_ptr(), self.hdrs[h].len()));
+                self.iov.push((data.as_ptr(), data.len()));
+                h += 1;
+            }
         }
+        // Here the writer would call sendmsg(iov).
         black_box(&self.iov);
         self.batch.clear();
+        self.iov.len()
+    }
+
+    /// A caught-up viewer's writer for one new packet, at 16d993c: clock read,
+    /// `take_batch` (Write), the write, then round the loop: clock read again, `take_batch`
+    /// finds nothing (Wait), where the writer would register its waker.
+    fn packet_old(&mut self, clock: Clock) -> usize {
+        let now = clock.now();
+        let Step::Write = take_batch_old(
+            &self.conn,
+            now,
+            &mut self.batch,
+            &mut self.dests,
+            &mut self.rtcp_bufs,
+        ) else {
+            unreachable!("a caught-up viewer has the new packet to write")
+        };
+        let n = self.write();
+        let now = clock.now();
+        let Step::Wait(s, pos) = take_batch_old(
+            &self.conn,
+            now,
+            &mut self.batch,
+            &mut self.dests,
+            &mut self.rtcp_bufs,
+        ) else {
+            unreachable!("nothing more to write")
+        };
+        black_box((&s, pos));
+        n
+    }
+
+    /// The same with the new `take_batch`: no clock read in the writer (`take_batch` gets
+    /// the clock, but reads it only when a sender report is due).
+    fn packet_new(&mut self, clock: Clock) -> usize {
+        let Step::Write = take_batch_new(
+            &self.conn,
+            clock,
+            &mut self.batch,
+            &mut self.dests,
+            &mut self.rtcp_bufs,
+        ) else {
+            unreachable!("a caught-up viewer has the new packet to write")
+        };
+        let n = self.write();
+        let Step::Wait(s, pos) = take_batch_new(
+            &self.conn,
+            clock,
+            &mut self.batch,
+            &mut self.dests,
+            &mut self.rtcp_bufs,
+        ) else {
+            unreachable!("nothing more to write")
+        };
+        black_box((&s, pos));
+        n
     }
 }
 
-/// A waker that does nothing, distinct per reader (as each writer task's waker is).
+/// One stream (4096 slots, full) with `n` caught-up viewers playing two TCP tracks (H.264 on
+/// channels 0-1, AAC on 2-3); all packets are video.
+struct Writers {
+    clock: Clock,
+    stream: Rc<Stream>,
+    viewers: Vec<Viewer>,
+    source: Vec<Packet>,
+    next: usize,
+}
+
+impl Writers {
+    fn new(n: usize) -> Writers {
+        let clock = Clock(Instant::now());
+        let source = received_packets(1024, 1200);
+        let mut ring = Ring::new(RING);
+        let fill = RING + 300;
+        for i in 0..fill {
+            let mut p = source[i % source.len()].clone();
+            p.arrival = clock.now();
+            ring.push(Rc::new(p), i == RING);
+        }
+        let max_lag = (ring.capacity() / 2) as u64;
+        let stream = Stream::new(ring);
+        let ring = stream.ring.borrow();
+        let viewers = (0..n)
+            .map(|_| {
+                // Caught up: joined at the last keyframe, then read to the head.
+                let mut cursor = Cursor::join(&ring);
+                while let Next::Item(_) = cursor.next(&ring, max_lag) {}
+                let track = |clock_rate| TrackSync {
+                    clock_rate,
+                    ..Default::default()
+                };
+                let play = Play {
+                    stream: Rc::clone(&stream),
+                    cursor,
+                    outs: vec![
+                        Some(Out::Tcp { rtp: 0, rtcp: 1 }),
+                        Some(Out::Tcp { rtp: 2, rtcp: 3 }),
+                    ],
+                    sync: vec![track(90_000), track(48_000)],
+                    consumer: Arc::new(ConsumerStats::default()),
+                    max_lag,
+                    pending_packets: 0,
+                    pending_bytes: 0,
+                    stats_at: 0,
+                };
+                Viewer {
+                    conn: Rc::new(Conn {
+                        play: RefCell::new(Some(play)),
+                        registered: Cell::new(0),
+                    }),
+                    batch: Vec::with_capacity(BATCH),
+                    dests: Vec::with_capacity(BATCH),
+                    rtcp_bufs: Vec::new(),
+                    hdrs: Vec::with_capacity(BATCH + 8),
+                    iov: Vec::with_capacity(2 * BATCH + 16),
+                }
+            })
+            .collect::<Vec<_>>();
+        drop(ring);
+        Writers {
+            clock,
+            stream,
+            viewers,
+            source,
+            next: fill,
+        }
+    }
+
+    /// The producer's side of one packet: ingest stamps its arrival, `LocalStream::push`.
+    fn push(&mut self) {
+        let mut p = self.source[self.next % self.source.len()].clone();
+        self.next += 1;
+        p.arrival = self.clock.now();
+        let key = p.keyframe;
+        self.stream.ring.borrow_mut().push(Rc::new(p), key);
+    }
+
+    /// One packet in, through the old flush and the old writers. Returns the iovecs built.
+    fn step_old(&mut self) -> usize {
+        self.push();
+        self.stream.notify_old();
+        let clock = self.clock;
+        self.viewers.iter_mut().map(|v| v.packet_old(clock)).sum()
+    }
+
+    /// The same through the new `Shard::flush` (one clock read per tick) and writers.
+    fn step_new(&mut self) -> usize {
+        self.push();
+        self.stream.tick.set(self.clock.now());
+        self.stream.notify_new();
+        let clock = self.clock;
+        self.viewers.iter_mut().map(|v| v.packet_new(clock)).sum()
+    }
+}
+
+/// A waker that does nothing, distinct per viewer (as each writer task's waker is).
 struct NoopWake;
 
 impl Wake for NoopWake {
     fn wake(self: Arc<Self>) {}
 }
 
-/// Replica of `LocalStream::notify` + `LocalStream::register` (`shards/src/hub.rs`,
-/// commit 618f99b): every packet wakes all waiters, then each caught-up viewer registers
-/// again, checking the list for its own waker first.
-fn notify_and_reregister(waiters: &RefCell<Vec<Waker>>, wakers: &[Waker]) {
-    let taken = std::mem::take(&mut *waiters.borrow_mut());
-    for w in taken {
-        w.wake();
+/// `n` viewers waiting on one stream: each with its writer task's waker and its `Conn`
+/// (which holds the new registration marker).
+struct Waiting {
+    stream: Rc<Stream>,
+    viewers: Vec<(Waker, Rc<Conn>)>,
+    pos: u64,
+}
+
+impl Waiting {
+    fn new(n: usize) -> Waiting {
+        let stream = Stream::new(Ring::new(RING));
+        let pos = stream.ring.borrow().head();
+        let viewers = (0..n)
+            .map(|_| {
+                let conn = Rc::new(Conn {
+                    play: RefCell::new(None),
+                    registered: Cell::new(0),
+                });
+                (Waker::from(Arc::new(NoopWake)), conn)
+            })
+            .collect();
+        Waiting {
+            stream,
+            viewers,
+            pos,
+        }
     }
-    for mine in wakers {
-        let mut w = waiters.borrow_mut();
-        if !w.iter().any(|x| x.will_wake(mine)) {
-            w.push(mine.clone());
+
+    /// Old: a flush wakes every viewer, then each one's `poll_data` registers again,
+    /// scanning the list for its own waker first.
+    fn cycle_scan(&self) {
+        self.stream.notify_old();
+        for (waker, _) in &self.viewers {
+            let cx = Context::from_waker(waker);
+            let _ = black_box(self.stream.poll_data_old(self.pos, &cx));
+        }
+    }
+
+    /// New: the same with the epoch marker.
+    fn cycle_epoch(&self) {
+        self.stream.notify_new();
+        for (waker, conn) in &self.viewers {
+            let cx = Context::from_waker(waker);
+            let _ = black_box(self.stream.poll_data_new(self.pos, &conn.registered, &cx));
         }
     }
 }
 
 fn bench_writer_replica(c: &mut Criterion) {
-    let mut g = c.benchmark_group("writer_replica");
-    let clock = Instant::now();
+    // Every viewer writes exactly the new packet, with no allocation (the sender-report
+    // clocks start at 0, so none is due for 2 s).
     let n = 1_000usize;
-    let mut f = Fanout::new(n);
-    let mut accts: Vec<Accounting> = (0..n).map(|_| Accounting::new()).collect();
+    let mut old = Writers::new(n);
+    let mut new = Writers::new(n);
+    let (iovs, allocs_old) = count_allocs(|| old.step_old());
+    assert_eq!(iovs, 2 * n);
+    let (iovs, allocs_new) = count_allocs(|| new.step_new());
+    assert_eq!(iovs, 2 * n);
+    assert_eq!((allocs_old, allocs_new), (1, 1), "only the packet's Rc");
+    eprintln!(
+        "alloc-check: writer_replica turn {n} viewers: old {allocs_old}, new {allocs_new} \
+         allocation per packet (the Rc)"
+    );
+    let mut waiting = Vec::new();
+    for n in [100usize, 1_000, 10_000] {
+        let w = Waiting::new(n);
+        // The first cycle fills the list from nothing; measure the second (steady state).
+        w.cycle_scan();
+        let ((), scan) = count_allocs(|| w.cycle_scan());
+        assert_eq!(w.stream.waiters.borrow().len(), n);
+        let w = Waiting::new(n);
+        w.cycle_epoch();
+        let ((), epoch) = count_allocs(|| w.cycle_epoch());
+        assert_eq!(w.stream.waiters.borrow().len(), n);
+        // A second poll in the same epoch (a spurious wake-up) does not register again.
+        let (waker, conn) = &w.viewers[0];
+        let _ = w
+            .stream
+            .poll_data_new(w.pos, &conn.registered, &Context::from_waker(waker));
+        assert_eq!(w.stream.waiters.borrow().len(), n);
+        assert_eq!(epoch, 0, "the epoch version keeps the list's capacity");
+        eprintln!(
+            "alloc-check: writer_replica wake/register {n} viewers: scan {scan}, epoch {epoch} \
+             allocations per notify"
+        );
+        waiting.push((n, w));
+    }
+
+    let mut g = c.benchmark_group("writer_replica");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function(BenchmarkId::new("turn_with_accounting", n), |b| {
-        b.iter(|| {
-            f.push_one();
-            for (r, a) in f.readers.iter_mut().zip(&mut accts) {
-                r.turn_with_accounting(a, &f.ring, f.max_lag, clock);
-            }
-        })
+    g.bench_function(BenchmarkId::new("turn_with_accounting_old", n), |b| {
+        b.iter(|| old.step_old())
+    });
+    g.bench_function(BenchmarkId::new("turn_with_accounting_new", n), |b| {
+        b.iter(|| new.step_new())
     });
     g.sample_size(10);
     g.sampling_mode(SamplingMode::Flat);
-    for n in [100usize, 1_000, 10_000] {
-        let wakers: Vec<Waker> = (0..n).map(|_| Waker::from(Arc::new(NoopWake))).collect();
-        let waiters = RefCell::new(Vec::new());
-        notify_and_reregister(&waiters, &wakers);
-        assert_eq!(waiters.borrow().len(), n);
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(BenchmarkId::new("wake_register", n), |b| {
-            b.iter(|| notify_and_reregister(&waiters, &wakers))
+    for (n, w_epoch) in &waiting {
+        let w_scan = Waiting::new(*n);
+        w_scan.cycle_scan();
+        g.throughput(Throughput::Elements(*n as u64));
+        g.bench_function(BenchmarkId::new("wake_register_scan", n), |b| {
+            b.iter(|| w_scan.cycle_scan())
+        });
+        g.bench_function(BenchmarkId::new("wake_register_epoch", n), |b| {
+            b.iter(|| w_epoch.cycle_epoch())
         });
     }
     g.finish();
@@ -667,7 +1268,36 @@ fn relay_run(packets: u64) -> Duration {
     end.saturating_duration_since(start)
 }
 
+/// One producer tick of `Shard::flush`'s relay queue for one shard: `RELAY_BATCH` packets
+/// pushed, then the batch handed over for sending. Before the fix the queue was replaced by
+/// `std::mem::take` (an empty `Vec`, grown again by the next tick's pushes); now by
+/// `Vec::with_capacity(batch.len())`. Returns the allocations of the second tick.
+fn relay_handover_allocs(with_capacity: bool) -> u64 {
+    let source = received_packets(RELAY_BATCH, 1200);
+    let mut pending: Vec<Packet> = Vec::new();
+    let tick = |pending: &mut Vec<Packet>| {
+        for p in &source {
+            pending.push(p.clone());
+        }
+        if with_capacity {
+            std::mem::replace(pending, Vec::with_capacity(pending.len()))
+        } else {
+            std::mem::take(pending)
+        }
+    };
+    drop(tick(&mut pending));
+    let (sent, allocs) = count_allocs(|| tick(&mut pending));
+    assert_eq!(sent.len(), RELAY_BATCH);
+    allocs
+}
+
 fn bench_relay(c: &mut Criterion) {
+    let (take, replace) = (relay_handover_allocs(false), relay_handover_allocs(true));
+    assert_eq!(replace, 1, "one allocation per relay batch");
+    eprintln!(
+        "alloc-check: relay batch hand-over ({RELAY_BATCH} packets): mem::take {take}, \
+         with_capacity {replace} allocations per batch"
+    );
     let mut g = c.benchmark_group("relay");
     g.sample_size(10);
     g.sampling_mode(SamplingMode::Flat);

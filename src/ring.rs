@@ -131,6 +131,22 @@ impl Cursor {
         }
     }
 
+    /// Like [`join`](Self::join), but never starts more than `max_lag` items behind (a
+    /// keyframe that far back would be skipped at once): then it waits for the next one.
+    pub fn join_within<T>(ring: &Ring<T>, max_lag: u64) -> Cursor {
+        let c = Cursor::join(ring);
+        if c.lag(ring) > max_lag {
+            Cursor {
+                pos: ring.head(),
+                waiting_keyframe: true,
+                skips: 0,
+                skipped: 0,
+            }
+        } else {
+            c
+        }
+    }
+
     /// Absolute position of the next item this cursor will look at.
     pub fn position(&self) -> u64 {
         self.pos
@@ -196,9 +212,11 @@ impl Cursor {
         // Prefer the newest keyframe within the allowed lag, so the reader lands close to
         // live; otherwise wait at the head for the next one.
         let floor = ring.head().saturating_sub(max_lag).max(ring.tail());
+        // Only the last keyframe can be ahead of both the floor and the cursor; when it is
+        // not, no keyframe is, and the reader waits at the head.
         let target = match ring.last_keyframe() {
             Some(k) if k >= floor && k >= self.pos => Some(k),
-            _ => ring.next_keyframe(floor.max(self.pos)),
+            _ => None,
         };
         let new_pos = match target {
             Some(k) => {
@@ -321,6 +339,20 @@ mod tests {
         assert!(c.jump_to_last_keyframe(&r));
         assert_eq!(drain(&mut c, &r, 100), vec![2, 3]);
         assert_eq!((c.skips, c.skipped), (1, 2));
+    }
+
+    #[test]
+    fn join_within_refuses_a_keyframe_too_far_back() {
+        let mut r = Ring::new(64);
+        r.push(0u64, true);
+        for i in 1..40u64 {
+            r.push(i, false);
+        }
+        let c = Cursor::join_within(&r, 16);
+        assert!(c.is_waiting_keyframe());
+        assert_eq!(c.position(), 40);
+        let c = Cursor::join_within(&r, 64);
+        assert_eq!(c.position(), 0);
     }
 
     #[test]

@@ -34,10 +34,18 @@ pub enum ShardMsg {
 
 /// Control messages between shards. Rare; sent reliably (awaiting space).
 pub enum CtlMsg {
-    /// `shard` has viewers of the stream and wants its packets.
-    Subscribe { stream_id: u64, shard: usize },
-    /// `shard` has no viewers left.
-    Unsubscribe { stream_id: u64, shard: usize },
+    /// `shard` has viewers of this generation of the stream and wants its packets.
+    Subscribe {
+        stream_id: u64,
+        generation: u64,
+        shard: usize,
+    },
+    /// `shard` has no viewers of this generation left.
+    Unsubscribe {
+        stream_id: u64,
+        generation: u64,
+        shard: usize,
+    },
     /// A reader on another shard wants this stream's pull source running.
     StartSource { name: String },
     /// A reader wants tracks the stream lacks: dial its later sources.
@@ -186,6 +194,8 @@ pub struct Shard {
     pub clock: Clock,
     streams: RefCell<HashMap<u64, Rc<LocalStream>>>,
     tx: Rc<Senders<ShardMsg>>,
+    /// Control messages waiting for room in a full channel, per destination shard.
+    ctl_queues: Rc<RefCell<Vec<std::collections::VecDeque<CtlMsg>>>>,
     /// UDP publishers by source address.
     pub udp_routes: RefCell<HashMap<SocketAddr, UdpRoute>>,
     /// Filled in once the UDP sockets are bound.
@@ -213,6 +223,9 @@ impl Shard {
             clock,
             streams: RefCell::new(HashMap::new()),
             tx: Rc::new(tx),
+            ctl_queues: Rc::new(RefCell::new(
+                (0..nshards).map(|_| Default::default()).collect(),
+            )),
             udp_routes: RefCell::new(HashMap::new()),
             udp: RefCell::new(None),
             sources: Default::default(),
@@ -335,7 +348,12 @@ impl Shard {
             let existing = self.streams.borrow().get(&id).cloned();
             match existing {
                 Some(s) if s.generation == generation && !s.is_closed() => s,
-                _ => {
+                stale => {
+                    // A mirror of an older generation whose end is still in flight: its
+                    // viewers must not wait for data that will never come.
+                    if let Some(old) = stale {
+                        old.close();
+                    }
                     let s = Rc::new(LocalStream::new(
                         id,
                         name,
@@ -350,6 +368,7 @@ impl Shard {
                         owner,
                         CtlMsg::Subscribe {
                             stream_id: id,
+                            generation,
                             shard: self.id,
                         },
                     );
@@ -372,38 +391,73 @@ impl Shard {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if n == 0 && !stream.owned {
             let mut map = self.streams.borrow_mut();
-            if map.get(&stream.id).is_some_and(|s| Rc::ptr_eq(s, stream)) {
+            // Only the current mirror unsubscribes: a replaced one must not cut off its
+            // successor's feed.
+            let current = map.get(&stream.id).is_some_and(|s| Rc::ptr_eq(s, stream));
+            if current {
                 map.remove(&stream.id);
             }
             drop(map);
             stream.close();
-            let owner = self.owner_of(&stream.name);
-            self.send_ctl(
-                owner,
-                CtlMsg::Unsubscribe {
-                    stream_id: stream.id,
-                    shard: self.id,
-                },
-            );
+            if current {
+                let owner = self.owner_of(&stream.name);
+                self.send_ctl(
+                    owner,
+                    CtlMsg::Unsubscribe {
+                        stream_id: stream.id,
+                        generation: stream.generation,
+                        shard: self.id,
+                    },
+                );
+            }
         }
     }
 
-    /// Sends a control message without blocking the caller.
+    /// Sends a control message without blocking the caller, in order per destination:
+    /// when the channel is full, messages queue here and one task drains them.
     pub fn send_ctl(&self, shard: usize, msg: CtlMsg) {
-        let tx = self.tx.clone();
-        glommio::spawn_local(async move {
-            if tx.send_to(shard, ShardMsg::Ctl(msg)).await.is_err() {
-                warn!(shard, "control message to shard lost (channel closed)");
+        let mut queues = self.ctl_queues.borrow_mut();
+        let Some(q) = queues.get_mut(shard) else {
+            return;
+        };
+        if q.is_empty() {
+            match self.tx.try_send_to(shard, ShardMsg::Ctl(msg)) {
+                Ok(()) => return,
+                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
+                    ShardMsg::Ctl(m),
+                ))) => q.push_back(m),
+                Err(_) => {
+                    warn!(shard, "control message to shard lost (channel closed)");
+                    return;
+                }
             }
-        })
-        .detach();
+            let (tx, queues) = (self.tx.clone(), self.ctl_queues.clone());
+            glommio::spawn_local(async move {
+                loop {
+                    let next = queues.borrow_mut()[shard].pop_front();
+                    let Some(m) = next else { break };
+                    if tx.send_to(shard, ShardMsg::Ctl(m)).await.is_err() {
+                        warn!(shard, "control message to shard lost (channel closed)");
+                        queues.borrow_mut()[shard].clear();
+                        break;
+                    }
+                }
+            })
+            .detach();
+        } else {
+            q.push_back(msg);
+        }
     }
 
     fn on_ctl(self: &Rc<Self>, msg: CtlMsg) {
         match msg {
-            CtlMsg::Subscribe { stream_id, shard } => {
+            CtlMsg::Subscribe {
+                stream_id,
+                generation,
+                shard,
+            } => {
                 let s = self.streams.borrow().get(&stream_id).cloned();
-                if let Some(s) = s.filter(|s| s.owned) {
+                if let Some(s) = s.filter(|s| s.owned && s.generation == generation) {
                     s.remote.borrow_mut()[shard] = true;
                     // Backfill from the last keyframe so the mirror's first viewer starts
                     // at once instead of waiting a whole GOP.
@@ -420,19 +474,23 @@ impl Shard {
                     drop(ring);
                     self.flush(&s);
                 } else {
-                    // The stream ended before the subscription arrived.
+                    // That generation ended before the subscription arrived.
                     self.send_ctl(
                         shard,
                         CtlMsg::StreamEnd {
                             stream_id,
-                            generation: u64::MAX,
+                            generation,
                         },
                     );
                 }
             }
-            CtlMsg::Unsubscribe { stream_id, shard } => {
+            CtlMsg::Unsubscribe {
+                stream_id,
+                generation,
+                shard,
+            } => {
                 if let Some(s) = self.streams.borrow().get(&stream_id) {
-                    if s.owned {
+                    if s.owned && s.generation == generation {
                         s.remote.borrow_mut()[shard] = false;
                         s.pending.borrow_mut()[shard].clear();
                     }
@@ -444,7 +502,7 @@ impl Shard {
             } => {
                 let s = self.streams.borrow().get(&stream_id).cloned();
                 if let Some(s) = s {
-                    if !s.owned && (generation == u64::MAX || s.generation == generation) {
+                    if !s.owned && s.generation == generation {
                         self.streams.borrow_mut().remove(&stream_id);
                         s.close();
                     }

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
+/// Largest RTP datagram accepted (jumbo frames included); larger ones are dropped.
+pub const MAX_DATAGRAM: usize = 9216;
+
 /// Streams whose producer is a pull or stdout source on this shard, kept across reconnects.
 #[derive(Default)]
 pub struct Pulled {
@@ -190,11 +193,7 @@ pub async fn run_feed(
 ) -> Result<(), String> {
     let url = client::parse_source_url(src).map_err(|e| format!("bad source URL: {e}"))?;
     let timeout = Duration::from_secs(url.options.timeout_secs.unwrap_or(5).clamp(1, 300));
-    let addr: SocketAddr = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {}", url.host))?;
+    let addr = resolve(&url.host, url.port).await?;
     let udp = matches!(url.options.transport, ClientTransport::Udp);
     let tcp = TcpStream::connect_timeout(addr, timeout)
         .await
@@ -212,7 +211,8 @@ pub async fn run_feed(
     debug!(stream = name, source = %redact(src), "connected");
     let mut client = Client::new(url, shard.clock.now());
     let feed: Rc<RefCell<Option<Feed>>> = Rc::new(RefCell::new(None));
-    let mut udp_tasks: Vec<glommio::task::JoinHandle<()>> = Vec::new();
+    let mut udp_tasks = Tasks(Vec::new());
+    let mut udp_sockets: Vec<UdpSocket> = Vec::new();
     let mut out = Vec::new();
     let mut buf = BytesMut::new();
     let mut quirks_logged = 0u32;
@@ -240,8 +240,11 @@ pub async fn run_feed(
                         rtp.local_addr().map(|a| a.port()).unwrap_or(0),
                         rtcp.local_addr().map(|a| a.port()).unwrap_or(0),
                     );
-                    udp_tasks.push(spawn_udp(shard.clone(), feed.clone(), rtp, media_index));
-                    drop(rtcp);
+                    udp_tasks
+                        .0
+                        .push(spawn_udp(shard.clone(), feed.clone(), rtp, media_index));
+                    // Kept open so the camera's RTCP is not answered with ICMP errors.
+                    udp_sockets.push(rtcp);
                 }
                 ClientEvent::Described { sdp, selected } => {
                     let f = match &role {
@@ -333,9 +336,8 @@ pub async fn run_feed(
             ));
         }
     };
-    for t in udp_tasks {
-        t.cancel();
-    }
+    drop(udp_tasks);
+    drop(udp_sockets);
     result
 }
 
@@ -424,6 +426,33 @@ fn secondary_feed(
     })
 }
 
+/// UDP receive tasks of one connection, cancelled however the connection ends.
+struct Tasks(Vec<glommio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            t.cancel();
+        }
+    }
+}
+
+/// Resolves a camera's host without blocking the shard (names go to a helper thread).
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let h = host.to_string();
+    let found = glommio::executor()
+        .spawn_blocking(move || (h.as_str(), port).to_socket_addrs().map(|mut a| a.next()))
+        .await;
+    match found {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(format!("cannot resolve {host}")),
+        Err(e) => Err(format!("cannot resolve {host}: {e}")),
+    }
+}
+
 fn describe_error(e: &client::ClientError) -> String {
     match e {
         client::ClientError::Unauthorized => {
@@ -460,14 +489,18 @@ fn spawn_udp(
     let task = glommio::spawn_local(async move {
         let mut buf = BytesMut::new();
         loop {
-            if buf.capacity() < 2048 {
+            if buf.capacity() < MAX_DATAGRAM {
                 buf = BytesMut::with_capacity(256 * 1024);
             }
-            buf.resize(2048, 0);
+            buf.resize(MAX_DATAGRAM, 0);
             let Ok((n, _)) = sock.recv_from(&mut buf[..]).await else {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             };
+            if n >= MAX_DATAGRAM {
+                // Possibly truncated: never ingest half a packet.
+                continue;
+            }
             buf.truncate(n);
             let data = buf.split().freeze();
             let mut f = feed.borrow_mut();

@@ -88,6 +88,8 @@ pub struct StreamEntry {
     pub consumers: Vec<Arc<ConsumerInfo>>,
     /// Why the stream's source last failed (cleared when it works again or stops).
     pub error: Option<String>,
+    /// Every later source has been dialled: readers stop waiting for more tracks.
+    pub sources_exhausted: bool,
     /// Kept when the name comes from config or is built in; removed when the last
     /// producer and consumer of a dynamic stream are gone.
     pub persistent: bool,
@@ -159,6 +161,7 @@ impl Registry {
                 producer: None,
                 consumers: Vec::new(),
                 error: None,
+                sources_exhausted: false,
                 persistent: true,
             });
     }
@@ -189,6 +192,7 @@ impl Registry {
                 producer: None,
                 consumers: Vec::new(),
                 error: None,
+                sources_exhausted: false,
                 persistent: false,
             });
         if e.producer.is_some() {

@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -96,10 +97,9 @@ pub async fn ensure(
         glommio::timer::sleep(Duration::from_millis(100)).await;
         let done = {
             let g = shard.registry.lock();
-            g.streams
-                .get(name)
-                .and_then(|e| e.sdp.as_ref())
-                .is_none_or(|sdp| !filter.unsatisfied(sdp))
+            g.streams.get(name).is_none_or(|e| {
+                e.sources_exhausted || e.sdp.as_ref().is_none_or(|sdp| !filter.unsatisfied(sdp))
+            })
         };
         if done {
             break;
@@ -154,6 +154,11 @@ pub fn extend(shard: &Rc<Shard>, name: &str, query: Option<String>) {
             let until = Instant::now() + EXTEND_TIMEOUT;
             while state.get() == SecondaryState::Connecting && Instant::now() < until {
                 glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if running.dialled.borrow().iter().all(|d| *d) {
+            if let Some(e) = sh.registry.lock().streams.get_mut(&n) {
+                e.sources_exhausted = true;
             }
         }
         running.extending.set(false);
@@ -254,6 +259,7 @@ fn spawn_quiet(words: &[String]) -> Result<ChildGuard, String> {
     let (bin, args) = words.split_first().ok_or("empty command")?;
     Command::new(bin)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -407,7 +413,7 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
             Ok(()) => "source ended".to_string(),
             Err(e) => e,
         };
-        warn!(stream = %name, source = %redact(src), error = %reason, "source failed; will retry");
+        warn!(stream = %name, source = %redact(src), error = %reason, retry_in = ?backoff, "source failed; will retry");
         set_error(&shard, &name, Some(reason));
         if started.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(500);
@@ -421,6 +427,9 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
         backoff = (backoff * 2).min(cap);
     }
     shard.sources.running.borrow_mut().remove(&name);
+    if let Some(e) = shard.registry.lock().streams.get_mut(&name) {
+        e.sources_exhausted = false;
+    }
     crate::pull::close(&shard, &name);
     set_error(&shard, &name, None);
     debug!(stream = %name, "source task ended");
@@ -463,7 +472,27 @@ fn output_url(shard: &Shard, name: &str) -> Result<String, String> {
     } else {
         addr.ip().to_string()
     };
-    Ok(format!("rtsp://{ip}:{}/{name}", addr.port()))
+    // Our own children authenticate like anyone else when `local_auth` is on.
+    let cred = match (&shard.config.rtsp.username, &shard.config.rtsp.password) {
+        (Some(u), p) if shard.config.rtsp.local_auth => {
+            format!("{}:{}@", pct(u), pct(p.as_deref().unwrap_or("")))
+        }
+        _ => String::new(),
+    };
+    Ok(format!("rtsp://{cred}{ip}:{}/{}", addr.port(), pct(name)))
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, String> {
@@ -504,6 +533,10 @@ struct ChildGuard(Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        // The whole process group: `exec:sh -c "ffmpeg ..."` must not leave ffmpeg behind.
+        let pid = self.0.id() as i32;
+        // SAFETY: kill(2) on a process group we created; no memory involved.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -530,6 +563,7 @@ async fn run_process(
     debug!(stream = name, command = %words.join(" "), "spawning");
     let child = Command::new(bin)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(if publishes {
             Stdio::null()
@@ -597,12 +631,14 @@ async fn run_process(
         }
         if let Ok(Some(status)) = child.0.try_wait() {
             if let (Some(d), Some(out)) = (demux.as_mut(), stdout.as_mut()) {
-                // Drain what is left in the pipe.
-                while let Ok(n) = out.read(&mut buf) {
-                    if n == 0 {
-                        break;
+                // Drain what is left in the pipe (bounded: a grandchild may hold it open).
+                for _ in 0..64 {
+                    match out.read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            let _ = d.push(shard, &buf[..n]);
+                        }
+                        _ => break,
                     }
-                    let _ = d.push(shard, &buf[..n]);
                 }
             }
             let tail = if last_err.is_empty() {
@@ -612,7 +648,10 @@ async fn run_process(
             };
             return Err(format!("`{bin}` exited with {status}{tail}"));
         }
-        if !progressed {
+        if progressed {
+            // A chatty program must not starve the shard's other tasks.
+            glommio::yield_if_needed().await;
+        } else {
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
     }

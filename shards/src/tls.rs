@@ -56,10 +56,11 @@ impl Io {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
+                // Only the socket read awaits here, so a timeout around `read` loses
+                // nothing; what rustls wants to send goes out with the next write.
                 if t.fill().await? == 0 {
                     return Ok(0);
                 }
-                t.flush().await?;
             },
         }
     }

@@ -147,10 +147,11 @@ impl ServerSession {
         self.last_activity = now;
     }
 
-    /// True when a set-up session saw no traffic for its timeout. TCP sessions that are
-    /// playing are kept alive by the connection itself (clients often send nothing).
+    /// True when the connection saw no traffic for the session timeout (with or without a
+    /// session: an idle connection is closed too). Playing sessions are kept alive by
+    /// their connection (players often send nothing); the driver exempts them.
     pub fn timed_out(&self, now: u64) -> bool {
-        self.has_session && now.saturating_sub(self.last_activity) > self.timeout_secs * 1_000_000
+        now.saturating_sub(self.last_activity) > self.timeout_secs * 1_000_000
     }
 
     /// Track (media index) and kind for an interleaved channel of this session.
@@ -256,6 +257,8 @@ impl ServerSession {
     fn reset(&mut self) {
         self.state = State::Init;
         self.mode = None;
+        self.path = None;
+        self.query = None;
         self.tracks.clear();
         self.has_session = false;
         self.sdp = None;
@@ -722,7 +725,7 @@ mod tests {
     fn timeout_uses_time_input() {
         let mut h = MockHost::default();
         let mut s = ServerSession::new("t".into(), 60, 0);
-        assert!(!s.timed_out(1_000_000_000), "no session yet");
+        assert!(s.timed_out(1_000_000_000), "idle connections time out too");
         s.handle_request(&req("SETUP rtsp://h/cam/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n"), &mut h, 10);
         assert!(!s.timed_out(60_000_000));
         assert!(s.timed_out(60_000_011));

@@ -36,6 +36,14 @@ use tracing::{debug, info, warn};
 const BATCH: usize = 64;
 /// A reader whose next packet is older than this is moved to the latest keyframe.
 const MAX_DELAY_US: u64 = 2_000_000;
+/// Responses waiting for a client that does not read them: beyond this, it is dropped.
+const MAX_PENDING_OUT: usize = 64 * 1024;
+/// A writer blocked this long on a socket that does not drain gives up (zero window).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Read buffer of a connection; grows for publishers (media) and large bodies.
+const READ_CHUNK: usize = 4 * 1024;
+const PUBLISH_READ_CHUNK: usize = 64 * 1024;
+
 /// How often a viewer's counters are published to the API.
 const STATS_INTERVAL_US: u64 = 250_000;
 /// Interval between RTCP sender reports per track.
@@ -124,7 +132,7 @@ struct TrackSync {
     /// wall time for sender reports.
     offset_us: Option<i64>,
     /// Set once the first sender report went out: from then on the mapping stays put, so
-    /// players never see time step backwards (only a drift over 1 s re-anchors it).
+    /// players never see time step backwards (only a drift over 5 s re-anchors it).
     frozen: bool,
     packets: u32,
     octets: u32,
@@ -176,6 +184,8 @@ struct HostImpl {
     user_agent: String,
     /// Reader track j is stream media `selection[j]` (set by DESCRIBE's filter).
     selection: Vec<usize>,
+    /// Tracks are set up: later DESCRIBEs no longer change `selection`.
+    setup_done: bool,
     /// Set by ANNOUNCE: (stream id, generation, stream).
     announced: Option<(u64, u64, Rc<LocalStream>, Arc<ProducerInfo>)>,
     publish: PublishSlot,
@@ -233,7 +243,10 @@ impl Host for HostImpl {
             return Err(404);
         }
         let sdp = filter::filtered(&full, &selection).for_readers();
-        self.selection = selection;
+        // The session keeps the SDP of its first DESCRIBE once tracks are set up; so do we.
+        if !self.setup_done {
+            self.selection = selection;
+        }
         Ok(sdp)
     }
 
@@ -281,7 +294,8 @@ impl Host for HostImpl {
         let tracks = &tracks[..];
         let stream = self.shard.attach_reader(path)?;
         let ring = stream.ring.borrow();
-        let cursor = Cursor::join(&ring);
+        let max_lag = (ring.capacity() / 2) as u64;
+        let cursor = Cursor::join_within(&ring, max_lag);
         let mut outs = vec![None; sdp.medias.len()];
         let mut sync = vec![TrackSync::default(); sdp.medias.len()];
         for t in tracks {
@@ -339,7 +353,6 @@ impl Host for HostImpl {
                 i.rtptime = None;
             }
         }
-        let max_lag = (ring.capacity() / 2) as u64;
         drop(ring);
         // RTP-Info names the reader's own track numbers.
         for (i, t) in infos.iter_mut().zip(reader_tracks) {
@@ -363,6 +376,7 @@ impl Host for HostImpl {
         });
         self.shard.registry.add_consumer(path, consumer.clone());
         debug!(stream = path, peer = %self.conn.peer, shard = self.shard.id, "reader playing");
+        self.conn.registered.set(0);
         *self.conn.play.borrow_mut() = Some(Play {
             stream,
             cursor,
@@ -390,6 +404,10 @@ impl Host for HostImpl {
         for t in tracks {
             if let TrackTransport::Udp { client_rtp, .. } = t.transport {
                 let from = SocketAddr::new(self.conn.peer.ip(), client_rtp);
+                if self.shard.udp_routes.borrow().contains_key(&from) {
+                    // Another publisher already sends from this address and port.
+                    return Err(461);
+                }
                 self.shard.udp_routes.borrow_mut().insert(
                     from,
                     crate::hub::UdpRoute {
@@ -427,7 +445,13 @@ impl HostImpl {
 
     fn stop_publish(&mut self) {
         for r in self.udp_routes.drain(..) {
-            self.shard.udp_routes.borrow_mut().remove(&r);
+            let mut routes = self.shard.udp_routes.borrow_mut();
+            if routes
+                .get(&r)
+                .is_some_and(|route| Rc::ptr_eq(&route.publish, &self.publish))
+            {
+                routes.remove(&r);
+            }
         }
         *self.publish.borrow_mut() = None;
         if let Some((_, _, stream, _)) = self.announced.take() {
@@ -455,6 +479,7 @@ async fn handle(
     }
     // SAFETY: wfd is a fresh fd that only this TcpStream owns.
     let wstream = unsafe { TcpStream::from_raw_fd(wfd) };
+    let _ = wstream.set_write_timeout(Some(WRITE_TIMEOUT));
     let stats = &shard.registry.shards[shard.id];
     stats.connections.fetch_add(1, Relaxed);
     let conn = Rc::new(Conn {
@@ -478,6 +503,7 @@ async fn handle(
         conn: conn.clone(),
         user_agent: String::new(),
         selection: Vec::new(),
+        setup_done: false,
         announced: None,
         publish: Rc::new(RefCell::new(None)),
         udp_routes: Vec::new(),
@@ -495,6 +521,8 @@ async fn handle(
         _ => None,
     };
     let mut authenticated = auth.is_none() || pre_authenticated;
+    // After a protocol error: let the error response reach the client before closing.
+    let mut linger = false;
     let handoff = 'conn: loop {
         // Everything complete in the buffer, then one flush: one producer tick.
         loop {
@@ -552,6 +580,12 @@ async fn handle(
                             warn!(stream = name, %peer, error = %e, "source unavailable for reader");
                         }
                     }
+                    if conn.out.borrow().len() > MAX_PENDING_OUT {
+                        // A client that sends requests but never reads the answers.
+                        warn!(%peer, "rtsp client does not read responses; closing");
+                        break 'conn None;
+                    }
+                    host.setup_done = !session.tracks().is_empty();
                     let (resp, ev) = session.handle_request(&req, &mut host, shard.clock.now());
                     if resp.status >= 400 {
                         debug!(%peer, method = req.method.as_str(), uri = %req.uri, status = resp.status, "rtsp request refused");
@@ -582,8 +616,9 @@ async fn handle(
                 Ok(Some(Message::Response(_))) => {}
                 Ok(None) => break,
                 Err(e) => {
-                    warn!(%peer, shard = shard.id, error = %e, "malformed RTSP input; closing connection");
+                    warn!(%peer, shard = shard.id, stream = session.path().unwrap_or("-"), error = %e, "malformed RTSP input; closing connection");
                     conn.send(&Response::new(e.status()).with_header("Connection", "close"));
+                    linger = true;
                     break 'conn None;
                 }
             }
@@ -592,11 +627,16 @@ async fn handle(
             shard.flush(&p.stream);
         }
         // Read more, waking up now and then to check the session timeout.
-        if buf.capacity() - buf.len() < 2048 {
-            buf.reserve(64 * 1024);
+        let chunk = if host.publish.borrow().is_some() {
+            PUBLISH_READ_CHUNK
+        } else {
+            READ_CHUNK
+        };
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
         }
         let start = buf.len();
-        let cap = buf.capacity();
+        let cap = buf.capacity().min(start + chunk);
         buf.resize(cap, 0);
         let read = glommio::timer::timeout(Duration::from_secs(5), async {
             stream
@@ -616,13 +656,11 @@ async fn handle(
                 let now = shard.clock.now();
                 // UDP media and RTCP keep the session alive through `activity`.
                 session.touch(activity.get());
-                let playing_tcp = conn.play.borrow().is_some()
-                    && session
-                        .tracks()
-                        .iter()
-                        .all(|t| matches!(t.transport, TrackTransport::Tcp { .. }));
-                if session.timed_out(now) && !playing_tcp {
-                    info!(%peer, "rtsp session timed out");
+                // A player's open RTSP connection is its liveness (a dead process closes
+                // it; UDP players' receiver reports go to a shared port).
+                let playing = conn.play.borrow().is_some();
+                if session.timed_out(now) && !playing {
+                    info!(%peer, stream = session.path().unwrap_or("-"), "rtsp connection idle past the session timeout; closing");
                     break None;
                 }
             }
@@ -637,13 +675,38 @@ async fn handle(
     host.stop_publish();
     conn.closing.set(true);
     conn.wake();
-    let _ = writer.await;
+    // The writer first sends what is queued (an error response, say); one stuck on a peer
+    // that stopped reading is cancelled after a grace period.
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        writer.await;
+        Ok(())
+    })
+    .await;
+    if linger {
+        // Closing with unread input would reset the connection and destroy the response
+        // in flight: half-close, then discard what the client still sends, briefly.
+        // SAFETY: shutdown on our valid socket fd; no memory involved.
+        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+        let mut sink = [0u8; 4096];
+        let _ = glommio::timer::timeout(Duration::from_secs(1), async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
     stats.connections.fetch_sub(1, Relaxed);
     if let Some((owner, raw, authenticated)) = handoff {
         // SAFETY: dup of our valid socket; the copy travels to the owner shard, which
         // becomes its only user once we drop ours below.
         let fd = unsafe { libc::dup(stream.as_raw_fd()) };
         drop(stream);
+        if fd < 0 {
+            warn!(%peer, "cannot hand the publisher to its owner shard (dup failed); dropped");
+        }
         if fd >= 0 {
             debug!(%peer, from = shard.id, to = owner, "publisher handed to owner shard");
             shard.send_ctl(
@@ -897,7 +960,9 @@ fn take_batch(
         match s.offset_us {
             None => s.offset_us = Some(off),
             Some(o) if !s.frozen && off < o => s.offset_us = Some(off),
-            Some(o) if s.frozen && (off - o).abs() > 1_000_000 => s.offset_us = Some(off),
+            // Re-anchor only on a large drift (a producer clock running off over hours);
+            // scheduling delays must not move it.
+            Some(o) if s.frozen && off.abs_diff(o) > 5_000_000 => s.offset_us = Some(off),
             _ => {}
         }
     }
@@ -924,8 +989,8 @@ fn take_batch(
             (None, true) => match s.offset_us {
                 Some(off) => {
                     s.frozen = true;
-                    let media_us = mono_now as i64 - off;
-                    (media_us as i128 * rate / 1_000_000) as u64 as u32
+                    let media_us = mono_now as i128 - off as i128;
+                    (media_us * rate / 1_000_000) as u64 as u32
                 }
                 None => continue,
             },
@@ -943,7 +1008,9 @@ fn take_batch(
         rtcp_bufs.push(b);
         rtcp_dests.push(Some(out));
     }
-    dests.splice(0..0, rtcp_dests);
+    if !rtcp_dests.is_empty() {
+        dests.splice(0..0, rtcp_dests);
+    }
     // Counters reach the shared atomics a few times a second, not per packet.
     play.pending_packets += batch.len() as u64;
     play.pending_bytes += bytes;

@@ -44,10 +44,10 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
     let mut buf = BytesMut::new();
     let mut unknown: u64 = 0;
     loop {
-        if buf.capacity() < 2048 {
+        if buf.capacity() < crate::pull::MAX_DATAGRAM {
             buf = BytesMut::with_capacity(256 * 1024);
         }
-        buf.resize(2048, 0);
+        buf.resize(crate::pull::MAX_DATAGRAM, 0);
         let (n, from) = match pair.rtp.recv_from(&mut buf[..]).await {
             Ok(v) => v,
             Err(e) => {
@@ -56,6 +56,10 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
                 continue;
             }
         };
+        if n >= crate::pull::MAX_DATAGRAM {
+            // Possibly truncated: never ingest half a packet.
+            continue;
+        }
         // The datagram becomes a slice of one large receive buffer, shared from here on.
         buf.truncate(n);
         let data = buf.split().freeze();
