@@ -109,6 +109,8 @@ struct Feed {
     /// A secondary source adds tracks to a stream whose primary decides where readers
     /// start: its packets are never start points.
     secondary: bool,
+    /// Last UDP datagram from the camera (µs), for the silence timeout over UDP.
+    last_udp: std::cell::Cell<u64>,
 }
 
 impl Feed {
@@ -240,9 +242,13 @@ pub async fn run_feed(
                         rtp.local_addr().map(|a| a.port()).unwrap_or(0),
                         rtcp.local_addr().map(|a| a.port()).unwrap_or(0),
                     );
-                    udp_tasks
-                        .0
-                        .push(spawn_udp(shard.clone(), feed.clone(), rtp, media_index));
+                    udp_tasks.0.push(spawn_udp(
+                        shard.clone(),
+                        feed.clone(),
+                        rtp,
+                        media_index,
+                        addr.ip(),
+                    ));
                     // Kept open so the camera's RTCP is not answered with ICMP errors.
                     udp_sockets.push(rtcp);
                 }
@@ -328,8 +334,15 @@ pub async fn run_feed(
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
         }
-        // UDP media does not arrive on this socket; only TCP silence means a dead camera.
-        if !udp && now.saturating_sub(last_rx) > timeout.as_micros() as u64 {
+        // Over UDP the media does not arrive on this socket: watch the datagrams instead.
+        let last_media = if udp {
+            feed.borrow()
+                .as_ref()
+                .map_or(last_rx, |f| f.last_udp.get().max(last_rx))
+        } else {
+            last_rx
+        };
+        if now.saturating_sub(last_media) > timeout.as_micros() as u64 {
             break Err(format!(
                 "no data from the camera for {}s",
                 timeout.as_secs()
@@ -365,6 +378,7 @@ fn primary_feed(
         bad: 0,
         track_base: 0,
         secondary: false,
+        last_udp: std::cell::Cell::new(shard.clock.now()),
     })
 }
 
@@ -423,6 +437,7 @@ fn secondary_feed(
         bad: 0,
         track_base: base,
         secondary: true,
+        last_udp: std::cell::Cell::new(shard.clock.now()),
     })
 }
 
@@ -485,7 +500,9 @@ fn spawn_udp(
     feed: Rc<RefCell<Option<Feed>>>,
     sock: UdpSocket,
     media_index: usize,
+    camera: std::net::IpAddr,
 ) -> glommio::task::JoinHandle<()> {
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sock);
     let task = glommio::spawn_local(async move {
         let mut buf = BytesMut::new();
         loop {
@@ -493,19 +510,35 @@ fn spawn_udp(
                 buf = BytesMut::with_capacity(256 * 1024);
             }
             buf.resize(MAX_DATAGRAM, 0);
-            let Ok((n, _)) = sock.recv_from(&mut buf[..]).await else {
+            let Ok((n, from)) = sock.recv_from(&mut buf[..]).await else {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             };
-            if n >= MAX_DATAGRAM {
-                // Possibly truncated: never ingest half a packet.
-                continue;
-            }
-            buf.truncate(n);
-            let data = buf.split().freeze();
+            // Drain the burst, then one flush (one producer tick).
+            let mut next = Some((n, from));
+            let mut budget = 64;
             let mut f = feed.borrow_mut();
-            if let Some(f) = f.as_mut() {
-                f.push(&shard, media_index, data);
+            while let Some((n, from)) = next {
+                // Only the camera's address may feed the stream.
+                if n < MAX_DATAGRAM && from.ip() == camera {
+                    buf.truncate(n);
+                    let data = buf.split().freeze();
+                    if let Some(f) = f.as_mut() {
+                        f.push(&shard, media_index, data);
+                    }
+                }
+                budget -= 1;
+                if budget == 0 {
+                    break;
+                }
+                if buf.capacity() < MAX_DATAGRAM {
+                    buf = BytesMut::with_capacity(256 * 1024);
+                }
+                buf.resize(MAX_DATAGRAM, 0);
+                next = crate::sendv::try_recv_from(fd, &mut buf[..]);
+            }
+            if let Some(f) = f.as_ref() {
+                f.last_udp.set(shard.clock.now());
                 shard.flush(&f.owned.stream);
             }
         }
@@ -572,6 +605,7 @@ impl StdoutIngest {
                 bad: 0,
                 track_base: 0,
                 secondary: false,
+                last_udp: std::cell::Cell::new(shard.clock.now()),
             });
         }
         if let Some(f) = self.feed.as_mut() {

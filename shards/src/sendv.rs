@@ -170,3 +170,27 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     let storage = unsafe { *(s.as_ptr() as *const libc::sockaddr_storage) };
     (storage, s.len())
 }
+
+/// One non-blocking `recvfrom`: Some((len, from)) when a datagram was waiting. Lets a
+/// receive loop drain a burst before one flush per tick.
+pub fn try_recv_from(fd: i32, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    // SAFETY: zeroed sockaddr_storage is valid; recvfrom writes at most `buf.len()` bytes
+    // into `buf` and at most `len` bytes into `storage`.
+    unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let n = libc::recvfrom(
+            fd,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            &mut storage as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        );
+        if n < 0 {
+            return None;
+        }
+        let addr = socket2::SockAddr::new(storage, len).as_socket()?;
+        Some((n as usize, addr))
+    }
+}

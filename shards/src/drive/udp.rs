@@ -56,30 +56,50 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
                 continue;
             }
         };
-        if n >= crate::pull::MAX_DATAGRAM {
-            // Possibly truncated: never ingest half a packet.
-            continue;
-        }
-        // The datagram becomes a slice of one large receive buffer, shared from here on.
-        buf.truncate(n);
-        let data = buf.split().freeze();
-        let route = shard
-            .udp_routes
-            .borrow()
-            .get(&from)
-            .map(|r| (r.publish.clone(), r.track, r.activity.clone()));
-        match route {
-            Some((slot, track, activity)) => {
-                activity.set(shard.clock.now());
-                crate::drive::rtsp::ingest_udp(&shard, &slot, track, data);
-                crate::drive::rtsp::flush_udp(&shard, &slot);
-            }
-            None => {
-                unknown += 1;
-                if unknown.is_power_of_two() {
-                    debug!(shard = shard.id, %from, count = unknown, "udp packet from unknown source dropped");
+        // Then whatever else is already waiting, with one flush per publisher at the end:
+        // a producer tick, not a wake-up of every viewer per datagram.
+        let mut touched: Vec<crate::drive::rtsp::PublishSlot> = Vec::new();
+        let mut next = Some((n, from));
+        let mut budget = 64;
+        while let Some((n, from)) = next {
+            // Datagrams of MAX_DATAGRAM bytes or more may be truncated: dropped.
+            if n < crate::pull::MAX_DATAGRAM {
+                // The datagram becomes a slice of one large receive buffer, shared on.
+                buf.truncate(n);
+                let data = buf.split().freeze();
+                let route = shard
+                    .udp_routes
+                    .borrow()
+                    .get(&from)
+                    .map(|r| (r.publish.clone(), r.track, r.activity.clone()));
+                match route {
+                    Some((slot, track, activity)) => {
+                        activity.set(shard.clock.now());
+                        crate::drive::rtsp::ingest_udp(&shard, &slot, track, data);
+                        if !touched.iter().any(|t| Rc::ptr_eq(t, &slot)) {
+                            touched.push(slot);
+                        }
+                    }
+                    None => {
+                        unknown += 1;
+                        if unknown.is_power_of_two() {
+                            debug!(shard = shard.id, %from, count = unknown, "udp packet from unknown source dropped");
+                        }
+                    }
                 }
             }
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+            if buf.capacity() < crate::pull::MAX_DATAGRAM {
+                buf = BytesMut::with_capacity(256 * 1024);
+            }
+            buf.resize(crate::pull::MAX_DATAGRAM, 0);
+            next = crate::sendv::try_recv_from(pair.rtp_fd, &mut buf[..]);
+        }
+        for slot in &touched {
+            crate::drive::rtsp::flush_udp(&shard, slot);
         }
     }
 }
