@@ -4,7 +4,10 @@
 /// What [`split`] found at the front of a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item<'a> {
-    Frame { channel: u8, data: &'a [u8] },
+    Frame {
+        channel: u8,
+        data: &'a [u8],
+    },
     /// An RTSP message (head and body), skipped.
     Message(&'a [u8]),
 }
@@ -35,7 +38,7 @@ pub fn split<'a>(buf: &'a [u8], mut f: impl FnMut(Item<'a>)) -> Result<usize, us
             i += 4 + len;
         } else if b == b'\r' || b == b'\n' {
             i += 1;
-        } else if b == b'R' {
+        } else if b.is_ascii_uppercase() {
             // "RTSP/1.0 200 OK ..." (or a request from the server).
             let rest = &buf[i..];
             let Some(head_end) = find(rest, b"\r\n\r\n") else {

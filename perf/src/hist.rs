@@ -116,6 +116,9 @@ impl Histogram {
         if self.count == 0 {
             return None;
         }
+        if p <= 0.0 {
+            return Some(self.min);
+        }
         let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
         let mut seen = 0;
         for (i, &c) in self.counts.iter().enumerate() {
@@ -162,10 +165,17 @@ mod tests {
         assert_eq!(h.count(), 10_000);
         assert_eq!(h.min(), Some(1000));
         assert_eq!(h.max(), Some(10_000_000));
-        for (p, exact) in [(50.0, 5_000_000f64), (90.0, 9_000_000.0), (99.0, 9_900_000.0)] {
+        for (p, exact) in [
+            (50.0, 5_000_000f64),
+            (90.0, 9_000_000.0),
+            (99.0, 9_900_000.0),
+        ] {
             let got = h.percentile(p).unwrap() as f64;
             assert!(got >= exact, "p{p}: {got} < {exact}");
-            assert!(got <= exact * (1.0 + 1.0 / 64.0), "p{p}: {got} too far above {exact}");
+            assert!(
+                got <= exact * (1.0 + 1.0 / 64.0),
+                "p{p}: {got} too far above {exact}"
+            );
         }
         assert_eq!(h.percentile(100.0), Some(10_000_000));
         assert_eq!(h.percentile(0.0), Some(1000));

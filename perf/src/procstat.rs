@@ -91,6 +91,28 @@ pub fn parse_udp_rcvbuf_errors(snmp: &str) -> Option<u64> {
     values.split_whitespace().nth(idx)?.parse().ok()
 }
 
+/// Busy time of the whole machine (all CPUs) in clock ticks, from `/proc/stat` text:
+/// everything but idle and iowait on the aggregate `cpu` line.
+pub fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let total: u64 = v.iter().take(8).sum();
+    Some(total - v[3] - v[4])
+}
+
+/// Machine-wide busy CPU seconds since boot.
+pub fn machine_busy_s() -> Option<f64> {
+    parse_machine_busy(&fs::read_to_string("/proc/stat").ok()?).map(|t| t as f64 / clk_tck())
+}
+
 pub fn udp_rcvbuf_errors() -> Option<u64> {
     parse_udp_rcvbuf_errors(&fs::read_to_string("/proc/net/snmp").ok()?)
 }
@@ -123,6 +145,13 @@ mod tests {
     fn rejects_truncated_stat() {
         assert_eq!(parse_stat("12 (x) S 1 2 3"), None);
         assert_eq!(parse_stat(""), None);
+    }
+
+    #[test]
+    fn parses_machine_busy() {
+        let stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(160));
+        assert!(machine_busy_s().is_some());
     }
 
     #[test]

@@ -216,11 +216,7 @@ fn connect(spec: &PubSpec) -> Result<Pub, String> {
                 if *udp {
                     let (a, b) = udp_pair()?;
                     let pa = a.local_addr().map_err(|e| e.to_string())?.port();
-                    let t = format!(
-                        "RTP/AVP;unicast;client_port={}-{};mode=record",
-                        pa,
-                        pa + 1
-                    );
+                    let t = format!("RTP/AVP;unicast;client_port={}-{};mode=record", pa, pa + 1);
                     let resp = c.call(Method::Setup, &track_url, &[("Transport", &t)], None)?;
                     let sp = resp
                         .headers
@@ -334,9 +330,11 @@ fn send(p: &mut Pub, counters: &PubCounters) {
             p.frame.clear();
             for pkt in &b.packets {
                 let len = pkt.len().min(u16::MAX as usize) as u16;
-                p.frame.extend_from_slice(
-                    &corecast::rtsp::message::write_interleaved_header(2 * b.track as u8, len),
-                );
+                p.frame
+                    .extend_from_slice(&corecast::rtsp::message::write_interleaved_header(
+                        2 * b.track as u8,
+                        len,
+                    ));
                 p.frame.extend_from_slice(&pkt[..len as usize]);
             }
             pending.extend_from_slice(&p.frame);
@@ -348,7 +346,10 @@ fn send(p: &mut Pub, counters: &PubCounters) {
             };
             for pkt in &b.packets {
                 if let Err(e) = sock.send(pkt) {
-                    if e.kind() != ErrorKind::WouldBlock {
+                    // Refused: nobody listens yet (a relay that starts its source on the
+                    // first viewer); not an error of ours.
+                    if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::ConnectionRefused
+                    {
                         counters.errors.fetch_add(1, Relaxed);
                     }
                 }

@@ -34,6 +34,7 @@ impl SeqTracker {
     }
 
     /// Packets missing so far (gaps not filled by late arrivals).
+    #[cfg(test)]
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.received)
     }

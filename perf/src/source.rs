@@ -112,8 +112,7 @@ impl SourceSpec {
                 fps,
                 packet_size,
             } => {
-                let data =
-                    std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                let data = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
                 Ok(Box::new(ClipSource::new(
                     Bytes::from(data),
                     None,
@@ -123,10 +122,6 @@ impl SourceSpec {
                 )?))
             }
         }
-    }
-
-    pub fn is_synthetic(&self) -> bool {
-        matches!(self, SourceSpec::Synthetic { .. })
     }
 
     /// Only the first (video) track; raw-UDP peers take one track.
@@ -190,10 +185,10 @@ impl SynthSource {
 
 impl Source for SynthSource {
     fn sdp(&self) -> String {
-        format!(
+        String::from(
             "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=corecast-perf synthetic\r\nt=0 0\r\n\
 a=tool:corecast-perf synthetic CCPERF1\r\n\
-m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n"
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n",
         )
     }
 
@@ -209,15 +204,13 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1
         out.track = 0;
         out.stamp = true;
         out.packets.resize_with(n as usize, Vec::new);
-        let ts = self
-            .ts0
-            .wrapping_add((k * 90_000 / self.fps as u64) as u32);
+        let ts = self.ts0.wrapping_add((k * 90_000 / self.fps as u64) as u32);
         for (i, p) in out.packets.iter_mut().enumerate() {
             p.clear();
             let last = i as u64 == n - 1;
             rtp::write_header(p, 96, last, self.seq, ts, self.ssrc);
             self.seq = self.seq.wrapping_add(1);
-            p.push(if k % self.gop as u64 == 0 && i == 0 {
+            p.push(if k.is_multiple_of(self.gop as u64) && i == 0 {
                 0x65
             } else {
                 0x41
@@ -368,9 +361,7 @@ impl Source for ClipSource {
         };
         if v_due <= a_due {
             let au = &self.video[(self.vi % self.video.len() as u64) as usize];
-            let ts = self
-                .vts0
-                .wrapping_add((self.vi * 90_000 / self.fps) as u32);
+            let ts = self.vts0.wrapping_add((self.vi * 90_000 / self.fps) as u32);
             self.out.clear();
             self.vpk.packetize(au, ts, &mut self.out);
             out.packets.extend(self.out.drain(..).map(|b| b.to_vec()));
@@ -379,9 +370,7 @@ impl Source for ClipSource {
             self.vi += 1;
         } else {
             let frame = &self.audio[(self.ai % self.audio.len() as u64) as usize];
-            let ts = self
-                .ats0
-                .wrapping_add((self.ai * AUDIO_FRAME) as u32);
+            let ts = self.ats0.wrapping_add((self.ai * AUDIO_FRAME) as u32);
             let mut p = Vec::with_capacity(16 + frame.len());
             rtp::write_header(&mut p, 97, true, self.aseq, ts, self.assrc);
             if aac::packetize_rfc3640(frame, &mut p).is_ok() {

@@ -1,0 +1,818 @@
+//! Scenarios: P publishers × V viewers each, measured over a window; the soak variant with
+//! viewers joining and leaving while the server's RSS is sampled.
+
+use crate::hist::Histogram;
+use crate::peers::{self, ApiTotals, Server};
+use crate::procstat::{self, Sample};
+use crate::publisher::{PubSpec, PubStats, Publishers};
+use crate::source::SourceSpec;
+use crate::util::{self, secs};
+use crate::viewer::{self, Churn, Transport, ViewConfig, ViewReport, Viewers};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct SwarmParams {
+    pub publishers: usize,
+    pub viewers_per_stream: usize,
+    pub transport: Transport,
+    pub publish_udp: bool,
+    pub source: SourceSpec,
+    pub ramp_secs: f64,
+    pub warmup_secs: f64,
+    pub duration_secs: f64,
+    pub workers: usize,
+    pub connect_timeout_secs: f64,
+    pub keepalive_secs: f64,
+    pub stream_prefix: String,
+    /// Soak only.
+    pub churn: Option<Churn>,
+    pub sample_secs: f64,
+    pub settle_secs: f64,
+    /// Viewers PAUSE right after PLAY (idle viewers).
+    pub idle: bool,
+    /// Seconds the publishers run before the baseline RSS is taken (lets the server's
+    /// per-stream buffers fill, so that their growth is not counted against viewers).
+    pub prefill_secs: f64,
+}
+
+impl SwarmParams {
+    pub fn stream_names(&self) -> Vec<String> {
+        (0..self.publishers)
+            .map(|i| format!("{}{i}", self.stream_prefix))
+            .collect()
+    }
+
+    fn describe_source(&self) -> String {
+        match &self.source {
+            SourceSpec::Synthetic {
+                bitrate,
+                packet_size,
+                fps,
+                ..
+            } => format!(
+                "synthetic {} kbit/s, {packet_size} B packets, {fps} fps",
+                bitrate / 1000
+            ),
+            SourceSpec::Demo { audio, .. } => {
+                format!("demo clip{}", if *audio { " + AAC" } else { "" })
+            }
+            SourceSpec::File { path, fps, .. } => format!("file {path} at {fps} fps"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Percentiles {
+    pub samples: u64,
+    pub min: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+}
+
+impl Percentiles {
+    /// `scale` divides the recorded values (ns → µs: 1000).
+    pub fn of(h: &Histogram, scale: f64) -> Self {
+        let f = |v: Option<u64>| v.map(|x| round2(x as f64 / scale));
+        Percentiles {
+            samples: h.count(),
+            min: f(h.min()),
+            p50: f(h.percentile(50.0)),
+            p90: f(h.percentile(90.0)),
+            p99: f(h.percentile(99.0)),
+            p999: f(h.percentile(99.9)),
+            max: f(h.max()),
+            mean: h.mean().map(|m| round2(m / scale)),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SwarmResult {
+    pub kind: &'static str,
+    pub server: String,
+    pub server_pid: u32,
+    pub server_threads: usize,
+    pub machine_cores: usize,
+    pub publishers: usize,
+    pub viewers_per_stream: usize,
+    pub viewers: usize,
+    pub transport: Transport,
+    /// Viewers paused right after PLAY (`--idle`).
+    pub idle: bool,
+    pub publish_transport: &'static str,
+    pub source: String,
+    pub window_s: f64,
+    pub viewers_playing: i64,
+    pub connect_failures: u64,
+    pub failure_reasons: BTreeMap<String, u64>,
+    pub disconnects: u64,
+    pub nominal_mbps_per_stream: f64,
+    pub expected_mbps: f64,
+    pub delivered_mbps: f64,
+    pub delivered_pps: f64,
+    pub loss_pct: f64,
+    pub lost_packets: u64,
+    pub gaps: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub latency_us: Percentiles,
+    /// Synthetic packets older than the viewer's PLAY (ring backlog at join): not timed.
+    pub backlog_packets: u64,
+    pub connect_ms: Percentiles,
+    pub per_viewer_pps_min: f64,
+    pub per_viewer_pps_max: f64,
+    pub starved_viewers: usize,
+    pub server_cpu_s: f64,
+    pub server_user_s: f64,
+    pub server_sys_s: f64,
+    pub server_cpu_pct: f64,
+    pub server_cpu_s_per_gbit: f64,
+    pub server_rss_baseline_kib: u64,
+    pub server_rss_after_kib: u64,
+    /// (RSS at the end of the window - RSS before viewers) / viewers playing. Includes
+    /// whatever else grew meanwhile (stream rings filling up).
+    pub rss_per_viewer_kib: f64,
+    /// RSS a few seconds after all viewers left (publishers still running).
+    pub server_rss_after_leave_kib: Option<u64>,
+    /// (RSS at the end of the window - RSS after they left) / viewers: memory the viewers
+    /// held and gave back.
+    pub rss_per_viewer_released_kib: Option<f64>,
+    pub gen_cpu_s: f64,
+    pub gen_cpu_pct: f64,
+    pub gen_cpu_s_per_gbit: f64,
+    pub gen_viewer_threads_cpu_s: f64,
+    pub gen_read_calls_per_s: f64,
+    pub udp_rcvbuf_errors: Option<u64>,
+    /// CPU seconds the rest of the machine used during the window (neither the server nor
+    /// the generator): other people's builds on a shared machine show up here.
+    pub other_cpu_s: Option<f64>,
+    pub server_os_threads: u64,
+    pub server_api: Option<ApiTotals>,
+    pub publisher: PubStats,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Probe {
+    server: Sample,
+    gen: (f64, f64),
+    udp_err: Option<u64>,
+    machine_busy: Option<f64>,
+    at: Instant,
+}
+
+fn probe(pid: u32) -> Result<Probe, String> {
+    Ok(Probe {
+        server: procstat::sample(pid).ok_or_else(|| format!("server process {pid} is gone"))?,
+        gen: util::self_cpu(),
+        udp_err: procstat::udp_rcvbuf_errors(),
+        machine_busy: procstat::machine_busy_s(),
+        at: Instant::now(),
+    })
+}
+
+/// Publishers up, viewers connected: everything a run needs before its window.
+struct Running {
+    publishers: Publishers,
+    viewers: Viewers,
+    baseline: Sample,
+    notes: Vec<String>,
+}
+
+fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Running, String> {
+    let mut notes = Vec::new();
+    let names = p.stream_names();
+    let specs: Vec<PubSpec> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let target = server.publish_target(i, n, p.publish_udp);
+            let source = if matches!(target, crate::publisher::PubTarget::RawUdp(_)) {
+                p.source.video_only()
+            } else {
+                p.source.clone()
+            };
+            PubSpec {
+                target,
+                source,
+                seed: util::now_ns() ^ ((i as u64 + 1) * 0x9E37_79B9),
+            }
+        })
+        .collect();
+    let publishers = if specs.is_empty() {
+        None
+    } else {
+        Some(Publishers::start(specs).map_err(|e| format!("{e}\n{}", server.log_tail()))?)
+    };
+    // One GOP (1 s) so that every stream has a keyframe for joining viewers.
+    std::thread::sleep(Duration::from_millis(1300).max(secs(p.prefill_secs)));
+    let baseline = procstat::sample(server.pid).ok_or("server died before viewers joined")?;
+    let total = p.publishers.max(1) * p.viewers_per_stream;
+    let urls: Vec<String> = if names.is_empty() {
+        server.streams.iter().map(|n| server.url(n)).collect()
+    } else {
+        names.iter().map(|n| server.url(n)).collect()
+    };
+    let max_packet = match &p.source {
+        SourceSpec::Synthetic { packet_size, .. } => packet_size + 64,
+        SourceSpec::Demo { packet_size, .. } | SourceSpec::File { packet_size, .. } => {
+            packet_size + 64
+        }
+    };
+    let viewers = Viewers::start(ViewConfig {
+        urls,
+        viewers: total,
+        transport: p.transport,
+        workers: p.workers,
+        ramp_secs: p.ramp_secs,
+        connect_timeout: secs(p.connect_timeout_secs),
+        keepalive_secs: p.keepalive_secs,
+        churn,
+        max_packet,
+        pause: p.idle,
+    })?;
+    if !viewers.wait_ramp(secs(p.ramp_secs + p.connect_timeout_secs + 10.0)) {
+        notes.push("ramp-up did not complete in time".into());
+    }
+    let publishers = publishers.ok_or("no publishers")?;
+    Ok(Running {
+        publishers,
+        viewers,
+        baseline,
+        notes,
+    })
+}
+
+/// Runs one swarm against `server` and returns its figures.
+pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
+    let (nofile, ok) = util::raise_nofile(65_536);
+    let total = p.publishers * p.viewers_per_stream;
+    let mut notes = Vec::new();
+    let per_viewer_fds = match p.transport {
+        Transport::Tcp => 1,
+        Transport::Udp => 5,
+    };
+    if !ok && (total * per_viewer_fds + 64) as u64 > nofile {
+        notes.push(format!(
+            "open-files limit is {nofile} (hard limit reached), below the ~{} this run needs: raise `ulimit -Hn`",
+            total * per_viewer_fds + 64
+        ));
+    }
+    let mut r = bring_up(server, p, None)?;
+    notes.append(&mut r.notes);
+    std::thread::sleep(secs(p.warmup_secs));
+    let a = probe(server.pid)?;
+    let pub_a = r.publishers.stats();
+    r.viewers.set_phase(viewer::PHASE_MEASURE);
+    let deadline = Instant::now() + secs(p.duration_secs);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200).min(deadline - Instant::now()));
+        if !server.alive() {
+            return Err(format!(
+                "server died during the run:\n{}",
+                server.log_tail()
+            ));
+        }
+    }
+    let b = probe(server.pid)?;
+    r.viewers.set_phase(viewer::PHASE_END);
+    let playing = r
+        .viewers
+        .shared
+        .playing
+        .load(std::sync::atomic::Ordering::Acquire);
+    let api = server.api.and_then(|a| peers::api_totals(a).ok());
+    let pub_b = r.publishers.stats();
+    let shared = r.viewers.shared.clone();
+    let rep = r.viewers.finish();
+    // RSS once the viewers are gone but the streams still run: what the viewers held,
+    // without the growth of the streams' own buffers (rings filling) during the run.
+    std::thread::sleep(secs(p.settle_secs.min(3.0)));
+    let left = procstat::sample(server.pid);
+    let pubs = r.publishers.stop();
+    let mut out = summarize(server, p, &a, &b, &rep, r.baseline, playing, &shared);
+    out.kind = "swarm";
+    if let Some(left) = left {
+        out.server_rss_after_leave_kib = Some(left.rss_kib);
+        if playing > 0 {
+            out.rss_per_viewer_released_kib = Some(round2(
+                (b.server.rss_kib as f64 - left.rss_kib as f64) / playing as f64,
+            ));
+        }
+    }
+    out.server_api = api;
+    out.publisher = pubs;
+    out.publisher.packets = pub_b.packets - pub_a.packets;
+    out.publisher.bytes = pub_b.bytes - pub_a.bytes;
+    if out.publisher.dropped_bursts > 0 || out.publisher.late_bursts > 0 {
+        notes.push(format!(
+            "publishers: {} late and {} dropped bursts (generator or server congested)",
+            out.publisher.late_bursts, out.publisher.dropped_bursts
+        ));
+    }
+    notes.append(&mut out.notes);
+    out.notes = notes;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    server: &Server,
+    p: &SwarmParams,
+    a: &Probe,
+    b: &Probe,
+    rep: &ViewReport,
+    baseline: Sample,
+    playing: i64,
+    shared: &viewer::Shared,
+) -> SwarmResult {
+    use std::sync::atomic::Ordering::Relaxed;
+    let wall = (b.at - a.at).as_secs_f64();
+    let w = &rep.window;
+    let gbit = rep.bits_per_sec * wall / 1e9;
+    let server_cpu = b.server.cpu_s() - a.server.cpu_s();
+    let gen_cpu = (b.gen.0 + b.gen.1) - (a.gen.0 + a.gen.1);
+    let nominal = match &p.source {
+        SourceSpec::Synthetic {
+            bitrate,
+            packet_size,
+            ..
+        } => {
+            // What the synthetic source really sends: whole packets.
+            let pps = *bitrate as f64 / 8.0 / *packet_size as f64;
+            pps * *packet_size as f64 * 8.0 / 1e6
+        }
+        _ => 0.0,
+    };
+    let mut pv: Vec<f64> = rep
+        .per_viewer_packets
+        .iter()
+        .map(|&n| n as f64 / rep.window_secs.max(1e-9))
+        .collect();
+    pv.sort_by(|x, y| x.total_cmp(y));
+    let total = p.publishers.max(1) * p.viewers_per_stream;
+    SwarmResult {
+        kind: "swarm",
+        server: server.name.clone(),
+        server_pid: server.pid,
+        server_threads: server.threads,
+        machine_cores: util::cores(),
+        publishers: p.publishers,
+        viewers_per_stream: p.viewers_per_stream,
+        viewers: total,
+        transport: p.transport,
+        idle: p.idle,
+        publish_transport: if server.raw_udp_base.is_some() {
+            "rtp/udp (raw)"
+        } else if p.publish_udp {
+            "rtsp/udp"
+        } else {
+            "rtsp/tcp"
+        },
+        source: p.describe_source(),
+        window_s: round2(wall),
+        viewers_playing: playing,
+        connect_failures: shared.failures.load(Relaxed),
+        failure_reasons: rep.failures.clone(),
+        disconnects: shared.disconnects.load(Relaxed),
+        nominal_mbps_per_stream: round4(nominal),
+        expected_mbps: if p.idle {
+            0.0
+        } else {
+            round2(nominal * playing.max(0) as f64)
+        },
+        delivered_mbps: round2(rep.bits_per_sec / 1e6),
+        delivered_pps: round2(rep.packets_per_sec),
+        loss_pct: if w.expected > 0 {
+            round4(w.lost() as f64 * 100.0 / w.expected as f64)
+        } else {
+            0.0
+        },
+        lost_packets: w.lost(),
+        gaps: w.gaps,
+        duplicates: w.duplicates,
+        reordered: w.reordered,
+        latency_us: Percentiles::of(&rep.latency, 1e3),
+        backlog_packets: w.backlog_packets,
+        connect_ms: Percentiles::of(&rep.connect, 1e6),
+        per_viewer_pps_min: round2(pv.first().copied().unwrap_or(0.0)),
+        per_viewer_pps_max: round2(pv.last().copied().unwrap_or(0.0)),
+        starved_viewers: rep.per_viewer_packets.iter().filter(|&&n| n == 0).count(),
+        server_cpu_s: round4(server_cpu),
+        server_user_s: round4(b.server.user_s - a.server.user_s),
+        server_sys_s: round4(b.server.sys_s - a.server.sys_s),
+        server_cpu_pct: round2(server_cpu * 100.0 / wall),
+        server_cpu_s_per_gbit: if gbit > 0.0 {
+            round4(server_cpu / gbit)
+        } else {
+            0.0
+        },
+        server_rss_baseline_kib: baseline.rss_kib,
+        server_rss_after_kib: b.server.rss_kib,
+        rss_per_viewer_kib: if playing > 0 {
+            round2((b.server.rss_kib as f64 - baseline.rss_kib as f64) / playing as f64)
+        } else {
+            0.0
+        },
+        server_rss_after_leave_kib: None,
+        rss_per_viewer_released_kib: None,
+        gen_cpu_s: round4(gen_cpu),
+        gen_cpu_pct: round2(gen_cpu * 100.0 / wall),
+        gen_cpu_s_per_gbit: if gbit > 0.0 {
+            round4(gen_cpu / gbit)
+        } else {
+            0.0
+        },
+        gen_viewer_threads_cpu_s: round4(rep.workers_cpu_s),
+        gen_read_calls_per_s: round2(w.read_calls as f64 / rep.window_secs.max(1e-9)),
+        udp_rcvbuf_errors: match (a.udp_err, b.udp_err) {
+            (Some(x), Some(y)) => Some(y - x),
+            _ => None,
+        },
+        other_cpu_s: match (a.machine_busy, b.machine_busy) {
+            (Some(x), Some(y)) => Some(round2((y - x - server_cpu - gen_cpu).max(0.0))),
+            _ => None,
+        },
+        server_os_threads: b.server.threads,
+        server_api: None,
+        publisher: PubStats::default(),
+        notes: Vec::new(),
+    }
+}
+
+/// Human-readable table of one result.
+pub fn table(r: &SwarmResult) -> String {
+    let mut s = String::new();
+    let mut row = |k: &str, v: String| {
+        s.push_str(&format!("  {k:<28} {v}\n"));
+    };
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x}"));
+    row(
+        "server",
+        format!(
+            "{} (pid {}, {} shards/threads configured, {} OS threads) on {} cores",
+            r.server, r.server_pid, r.server_threads, r.server_os_threads, r.machine_cores
+        ),
+    );
+    row(
+        "scenario",
+        format!(
+            "{} streams x {} viewers = {} RTSP/{} viewers{}; publish {}; {}",
+            r.publishers,
+            r.viewers_per_stream,
+            r.viewers,
+            match r.transport {
+                Transport::Tcp => "TCP",
+                Transport::Udp => "UDP",
+            },
+            if r.idle {
+                " (idle: paused after PLAY)"
+            } else {
+                ""
+            },
+            r.publish_transport,
+            r.source
+        ),
+    );
+    row("window", format!("{} s", r.window_s));
+    row(
+        "viewers playing",
+        format!(
+            "{} (connect failures {}, disconnects {})",
+            r.viewers_playing, r.connect_failures, r.disconnects
+        ),
+    );
+    if !r.failure_reasons.is_empty() {
+        row("failure reasons", format!("{:?}", r.failure_reasons));
+    }
+    row(
+        "delivered",
+        format!(
+            "{} Mbit/s, {} packets/s (expected {} Mbit/s)",
+            r.delivered_mbps, r.delivered_pps, r.expected_mbps
+        ),
+    );
+    row(
+        "loss",
+        format!(
+            "{} % ({} lost, {} gaps, {} dup, {} reordered)",
+            r.loss_pct, r.lost_packets, r.gaps, r.duplicates, r.reordered
+        ),
+    );
+    row(
+        "per-viewer packets/s",
+        format!(
+            "min {} max {} (starved {})",
+            r.per_viewer_pps_min, r.per_viewer_pps_max, r.starved_viewers
+        ),
+    );
+    row(
+        "latency us p50/p99/p99.9/max",
+        format!(
+            "{} / {} / {} / {} ({} samples)",
+            opt(r.latency_us.p50),
+            opt(r.latency_us.p99),
+            opt(r.latency_us.p999),
+            opt(r.latency_us.max),
+            r.latency_us.samples
+        ),
+    );
+    row(
+        "connect ms p50/p99/max",
+        format!(
+            "{} / {} / {}",
+            opt(r.connect_ms.p50),
+            opt(r.connect_ms.p99),
+            opt(r.connect_ms.max)
+        ),
+    );
+    row(
+        "server CPU",
+        format!(
+            "{} s ({} user + {} sys) = {} % of a core",
+            r.server_cpu_s, r.server_user_s, r.server_sys_s, r.server_cpu_pct
+        ),
+    );
+    row(
+        "server CPU per Gbit",
+        format!("{} CPU-s/Gbit", r.server_cpu_s_per_gbit),
+    );
+    row(
+        "server RSS",
+        format!(
+            "{} KiB before viewers -> {} KiB ({} KiB/viewer) -> {} KiB after they left ({} KiB/viewer released)",
+            r.server_rss_baseline_kib,
+            r.server_rss_after_kib,
+            r.rss_per_viewer_kib,
+            r.server_rss_after_leave_kib
+                .map_or("-".into(), |x| x.to_string()),
+            r.rss_per_viewer_released_kib
+                .map_or("-".into(), |x| x.to_string())
+        ),
+    );
+    row(
+        "generator CPU",
+        format!(
+            "{} s = {} % of a core ({} CPU-s/Gbit; viewer threads {} s; {} reads/s)",
+            r.gen_cpu_s,
+            r.gen_cpu_pct,
+            r.gen_cpu_s_per_gbit,
+            r.gen_viewer_threads_cpu_s,
+            r.gen_read_calls_per_s
+        ),
+    );
+    if let Some(o) = r.other_cpu_s {
+        row(
+            "other load on the machine",
+            format!(
+                "{o} CPU-s ({:.1} % of a core)",
+                o * 100.0 / r.window_s.max(1e-9)
+            ),
+        );
+    }
+    if let Some(u) = r.udp_rcvbuf_errors {
+        row("UDP rcvbuf drops (kernel)", u.to_string());
+    }
+    if let Some(a) = &r.server_api {
+        row(
+            "server API",
+            format!(
+                "{} consumers, {} skips ({} skipped packets)",
+                a.consumers, a.skips, a.skipped_packets
+            ),
+        );
+    }
+    for n in &r.notes {
+        row("note", n.clone());
+    }
+    s
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RssPoint {
+    pub t_s: f64,
+    pub rss_kib: u64,
+    pub playing: i64,
+    pub joins: u64,
+    pub leaves: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakResult {
+    pub kind: &'static str,
+    pub server: String,
+    pub server_pid: u32,
+    pub viewers_target: usize,
+    pub transport: Transport,
+    pub duration_s: f64,
+    pub life_s: (f64, f64),
+    pub joins: u64,
+    pub leaves: u64,
+    pub connect_failures: u64,
+    pub disconnects: u64,
+    pub rss_baseline_kib: u64,
+    pub rss_peak_kib: u64,
+    pub rss_end_active_kib: u64,
+    pub rss_after_all_left_kib: u64,
+    pub rss_growth_after_kib: i64,
+    /// Least-squares slope of RSS over the second half of the run.
+    pub rss_slope_kib_per_min: f64,
+    pub returned_to_baseline: bool,
+    pub loss_pct: f64,
+    pub latency_us: Percentiles,
+    /// Packets from the ring backlog a joining viewer receives first (not timed).
+    pub backlog_packets: u64,
+    pub server_cpu_s: f64,
+    pub samples: Vec<RssPoint>,
+    pub notes: Vec<String>,
+}
+
+/// Viewers join and leave for `duration`; RSS every `sample_secs`; then all leave and we
+/// check that RSS comes back to where it was before any viewer joined.
+pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    util::raise_nofile(65_536);
+    let churn = p.churn.ok_or("soak needs churn settings")?;
+    let t0 = Instant::now();
+    let cpu0 = procstat::sample(server.pid).ok_or("server gone")?;
+    let r = bring_up(server, p, Some(churn))?;
+    let mut notes = r.notes;
+    r.viewers.set_phase(viewer::PHASE_MEASURE);
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    let deadline = start + secs(p.duration_secs);
+    let sh = r.viewers.shared.clone();
+    // The viewers' own counters stop at the end; samples after it show the settling.
+    let mut next_sample = Instant::now();
+    while Instant::now() < deadline {
+        if Instant::now() >= next_sample {
+            let s = procstat::sample(server.pid).ok_or("server died during the soak")?;
+            samples.push(RssPoint {
+                t_s: round2(start.elapsed().as_secs_f64()),
+                rss_kib: s.rss_kib,
+                playing: sh.playing.load(Relaxed),
+                joins: sh.plays.load(Relaxed),
+                leaves: sh.left.load(Relaxed),
+            });
+            next_sample += secs(p.sample_secs);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let end_active = procstat::sample(server.pid).ok_or("server died")?;
+    r.viewers.set_phase(viewer::PHASE_END);
+    let joins = sh.plays.load(Relaxed);
+    let leaves = sh.left.load(Relaxed);
+    let rep = r.viewers.finish();
+    // Keep sampling while the server settles: allocators give memory back lazily.
+    let settle_end = Instant::now() + secs(p.settle_secs);
+    loop {
+        let now = Instant::now();
+        if now >= settle_end {
+            break;
+        }
+        std::thread::sleep(secs(p.sample_secs.min(1.0)).min(settle_end - now));
+        let s = procstat::sample(server.pid).ok_or("server died after the soak")?;
+        samples.push(RssPoint {
+            t_s: round2(start.elapsed().as_secs_f64()),
+            rss_kib: s.rss_kib,
+            playing: sh.playing.load(Relaxed),
+            joins: sh.plays.load(Relaxed),
+            leaves: sh.left.load(Relaxed),
+        });
+    }
+    let after = procstat::sample(server.pid).ok_or("server died")?;
+    let pubs = r.publishers.stop();
+    if pubs.dropped_bursts > 0 {
+        notes.push(format!("publishers dropped {} bursts", pubs.dropped_bursts));
+    }
+    let half: Vec<&RssPoint> = samples
+        .iter()
+        .filter(|s| s.t_s >= p.duration_secs / 2.0 && s.t_s <= p.duration_secs)
+        .collect();
+    let slope = slope_per_min(
+        &half
+            .iter()
+            .map(|s| (s.t_s, s.rss_kib as f64))
+            .collect::<Vec<_>>(),
+    );
+    let growth = after.rss_kib as i64 - r.baseline.rss_kib as i64;
+    // "Back to baseline": within 1 MiB or 5 % of the pre-viewer RSS, whichever is larger
+    // (allocators keep some freed pages; a leak grows with the number of joins instead).
+    let tolerance = (r.baseline.rss_kib as f64 * 0.05).max(1024.0) as i64;
+    let w = &rep.all_time;
+    let _ = t0;
+    Ok(SoakResult {
+        kind: "soak",
+        server: server.name.clone(),
+        server_pid: server.pid,
+        viewers_target: p.publishers.max(1) * p.viewers_per_stream,
+        transport: p.transport,
+        duration_s: p.duration_secs,
+        life_s: (churn.min_life_s, churn.max_life_s),
+        joins,
+        leaves,
+        connect_failures: sh.failures.load(Relaxed),
+        disconnects: sh.disconnects.load(Relaxed),
+        rss_baseline_kib: r.baseline.rss_kib,
+        rss_peak_kib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
+        rss_end_active_kib: end_active.rss_kib,
+        rss_after_all_left_kib: after.rss_kib,
+        rss_growth_after_kib: growth,
+        rss_slope_kib_per_min: round2(slope),
+        returned_to_baseline: growth <= tolerance,
+        loss_pct: if w.expected > 0 {
+            round4(w.lost() as f64 * 100.0 / w.expected as f64)
+        } else {
+            0.0
+        },
+        latency_us: Percentiles::of(&rep.latency, 1e3),
+        backlog_packets: w.backlog_packets,
+        server_cpu_s: round4(after.cpu_s() - cpu0.cpu_s()),
+        samples,
+        notes,
+    })
+}
+
+fn slope_per_min(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx * 60.0
+    }
+}
+
+pub fn soak_table(r: &SoakResult) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "  soak of {} (pid {}): {} RTSP/{:?} viewers, lifetimes {:.0}-{:.0} s, {} s\n",
+        r.server, r.server_pid, r.viewers_target, r.transport, r.life_s.0, r.life_s.1, r.duration_s
+    ));
+    s.push_str("       t_s    rss_KiB  playing    joins   leaves\n");
+    for p in &r.samples {
+        s.push_str(&format!(
+            "  {:>8.1} {:>10} {:>8} {:>8} {:>8}\n",
+            p.t_s, p.rss_kib, p.playing, p.joins, p.leaves
+        ));
+    }
+    s.push_str(&format!(
+        "  joins {} leaves {} failures {} disconnects {}; loss {} %; live latency p50/p99 {:?}/{:?} us ({} backlog packets at joins not timed)\n",
+        r.joins,
+        r.leaves,
+        r.connect_failures,
+        r.disconnects,
+        r.loss_pct,
+        r.latency_us.p50,
+        r.latency_us.p99,
+        r.backlog_packets
+    ));
+    s.push_str(&format!(
+        "  RSS: baseline {} KiB, peak {} KiB, end (active) {} KiB, after all left {} KiB ({:+} KiB); slope over 2nd half {} KiB/min; back to baseline: {}\n",
+        r.rss_baseline_kib,
+        r.rss_peak_kib,
+        r.rss_end_active_kib,
+        r.rss_after_all_left_kib,
+        r.rss_growth_after_kib,
+        r.rss_slope_kib_per_min,
+        if r.returned_to_baseline { "yes" } else { "NO" }
+    ));
+    for n in &r.notes {
+        s.push_str(&format!("  note: {n}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_line() {
+        let pts: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64 * 6.0, 100.0 + i as f64 * 3.0))
+            .collect();
+        assert!((slope_per_min(&pts) - 30.0).abs() < 1e-9);
+        assert_eq!(slope_per_min(&pts[..1]), 0.0);
+    }
+}
