@@ -30,7 +30,7 @@ echo "== unit tests"
 cargo test --workspace -q 2>&1 | tail -n 40
 
 echo "== release build"
-cargo build --release -q -p corecast-shards
+cargo build --release -q -p corecast-shards -p corecast-perf
 
 echo "== end-to-end tests"
 exec $PY -m pytest -q tests "$@"

@@ -1,0 +1,27 @@
+"""The load harness end to end (issue #3): `corecast-perf swarm` against the release
+build prints its table and a JSON line; 500 RTSP/TCP viewers connect and lose nothing."""
+import json
+import subprocess
+
+from conftest import BIN, ROOT
+
+PERF = ROOT / "target" / "release" / "corecast-perf"
+
+
+def test_swarm_500_viewers(tmp_path):
+    out = subprocess.run(
+        [str(PERF), "swarm", "--server-bin", str(BIN), "--publishers", "1", "--viewers", "500",
+         "--duration", "6", "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "server CPU per Gbit" in out.stdout, out.stdout[-3000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    assert r["kind"] == "swarm" and r["viewers"] == 500
+    assert r["connect_failures"] == 0, r["failure_reasons"]
+    assert r["viewers_playing"] == 500
+    assert r["loss_pct"] < 0.1, r
+    # The server agrees: every viewer is a consumer of the stream.
+    assert r["server_api"]["consumers"] == 500
+    assert r["delivered_mbps"] > 0.95 * r["expected_mbps"], r
