@@ -41,7 +41,7 @@ const MAX_PENDING_OUT: usize = 64 * 1024;
 /// A writer blocked this long on a socket that does not drain gives up (zero window).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Read buffer of a connection; grows for publishers (media) and large bodies.
-const READ_CHUNK: usize = 4 * 1024;
+const READ_CHUNK: usize = 1024;
 const PUBLISH_READ_CHUNK: usize = 64 * 1024;
 
 /// How often a viewer's counters are published to the API.
@@ -761,12 +761,13 @@ pub fn flush_udp(shard: &Shard, slot: &PublishSlot) {
 
 /// The writer: responses, then media batches from the ring, then wait.
 async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
-    let mut batch: Vec<Rc<Packet>> = Vec::with_capacity(BATCH);
-    let mut hdrs: Vec<[u8; 4]> = Vec::with_capacity(BATCH + 8);
+    // Grown on first use and then reused: an idle connection costs no batch memory.
+    let mut batch: Vec<Rc<Packet>> = Vec::new();
+    let mut hdrs: Vec<[u8; 4]> = Vec::new();
     let mut rtcp_bufs: Vec<Vec<u8>> = Vec::new();
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(2 * BATCH + 16);
+    let mut iov: Vec<libc::iovec> = Vec::new();
     let mut udp = UdpBatch::new();
-    let mut dests: Vec<Option<Out>> = Vec::with_capacity(BATCH);
+    let mut dests: Vec<Option<Out>> = Vec::new();
     loop {
         let out = std::mem::take(&mut *conn.out.borrow_mut());
         if !out.is_empty() {
