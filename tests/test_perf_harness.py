@@ -25,3 +25,24 @@ def test_swarm_500_viewers(tmp_path):
     # The server agrees: every viewer is a consumer of the stream.
     assert r["server_api"]["consumers"] == 500
     assert r["delivered_mbps"] > 0.95 * r["expected_mbps"], r
+
+
+def test_compare_against_gst_rtsp_server_and_raw_floor(tmp_path):
+    """`compare` runs the same swarm against corecast, gst-rtsp-server (perf/gst_relay.py)
+    and the raw-send floor, and prints the ratios."""
+    out = subprocess.run(
+        [str(PERF), "compare", "--server-bin", str(BIN), "--peers", "corecast,gst,floor",
+         "--rounds", "1", "--publishers", "1", "--viewers", "50", "--duration", "3",
+         "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    assert r["kind"] == "compare", r.keys()
+    ratios = r["ratios"]
+    gst = [k for k in ratios if k.startswith("corecast/gst")]
+    floor = [k for k in ratios if k.startswith("corecast/") and "floor" in k]
+    assert gst and floor, ratios
+    for peer in gst + floor:
+        assert ratios[peer].get("server_cpu_s_per_gbit") is not None, ratios[peer]
