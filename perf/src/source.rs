@@ -226,33 +226,9 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1
     }
 }
 
-/// Splits Annex-B H.264 into access units (NAL lists), like the server's demo does.
+/// Splits Annex-B H.264 into access units (NAL lists), as the server's demo does.
 pub fn access_units(data: &Bytes) -> (Vec<Vec<Bytes>>, Option<Bytes>, Option<Bytes>) {
-    let mut video: Vec<Vec<Bytes>> = Vec::new();
-    let (mut sps, mut pps) = (None, None);
-    let mut cur: Vec<Bytes> = Vec::new();
-    for nal in h264::nal_units(data) {
-        let t = h264::nal_type(&nal);
-        match t {
-            h264::SPS => sps = sps.or(Some(nal.clone())),
-            h264::PPS => pps = pps.or(Some(nal.clone())),
-            _ => {}
-        }
-        if t == h264::AUD {
-            continue;
-        }
-        let is_slice = t == 1 || t == 5;
-        let first_mb_zero = nal.get(1).is_some_and(|b| b & 0x80 != 0);
-        let cur_has_slice = cur.iter().any(|n| matches!(h264::nal_type(n), 1 | 5));
-        if cur_has_slice && ((is_slice && first_mb_zero) || matches!(t, 6..=9)) {
-            video.push(std::mem::take(&mut cur));
-        }
-        cur.push(nal);
-    }
-    if !cur.is_empty() {
-        video.push(cur);
-    }
-    (video, sps, pps)
+    h264::access_units(data)
 }
 
 const AUDIO_FRAME: u64 = 1024;

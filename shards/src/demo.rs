@@ -32,33 +32,7 @@ pub struct Clip {
 
 pub fn load() -> Result<Clip, String> {
     let data = Bytes::from_static(VIDEO);
-    let mut video: Vec<Vec<Bytes>> = Vec::new();
-    let mut sps = None;
-    let mut pps = None;
-    let mut cur: Vec<Bytes> = Vec::new();
-    for nal in h264::nal_units(&data) {
-        let t = h264::nal_type(&nal);
-        match t {
-            h264::SPS => sps = sps.or(Some(nal.clone())),
-            h264::PPS => pps = pps.or(Some(nal.clone())),
-            _ => {}
-        }
-        if t == h264::AUD {
-            continue;
-        }
-        // A new access unit starts at parameter sets or at a slice with first_mb == 0
-        // (first bit of the slice header set) after a previous slice.
-        let is_slice = t == 1 || t == 5;
-        let first_mb_zero = nal.get(1).is_some_and(|b| b & 0x80 != 0);
-        let cur_has_slice = cur.iter().any(|n| matches!(h264::nal_type(n), 1 | 5));
-        if cur_has_slice && ((is_slice && first_mb_zero) || matches!(t, 6..=9)) {
-            video.push(std::mem::take(&mut cur));
-        }
-        cur.push(nal);
-    }
-    if !cur.is_empty() {
-        video.push(cur);
-    }
+    let (video, sps, pps) = h264::access_units(&data);
     let (sps, pps) = match (sps, pps) {
         (Some(s), Some(p)) => (s, p),
         _ => return Err("demo clip has no SPS/PPS".into()),

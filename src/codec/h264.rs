@@ -419,6 +419,38 @@ impl Depacketizer {
     }
 }
 
+/// An Annex-B stream split into access units (NAL lists, AUDs dropped), with the first SPS
+/// and PPS seen. A new unit starts at an SEI/SPS/PPS/AUD or at a slice whose
+/// first_mb_in_slice is 0 (first bit of the slice header set) after a previous slice.
+/// Meant for stored clips without B-frames, where decode order is presentation order.
+pub fn access_units(data: &Bytes) -> (Vec<Vec<Bytes>>, Option<Bytes>, Option<Bytes>) {
+    let mut units: Vec<Vec<Bytes>> = Vec::new();
+    let (mut sps, mut pps) = (None, None);
+    let mut cur: Vec<Bytes> = Vec::new();
+    for nal in nal_units(data) {
+        let t = nal_type(&nal);
+        match t {
+            SPS => sps = sps.or(Some(nal.clone())),
+            PPS => pps = pps.or(Some(nal.clone())),
+            _ => {}
+        }
+        if t == AUD {
+            continue;
+        }
+        let is_slice = t == 1 || t == 5;
+        let first_mb_zero = nal.get(1).is_some_and(|b| b & 0x80 != 0);
+        let cur_has_slice = cur.iter().any(|n| matches!(nal_type(n), 1 | 5));
+        if cur_has_slice && ((is_slice && first_mb_zero) || matches!(t, 6..=9)) {
+            units.push(std::mem::take(&mut cur));
+        }
+        cur.push(nal);
+    }
+    if !cur.is_empty() {
+        units.push(cur);
+    }
+    (units, sps, pps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
