@@ -119,6 +119,14 @@ impl UdpBatch {
         self.iov.is_empty()
     }
 
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        self.iov.clear();
+        self.addrs.clear();
+        self.lens.clear();
+        self.hdrs.clear();
+    }
+
     /// Queues one datagram; `data` must stay alive until `send` returns.
     pub fn push(&mut self, data: &[u8], to: SocketAddr) {
         let (storage, len) = sockaddr(to);
@@ -156,10 +164,7 @@ impl UdpBatch {
             }
             sent += n as usize;
         }
-        self.iov.clear();
-        self.addrs.clear();
-        self.lens.clear();
-        self.hdrs.clear();
+        self.clear();
         sent
     }
 }

@@ -767,6 +767,8 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     let mut rtcp_bufs: Vec<Vec<u8>> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
     let mut udp = UdpBatch::new();
+    let mut udp_rtcp = UdpBatch::new();
+    let udp_fds = shard.udp.borrow().as_ref().map(|u| (u.rtp_fd, u.rtcp_fd));
     let mut dests: Vec<Option<Out>> = Vec::new();
     loop {
         let out = std::mem::take(&mut *conn.out.borrow_mut());
@@ -827,16 +829,10 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
                     rtp,
                     rtcp: rtcp_addr,
                 }) => {
-                    let fd_pair = shard.udp.borrow().as_ref().map(|u| (u.rtp_fd, u.rtcp_fd));
-                    if let Some((rtp_fd, rtcp_fd)) = fd_pair {
-                        if rtcp {
-                            let mut one = UdpBatch::new();
-                            one.push(data, rtcp_addr);
-                            one.send(rtcp_fd);
-                        } else {
-                            udp.push(data, rtp);
-                            let _ = rtp_fd;
-                        }
+                    if rtcp {
+                        udp_rtcp.push(data, rtcp_addr);
+                    } else {
+                        udp.push(data, rtp);
                     }
                 }
                 None => {}
@@ -856,9 +852,20 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
                 h += 1;
             }
         }
-        if !udp.is_empty() {
-            if let Some(fd) = shard.udp.borrow().as_ref().map(|u| u.rtp_fd) {
-                udp.send(fd);
+        // One sendmmsg per socket per turn; without bound UDP ports nothing was queued
+        // (SETUP refused UDP), so the fallback only clears the batches.
+        match udp_fds {
+            Some((rtp_fd, rtcp_fd)) => {
+                if !udp_rtcp.is_empty() {
+                    udp_rtcp.send(rtcp_fd);
+                }
+                if !udp.is_empty() {
+                    udp.send(rtp_fd);
+                }
+            }
+            None => {
+                udp.clear();
+                udp_rtcp.clear();
             }
         }
         if !iov.is_empty()
@@ -956,8 +963,10 @@ fn take_batch(
         s.octets = s
             .octets
             .wrapping_add(p.data.len().saturating_sub(p.payload_offset as usize) as u32);
-        let media_us = (p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128) as i64;
-        let off = p.arrival as i64 - media_us;
+        // In i128 and clamped: a hostile SDP clock rate or timestamp must not overflow.
+        let media_us = p.timestamp as i128 * 1_000_000 / s.clock_rate.max(1) as i128;
+        let off =
+            (p.arrival as i128 - media_us).clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2) as i64;
         match s.offset_us {
             None => s.offset_us = Some(off),
             Some(o) if !s.frozen && off < o => s.offset_us = Some(off),
