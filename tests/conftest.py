@@ -99,7 +99,7 @@ def _rtsp_extra_lines(extra):
 
 
 def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True,
-                 rtsp_extra=None, format_ports=False):
+                 rtsp_extra=None, format_ports=False, api_extra=None, api_listen=None):
     base = free_port_block(6)
     rtsp_port, api_port, rtp_port = base, base + 1, base + 2
     if format_ports:
@@ -110,7 +110,8 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
     cfg.write_text(
         f"rtsp:\n  listen: \"127.0.0.1:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
         + _rtsp_extra_lines(rtsp_extra) +
-        f"api:\n  listen: \"127.0.0.1:{api_port}\"\n"
+        f"api:\n  listen: \"{api_listen if api_listen is not None else f'127.0.0.1:{api_port}'}\"\n"
+        + _rtsp_extra_lines(api_extra) +
         f"shards: {shards}\n" + config_text
     )
     log_path = workdir / "server.log"

@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PKGS="ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp \
 python3-gi gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
-openssl iproute2"
+openssl iproute2 chromium"
 missing=""
 for p in $APT_PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -22,6 +22,8 @@ if [ -n "$missing" ]; then
 fi
 PY=python3
 $PY -c "import pytest" 2>/dev/null || $PY -m pip install -q pytest
+# The Chromium test drives the browser over the DevTools protocol (a WebSocket).
+$PY -c "import websocket" 2>/dev/null || $PY -m pip install -q websocket-client
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check

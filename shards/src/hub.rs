@@ -52,6 +52,11 @@ pub enum CtlMsg {
     ExtendSource { name: String, query: Option<String> },
     /// The producer of this generation is gone.
     StreamEnd { stream_id: u64, generation: u64 },
+    /// A viewer wants a muxed variant of a stream this shard owns.
+    StartMuxer {
+        name: String,
+        variant: crate::media::Variant,
+    },
     /// A publisher connected to the wrong shard: the owner takes over its socket.
     Handoff {
         fd: i32,
@@ -202,6 +207,10 @@ pub struct Shard {
     pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
     /// Pull sources running on this shard.
     pub sources: crate::source::Sources,
+    /// Muxers running on this shard, by derived stream name.
+    pub muxers: RefCell<std::collections::HashSet<String>>,
+    /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
+    pub snapshots: Cell<usize>,
     /// Receives publisher handoffs (set by the RTSP driver at start).
     pub on_handoff: RefCell<Option<HandoffFn>>,
 }
@@ -229,6 +238,8 @@ impl Shard {
             udp_routes: RefCell::new(HashMap::new()),
             udp: RefCell::new(None),
             sources: Default::default(),
+            muxers: Default::default(),
+            snapshots: Cell::new(0),
             on_handoff: RefCell::new(None),
         })
     }
@@ -509,6 +520,7 @@ impl Shard {
                 }
             }
             CtlMsg::StartSource { name } => crate::source::start(self, &name),
+            CtlMsg::StartMuxer { name, variant } => crate::media::start_muxer(self, &name, variant),
             CtlMsg::ExtendSource { name, query } => crate::source::extend(self, &name, query),
             CtlMsg::Handoff {
                 fd,

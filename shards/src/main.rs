@@ -4,9 +4,11 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod api;
 mod demo;
 mod drive;
 mod hub;
+mod media;
 mod pull;
 mod registry;
 mod runtime;
@@ -55,6 +57,11 @@ fn main() -> ExitCode {
         }
         None => corecast::config::Config::default(),
     };
+    // API config writes go to the file we started from (go2rtc: its config path).
+    api::set_config_path(
+        path.clone()
+            .unwrap_or_else(|| PathBuf::from("corecast.yaml")),
+    );
     if let Some(n) = args.shards {
         config.shards = Some(n);
     }

@@ -10,9 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Stable owner of a stream name: FNV-1a over the name, modulo the shard count, so every
 /// shard computes the same answer without asking.
+///
+/// A derived stream (`NAME\0VARIANT`, a muxer's output) belongs to the owner of `NAME`:
+/// the muxer reads the source's ring there.
 pub fn owner_of(name: &str, shards: usize) -> usize {
+    let base = name.split('\0').next().unwrap_or(name);
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in name.as_bytes() {
+    for b in base.as_bytes() {
         h ^= *b as u64;
         h = h.wrapping_mul(0x100000001b3);
     }
@@ -34,6 +38,8 @@ pub struct ConsumerStats {
 pub struct ConsumerInfo {
     pub id: u64,
     pub shard: usize,
+    /// What the consumer receives: `rtsp`, or a muxed variant (`mp4`, `mse`, `ts`, ...).
+    pub format_name: &'static str,
     pub protocol: &'static str,
     pub remote_addr: String,
     pub user_agent: String,
@@ -93,6 +99,27 @@ pub struct StreamEntry {
     /// Kept when the name comes from config or is built in; removed when the last
     /// producer and consumer of a dynamic stream are gone.
     pub persistent: bool,
+    /// go2rtc `preload`: the source runs with no reader; the value is the filter query.
+    pub preload: Option<String>,
+    /// A muxer's output stream (`NAME\0VARIANT`): its init segment and codecs.
+    pub mux: Option<MuxInfo>,
+    /// Totals of consumers that have left (metrics counters stay monotonic).
+    pub closed_bytes_out: u64,
+    pub closed_skipped: u64,
+}
+
+/// What a viewer of a muxed variant needs before the first fragment.
+#[derive(Debug, Clone)]
+pub struct MuxInfo {
+    /// fMP4 init segment (empty for formats without one).
+    pub init: bytes::Bytes,
+    /// RFC 6381 codecs of the tracks, comma-separated (MSE's `codecs=`).
+    pub codecs: String,
+}
+
+/// Is this a muxer's hidden output stream rather than a user-visible one?
+pub fn is_derived(name: &str) -> bool {
+    name.contains('\0')
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +129,13 @@ pub struct ShardStats {
     pub relayed_packets: AtomicU64,
     pub relay_dropped: AtomicU64,
     pub connections: AtomicUsize,
+    /// Muxers (fMP4/TS/ADTS outputs) running on the shard.
+    pub muxers: AtomicUsize,
+    /// HTTP connections open (WebSocket ones counted in `ws_connections` instead).
+    pub http_connections: AtomicUsize,
+    pub ws_connections: AtomicUsize,
+    /// Share of the last second the shard's loop was busy, in thousandths.
+    pub loop_permille: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -163,6 +197,10 @@ impl Registry {
                 error: None,
                 sources_exhausted: false,
                 persistent: true,
+                preload: None,
+                mux: None,
+                closed_bytes_out: 0,
+                closed_skipped: 0,
             });
     }
 
@@ -194,6 +232,10 @@ impl Registry {
                 error: None,
                 sources_exhausted: false,
                 persistent: false,
+                preload: None,
+                mux: None,
+                closed_bytes_out: 0,
+                closed_skipped: 0,
             });
         if e.producer.is_some() {
             return Err(403);
@@ -204,6 +246,7 @@ impl Registry {
         e.arrival_sync = true;
         e.sdp = Some(sdp);
         e.learned_sprop.clear();
+        e.mux = None;
         e.producer = Some(producer);
         Ok((e.id, e.generation))
     }
@@ -224,6 +267,55 @@ impl Registry {
         }
     }
 
+    /// Removes a stream (API `DELETE`): its source's watcher sees it gone and stops.
+    /// Returns whether it existed.
+    pub fn remove(&self, name: &str) -> bool {
+        self.lock().streams.remove(name).is_some()
+    }
+
+    /// The SDP served to readers of `name`: the producer's, with parameter sets learned
+    /// in-band added, so a reader that joins at a keyframe without them can still decode.
+    pub fn reader_sdp(&self, name: &str) -> Option<Sdp> {
+        let g = self.lock();
+        let e = g.streams.get(name)?;
+        let mut out = e.sdp.clone()?;
+        for (media, param) in &e.learned_sprop {
+            if let Some(m) = out.medias.get_mut(*media) {
+                if let Some(pt) = m.payload_type() {
+                    let base = m.fmtp_for(pt).unwrap_or("packetization-mode=1").to_string();
+                    let kept: Vec<&str> = base
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|p| {
+                            let replaced = p.starts_with("sprop-")
+                                || (param.contains("profile-level-id")
+                                    && p.starts_with("profile-level-id"));
+                            !p.is_empty() && !replaced
+                        })
+                        .collect();
+                    let mut v = kept.join(";");
+                    if !v.is_empty() {
+                        v.push(';');
+                    }
+                    v.push_str(param);
+                    m.set_fmtp(pt, v);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Sets or clears a stream's preload; false when the stream does not exist.
+    pub fn set_preload(&self, name: &str, query: Option<String>) -> bool {
+        match self.lock().streams.get_mut(name) {
+            Some(e) => {
+                e.preload = query;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn add_consumer(&self, name: &str, c: Arc<ConsumerInfo>) {
         if let Some(e) = self.lock().streams.get_mut(name) {
             e.consumers.push(c);
@@ -234,6 +326,10 @@ impl Registry {
         let mut g = self.lock();
         let mut remove = false;
         if let Some(e) = g.streams.get_mut(name) {
+            if let Some(c) = e.consumers.iter().find(|c| c.id == id) {
+                e.closed_bytes_out += c.stats.bytes.load(Relaxed);
+                e.closed_skipped += c.stats.skipped_packets.load(Relaxed);
+            }
             e.consumers.retain(|c| c.id != id);
             remove = !e.persistent && e.consumers.is_empty() && e.producer.is_none();
         }

@@ -32,6 +32,12 @@ pub fn run(config: Config) -> Result<(), String> {
     if demo {
         registry.declare(crate::demo::NAME, vec!["internal:demo".into()]);
     }
+    for (name, query) in &config.preload {
+        let q = query.clone().unwrap_or_else(|| "video&audio".into());
+        if !registry.set_preload(name, Some(q)) {
+            tracing::warn!(stream = %name, "preload: no such stream in `streams:`");
+        }
+    }
     let config = Arc::new(config);
     let clock = Clock::new();
     let mesh = MeshBuilder::<ShardMsg, _>::full(nshards, MESH_CAPACITY);
@@ -147,6 +153,19 @@ async fn shard_main(
     if demo && shard.owner_of(crate::demo::NAME) == id {
         let sh = shard.clone();
         glommio::spawn_local(crate::demo::run(sh)).detach();
+    }
+    glommio::spawn_local(crate::api::sample_loop_utilization(shard.clone())).detach();
+    // go2rtc `preload:` sources run from the start, on their owner.
+    let preloaded: Vec<String> = {
+        let g = shard.registry.lock();
+        g.streams
+            .iter()
+            .filter(|(n, e)| e.preload.is_some() && shard.owner_of(n) == id)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    for name in preloaded {
+        crate::source::start(&shard, &name);
     }
     let _ = ready.send(Ok(id));
     // Shards run until the process ends.

@@ -321,7 +321,10 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
     let sources = {
         let g = shard.registry.lock();
         match g.streams.get(name) {
-            Some(e) if !e.sources.is_empty() => e.sources.clone(),
+            // Built-in streams (the demo) run on their own.
+            Some(e) if !e.sources.is_empty() && !e.sources[0].starts_with("internal:") => {
+                e.sources.clone()
+            }
             _ => return,
         }
     };
@@ -349,20 +352,24 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
 /// Stops the source when no reader has wanted it for the idle timeout.
 async fn watch(shard: Rc<Shard>, name: String, running: Rc<Running>) {
     let idle_timeout = Duration::from_secs(shard.config.sources.idle_timeout_secs);
-    let preload = shard.config.preload.iter().any(|(n, _)| *n == name);
     let mut idle_since: Option<Instant> = None;
     while !running.stopped() {
         glommio::timer::sleep(CHECK).await;
-        let readers = {
+        let (readers, preload) = {
             let g = shard.registry.lock();
             match g.streams.get(&name) {
-                // Our own ffmpeg reading this stream does not keep it alive.
-                Some(e) => e
-                    .consumers
-                    .iter()
-                    .filter(|c| c.user_agent != INTERNAL_UA)
-                    .count(),
-                None => {
+                // Removed, or its sources replaced through the API: the next reader
+                // starts the new ones.
+                Some(e) if e.sources == running.sources => (
+                    // Our own ffmpeg reading this stream does not keep it alive.
+                    e.consumers
+                        .iter()
+                        .filter(|c| c.user_agent != INTERNAL_UA)
+                        .count(),
+                    e.preload.is_some(),
+                ),
+                _ => {
+                    info!(stream = %name, "stream removed or its sources changed: stopping source");
                     running.stop.set(true);
                     break;
                 }

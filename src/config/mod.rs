@@ -76,7 +76,6 @@ const UNSUPPORTED_SECTIONS: &[&str] = &[
 const UNSUPPORTED_KEYS: &[&str] = &[
     "rtsp.pkt_size",
     "api.allow_paths",
-    "api.local_auth",
     "api.static_dir",
     "api.tls_cert",
     "api.tls_key",
@@ -180,6 +179,8 @@ pub struct ApiConfig {
     pub origin: Option<String>,
     /// URL prefix: "" or "/x" (a missing leading `/` is added, trailing ones dropped).
     pub base_path: String,
+    /// Ask 127.0.0.1 / ::1 for credentials too (go2rtc's `api: local_auth`); default false.
+    pub local_auth: bool,
     /// "" reads as None (go2rtc: no auth).
     pub username: Option<String>,
     pub password: Option<String>,
@@ -231,6 +232,7 @@ impl Default for ApiConfig {
             listen: default_listen(DEFAULT_API_LISTEN),
             origin: None,
             base_path: String::new(),
+            local_auth: false,
             username: None,
             password: None,
         }
@@ -659,6 +661,7 @@ impl Cx<'_> {
             base_path,
             username: non_empty(raw.username),
             password: non_empty(raw.password),
+            local_auth: raw.local_auth.unwrap_or(false),
         })
     }
 

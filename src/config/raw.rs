@@ -51,6 +51,7 @@ pub(super) struct RawApi {
     pub base_path: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub local_auth: Option<bool>,
 }
 
 /// Dotted paths of every typed field above: a serde error message starting with one of
@@ -79,6 +80,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "api.base_path",
     "api.username",
     "api.password",
+    "api.local_auth",
 ];
 
 /// A YAML value as far as validation cares. Scalars other than strings keep only their kind,

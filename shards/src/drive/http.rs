@@ -1,32 +1,44 @@
-//! Minimal HTTP API on httparse: `GET /api` and `GET /api/streams` (go2rtc's shapes).
-//! One request per connection for now; strict limits on the request head.
+//! The HTTP server: go2rtc's API, live media over HTTP (fMP4, MPEG-TS, ADTS, snapshots),
+//! go2rtc's WebSocket protocol (MSE), Prometheus metrics and the embedded web UI.
+//!
+//! Our own HTTP/1.1 on `corecast::http` (httparse underneath): keep-alive, pipelining,
+//! chunked responses for live streams, strict limits. A malformed request gets its status
+//! (400/413/414/431/501/505) and the connection closes; nothing else is affected.
 
+use crate::api::{self, Reply};
 use crate::hub::Shard;
-use crate::registry::Registry;
+use crate::media::{self, MuxReader, Variant};
+use crate::registry::{ConsumerInfo, ConsumerStats};
+use crate::sendv;
+use bytes::Bytes;
+use corecast::codec::CodecKind;
+use corecast::http::{self, response, ws, Limits, Request};
+use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
-use tracing::{debug, warn};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
 
-const MAX_HEAD: usize = 16 * 1024;
+/// A keep-alive connection with no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A live response whose socket accepts nothing for this long is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest WebSocket message we accept from a client (signalling only).
+const MAX_WS_MESSAGE: usize = 64 << 10;
+/// Fragments written per batch.
+const BATCH: usize = 64;
 
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let sh = shard.clone();
-                glommio::spawn_local(async move {
-                    let _ = glommio::timer::timeout(Duration::from_secs(10), async {
-                        handle(sh, stream).await;
-                        Ok(())
-                    })
-                    .await;
-                })
-                .detach();
+                glommio::spawn_local(async move { handle(sh, stream).await }).detach();
             }
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "http accept failed");
@@ -36,279 +48,724 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Counts an open connection for metrics while it lives.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(c: &'a std::sync::atomic::AtomicUsize) -> Self {
+        c.fetch_add(1, Relaxed);
+        Counted(c)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How a request left the connection.
+enum After {
+    KeepAlive,
+    Close,
+}
+
 async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut len = 0;
-    let (status, ctype, body) = loop {
-        let n = match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        len += n;
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("");
-                let path = req.path.unwrap_or("/");
-                debug!(method, path, "http request");
-                break route(&shard, method, path);
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let stats = &shard.registry.shards[shard.id];
+    let _counted = Counted::new(&stats.http_connections);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let limits = Limits::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        match http::parse_request(&buf, &limits) {
+            Ok(Some((req, consumed))) => {
+                buf.drain(..consumed);
+                debug!(method = %req.method, target = %req.target, %peer, "http request");
+                match dispatch(&shard, &mut stream, peer, req).await {
+                    After::KeepAlive => continue,
+                    After::Close => break,
+                }
             }
-            Ok(httparse::Status::Partial) if len < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => {
-                break (431, "text/plain", b"request head too large\n".to_vec())
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                break (431, "text/plain", b"too many headers\n".to_vec())
-            }
+            Ok(None) => match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
             Err(e) => {
-                break (
-                    400,
-                    "text/plain",
-                    format!("bad request: {e}\n").into_bytes(),
-                )
+                let status = e.status();
+                debug!(%peer, error = %e, status, "bad http request");
+                let body = format!("{e}\n");
+                let mut out = response::head(
+                    status,
+                    &[("Content-Type", "text/plain; charset=utf-8")],
+                    Some(body.len()),
+                    false,
+                );
+                out.extend_from_slice(body.as_bytes());
+                let _ = stream.write_all(&out).await;
+                break;
             }
         }
-    };
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
+    }
     let _ = stream.close().await;
 }
 
-fn route(shard: &Shard, method: &str, target: &str) -> (u16, &'static str, Vec<u8>) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if method != "GET" {
-        return (405, "text/plain", b"method not allowed\n".to_vec());
-    }
-    let json = |v: Result<String, simd_json::Error>| match v {
-        Ok(s) => (200, "application/json", s.into_bytes()),
-        Err(e) => (500, "text/plain", format!("{e}\n").into_bytes()),
-    };
-    match path {
-        "/api" => json(simd_json::to_string(&api_info(shard))),
-        "/api/streams" => {
-            let src = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("src="))
-                .map(percent_decode);
-            let all = streams(&shard.registry);
-            match src {
-                Some(name) => match all.get(&name) {
-                    Some(s) => json(simd_json::to_string(s)),
-                    None => (404, "text/plain", b"stream not found\n".to_vec()),
-                },
-                None => json(simd_json::to_string(&all)),
-            }
-        }
-        _ => (404, "text/plain", b"not found\n".to_vec()),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(c: u8) -> Option<u8> {
-        (c as char).to_digit(16).map(|v| v as u8)
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[derive(Serialize)]
-struct ShardReport {
-    id: usize,
-    viewers: usize,
-    streams_owned: usize,
-    connections: usize,
-    relayed_packets: u64,
-    relay_dropped: u64,
-}
-
-#[derive(Serialize)]
-struct ApiInfo {
-    version: &'static str,
-    corecast_version: &'static str,
-    shard_count: usize,
-    shards: Vec<ShardReport>,
-}
-
-fn api_info(shard: &Shard) -> ApiInfo {
-    ApiInfo {
-        // The go2rtc API level corecast answers as (see README).
-        version: "1.9.13",
-        corecast_version: env!("CARGO_PKG_VERSION"),
-        shard_count: shard.nshards,
-        shards: shard
-            .registry
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(id, s)| ShardReport {
-                id,
-                viewers: s.viewers.load(Relaxed),
-                streams_owned: s.streams_owned.load(Relaxed),
-                connections: s.connections.load(Relaxed),
-                relayed_packets: s.relayed_packets.load(Relaxed),
-                relay_dropped: s.relay_dropped.load(Relaxed),
-            })
-            .collect(),
-    }
-}
-
-#[derive(Serialize)]
-struct Codec {
-    codec_name: String,
-    codec_type: String,
-}
-
-#[derive(Serialize)]
-struct ProducerJson {
-    id: u64,
-    format_name: &'static str,
-    protocol: &'static str,
-    remote_addr: String,
-    url: String,
-    user_agent: String,
-    medias: Vec<String>,
-    codecs: Vec<Codec>,
-    bytes_recv: u64,
-    packets_recv: u64,
-}
-
-#[derive(Serialize)]
-struct ConsumerJson {
-    id: u64,
-    format_name: &'static str,
-    protocol: &'static str,
-    remote_addr: String,
-    user_agent: String,
-    shard: usize,
-    tracks: Vec<usize>,
-    bytes_send: u64,
-    packets_send: u64,
-    skips: u64,
-    skipped_packets: u64,
-}
-
-#[derive(Serialize)]
-struct StreamJson {
-    producers: Option<Vec<ProducerJson>>,
-    consumers: Option<Vec<ConsumerJson>>,
-    /// corecast extras: owning shard and configured sources.
-    owner_shard: usize,
-    sources: Vec<String>,
-    /// Why the source last failed, while it is failing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-fn streams(reg: &Registry) -> BTreeMap<String, StreamJson> {
-    let g = reg.lock();
-    g.streams
-        .iter()
-        .map(|(name, e)| {
-            let producers = e.producer.as_ref().map(|p| {
-                let (medias, codecs) = e
-                    .sdp
-                    .as_ref()
-                    .map(|sdp| {
-                        sdp.medias
-                            .iter()
-                            .map(|m| {
-                                let name = m
-                                    .codec()
-                                    .map(|(_, r)| r.encoding.clone())
-                                    .unwrap_or_else(|| m.formats.join(" "));
-                                (
-                                    format!("{}, recvonly, {}", m.kind, name),
-                                    Codec {
-                                        codec_name: name.to_ascii_lowercase(),
-                                        codec_type: m.kind.clone(),
-                                    },
-                                )
-                            })
-                            .unzip()
-                    })
-                    .unwrap_or_default();
-                vec![ProducerJson {
-                    id: p.id,
-                    format_name: p.protocol,
-                    protocol: p.protocol,
-                    remote_addr: p.remote_addr.clone(),
-                    url: p.url.clone(),
-                    user_agent: p.user_agent.clone(),
-                    medias,
-                    codecs,
-                    bytes_recv: p.stats.bytes.load(Relaxed),
-                    packets_recv: p.stats.packets.load(Relaxed),
-                }]
-            });
-            let consumers: Vec<ConsumerJson> = e
-                .consumers
-                .iter()
-                .map(|c| ConsumerJson {
-                    id: c.id,
-                    format_name: "rtsp",
-                    protocol: c.protocol,
-                    remote_addr: c.remote_addr.clone(),
-                    user_agent: c.user_agent.clone(),
-                    shard: c.shard,
-                    tracks: c.tracks.clone(),
-                    bytes_send: c.stats.bytes.load(Relaxed),
-                    packets_send: c.stats.packets.load(Relaxed),
-                    skips: c.stats.skips.load(Relaxed),
-                    skipped_packets: c.stats.skipped_packets.load(Relaxed),
-                })
-                .collect();
+/// Headers every response carries: CORS when `api: origin: "*"`.
+fn common_headers(shard: &Shard) -> Vec<(&'static str, String)> {
+    match shard.config.api.origin.as_deref() {
+        Some(o) => vec![
+            ("Access-Control-Allow-Origin", o.to_string()),
             (
-                name.clone(),
-                StreamJson {
-                    producers,
-                    consumers: (!consumers.is_empty()).then_some(consumers),
-                    owner_shard: e.owner,
-                    sources: e.sources.clone(),
-                    error: e.error.clone(),
-                },
+                "Access-Control-Allow-Methods",
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            ),
+            (
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type".into(),
+            ),
+        ],
+        None => Vec::new(),
+    }
+}
+
+async fn send_reply(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    req: &Request,
+    reply: Reply,
+    extra: &[(&str, String)],
+) -> After {
+    let keep = req.keep_alive();
+    let common = common_headers(shard);
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", reply.ctype)];
+    headers.extend(common.iter().map(|(k, v)| (*k, v.as_str())));
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut out = response::head(reply.status, &headers, Some(reply.body.len()), keep);
+    if req.method != "HEAD" {
+        out.extend_from_slice(&reply.body);
+    }
+    if stream.write_all(&out).await.is_err() {
+        return After::Close;
+    }
+    if keep {
+        After::KeepAlive
+    } else {
+        After::Close
+    }
+}
+
+fn is_loopback(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+async fn dispatch(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    req: Request,
+) -> After {
+    // go2rtc's `base_path`: everything lives under the prefix.
+    let base = shard.config.api.base_path.as_str();
+    let path = match req.path.strip_prefix(base) {
+        Some("") => "/".to_string(),
+        Some(p) if p.starts_with('/') => p.to_string(),
+        _ => {
+            return send_reply(shard, stream, &req, Reply::text(404, "not found"), &[]).await;
+        }
+    };
+    // Basic auth (go2rtc: loopback clients are exempt unless `local_auth`).
+    let api = &shard.config.api;
+    if let Some(user) = &api.username {
+        let pass = api.password.as_deref().unwrap_or("");
+        if (api.local_auth || !is_loopback(peer))
+            && !response::basic_auth_ok(req.header("authorization"), user, pass)
+        {
+            return send_reply(
+                shard,
+                stream,
+                &req,
+                Reply::text(401, "unauthorized"),
+                &[("WWW-Authenticate", "Basic realm=\"corecast\"".into())],
             )
-        })
-        .collect()
+            .await;
+        }
+    }
+    if req.method == "OPTIONS" {
+        let reply = Reply {
+            status: 204,
+            ctype: "text/plain",
+            body: Vec::new(),
+        };
+        return send_reply(shard, stream, &req, reply, &[]).await;
+    }
+    let get = req.method == "GET" || req.method == "HEAD";
+    let reply = match path.as_str() {
+        "/api" if get => api::info(shard, &req),
+        "/api/streams" => api::streams_endpoint(shard, &req),
+        "/api/config" => api::config_endpoint(&req),
+        "/api/schemes" if get => api::schemes(),
+        "/api/preload" => api::preload_endpoint(shard, &req),
+        "/metrics" if get => api::metrics(shard),
+        "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,
+        "/api/stream.mp4" if get => return live(shard, stream, peer, req, Variant::Mp4).await,
+        "/api/stream.ts" if get => return live(shard, stream, peer, req, Variant::Ts).await,
+        "/api/stream.aac" if get => return live(shard, stream, peer, req, Variant::Aac).await,
+        "/api/frame.mp4" | "/api/frame.jpeg" if get => {
+            return snapshot(shard, stream, peer, req, path.ends_with(".jpeg")).await
+        }
+        "/api/stream.mjpeg" if get => Reply::text(
+            415,
+            "stream.mjpeg needs an MJPEG track; use frame.jpeg for H.264/H.265 streams",
+        ),
+        p if get => match static_file(p) {
+            Some((ctype, body)) => Reply {
+                status: 200,
+                ctype,
+                body: body.to_vec(),
+            },
+            None => Reply::text(404, "not found"),
+        },
+        "/api" | "/api/schemes" | "/metrics" => Reply::text(405, "method not allowed"),
+        _ => Reply::text(404, "not found"),
+    };
+    send_reply(shard, stream, &req, reply, &[]).await
+}
+
+/// The web UI, embedded at build time.
+fn static_file(path: &str) -> Option<(&'static str, &'static [u8])> {
+    Some(match path {
+        "/" | "/index.html" => (
+            "text/html; charset=utf-8",
+            include_bytes!("../../../www/index.html"),
+        ),
+        "/stream.html" => (
+            "text/html; charset=utf-8",
+            include_bytes!("../../../www/stream.html"),
+        ),
+        "/app.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../../www/app.css"),
+        ),
+        "/index.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../www/index.js"),
+        ),
+        "/player.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../www/player.js"),
+        ),
+        _ => return None,
+    })
+}
+
+/// A registered consumer, removed from the registry when dropped.
+struct Consumer {
+    shard: Rc<Shard>,
+    name: String,
+    info: Arc<ConsumerInfo>,
+}
+
+impl Consumer {
+    fn register(
+        shard: &Rc<Shard>,
+        name: &str,
+        peer: SocketAddr,
+        req: &Request,
+        format_name: &'static str,
+        protocol: &'static str,
+    ) -> Consumer {
+        let info = Arc::new(ConsumerInfo {
+            id: shard.registry.next_id(),
+            shard: shard.id,
+            format_name,
+            protocol,
+            remote_addr: peer.to_string(),
+            user_agent: req.header("user-agent").unwrap_or("").to_string(),
+            tracks: Vec::new(),
+            stats: ConsumerStats::default(),
+        });
+        shard.registry.add_consumer(name, info.clone());
+        Consumer {
+            shard: shard.clone(),
+            name: name.to_string(),
+            info,
+        }
+    }
+
+    fn sent(&self, packets: u64, bytes: u64, reader: &MuxReader) {
+        let s = &self.info.stats;
+        s.packets.fetch_add(packets, Relaxed);
+        s.bytes.fetch_add(bytes, Relaxed);
+        let (skips, skipped) = reader.skips();
+        s.skips.store(skips, Relaxed);
+        s.skipped_packets.store(skipped, Relaxed);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.shard
+            .registry
+            .remove_consumer(&self.name, self.info.id);
+    }
+}
+
+/// Starts the stream's source if needed; the error names what went wrong.
+async fn ensure_source(shard: &Rc<Shard>, name: &str, req: &Request) -> Result<(), Reply> {
+    if !shard.registry.lock().streams.contains_key(name) {
+        return Err(Reply::text(404, format!("stream `{name}` not found")));
+    }
+    let ua = req.header("user-agent").unwrap_or("");
+    crate::source::ensure(shard, name, None, ua)
+        .await
+        .map_err(|e| Reply::text(502, format!("stream `{name}`: {e}")))
+}
+
+/// `stream.mp4` / `stream.ts` / `stream.aac`: the shared muxer's output, live, until the
+/// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
+async fn live(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    v: Variant,
+) -> After {
+    let Some(name) = req.query("src").map(str::to_string) else {
+        return send_reply(shard, stream, &req, Reply::text(400, "missing `src`"), &[]).await;
+    };
+    if let Err(r) = ensure_source(shard, &name, &req).await {
+        return send_reply(shard, stream, &req, r, &[]).await;
+    }
+    let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http");
+    let mut reader = match media::attach(shard, &name, v).await {
+        Ok(r) => r,
+        Err((status, msg)) => {
+            return send_reply(shard, stream, &req, Reply::text(status, msg), &[]).await;
+        }
+    };
+    let until = req
+        .query("duration")
+        .and_then(|d| d.parse::<u64>().ok())
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let ctype = match v {
+        Variant::Mp4 => "video/mp4",
+        Variant::Ts => "video/mp2t",
+        Variant::Aac => "audio/aac",
+    };
+    // HTTP/1.0 clients get a body delimited by the close instead of chunks.
+    let chunked = req.version >= 1;
+    let common = common_headers(shard);
+    let mut headers: Vec<(&str, &str)> =
+        vec![("Content-Type", ctype), ("Cache-Control", "no-cache")];
+    headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
+    let head = if chunked {
+        response::head(200, &headers, None, false)
+    } else {
+        response::head_close_delimited(200, &headers)
+    };
+    if stream.write_all(&head).await.is_err() {
+        return After::Close;
+    }
+    info!(stream = %name, %peer, format = v.tag(), "http viewer started");
+    let init = reader.info.init.clone();
+    let mut batch: Vec<Rc<Packet>> = Vec::new();
+    let mut hdrs: Vec<Vec<u8>> = Vec::new();
+    let mut iov: Vec<libc::iovec> = Vec::new();
+    let mut first = true;
+    loop {
+        batch.clear();
+        let more = if first && !init.is_empty() {
+            true
+        } else {
+            reader.next_batch(&mut batch, BATCH).await
+        };
+        if !more {
+            break;
+        }
+        let pieces: Vec<&[u8]> = if first && !init.is_empty() {
+            vec![&init[..]]
+        } else {
+            batch.iter().map(|p| &p.data[..]).collect()
+        };
+        first = false;
+        hdrs.clear();
+        iov.clear();
+        if chunked {
+            for p in &pieces {
+                hdrs.push(response::chunk_header(p.len()));
+            }
+        }
+        let mut bytes = 0u64;
+        for (i, p) in pieces.iter().enumerate() {
+            if chunked {
+                iov.push(sendv::iovec(&hdrs[i]));
+            }
+            iov.push(sendv::iovec(p));
+            if chunked {
+                iov.push(sendv::iovec(response::CHUNK_END));
+            }
+            bytes += p.len() as u64;
+        }
+        let n = pieces.len() as u64;
+        drop(pieces);
+        if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
+            break;
+        }
+        consumer.sent(n, bytes, &reader);
+        if until.is_some_and(|t| Instant::now() >= t) {
+            if chunked {
+                let _ = stream.write_all(response::LAST_CHUNK).await;
+            }
+            break;
+        }
+    }
+    debug!(stream = %name, %peer, format = v.tag(), "http viewer left");
+    drop(reader);
+    drop(consumer);
+    After::Close
+}
+
+/// `frame.mp4` (one keyframe as MP4) and `frame.jpeg` (JPEG track as is, or H.264/H.265
+/// decoded by ffmpeg).
+async fn snapshot(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    _peer: SocketAddr,
+    req: Request,
+    jpeg: bool,
+) -> After {
+    let Some(name) = req.query("src").map(str::to_string) else {
+        return send_reply(shard, stream, &req, Reply::text(400, "missing `src`"), &[]).await;
+    };
+    if let Err(r) = ensure_source(shard, &name, &req).await {
+        return send_reply(shard, stream, &req, r, &[]).await;
+    }
+    let reply = match media::keyframe(shard, &name).await {
+        Err((status, msg)) => Reply::text(status, format!("stream `{name}`: {msg}")),
+        Ok((_, frame, CodecKind::Mjpeg)) if jpeg => Reply {
+            status: 200,
+            ctype: "image/jpeg",
+            body: frame.units.iter().flat_map(|u| u.iter().copied()).collect(),
+        },
+        Ok((None, _, _)) => Reply::text(415, "frame.mp4 needs an H.264 or H.265 track"),
+        Ok((Some(cfg), frame, _)) if jpeg => match media::frame_jpeg(shard, cfg, frame).await {
+            Ok(b) => Reply {
+                status: 200,
+                ctype: "image/jpeg",
+                body: b.to_vec(),
+            },
+            Err((status, msg)) => {
+                warn!(stream = %name, error = %msg, "snapshot failed");
+                Reply::text(status, format!("stream `{name}`: {msg}"))
+            }
+        },
+        Ok((Some(cfg), frame, _)) => Reply {
+            status: 200,
+            ctype: "video/mp4",
+            body: media::frame_mp4(cfg, frame).to_vec(),
+        },
+    };
+    send_reply(
+        shard,
+        stream,
+        &req,
+        reply,
+        &[("Cache-Control", "no-cache".into())],
+    )
+    .await
+}
+
+/// go2rtc's WebSocket messages: `{"type": ..., "value": ...}`.
+#[derive(Deserialize)]
+struct WsIn {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    value: Option<simd_json::OwnedValue>,
+}
+
+#[derive(Serialize)]
+struct WsOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    value: &'a str,
+}
+
+fn ws_json(kind: &str, value: &str) -> Vec<u8> {
+    let text = simd_json::to_string(&WsOut { kind, value }).unwrap_or_default();
+    ws::text_frame(&text)
+}
+
+/// Does the client's codec list (MSE `isTypeSupported` results) cover our video codec?
+/// An empty list means "anything".
+fn client_accepts(client: &str, ours: &str) -> bool {
+    if client.trim().is_empty() {
+        return true;
+    }
+    let families: Vec<&str> = client
+        .split(',')
+        .map(|c| c.trim().split('.').next().unwrap_or(""))
+        .collect();
+    ours.split(',')
+        .map(|c| c.split('.').next().unwrap_or(""))
+        .filter(|f| *f == "avc1" || *f == "hvc1" || *f == "hev1")
+        .all(|f| families.contains(&f) || (f == "hev1" && families.contains(&"hvc1")))
+}
+
+/// `GET /api/ws?src=NAME`: go2rtc's WebSocket protocol. Supported message: `mse` (answer
+/// the codecs, then binary fMP4: init segment, fragments). Anything else gets an `error`
+/// message and the socket stays open.
+async fn websocket(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    req: Request,
+) -> After {
+    let Some(key) = req.websocket_key().map(str::to_string) else {
+        return send_reply(
+            shard,
+            stream,
+            &req,
+            Reply::text(400, "not a WebSocket upgrade"),
+            &[],
+        )
+        .await;
+    };
+    let common = common_headers(shard);
+    let extra: Vec<(&str, &str)> = common.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if stream
+        .write_all(&response::websocket_accept(&key, &extra))
+        .await
+        .is_err()
+    {
+        return After::Close;
+    }
+    let stats = &shard.registry.shards[shard.id];
+    let _ws = Counted::new(&stats.ws_connections);
+    let name = req.query("src").map(str::to_string);
+    let mut dec = ws::Decoder::new(MAX_WS_MESSAGE);
+    let mut rbuf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let mut playing: Option<(MuxReader, Consumer)> = None;
+    let mut batch: Vec<Rc<Packet>> = Vec::new();
+    let mut hdrs: Vec<Vec<u8>> = Vec::new();
+    let mut iov: Vec<libc::iovec> = Vec::new();
+    // A live viewer sends nothing for long stretches: no read timeout while playing.
+    let _ = stream.set_read_timeout(None);
+    'conn: loop {
+        // Handle every complete message buffered.
+        loop {
+            match dec.decode(&rbuf) {
+                Ok((msg, used)) => {
+                    rbuf.drain(..used);
+                    let Some(msg) = msg else {
+                        if used == 0 {
+                            break;
+                        }
+                        continue;
+                    };
+                    match msg {
+                        ws::Message::Text(t) => {
+                            let out =
+                                on_ws_text(shard, peer, &req, name.as_deref(), t, &mut playing)
+                                    .await;
+                            if stream.write_all(&out).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        ws::Message::Binary(_) => {
+                            let out = ws_json("error", "binary messages are not expected");
+                            if stream.write_all(&out).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        ws::Message::Ping(p) => {
+                            if stream.write_all(&ws::pong_frame(&p)).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        ws::Message::Pong(_) => {}
+                        ws::Message::Close(code, _) => {
+                            let _ = stream
+                                .write_all(&ws::close_frame(code.unwrap_or(1000), ""))
+                                .await;
+                            break 'conn;
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "bad websocket frame");
+                    let _ = stream
+                        .write_all(&ws::close_frame(e.close_code(), &e.to_string()))
+                        .await;
+                    break 'conn;
+                }
+            }
+        }
+        // Wait for client bytes or media.
+        enum Ev {
+            Read(std::io::Result<usize>),
+            Media(bool),
+        }
+        let ev = match playing.as_mut() {
+            Some((reader, _)) => {
+                batch.clear();
+                let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
+                let read = async { Ev::Read(stream.read(&mut chunk).await) };
+                futures_lite::future::or(read, media).await
+            }
+            None => {
+                let r = glommio::timer::timeout(IDLE_TIMEOUT, async {
+                    Ok(stream.read(&mut chunk).await)
+                })
+                .await;
+                Ev::Read(r.unwrap_or(Ok(0)))
+            }
+        };
+        match ev {
+            Ev::Read(Ok(0)) | Ev::Read(Err(_)) => break,
+            Ev::Read(Ok(n)) => {
+                rbuf.extend_from_slice(&chunk[..n]);
+                if rbuf.len() > MAX_WS_MESSAGE + 16 {
+                    // The decoder consumes complete frames; this much unconsumed input
+                    // means a frame larger than allowed is being announced.
+                    let _ = stream
+                        .write_all(&ws::close_frame(1009, "message too large"))
+                        .await;
+                    break;
+                }
+            }
+            Ev::Media(false) => {
+                let _ = stream.write_all(&ws_json("error", "stream ended")).await;
+                let _ = stream
+                    .write_all(&ws::close_frame(1000, "stream ended"))
+                    .await;
+                break;
+            }
+            Ev::Media(true) => {
+                let Some((reader, consumer)) = playing.as_ref() else {
+                    continue;
+                };
+                hdrs.clear();
+                iov.clear();
+                let mut bytes = 0u64;
+                for p in &batch {
+                    hdrs.push(ws::frame_header(ws::OP_BINARY, p.data.len()));
+                }
+                for (h, p) in hdrs.iter().zip(&batch) {
+                    iov.push(sendv::iovec(h));
+                    iov.push(sendv::iovec(&p.data));
+                    bytes += p.data.len() as u64;
+                }
+                if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
+                    break;
+                }
+                consumer.sent(batch.len() as u64, bytes, reader);
+            }
+        }
+    }
+    drop(playing);
+    After::Close
+}
+
+/// Answers one text message; starts MSE on `{"type":"mse"}`.
+async fn on_ws_text(
+    shard: &Rc<Shard>,
+    peer: SocketAddr,
+    req: &Request,
+    name: Option<&str>,
+    text: String,
+    playing: &mut Option<(MuxReader, Consumer)>,
+) -> Vec<u8> {
+    let mut raw = text.into_bytes();
+    let msg: WsIn = match simd_json::from_slice(&mut raw) {
+        Ok(m) => m,
+        Err(e) => return ws_json("error", &format!("invalid message: {e}")),
+    };
+    match msg.kind.as_str() {
+        "mse" => {
+            if playing.is_some() {
+                return ws_json("error", "mse already started on this socket");
+            }
+            let Some(name) = name else {
+                return ws_json("error", "missing `src` in the WebSocket URL");
+            };
+            if let Err(r) = ensure_source(shard, name, req).await {
+                return ws_json("error", String::from_utf8_lossy(&r.body).trim());
+            }
+            let consumer = Consumer::register(shard, name, peer, req, "mse", "ws");
+            let reader = match media::attach(shard, name, Variant::Mp4).await {
+                Ok(r) => r,
+                Err((_, msg)) => return ws_json("error", &format!("stream `{name}`: {msg}")),
+            };
+            let client = msg
+                .value
+                .as_ref()
+                .and_then(|v| simd_json::prelude::ValueAsScalar::as_str(v))
+                .unwrap_or("")
+                .to_string();
+            if !client_accepts(&client, &reader.info.codecs) {
+                return ws_json(
+                    "error",
+                    &format!(
+                        "the browser cannot play {} (it supports {client})",
+                        reader.info.codecs
+                    ),
+                );
+            }
+            info!(stream = name, %peer, codecs = %reader.info.codecs, "mse viewer started");
+            let mut out = ws_json("mse", &reader.info.codecs);
+            let init: Bytes = reader.info.init.clone();
+            out.extend_from_slice(&ws::frame_header(ws::OP_BINARY, init.len()));
+            out.extend_from_slice(&init);
+            consumer
+                .info
+                .stats
+                .bytes
+                .fetch_add(init.len() as u64, Relaxed);
+            *playing = Some((reader, consumer));
+            out
+        }
+        other => ws_json(
+            "error",
+            &format!("unsupported message type `{other}` (this server speaks `mse`)"),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::*;
 
     #[test]
-    fn decodes_query_values() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
-        assert_eq!(percent_decode("end%2"), "end%2");
-        assert_eq!(percent_decode("%"), "%");
+    fn codec_negotiation() {
+        assert!(client_accepts(
+            "avc1.640029,mp4a.40.2",
+            "avc1.4D401E,mp4a.40.2"
+        ));
+        assert!(client_accepts("", "hvc1.1.6.L93.B0"));
+        assert!(!client_accepts("avc1.640029,mp4a.40.2", "hvc1.1.6.L93.B0"));
+        assert!(client_accepts(
+            "avc1.640029,hvc1.1.6.L153.B0",
+            "hvc1.1.6.L93.B0,mp4a.40.2"
+        ));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback("127.0.0.1:1".parse().unwrap()));
+        assert!(is_loopback("[::1]:1".parse().unwrap()));
+        assert!(!is_loopback("10.0.0.1:1".parse().unwrap()));
     }
 }

@@ -196,36 +196,7 @@ struct HostImpl {
 
 impl HostImpl {
     fn reader_sdp(&self, path: &str) -> Result<Sdp, u16> {
-        let g = self.shard.registry.lock();
-        let e = g.streams.get(path).ok_or(404u16)?;
-        let sdp = e.sdp.as_ref().ok_or(404u16)?;
-        let mut out = sdp.clone();
-        // Parameter sets the publisher only sent in-band go into the SDP, so a reader that
-        // joins at a keyframe without them can still decode.
-        for (media, param) in &e.learned_sprop {
-            if let Some(m) = out.medias.get_mut(*media) {
-                if let Some(pt) = m.payload_type() {
-                    let base = m.fmtp_for(pt).unwrap_or("packetization-mode=1").to_string();
-                    let kept: Vec<&str> = base
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|p| {
-                            let replaced = p.starts_with("sprop-")
-                                || (param.contains("profile-level-id")
-                                    && p.starts_with("profile-level-id"));
-                            !p.is_empty() && !replaced
-                        })
-                        .collect();
-                    let mut v = kept.join(";");
-                    if !v.is_empty() {
-                        v.push(';');
-                    }
-                    v.push_str(param);
-                    m.set_fmtp(pt, v);
-                }
-            }
-        }
-        Ok(out)
+        self.shard.registry.reader_sdp(path).ok_or(404)
     }
 }
 
@@ -361,6 +332,7 @@ impl Host for HostImpl {
         let consumer = Arc::new(ConsumerInfo {
             id: self.shard.registry.next_id(),
             shard: self.shard.id,
+            format_name: "rtsp",
             protocol: if tracks
                 .iter()
                 .all(|t| matches!(t.transport, TrackTransport::Tcp { .. }))

@@ -1,0 +1,786 @@
+//! go2rtc-compatible HTTP API handlers that answer with one body: `/api`, `/api/streams`,
+//! `/api/config`, `/api/schemes`, `/api/preload`, and `/metrics`.
+//!
+//! JSON shapes follow go2rtc (what Frigate and Home Assistant's client read); corecast's
+//! extras are additional keys. Config writes go back to the YAML file, validated by the same
+//! parser as at start-up, written atomically (a temporary file renamed over the old one).
+
+use crate::hub::{CtlMsg, Shard};
+use crate::registry::{is_derived, Registry};
+use corecast::http::Request;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::OnceLock;
+use tracing::{info, warn};
+
+/// The go2rtc API level corecast answers as: Home Assistant's client accepts
+/// 1.9.13 <= version < 2.0.0 (see README).
+pub const GO2RTC_API_VERSION: &str = "1.9.13";
+
+/// Source schemes this build can pull (`/api/schemes`).
+pub const SCHEMES: &[&str] = &["rtsp", "rtsps", "rtspx", "ffmpeg", "exec"];
+
+/// Where API config writes go: the file the server started from, else `corecast.yaml`.
+static CONFIG_PATH: OnceLock<PathBuf> = OnceLock::new();
+
+pub fn set_config_path(p: PathBuf) {
+    let _ = CONFIG_PATH.set(p);
+}
+
+fn config_path() -> PathBuf {
+    CONFIG_PATH
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("corecast.yaml"))
+}
+
+/// A complete response.
+pub struct Reply {
+    pub status: u16,
+    pub ctype: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(status: u16, msg: impl Into<String>) -> Reply {
+        let mut body = msg.into().into_bytes();
+        body.push(b'\n');
+        Reply {
+            status,
+            ctype: "text/plain; charset=utf-8",
+            body,
+        }
+    }
+
+    fn json<T: Serialize>(v: &T) -> Reply {
+        match simd_json::to_vec(v) {
+            Ok(body) => Reply {
+                status: 200,
+                ctype: "application/json",
+                body,
+            },
+            Err(e) => Reply::text(500, format!("json: {e}")),
+        }
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            ctype: "text/plain",
+            body: Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RtspInfo {
+    listen: String,
+    default_query: String,
+}
+
+#[derive(Serialize)]
+struct ShardReport {
+    id: usize,
+    viewers: usize,
+    streams_owned: usize,
+    connections: usize,
+    relayed_packets: u64,
+    relay_dropped: u64,
+    muxers: usize,
+}
+
+#[derive(Serialize)]
+struct ApiInfo {
+    version: &'static str,
+    corecast_version: &'static str,
+    config_path: String,
+    host: String,
+    rtsp: RtspInfo,
+    shard_count: usize,
+    shards: Vec<ShardReport>,
+}
+
+/// `GET /api`.
+pub fn info(shard: &Shard, req: &Request) -> Reply {
+    let listen = shard
+        .config
+        .rtsp
+        .listen
+        .map(|a| format!(":{}", a.port()))
+        .unwrap_or_default();
+    Reply::json(&ApiInfo {
+        version: GO2RTC_API_VERSION,
+        corecast_version: env!("CARGO_PKG_VERSION"),
+        config_path: std::path::absolute(config_path())
+            .unwrap_or_else(|_| config_path())
+            .display()
+            .to_string(),
+        host: req.header("host").unwrap_or("").to_string(),
+        rtsp: RtspInfo {
+            listen,
+            default_query: shard
+                .config
+                .rtsp
+                .default_query
+                .clone()
+                .unwrap_or_else(|| "video&audio".into()),
+        },
+        shard_count: shard.nshards,
+        shards: shard
+            .registry
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(id, s)| ShardReport {
+                id,
+                viewers: s.viewers.load(Relaxed),
+                streams_owned: s.streams_owned.load(Relaxed),
+                connections: s.connections.load(Relaxed),
+                relayed_packets: s.relayed_packets.load(Relaxed),
+                relay_dropped: s.relay_dropped.load(Relaxed),
+                muxers: s.muxers.load(Relaxed),
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct Codec {
+    codec_name: String,
+    codec_type: String,
+}
+
+#[derive(Serialize)]
+struct ProducerJson {
+    id: u64,
+    format_name: &'static str,
+    protocol: &'static str,
+    remote_addr: String,
+    url: String,
+    user_agent: String,
+    medias: Vec<String>,
+    codecs: Vec<Codec>,
+    bytes_recv: u64,
+    packets_recv: u64,
+}
+
+#[derive(Serialize)]
+struct ConsumerJson {
+    id: u64,
+    format_name: &'static str,
+    protocol: &'static str,
+    remote_addr: String,
+    user_agent: String,
+    shard: usize,
+    tracks: Vec<usize>,
+    bytes_send: u64,
+    packets_send: u64,
+    skips: u64,
+    skipped_packets: u64,
+}
+
+#[derive(Serialize)]
+struct StreamJson {
+    producers: Option<Vec<ProducerJson>>,
+    consumers: Option<Vec<ConsumerJson>>,
+    /// corecast extras: owning shard, configured sources, preload query.
+    owner_shard: usize,
+    sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preload: Option<String>,
+    /// Why the source last failed, while it is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Snapshot of the streams as JSON values. Only plain data is copied under the registry
+/// lock; serialisation happens after it is released.
+fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
+    let g = reg.lock();
+    g.streams
+        .iter()
+        .filter(|(name, _)| !is_derived(name) && only.is_none_or(|o| o == name.as_str()))
+        .map(|(name, e)| {
+            let producers = e.producer.as_ref().map(|p| {
+                let (medias, codecs) = e
+                    .sdp
+                    .as_ref()
+                    .map(|sdp| {
+                        sdp.medias
+                            .iter()
+                            .map(|m| {
+                                let name = m
+                                    .codec()
+                                    .map(|(_, r)| r.encoding.clone())
+                                    .unwrap_or_else(|| m.formats.join(" "));
+                                (
+                                    format!("{}, recvonly, {}", m.kind, name),
+                                    Codec {
+                                        codec_name: name.to_ascii_lowercase(),
+                                        codec_type: m.kind.clone(),
+                                    },
+                                )
+                            })
+                            .unzip()
+                    })
+                    .unwrap_or_default();
+                vec![ProducerJson {
+                    id: p.id,
+                    format_name: p.protocol,
+                    protocol: p.protocol,
+                    remote_addr: p.remote_addr.clone(),
+                    url: p.url.clone(),
+                    user_agent: p.user_agent.clone(),
+                    medias,
+                    codecs,
+                    bytes_recv: p.stats.bytes.load(Relaxed),
+                    packets_recv: p.stats.packets.load(Relaxed),
+                }]
+            });
+            let consumers: Vec<ConsumerJson> = e
+                .consumers
+                .iter()
+                .map(|c| ConsumerJson {
+                    id: c.id,
+                    format_name: c.format_name,
+                    protocol: c.protocol,
+                    remote_addr: c.remote_addr.clone(),
+                    user_agent: c.user_agent.clone(),
+                    shard: c.shard,
+                    tracks: c.tracks.clone(),
+                    bytes_send: c.stats.bytes.load(Relaxed),
+                    packets_send: c.stats.packets.load(Relaxed),
+                    skips: c.stats.skips.load(Relaxed),
+                    skipped_packets: c.stats.skipped_packets.load(Relaxed),
+                })
+                .collect();
+            (
+                name.clone(),
+                StreamJson {
+                    producers,
+                    consumers: (!consumers.is_empty()).then_some(consumers),
+                    owner_shard: e.owner,
+                    sources: e.sources.clone(),
+                    preload: e.preload.clone(),
+                    error: e.error.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// A stream name the API accepts: what fits in an RTSP path segment and a YAML key.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !name.starts_with('/')
+}
+
+/// go2rtc refuses dynamic sources with whitespace; we also want a scheme we can run.
+fn check_source(src: &str) -> Result<(), String> {
+    if src.chars().any(char::is_whitespace)
+        && !src.starts_with("exec:")
+        && !src.starts_with("ffmpeg:")
+    {
+        return Err(format!("invalid source `{src}`: whitespace"));
+    }
+    let scheme = src.split_once(':').map(|(s, _)| s).unwrap_or("");
+    if !SCHEMES.contains(&scheme) {
+        return Err(format!(
+            "unsupported source scheme `{scheme}` (supported: {})",
+            SCHEMES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `/api/streams`: GET (all or `?src=`), PUT (create/replace, saved to the config), PATCH
+/// (create/replace in memory), DELETE (`?src=` or `?name=`, removed from the config).
+pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
+    let src = req.query("src");
+    let name = req.query("name");
+    match req.method.as_str() {
+        "GET" => match src.or(name) {
+            None => Reply::json(&streams(&shard.registry, None)),
+            Some(n) => match streams(&shard.registry, Some(n)).remove(n) {
+                Some(s) => Reply::json(&s),
+                None => Reply::text(404, "stream not found"),
+            },
+        },
+        "PUT" | "PATCH" => {
+            let sources: Vec<String> = req.query_all("src").iter().map(|s| s.to_string()).collect();
+            let Some(name) = name.or(src) else {
+                return Reply::text(400, "missing `name` or `src`");
+            };
+            if !valid_name(name) {
+                return Reply::text(400, format!("invalid stream name `{name}`"));
+            }
+            if sources.is_empty() {
+                return Reply::text(400, "missing `src`");
+            }
+            for s in &sources {
+                if let Err(e) = check_source(s) {
+                    return Reply::text(400, e);
+                }
+            }
+            {
+                let g = shard.registry.lock();
+                if g.streams.len() >= corecast::config::MAX_STREAMS && !g.streams.contains_key(name)
+                {
+                    return Reply::text(409, "too many streams");
+                }
+            }
+            shard.registry.declare(name, sources.clone());
+            info!(stream = name, "stream created or updated through the API");
+            if req.method == "PUT" {
+                let value = if sources.len() == 1 {
+                    serde_yaml_ng::Value::String(sources[0].clone())
+                } else {
+                    serde_yaml_ng::Value::Sequence(
+                        sources
+                            .into_iter()
+                            .map(serde_yaml_ng::Value::String)
+                            .collect(),
+                    )
+                };
+                if let Err(e) = patch_config(&["streams", name], Some(value)) {
+                    warn!(stream = name, error = %e, "stream created but not saved to the config");
+                    return Reply::text(400, e);
+                }
+            }
+            Reply::empty(200)
+        }
+        "DELETE" => {
+            let Some(name) = src.or(name) else {
+                return Reply::text(400, "missing `src`");
+            };
+            if !shard.registry.remove(name) {
+                return Reply::text(404, "stream not found");
+            }
+            info!(stream = name, "stream deleted through the API");
+            if let Err(e) = patch_config(&["streams", name], None) {
+                return Reply::text(400, e);
+            }
+            Reply::empty(200)
+        }
+        _ => Reply::text(405, "method not allowed"),
+    }
+}
+
+/// `/api/schemes`.
+pub fn schemes() -> Reply {
+    Reply::json(&SCHEMES)
+}
+
+/// `/api/preload`: GET (all, name → query), PUT `?src=NAME[&video&audio...]`, DELETE `?src=`.
+pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
+    match req.method.as_str() {
+        "GET" => {
+            let g = shard.registry.lock();
+            let map: BTreeMap<&str, &str> = g
+                .streams
+                .iter()
+                .filter_map(|(n, e)| e.preload.as_deref().map(|q| (n.as_str(), q)))
+                .collect();
+            Reply::json(&map)
+        }
+        "PUT" => {
+            let Some(name) = req.query("src") else {
+                return Reply::text(400, "missing `src`");
+            };
+            // The rest of the query is the filter the preloaded consumer asks for.
+            let rest: Vec<String> = req
+                .query
+                .iter()
+                .filter(|(k, _)| k != "src")
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect();
+            let query = if rest.is_empty() {
+                "video&audio".to_string()
+            } else {
+                rest.join("&")
+            };
+            if !shard.registry.set_preload(name, Some(query)) {
+                return Reply::text(404, "stream not found");
+            }
+            let owner = shard.owner_of(name);
+            if owner == shard.id {
+                crate::source::start(shard, name);
+            } else {
+                shard.send_ctl(owner, CtlMsg::StartSource { name: name.into() });
+            }
+            Reply::empty(200)
+        }
+        "DELETE" => {
+            let Some(name) = req.query("src") else {
+                return Reply::text(400, "missing `src`");
+            };
+            let had = shard
+                .registry
+                .lock()
+                .streams
+                .get(name)
+                .is_some_and(|e| e.preload.is_some());
+            if !had {
+                return Reply::text(404, "preload not found");
+            }
+            shard.registry.set_preload(name, None);
+            Reply::empty(200)
+        }
+        _ => Reply::text(405, "method not allowed"),
+    }
+}
+
+/// `/api/config`: GET the YAML, POST replaces it, PATCH merges a YAML mapping into it. Both
+/// writes are validated with the start-up parser; changes apply at the next start.
+pub fn config_endpoint(req: &Request) -> Reply {
+    let path = config_path();
+    match req.method.as_str() {
+        "GET" => match std::fs::read(&path) {
+            Ok(body) => Reply {
+                status: 200,
+                ctype: "application/yaml",
+                body,
+            },
+            Err(_) => Reply::text(404, format!("no config file at {}", path.display())),
+        },
+        "POST" | "PATCH" => {
+            let Ok(text) = std::str::from_utf8(&req.body) else {
+                return Reply::text(400, "config is not UTF-8");
+            };
+            let text = if req.method == "PATCH" {
+                let patch: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+                    Ok(v) => v,
+                    Err(e) => return Reply::text(400, format!("invalid YAML: {e}")),
+                };
+                let mut current = match read_config_value(&path) {
+                    Ok(v) => v,
+                    Err(e) => return Reply::text(400, e),
+                };
+                merge(&mut current, patch);
+                match serde_yaml_ng::to_string(&current) {
+                    Ok(t) => t,
+                    Err(e) => return Reply::text(500, e.to_string()),
+                }
+            } else {
+                text.to_string()
+            };
+            match write_config(&path, &text) {
+                Ok(()) => Reply::empty(200),
+                Err(e) => Reply::text(400, e),
+            }
+        }
+        _ => Reply::text(405, "method not allowed"),
+    }
+}
+
+fn read_config_value(path: &std::path::Path) -> Result<serde_yaml_ng::Value, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => serde_yaml_ng::from_str(&t)
+            .map_err(|e| format!("current config {}: {e}", path.display())),
+        _ => Ok(serde_yaml_ng::Value::Mapping(Default::default())),
+    }
+}
+
+/// Recursive mapping merge; anything else replaces (go2rtc's PATCH).
+fn merge(into: &mut serde_yaml_ng::Value, patch: serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value;
+    match (into, patch) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(old) if old.is_mapping() && v.is_mapping() => merge(old, v),
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Sets (or with `None` removes) the value at `keys` in the config file.
+fn patch_config(keys: &[&str], value: Option<serde_yaml_ng::Value>) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    let path = config_path();
+    let mut root = read_config_value(&path)?;
+    let mut node = &mut root;
+    for k in &keys[..keys.len() - 1] {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Default::default());
+        }
+        let Value::Mapping(m) = node else {
+            unreachable!("made a mapping above")
+        };
+        let key = Value::String(k.to_string());
+        if !m.get(&key).is_some_and(Value::is_mapping) {
+            if value.is_none() {
+                return Ok(());
+            }
+            m.insert(key.clone(), Value::Mapping(Default::default()));
+        }
+        node = m.get_mut(&key).expect("inserted above");
+    }
+    let Value::Mapping(m) = node else {
+        return Err("config: not a mapping".into());
+    };
+    let last = Value::String(keys[keys.len() - 1].to_string());
+    match value {
+        Some(v) => {
+            m.insert(last, v);
+        }
+        None => {
+            m.remove(&last);
+        }
+    }
+    let text = serde_yaml_ng::to_string(&root).map_err(|e| e.to_string())?;
+    write_config(&path, &text)
+}
+
+/// Validates `text` as a corecast config and replaces the file with it atomically.
+fn write_config(path: &std::path::Path, text: &str) -> Result<(), String> {
+    corecast::config::parse(text, &path.display().to_string()).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    info!(path = %path.display(), "config written through the API");
+    Ok(())
+}
+
+/// `/metrics`: Prometheus text format.
+pub fn metrics(shard: &Shard) -> Reply {
+    let mut out = String::with_capacity(4096);
+    let reg = &shard.registry;
+    struct Row {
+        name: String,
+        bytes_in: u64,
+        packets_in: u64,
+        viewers: usize,
+        bytes_out: u64,
+        skipped: u64,
+        online: bool,
+    }
+    let mut rows = Vec::new();
+    let mut muxers: Vec<(String, String)> = Vec::new();
+    {
+        let g = reg.lock();
+        for (name, e) in &g.streams {
+            if is_derived(name) {
+                if e.producer.is_some() {
+                    let (base, variant) = name.split_once('\0').unwrap_or((name, ""));
+                    muxers.push((base.to_string(), variant.to_string()));
+                }
+                continue;
+            }
+            let (bytes_in, packets_in) = e.producer.as_ref().map_or((0, 0), |p| {
+                (p.stats.bytes.load(Relaxed), p.stats.packets.load(Relaxed))
+            });
+            rows.push(Row {
+                name: name.clone(),
+                bytes_in,
+                packets_in,
+                viewers: e.consumers.len(),
+                bytes_out: e.closed_bytes_out
+                    + e.consumers
+                        .iter()
+                        .map(|c| c.stats.bytes.load(Relaxed))
+                        .sum::<u64>(),
+                skipped: e.closed_skipped
+                    + e.consumers
+                        .iter()
+                        .map(|c| c.stats.skipped_packets.load(Relaxed))
+                        .sum::<u64>(),
+                online: e.producer.is_some(),
+            });
+        }
+    }
+    let mut family = |name: &str,
+                      kind: &str,
+                      help: &str,
+                      samples: &mut dyn Iterator<Item = (String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let l = |n: &str| format!("stream=\"{}\"", escape_label(n));
+    family(
+        "corecast_stream_online",
+        "gauge",
+        "1 while the stream has a producer.",
+        &mut rows
+            .iter()
+            .map(|r| (l(&r.name), (r.online as u8).to_string())),
+    );
+    family(
+        "corecast_stream_inbound_bytes_total",
+        "counter",
+        "Bytes received from the stream's current producer.",
+        &mut rows.iter().map(|r| (l(&r.name), r.bytes_in.to_string())),
+    );
+    family(
+        "corecast_stream_inbound_packets_total",
+        "counter",
+        "Packets received from the stream's current producer.",
+        &mut rows.iter().map(|r| (l(&r.name), r.packets_in.to_string())),
+    );
+    family(
+        "corecast_stream_viewers",
+        "gauge",
+        "Consumers attached to the stream (all protocols).",
+        &mut rows.iter().map(|r| (l(&r.name), r.viewers.to_string())),
+    );
+    family(
+        "corecast_stream_outbound_bytes_total",
+        "counter",
+        "Bytes sent to the stream's consumers.",
+        &mut rows.iter().map(|r| (l(&r.name), r.bytes_out.to_string())),
+    );
+    family(
+        "corecast_stream_skipped_total",
+        "counter",
+        "Packets or fragments consumers skipped after falling behind.",
+        &mut rows.iter().map(|r| (l(&r.name), r.skipped.to_string())),
+    );
+    family(
+        "corecast_stream_muxers",
+        "gauge",
+        "Muxers running for the stream, by output format (one serves every viewer).",
+        &mut muxers.iter().map(|(s, f)| {
+            (
+                format!("{},format=\"{}\"", l(s), escape_label(f)),
+                "1".to_string(),
+            )
+        }),
+    );
+    let shards = &reg.shards;
+    let sum =
+        |f: &dyn Fn(&crate::registry::ShardStats) -> usize| shards.iter().map(f).sum::<usize>();
+    family(
+        "corecast_connections",
+        "gauge",
+        "Open client connections by protocol.",
+        &mut [
+            ("rtsp", sum(&|s| s.connections.load(Relaxed))),
+            ("http", sum(&|s| s.http_connections.load(Relaxed))),
+            ("ws", sum(&|s| s.ws_connections.load(Relaxed))),
+        ]
+        .into_iter()
+        .map(|(p, v)| (format!("protocol=\"{p}\""), v.to_string())),
+    );
+    let per_shard = |f: &dyn Fn(&crate::registry::ShardStats) -> String| -> Vec<(String, String)> {
+        shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("shard=\"{i}\""), f(s)))
+            .collect()
+    };
+    family(
+        "corecast_shard_streams_owned",
+        "gauge",
+        "Streams whose producer runs on the shard.",
+        &mut per_shard(&|s| s.streams_owned.load(Relaxed).to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_viewers",
+        "gauge",
+        "Readers served by the shard (viewers and muxers).",
+        &mut per_shard(&|s| s.viewers.load(Relaxed).to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_cross_shard_packets_total",
+        "counter",
+        "Packets the shard relayed to other shards.",
+        &mut per_shard(&|s| s.relayed_packets.load(Relaxed).to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_relay_dropped_total",
+        "counter",
+        "Packets dropped because another shard's channel was full.",
+        &mut per_shard(&|s| s.relay_dropped.load(Relaxed).to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_muxers",
+        "gauge",
+        "Muxers running on the shard.",
+        &mut per_shard(&|s| s.muxers.load(Relaxed).to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_loop_utilization",
+        "gauge",
+        "Share of the last second the shard's event loop was busy (0..1).",
+        &mut per_shard(&|s| format!("{:.3}", s.loop_permille.load(Relaxed) as f64 / 1000.0))
+            .into_iter(),
+    );
+    Reply {
+        status: 200,
+        ctype: "text/plain; version=0.0.4; charset=utf-8",
+        body: out.into_bytes(),
+    }
+}
+
+/// Prometheus label values escape `\`, `"` and newlines.
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Samples the shard's loop utilisation once a second (glommio's stats reset on read).
+pub async fn sample_loop_utilization(shard: Rc<Shard>) {
+    let mut last = std::time::Instant::now();
+    let _ = glommio::executor().executor_stats();
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+        let busy = glommio::executor().executor_stats().total_runtime();
+        let wall = last.elapsed();
+        last = std::time::Instant::now();
+        let permille = (busy.as_micros() * 1000 / wall.as_micros().max(1)).min(1000) as u64;
+        shard.registry.shards[shard.id]
+            .loop_permille
+            .store(permille, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_recursive() {
+        let mut a: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("streams:\n  a: rtsp://x\napi:\n  listen: ':1984'\n").unwrap();
+        let b: serde_yaml_ng::Value = serde_yaml_ng::from_str("streams:\n  b: rtsp://y\n").unwrap();
+        merge(&mut a, b);
+        let s = serde_yaml_ng::to_string(&a).unwrap();
+        assert!(s.contains("a: rtsp://x") && s.contains("b: rtsp://y") && s.contains("listen"));
+    }
+
+    #[test]
+    fn sources_are_checked() {
+        assert!(check_source("rtsp://cam/1").is_ok());
+        assert!(check_source("ffmpeg:rtsp://cam#video=h264").is_ok());
+        assert!(check_source("http://x").is_err());
+        assert!(check_source("rtsp://a b").is_err());
+        assert!(
+            valid_name("cam_1") && !valid_name("") && !valid_name("a b") && !valid_name("a\0b")
+        );
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+}

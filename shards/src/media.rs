@@ -1,0 +1,695 @@
+//! Muxed outputs for HTTP and WebSocket viewers (fMP4, MPEG-TS, ADTS), assembled once per
+//! stream and variant for all viewers.
+//!
+//! A muxer runs on the stream's owner shard as one more reader of the stream's ring. Its
+//! output fragments go into a hidden derived stream (`NAME\0VARIANT`, owned by the same
+//! shard), so they reach viewers on other shards through the ordinary relay: one hop per
+//! fragment per interested shard, the fragment bytes shared by reference count. A muxer
+//! stops a few seconds after the last viewer of its variant leaves.
+
+use crate::hub::{CtlMsg, LocalStream, Shard};
+use crate::registry::{is_derived, MuxInfo, ProducerInfo, ProducerStats};
+use bytes::{Bytes, BytesMut};
+use corecast::codec::CodecKind;
+use corecast::mux::{self, Fragment, Frame, FrameAssembler, LiveFmp4, LiveTs, TrackConfig};
+use corecast::packet::Packet;
+use corecast::ring::{Cursor, Next};
+use corecast::sdp::Sdp;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// A muxer with no viewer of its variant for this long stops.
+const IDLE_STOP: Duration = Duration::from_secs(3);
+/// How long a muxer waits for in-band parameter sets the SDP lacks.
+const CONFIG_WAIT: Duration = Duration::from_secs(6);
+/// Frames held while waiting for parameter sets.
+const MAX_PENDING_FRAMES: usize = 2_000;
+/// How long a viewer waits for the muxer to produce its init segment.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A viewer whose next fragment is this much older than the newest is moved to the
+/// latest keyframe (its socket drains too slowly).
+const MAX_LATE_US: u64 = 3_000_000;
+
+/// What a viewer receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Fragmented MP4 (init segment + moof/mdat): `stream.mp4` and MSE.
+    Mp4,
+    /// MPEG-TS: `stream.ts`.
+    Ts,
+    /// ADTS AAC: `stream.aac`.
+    Aac,
+}
+
+impl Variant {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Variant::Mp4 => "mp4",
+            Variant::Ts => "ts",
+            Variant::Aac => "aac",
+        }
+    }
+
+    /// Consumers' `format_name`s that read this variant (keeps its muxer alive).
+    fn formats(self) -> &'static [&'static str] {
+        match self {
+            Variant::Mp4 => &["mp4", "mse"],
+            Variant::Ts => &["ts"],
+            Variant::Aac => &["aac"],
+        }
+    }
+}
+
+/// The hidden stream a muxer publishes to.
+pub fn derived_name(name: &str, v: Variant) -> String {
+    format!("{name}\0{}", v.tag())
+}
+
+/// The tracks of `sdp` a variant carries: (SDP media index, codec). At most one video
+/// (H.264/H.265) and one audio (AAC) track, the first of each.
+pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
+    let mut video = None;
+    let mut audio = None;
+    for (i, m) in sdp.medias.iter().enumerate() {
+        match m.codec().map(|(k, _)| k) {
+            Some(k @ (CodecKind::H264 | CodecKind::H265)) if video.is_none() => {
+                video = Some((i, k))
+            }
+            Some(CodecKind::Aac) if audio.is_none() => audio = Some((i, CodecKind::Aac)),
+            _ => {}
+        }
+    }
+    match v {
+        Variant::Mp4 | Variant::Ts => video.into_iter().chain(audio).collect(),
+        Variant::Aac => audio.into_iter().collect(),
+    }
+}
+
+/// Starts the muxer of (`name`, `v`) on this shard, the stream's owner, unless it runs.
+pub fn start_muxer(shard: &Rc<Shard>, name: &str, v: Variant) {
+    let dname = derived_name(name, v);
+    if is_derived(name) || !shard.muxers.borrow_mut().insert(dname.clone()) {
+        return;
+    }
+    let (sh, n) = (shard.clone(), name.to_string());
+    glommio::spawn_local(async move {
+        if let Err(e) = run_muxer(&sh, &n, &dname, v).await {
+            warn!(stream = %n, variant = v.tag(), error = %e, "muxer stopped");
+        }
+        sh.muxers.borrow_mut().remove(&dname);
+        sh.registry.shards[sh.id]
+            .muxers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .detach();
+    shard.registry.shards[shard.id]
+        .muxers
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+enum Muxer {
+    Mp4(LiveFmp4),
+    Ts(Box<LiveTs>),
+    Aac { track: usize, config: Bytes },
+}
+
+impl Muxer {
+    fn push(&mut self, f: Frame, out: &mut Vec<Fragment>) {
+        match self {
+            Muxer::Mp4(m) => m.push(f, out),
+            Muxer::Ts(m) => m.push(f, out),
+            Muxer::Aac { track, config } => {
+                if f.track != *track {
+                    return;
+                }
+                let len: usize = f.units.iter().map(Bytes::len).sum();
+                if let Some(h) = mux::adts_header(config, len) {
+                    let mut b = BytesMut::with_capacity(7 + len);
+                    b.extend_from_slice(&h);
+                    for u in &f.units {
+                        b.extend_from_slice(u);
+                    }
+                    out.push(Fragment {
+                        data: b.freeze(),
+                        keyframe: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Releases a local reader when dropped, however the task ends.
+struct ReaderGuard(Rc<Shard>, Rc<LocalStream>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.detach_reader(&self.1);
+    }
+}
+
+/// Closes the derived stream when dropped.
+struct OwnedGuard(Rc<Shard>, Rc<LocalStream>);
+
+impl Drop for OwnedGuard {
+    fn drop(&mut self) {
+        self.0.close_owned(&self.1);
+    }
+}
+
+fn viewers_of(shard: &Shard, name: &str, v: Variant) -> usize {
+    let g = shard.registry.lock();
+    g.streams.get(name).map_or(0, |e| {
+        e.consumers
+            .iter()
+            .filter(|c| v.formats().contains(&c.format_name))
+            .count()
+    })
+}
+
+/// Waits for data past `pos` in `s`, or `limit`.
+async fn wait_data(s: &LocalStream, pos: u64, registered: &Cell<u64>, limit: Duration) {
+    let data = futures_lite::future::poll_fn(|cx| match s.poll_data(pos, registered, cx) {
+        Poll::Ready(()) => Poll::Ready(()),
+        Poll::Pending => Poll::Pending,
+    });
+    futures_lite::future::or(data, glommio::timer::sleep(limit)).await;
+}
+
+async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Result<(), String> {
+    let src = shard
+        .attach_reader(name)
+        .map_err(|_| "stream is not live".to_string())?;
+    let _reader = ReaderGuard(shard.clone(), src.clone());
+    let sdp = shard
+        .registry
+        .reader_sdp(name)
+        .ok_or_else(|| "stream has no SDP".to_string())?;
+    let wanted = select_tracks(&sdp, v);
+    if wanted.is_empty() {
+        return Err(format!("no track {} can carry", v.tag()));
+    }
+    let mut configs: Vec<(usize, Option<TrackConfig>)> = wanted
+        .iter()
+        .map(|(i, _)| (*i, TrackConfig::from_media(&sdp.medias[*i])))
+        .collect();
+    let mut asm = FrameAssembler::new(&sdp);
+    let (mut cursor, max_lag) = {
+        let ring = src.ring.borrow();
+        (Cursor::join(&ring), (ring.capacity() / 2) as u64)
+    };
+    let registered = Cell::new(0);
+    let started = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    let mut last_check = Instant::now();
+    let mut frames = Vec::new();
+    let mut pending: Vec<Frame> = Vec::new();
+    let mut muxer: Option<Muxer> = None;
+    let mut out: Option<(Rc<LocalStream>, OwnedGuard)> = None;
+    let mut frags = Vec::new();
+    let mut seq: u64 = 0;
+    loop {
+        // Idle check, a few times a second (not per packet).
+        if last_check.elapsed() >= Duration::from_millis(250) {
+            last_check = Instant::now();
+            if viewers_of(shard, name, v) == 0 {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= IDLE_STOP {
+                    debug!(stream = name, variant = v.tag(), "muxer idle: stopping");
+                    return Ok(());
+                }
+            } else {
+                idle_since = None;
+            }
+            if muxer.is_none() && started.elapsed() > CONFIG_WAIT {
+                return Err("no parameter sets in the SDP or in-band".into());
+            }
+        }
+        if src.is_closed() {
+            return Ok(());
+        }
+        {
+            let ring = src.ring.borrow();
+            let mut n = 0;
+            while let Next::Item(p) = cursor.next(&ring, max_lag) {
+                asm.push(p, &mut frames);
+                n += 1;
+                if n >= 256 {
+                    break;
+                }
+            }
+        }
+        if frames.is_empty() {
+            let pos = cursor.position();
+            wait_data(&src, pos, &registered, Duration::from_millis(250)).await;
+            continue;
+        }
+        for f in frames.drain(..) {
+            if muxer.is_none() {
+                // Learn parameter sets in-band from keyframes when the SDP lacks them.
+                if let Some(c) = configs
+                    .iter_mut()
+                    .find(|(i, c)| *i == f.track && c.is_none())
+                {
+                    if f.keyframe {
+                        let h265 = wanted
+                            .iter()
+                            .any(|(i, k)| *i == f.track && *k == CodecKind::H265);
+                        c.1 = TrackConfig::from_nals(h265, &f.units);
+                    }
+                }
+                if pending.len() < MAX_PENDING_FRAMES {
+                    pending.push(f);
+                }
+                if configs.iter().all(|(_, c)| c.is_some()) {
+                    let tracks: Vec<(usize, TrackConfig)> = configs
+                        .iter()
+                        .filter_map(|(i, c)| c.clone().map(|c| (*i, c)))
+                        .collect();
+                    let (m, info) = match v {
+                        Variant::Mp4 => {
+                            let mut m = LiveFmp4::new(tracks);
+                            for (i, _) in &wanted {
+                                m.set_clock_rate(*i, sdp.medias[*i].clock_rate());
+                            }
+                            let info = MuxInfo {
+                                init: m.init(),
+                                codecs: m.codecs(),
+                            };
+                            (Muxer::Mp4(m), info)
+                        }
+                        Variant::Ts => {
+                            let codecs = tracks
+                                .iter()
+                                .map(|(_, c)| c.codec_string())
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            let mut m = LiveTs::new(tracks);
+                            for (i, _) in &wanted {
+                                m.set_clock_rate(*i, sdp.medias[*i].clock_rate());
+                            }
+                            (
+                                Muxer::Ts(Box::new(m)),
+                                MuxInfo {
+                                    init: Bytes::new(),
+                                    codecs,
+                                },
+                            )
+                        }
+                        Variant::Aac => {
+                            let (track, cfg) = tracks.into_iter().next().ok_or("no AAC track")?;
+                            let TrackConfig::Aac { config, .. } = &cfg else {
+                                return Err("AAC variant of a non-AAC track".into());
+                            };
+                            (
+                                Muxer::Aac {
+                                    track,
+                                    config: config.clone(),
+                                },
+                                MuxInfo {
+                                    init: Bytes::new(),
+                                    codecs: cfg.codec_string(),
+                                },
+                            )
+                        }
+                    };
+                    out = Some(open_output(shard, name, dname, info)?);
+                    muxer = Some(m);
+                    info!(stream = name, variant = v.tag(), "muxer started");
+                    let mut m = muxer.take();
+                    for f in pending.drain(..) {
+                        if let Some(m) = m.as_mut() {
+                            m.push(f, &mut frags);
+                        }
+                    }
+                    muxer = m;
+                }
+                continue;
+            }
+            if let Some(m) = muxer.as_mut() {
+                m.push(f, &mut frags);
+            }
+        }
+        if let Some((o, _)) = &out {
+            if !frags.is_empty() {
+                let now = shard.clock.now();
+                for f in frags.drain(..) {
+                    seq += 1;
+                    o.push(Packet {
+                        data: f.data,
+                        track: 0,
+                        seq,
+                        timestamp: 0,
+                        marker: true,
+                        keyframe: f.keyframe,
+                        arrival: now,
+                        payload_offset: 0,
+                    });
+                }
+                shard.flush(o);
+            }
+        }
+    }
+}
+
+/// Publishes the derived stream: claim it, open it on this shard, record its init segment.
+fn open_output(
+    shard: &Rc<Shard>,
+    name: &str,
+    dname: &str,
+    info: MuxInfo,
+) -> Result<(Rc<LocalStream>, OwnedGuard), String> {
+    let producer = Arc::new(ProducerInfo {
+        id: shard.registry.next_id(),
+        protocol: "mux",
+        remote_addr: String::new(),
+        url: name.to_string(),
+        user_agent: String::new(),
+        stats: ProducerStats::default(),
+    });
+    let (id, generation) = shard
+        .registry
+        .claim(dname, Sdp::default(), producer)
+        .map_err(|_| "muxer output already claimed".to_string())?;
+    if let Some(e) = shard.registry.lock().streams.get_mut(dname) {
+        e.mux = Some(info);
+    }
+    let s = shard.open_owned(id, dname, generation);
+    Ok((s.clone(), OwnedGuard(shard.clone(), s)))
+}
+
+/// A viewer's handle on a muxed variant: its ring cursor and the init segment.
+pub struct MuxReader {
+    shard: Rc<Shard>,
+    pub stream: Rc<LocalStream>,
+    cursor: Cursor,
+    max_lag: u64,
+    registered: Cell<u64>,
+    pub info: MuxInfo,
+}
+
+impl Drop for MuxReader {
+    fn drop(&mut self) {
+        self.shard.detach_reader(&self.stream);
+    }
+}
+
+impl MuxReader {
+    /// Fragments since the last call (appended to `out`), waiting for at least one.
+    /// Returns false when the output ended (the source or the muxer stopped).
+    pub async fn next_batch(&mut self, out: &mut Vec<Rc<Packet>>, limit: usize) -> bool {
+        loop {
+            {
+                let ring = self.stream.ring.borrow();
+                // Late in time (the socket drains slowly): go to the newest keyframe.
+                if let Some(p) = self.cursor.peek(&ring) {
+                    if self.stream.tick().saturating_sub(p.arrival) > MAX_LATE_US {
+                        self.cursor.jump_to_last_keyframe(&ring);
+                    }
+                }
+                while out.len() < limit {
+                    match self.cursor.next(&ring, self.max_lag) {
+                        Next::Item(p) => out.push(p.clone()),
+                        Next::Empty => break,
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return true;
+            }
+            if self.stream.is_closed() {
+                return false;
+            }
+            let pos = self.cursor.position();
+            wait_data(&self.stream, pos, &self.registered, Duration::from_secs(5)).await;
+        }
+    }
+
+    /// (skips, skipped fragments) so far.
+    pub fn skips(&self) -> (u64, u64) {
+        (self.cursor.skips, self.cursor.skipped)
+    }
+}
+
+/// Attaches a viewer to the (`name`, `v`) output, starting its muxer on the owner shard if
+/// needed. The caller has registered its consumer under `name` first (that keeps the
+/// muxer from stopping while this waits).
+pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxReader, (u16, String)> {
+    let dname = derived_name(name, v);
+    let owner = shard.owner_of(name);
+    let deadline = Instant::now() + ATTACH_TIMEOUT;
+    let mut asked: Option<Instant> = None;
+    loop {
+        let (tracks_ok, info) = {
+            let g = shard.registry.lock();
+            let Some(e) = g.streams.get(name) else {
+                return Err((404, "stream not found".into()));
+            };
+            let Some(sdp) = e.sdp.as_ref() else {
+                return Err((404, "stream is not live".into()));
+            };
+            let ok = !select_tracks(sdp, v).is_empty();
+            let info = g
+                .streams
+                .get(&dname)
+                .filter(|d| d.producer.is_some())
+                .and_then(|d| d.mux.clone());
+            (ok, info)
+        };
+        if !tracks_ok {
+            return Err((
+                415,
+                format!(
+                    "stream has no track {} can carry (H.264, H.265, AAC)",
+                    v.tag()
+                ),
+            ));
+        }
+        if let Some(info) = info {
+            let stream = shard
+                .attach_reader(&dname)
+                .map_err(|_| (503, "muxer output went away".to_string()))?;
+            let (cursor, max_lag) = {
+                let ring = stream.ring.borrow();
+                let max_lag = (ring.capacity() / 2) as u64;
+                (Cursor::join_within(&ring, max_lag), max_lag)
+            };
+            return Ok(MuxReader {
+                shard: shard.clone(),
+                stream,
+                cursor,
+                max_lag,
+                registered: Cell::new(0),
+                info,
+            });
+        }
+        // Ask (again, if a muxer stopped in between) for the muxer.
+        if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            asked = Some(Instant::now());
+            if owner == shard.id {
+                start_muxer(shard, name, v);
+            } else {
+                shard.send_ctl(
+                    owner,
+                    CtlMsg::StartMuxer {
+                        name: name.to_string(),
+                        variant: v,
+                    },
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            return Err((
+                504,
+                format!("no {} output within {ATTACH_TIMEOUT:?}", v.tag()),
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One keyframe of the stream's first video track, with its codec configuration (none for
+/// JPEG).
+pub async fn keyframe(
+    shard: &Rc<Shard>,
+    name: &str,
+) -> Result<(Option<TrackConfig>, Frame, CodecKind), (u16, String)> {
+    let sdp = shard
+        .registry
+        .reader_sdp(name)
+        .ok_or((404, "stream is not live".to_string()))?;
+    let (track, kind) = sdp
+        .medias
+        .iter()
+        .enumerate()
+        .find_map(|(i, m)| match m.codec().map(|(k, _)| k) {
+            Some(k @ (CodecKind::H264 | CodecKind::H265 | CodecKind::Mjpeg)) => Some((i, k)),
+            _ => None,
+        })
+        .ok_or((415, "stream has no video track".to_string()))?;
+    let from_sdp = TrackConfig::from_media(&sdp.medias[track]);
+    let stream = shard
+        .attach_reader(name)
+        .map_err(|_| (404, "stream is not live".to_string()))?;
+    let _guard = ReaderGuard(shard.clone(), stream.clone());
+    let (mut cursor, max_lag) = {
+        let ring = stream.ring.borrow();
+        (Cursor::join(&ring), (ring.capacity() / 2) as u64)
+    };
+    let mut asm = FrameAssembler::new(&sdp);
+    let registered = Cell::new(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut frames = Vec::new();
+    loop {
+        {
+            let ring = stream.ring.borrow();
+            while let Next::Item(p) = cursor.next(&ring, max_lag) {
+                if p.track as usize != track {
+                    continue;
+                }
+                asm.push(p, &mut frames);
+                if let Some(f) = frames.drain(..).find(|f| f.keyframe && f.track == track) {
+                    // JPEG frames need no configuration.
+                    if kind == CodecKind::Mjpeg {
+                        return Ok((None, f, kind));
+                    }
+                    return TrackConfig::from_nals(kind == CodecKind::H265, &f.units)
+                        .or_else(|| from_sdp.clone())
+                        .map(|c| (Some(c), f, kind))
+                        .ok_or((500, "no parameter sets for the keyframe".to_string()));
+                }
+            }
+        }
+        if stream.is_closed() {
+            return Err((404, "stream ended".into()));
+        }
+        if Instant::now() > deadline {
+            return Err((504, "no keyframe within 10 s".into()));
+        }
+        let pos = cursor.position();
+        wait_data(&stream, pos, &registered, Duration::from_millis(500)).await;
+    }
+}
+
+/// One keyframe as a complete MP4 (init segment + one fragment), go2rtc's `frame.mp4`.
+pub fn frame_mp4(cfg: TrackConfig, frame: Frame) -> Bytes {
+    let mut m = LiveFmp4::new(vec![(frame.track, cfg)]);
+    let mut out = Vec::new();
+    m.push(frame, &mut out);
+    m.flush(&mut out);
+    let init = m.init();
+    let mut b =
+        BytesMut::with_capacity(init.len() + out.iter().map(|f| f.data.len()).sum::<usize>());
+    b.extend_from_slice(&init);
+    for f in out {
+        b.extend_from_slice(&f.data);
+    }
+    b.freeze()
+}
+
+/// Concurrent snapshot transcodes per shard; more get 503 (each is an ffmpeg process).
+const MAX_SNAPSHOTS: usize = 2;
+
+/// A keyframe decoded to JPEG by ffmpeg (a child process), as go2rtc does.
+pub async fn frame_jpeg(
+    shard: &Rc<Shard>,
+    cfg: TrackConfig,
+    frame: Frame,
+) -> Result<Bytes, (u16, String)> {
+    if shard.snapshots.get() >= MAX_SNAPSHOTS {
+        return Err((503, "too many snapshots in progress".into()));
+    }
+    // Annex-B: parameter sets first (a keyframe may not carry them), then the frame.
+    let mut input = Vec::new();
+    let (fmt, sets): (&str, Vec<Bytes>) = match &cfg {
+        TrackConfig::H264 { sps, pps } => ("h264", vec![sps.clone(), pps.clone()]),
+        TrackConfig::H265 { vps, sps, pps } => {
+            ("hevc", vec![vps.clone(), sps.clone(), pps.clone()])
+        }
+        TrackConfig::Aac { .. } => return Err((415, "not a video track".into())),
+    };
+    for nal in sets.iter().chain(frame.units.iter()) {
+        input.extend_from_slice(&[0, 0, 0, 1]);
+        input.extend_from_slice(nal);
+    }
+    let bin = shard.config.ffmpeg.bin.clone();
+    shard.snapshots.set(shard.snapshots.get() + 1);
+    let result = glommio::executor()
+        .spawn_blocking(move || transcode_jpeg(&bin, fmt, input))
+        .await;
+    shard.snapshots.set(shard.snapshots.get() - 1);
+    result.map(Bytes::from).map_err(|e| (500, e))
+}
+
+/// Runs `ffmpeg -f FMT -i - -frames:v 1 -f image2 -c:v mjpeg -`, bounded in time.
+fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            fmt,
+            "-i",
+            "pipe:0",
+            "-frames:v",
+            "1",
+            "-f",
+            "image2",
+            "-c:v",
+            "mjpeg",
+            "pipe:1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{bin}`: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let pid = child.id();
+    // A watchdog: a stuck ffmpeg must not hold the snapshot slot forever.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if d.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: sending a signal to a pid; no memory is involved.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let mut jpeg = Vec::new();
+    let r = stdout
+        .by_ref()
+        .take(32 << 20)
+        .read_to_end(&mut jpeg)
+        .map_err(|e| e.to_string());
+    let mut err = String::new();
+    let _ = stderr.by_ref().take(4096).read_to_string(&mut err);
+    let status = child.wait().map_err(|e| e.to_string());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    r?;
+    let status = status?;
+    if !status.success() || jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
+        return Err(format!(
+            "ffmpeg could not decode the keyframe ({status}): {}",
+            err.trim()
+        ));
+    }
+    Ok(jpeg)
+}
