@@ -67,7 +67,7 @@ class Server:
         deadline = time.time() + timeout
         while time.time() < deadline:
             s = self.streams().get(name)
-            if s and s.get("producers"):
+            if s and s.get("online"):
                 return s
             time.sleep(0.1)
         raise AssertionError(f"stream {name} has no producer after {timeout}s; log:\n{self.log()}")

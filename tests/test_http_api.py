@@ -133,7 +133,7 @@ def test_api_info_schemes_and_streams_shapes(srv):
     schemes = json.loads(body)
     assert status == 200 and isinstance(schemes, list) and "rtsp" in schemes and "ffmpeg" in schemes
 
-    streams = wait_for(lambda: (s := srv.streams()).get("demo", {}).get("producers") and s)
+    streams = wait_for(lambda: (s := srv.streams()).get("demo", {}).get("online") and s)
     demo = streams["demo"]
     prod = demo["producers"][0]
     # What go2rtc clients read from a producer.
@@ -195,18 +195,21 @@ def test_streams_crud_and_config_round_trip(srv):
 def test_preload_keeps_a_source_connected(server_factory, gst_server):
     cam = gst_server(tracks="video")
     srv = server_factory(f"streams:\n  cam: {cam.url()}\n")
-    assert srv.streams()["cam"]["producers"] is None
+    # Not connected: go2rtc lists the configured source as a producer with only its URL.
+    assert srv.streams()["cam"]["producers"] == [{"url": cam.url()}]
+    assert srv.streams()["cam"]["online"] is False
     assert req(srv, "GET", "/api/preload")[2] == b"{}"
     assert req(srv, "PUT", "/api/preload?src=nope")[0] == 404
     assert req(srv, "PUT", "/api/preload?src=cam&video")[0] == 200
     assert json.loads(req(srv, "GET", "/api/preload")[2]) == {"cam": "video"}
     # Connected with no viewer at all.
-    assert wait_for(lambda: srv.streams()["cam"]["producers"]), srv.log()
+    assert wait_for(lambda: srv.streams()["cam"]["online"]), srv.log()
+    assert srv.streams()["cam"]["producers"][0]["url"] == cam.url()
     assert srv.streams()["cam"]["consumers"] is None
     assert req(srv, "DELETE", "/api/preload?src=cam")[0] == 200
     assert req(srv, "DELETE", "/api/preload?src=cam")[0] == 404
     # Without preload and viewers the source stops after the idle timeout.
-    assert wait_for(lambda: srv.streams()["cam"]["producers"] is None, timeout=20), srv.log()
+    assert wait_for(lambda: not srv.streams()["cam"]["online"], timeout=20), srv.log()
 
 
 def test_basic_auth_base_path_and_keep_alive(server_factory):
@@ -313,7 +316,7 @@ def test_malformed_http_gets_errors_not_crashes(srv):
 
 
 def test_websocket_protocol_mse_and_errors(srv):
-    wait_for(lambda: srv.streams()["demo"].get("producers"))
+    wait_for(lambda: srv.streams()["demo"].get("online"))
     ws = WS(srv.api_port, "/api/ws?src=demo")
     # Unknown message types get an error message; the socket stays usable.
     ws.send_json({"type": "webrtc/offer", "value": "v=0"})
@@ -328,7 +331,9 @@ def test_websocket_protocol_mse_and_errors(srv):
     ws.send(1, part[:10], fin=False)
     ws.send(0, part[10:])
     msg = ws.recv_text()
-    assert msg["type"] == "mse" and msg["value"].startswith("avc1.") and "mp4a.40.2" in msg["value"]
+    # go2rtc's answer: the MIME type for addSourceBuffer.
+    assert msg["type"] == "mse" and msg["value"].startswith('video/mp4; codecs="avc1.'), msg
+    assert "mp4a.40.2" in msg["value"]
     op, init = ws.recv()
     assert op == 2 and init[4:8] == b"ftyp" and b"moov" in init
     got = 0
@@ -345,7 +350,7 @@ def test_websocket_protocol_mse_and_errors(srv):
 
 
 def test_metrics_prometheus_text(srv):
-    wait_for(lambda: srv.streams()["demo"].get("producers"))
+    wait_for(lambda: srv.streams()["demo"].get("online"))
     st, headers, body = req(srv, "GET", "/metrics")
     assert st == 200 and headers["content-type"].startswith("text/plain")
     text = body.decode()

@@ -22,7 +22,7 @@ def wait_live(srv, name="demo", timeout=15):
     deadline = time.time() + timeout
     while time.time() < deadline:
         s = srv.streams().get(name)
-        if s and s.get("producers"):
+        if s and s.get("online"):
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} not live:\n{srv.log()}")
@@ -241,3 +241,31 @@ def test_chromium_plays_stream_html_with_mse(server_factory, tmp_path):
         chrome.kill()
         chrome.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_mjpeg_stream_and_snapshot_from_a_jpeg_track(server_factory, tmp_path):
+    # An exec source writing MJPEG to stdout becomes an RTP/JPEG track.
+    srv = server_factory(
+        "streams:\n  mj: exec:ffmpeg -hide_banner -loglevel error -re -f lavfi"
+        " -i testsrc=size=320x240:rate=10"
+        " -pix_fmt yuvj420p -c:v mjpeg -huffman default -q:v 5 -f mjpeg -\n")
+    base = f"http://127.0.0.1:{srv.api_port}/api"
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-f", "mpjpeg",
+         "-i", f"{base}/stream.mjpeg?src=mj", "-t", "3", "-f", "null", "-progress", "pipe:1", "-"],
+        capture_output=True, text=True, timeout=60)
+    frames = decoded_frames(out.stdout)
+    # 10 fps for 3 s.
+    assert frames >= 28, (frames, out.stderr, srv.log())
+    with urllib.request.urlopen(f"{base}/frame.jpeg?src=mj", timeout=20) as r:
+        jpeg = r.read()
+    j = tmp_path / "mj.jpeg"
+    j.write_bytes(jpeg)
+    s = probe(str(j))
+    assert s[0]["codec_name"] == "mjpeg" and (s[0]["width"], s[0]["height"]) == (320, 240)
+    # No H.264/AAC here: stream.mp4 says why.
+    try:
+        urllib.request.urlopen(f"{base}/stream.mp4?src=mj", timeout=20)
+        raise AssertionError("expected 415")
+    except urllib.error.HTTPError as e:
+        assert e.code == 415 and b"H.264" in e.read()

@@ -124,11 +124,11 @@ def test_publisher_killed_then_replaced(server_factory, procs, clip):
     deadline = time.time() + 10
     while time.time() < deadline:
         s = srv.streams().get("cam")
-        if s is None or (not s.get("producers") and not s.get("consumers")):
+        if s is None or (not s.get("online") and not s.get("consumers")):
             break
         time.sleep(0.2)
     s = srv.streams().get("cam")
-    assert s is None or (not s.get("producers") and not s.get("consumers")), s
+    assert s is None or (not s.get("online") and not s.get("consumers")), s
 
     pub2 = ffmpeg_publish(url, clip, loop=True)
     procs.append(pub2)

@@ -56,7 +56,8 @@ async function loadInfo() {
 
 function streamState(s) {
   if (s.error) return 'error';
-  if (Array.isArray(s.producers) && s.producers.length > 0) return 'online';
+  // `online` is corecast's flag; go2rtc lists idle sources as producers with a URL only.
+  if (s.online === true || (s.online === undefined && (s.producers || []).some((p) => p.remote_addr || p.medias))) return 'online';
   return 'idle';
 }
 

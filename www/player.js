@@ -142,7 +142,9 @@ function createMseMode() {
       URL.revokeObjectURL(s.objectUrl);
       s.objectUrl = null;
       try {
-        const sb = ms.addSourceBuffer(`video/mp4; codecs="${codecs}"`);
+        // go2rtc answers a full MIME type (`video/mp4; codecs="..."`).
+        const mime = codecs.startsWith('video/') ? codecs : `video/mp4; codecs="${codecs}"`;
+        const sb = ms.addSourceBuffer(mime);
         sb.mode = 'segments';
         sb.addEventListener('updateend', () => onUpdateEnd(s));
         sb.addEventListener('error', () => fail(s, 'SourceBuffer error'));

@@ -183,9 +183,20 @@ struct ConsumerJson {
     skipped_packets: u64,
 }
 
+/// go2rtc lists every configured source as a producer; one not connected is only its URL
+/// (Home Assistant matches its camera's source against these URLs).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ProducerOut {
+    Live(ProducerJson),
+    Idle { url: String },
+}
+
 #[derive(Serialize)]
 struct StreamJson {
-    producers: Option<Vec<ProducerJson>>,
+    producers: Vec<ProducerOut>,
+    /// corecast extra: a producer is connected.
+    online: bool,
     consumers: Option<Vec<ConsumerJson>>,
     /// corecast extras: owning shard, configured sources, preload query.
     owner_shard: usize,
@@ -205,7 +216,7 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
         .iter()
         .filter(|(name, _)| !is_derived(name) && only.is_none_or(|o| o == name.as_str()))
         .map(|(name, e)| {
-            let producers = e.producer.as_ref().map(|p| {
+            let live = e.producer.as_ref().map(|p| {
                 let (medias, codecs) = e
                     .sdp
                     .as_ref()
@@ -228,7 +239,7 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
                             .unzip()
                     })
                     .unwrap_or_default();
-                vec![ProducerJson {
+                ProducerJson {
                     id: p.id,
                     format_name: p.protocol,
                     protocol: p.protocol,
@@ -239,8 +250,18 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
                     codecs,
                     bytes_recv: p.stats.bytes.load(Relaxed),
                     packets_recv: p.stats.packets.load(Relaxed),
-                }]
+                }
             });
+            let online = live.is_some();
+            let mut producers: Vec<ProducerOut> = Vec::new();
+            let live_url = live.as_ref().map(|p| p.url.clone());
+            producers.extend(live.map(ProducerOut::Live));
+            producers.extend(
+                e.sources
+                    .iter()
+                    .filter(|s| Some(*s) != live_url.as_ref() && !s.starts_with("internal:"))
+                    .map(|s| ProducerOut::Idle { url: s.clone() }),
+            );
             let consumers: Vec<ConsumerJson> = e
                 .consumers
                 .iter()
@@ -262,6 +283,7 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
                 name.clone(),
                 StreamJson {
                     producers,
+                    online,
                     consumers: (!consumers.is_empty()).then_some(consumers),
                     owner_shard: e.owner,
                     sources: e.sources.clone(),
@@ -305,7 +327,7 @@ pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
     let src = req.query("src");
     let name = req.query("name");
     match req.method.as_str() {
-        "GET" => match src.or(name) {
+        "GET" | "HEAD" => match src.or(name) {
             None => Reply::json(&streams(&shard.registry, None)),
             Some(n) => match streams(&shard.registry, Some(n)).remove(n) {
                 Some(s) => Reply::json(&s),
@@ -380,7 +402,7 @@ pub fn schemes() -> Reply {
 /// `/api/preload`: GET (all, name → query), PUT `?src=NAME[&video&audio...]`, DELETE `?src=`.
 pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
     match req.method.as_str() {
-        "GET" => {
+        "GET" | "HEAD" => {
             let g = shard.registry.lock();
             let map: BTreeMap<&str, &str> = g
                 .streams
@@ -447,7 +469,7 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
 pub fn config_endpoint(req: &Request) -> Reply {
     let path = config_path();
     match req.method.as_str() {
-        "GET" => match std::fs::read(&path) {
+        "GET" | "HEAD" => match std::fs::read(&path) {
             Ok(body) => Reply {
                 status: 200,
                 ctype: "application/yaml",
@@ -459,6 +481,7 @@ pub fn config_endpoint(req: &Request) -> Reply {
             let Ok(text) = std::str::from_utf8(&req.body) else {
                 return Reply::text(400, "config is not UTF-8");
             };
+            let _turn = CONFIG_WRITE.lock().unwrap_or_else(|e| e.into_inner());
             let text = if req.method == "PATCH" {
                 let patch: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
                     Ok(v) => v,
@@ -485,13 +508,23 @@ pub fn config_endpoint(req: &Request) -> Reply {
     }
 }
 
+/// The current config as YAML; only a missing file reads as empty (any other error must not
+/// turn into a rewrite that loses the file's content).
 fn read_config_value(path: &std::path::Path) -> Result<serde_yaml_ng::Value, String> {
     match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => serde_yaml_ng::from_str(&t)
             .map_err(|e| format!("current config {}: {e}", path.display())),
-        _ => Ok(serde_yaml_ng::Value::Mapping(Default::default())),
+        Ok(_) => Ok(serde_yaml_ng::Value::Mapping(Default::default())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(serde_yaml_ng::Value::Mapping(Default::default()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
+
+/// Shards answer the API in parallel: config read-modify-write cycles take turns.
+static CONFIG_WRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Recursive mapping merge; anything else replaces (go2rtc's PATCH).
 fn merge(into: &mut serde_yaml_ng::Value, patch: serde_yaml_ng::Value) {
@@ -514,6 +547,7 @@ fn merge(into: &mut serde_yaml_ng::Value, patch: serde_yaml_ng::Value) {
 /// Sets (or with `None` removes) the value at `keys` in the config file.
 fn patch_config(keys: &[&str], value: Option<serde_yaml_ng::Value>) -> Result<(), String> {
     use serde_yaml_ng::Value;
+    let _turn = CONFIG_WRITE.lock().unwrap_or_else(|e| e.into_inner());
     let path = config_path();
     let mut root = read_config_value(&path)?;
     let mut node = &mut root;
@@ -551,10 +585,29 @@ fn patch_config(keys: &[&str], value: Option<serde_yaml_ng::Value>) -> Result<()
 
 /// Validates `text` as a corecast config and replaces the file with it atomically.
 fn write_config(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
     corecast::config::parse(text, &path.display().to_string()).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    // A symlinked config is written through to its target.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let tmp = path.with_extension(format!(
+        "yaml.{}.{}.tmp",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Relaxed)
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        // Keep the old file's permissions (it may hold camera passwords).
+        if let Ok(meta) = std::fs::metadata(&path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
     info!(path = %path.display(), "config written through the API");
     Ok(())
 }

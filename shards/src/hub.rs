@@ -190,6 +190,9 @@ impl Clock {
     }
 }
 
+/// Ring slots of a muxer's output stream (fragments, about one per frame and track).
+const DERIVED_RING: usize = 512;
+
 /// One shard's state.
 pub struct Shard {
     pub id: usize,
@@ -248,8 +251,14 @@ impl Shard {
         owner_of(name, self.nshards)
     }
 
-    fn ring_size(&self) -> usize {
-        self.config.rtsp.ring_packets
+    /// Ring slots for a stream: RTP packets, or for a muxer's output whole frames, of which
+    /// a few hundred (seconds of video) are plenty.
+    fn ring_size(&self, name: &str) -> usize {
+        if crate::registry::is_derived(name) {
+            DERIVED_RING.min(self.config.rtsp.ring_packets)
+        } else {
+            self.config.rtsp.ring_packets
+        }
     }
 
     /// Creates the owned stream for a new producer generation (after `Registry::claim`).
@@ -259,7 +268,7 @@ impl Shard {
             name,
             generation,
             true,
-            self.ring_size(),
+            self.ring_size(name),
             self.nshards,
         ));
         if let Some(old) = self.streams.borrow_mut().insert(id, s.clone()) {
@@ -370,7 +379,7 @@ impl Shard {
                         name,
                         generation,
                         false,
-                        self.ring_size(),
+                        self.ring_size(name),
                         self.nshards,
                     ));
                     self.streams.borrow_mut().insert(id, s.clone());

@@ -43,6 +43,8 @@ pub enum Variant {
     Ts,
     /// ADTS AAC: `stream.aac`.
     Aac,
+    /// multipart/x-mixed-replace JPEG: `stream.mjpeg` (streams with a JPEG track).
+    Mjpeg,
 }
 
 impl Variant {
@@ -51,6 +53,7 @@ impl Variant {
             Variant::Mp4 => "mp4",
             Variant::Ts => "ts",
             Variant::Aac => "aac",
+            Variant::Mjpeg => "mjpeg",
         }
     }
 
@@ -60,6 +63,7 @@ impl Variant {
             Variant::Mp4 => &["mp4", "mse"],
             Variant::Ts => &["ts"],
             Variant::Aac => &["aac"],
+            Variant::Mjpeg => &["mjpeg"],
         }
     }
 }
@@ -74,18 +78,21 @@ pub fn derived_name(name: &str, v: Variant) -> String {
 pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
     let mut video = None;
     let mut audio = None;
+    let mut jpeg = None;
     for (i, m) in sdp.medias.iter().enumerate() {
         match m.codec().map(|(k, _)| k) {
             Some(k @ (CodecKind::H264 | CodecKind::H265)) if video.is_none() => {
                 video = Some((i, k))
             }
             Some(CodecKind::Aac) if audio.is_none() => audio = Some((i, CodecKind::Aac)),
+            Some(CodecKind::Mjpeg) if jpeg.is_none() => jpeg = Some((i, CodecKind::Mjpeg)),
             _ => {}
         }
     }
     match v {
         Variant::Mp4 | Variant::Ts => video.into_iter().chain(audio).collect(),
         Variant::Aac => audio.into_iter().collect(),
+        Variant::Mjpeg => jpeg.into_iter().collect(),
     }
 }
 
@@ -115,6 +122,7 @@ enum Muxer {
     Mp4(LiveFmp4),
     Ts(Box<LiveTs>),
     Aac { track: usize, config: Bytes },
+    Mjpeg { track: usize },
 }
 
 impl Muxer {
@@ -138,6 +146,25 @@ impl Muxer {
                         keyframe: true,
                     });
                 }
+            }
+            Muxer::Mjpeg { track } => {
+                if f.track != *track {
+                    return;
+                }
+                // One multipart part per picture (go2rtc's boundary name).
+                let len: usize = f.units.iter().map(Bytes::len).sum();
+                let head =
+                    format!("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len}\r\n\r\n");
+                let mut b = BytesMut::with_capacity(head.len() + len + 2);
+                b.extend_from_slice(head.as_bytes());
+                for u in &f.units {
+                    b.extend_from_slice(u);
+                }
+                b.extend_from_slice(b"\r\n");
+                out.push(Fragment {
+                    data: b.freeze(),
+                    keyframe: true,
+                });
             }
         }
     }
@@ -193,8 +220,10 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
     if wanted.is_empty() {
         return Err(format!("no track {} can carry", v.tag()));
     }
+    // JPEG needs no codec configuration.
     let mut configs: Vec<(usize, Option<TrackConfig>)> = wanted
         .iter()
+        .filter(|(_, k)| *k != CodecKind::Mjpeg)
         .map(|(i, _)| (*i, TrackConfig::from_media(&sdp.medias[*i])))
         .collect();
     let mut asm = FrameAssembler::new(&sdp);
@@ -300,6 +329,13 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
                                 },
                             )
                         }
+                        Variant::Mjpeg => (
+                            Muxer::Mjpeg { track: wanted[0].0 },
+                            MuxInfo {
+                                init: Bytes::new(),
+                                codecs: "jpeg".into(),
+                            },
+                        ),
                         Variant::Aac => {
                             let (track, cfg) = tracks.into_iter().next().ok_or("no AAC track")?;
                             let TrackConfig::Aac { config, .. } = &cfg else {
@@ -464,15 +500,20 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
             return Err((
                 415,
                 format!(
-                    "stream has no track {} can carry (H.264, H.265, AAC)",
-                    v.tag()
+                    "stream has no track {} can carry ({})",
+                    v.tag(),
+                    match v {
+                        Variant::Mp4 | Variant::Ts => "H.264, H.265, AAC",
+                        Variant::Aac => "AAC",
+                        Variant::Mjpeg => "JPEG; use frame.jpeg for H.264/H.265",
+                    }
                 ),
             ));
         }
-        if let Some(info) = info {
-            let stream = shard
-                .attach_reader(&dname)
-                .map_err(|_| (503, "muxer output went away".to_string()))?;
+        // The output may be closing (its source ended) as we look: then wait for the next.
+        if let Some((info, stream)) =
+            info.and_then(|i| shard.attach_reader(&dname).ok().map(|s| (i, s)))
+        {
             let (cursor, max_lag) = {
                 let ring = stream.ring.borrow();
                 let max_lag = (ring.capacity() / 2) as u64;
@@ -629,7 +670,22 @@ pub async fn frame_jpeg(
 fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, String> {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // Shard threads are pinned and a child inherits that: let ffmpeg use every core
+    // rather than the shard's.
+    // SAFETY: only async-signal-safe calls (sched_setaffinity) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for i in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(i, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args([
             "-hide_banner",
             "-loglevel",

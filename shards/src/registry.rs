@@ -240,7 +240,9 @@ impl Registry {
         if e.producer.is_some() {
             return Err(403);
         }
-        e.generation += 1;
+        // Globally unique: a stream deleted and re-created never reuses a generation, so a
+        // late release by the old producer cannot touch the new one.
+        e.generation = self.next_id();
         e.error = None;
         e.anchors = vec![None; sdp.medias.len()];
         e.arrival_sync = true;

@@ -38,6 +38,8 @@ pub struct Sources {
 pub struct Running {
     /// Set when the source must stop (idle, removed).
     pub stop: Cell<bool>,
+    /// Registry id of the stream it feeds: a stream deleted and re-created is another one.
+    stream_id: u64,
     started: Instant,
     sources: Vec<String>,
     /// Which of the stream's sources have been dialled (index 0 is the primary).
@@ -318,12 +320,12 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
     if shard.sources.running.borrow().contains_key(name) {
         return;
     }
-    let sources = {
+    let (sources, stream_id) = {
         let g = shard.registry.lock();
         match g.streams.get(name) {
             // Built-in streams (the demo) run on their own.
             Some(e) if !e.sources.is_empty() && !e.sources[0].starts_with("internal:") => {
-                e.sources.clone()
+                (e.sources.clone(), e.id)
             }
             _ => return,
         }
@@ -332,6 +334,7 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
     dialled[0] = true;
     let running = Rc::new(Running {
         stop: Cell::new(false),
+        stream_id,
         started: Instant::now(),
         sources: sources.clone(),
         dialled: RefCell::new(dialled),
@@ -360,7 +363,7 @@ async fn watch(shard: Rc<Shard>, name: String, running: Rc<Running>) {
             match g.streams.get(&name) {
                 // Removed, or its sources replaced through the API: the next reader
                 // starts the new ones.
-                Some(e) if e.sources == running.sources => (
+                Some(e) if e.sources == running.sources && e.id == running.stream_id => (
                     // Our own ffmpeg reading this stream does not keep it alive.
                     e.consumers
                         .iter()

@@ -64,6 +64,15 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// Adds one back to a counter when dropped (undoes a temporary decrement).
+struct Restore<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
 /// How a request left the connection.
 enum After {
     KeepAlive,
@@ -210,6 +219,12 @@ async fn dispatch(
         return send_reply(shard, stream, &req, reply, &[]).await;
     }
     let get = req.method == "GET" || req.method == "HEAD";
+    // Live media and snapshots do real work per request: GET only (HEAD gets 405).
+    let media_get = req.method == "GET";
+    // Hidden muxer outputs (`NAME\0VARIANT`) are not addressable.
+    if req.query("src").is_some_and(|s| s.contains('\0')) {
+        return send_reply(shard, stream, &req, Reply::text(400, "invalid `src`"), &[]).await;
+    }
     let reply = match path.as_str() {
         "/api" if get => api::info(shard, &req),
         "/api/streams" => api::streams_endpoint(shard, &req),
@@ -218,16 +233,19 @@ async fn dispatch(
         "/api/preload" => api::preload_endpoint(shard, &req),
         "/metrics" if get => api::metrics(shard),
         "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,
-        "/api/stream.mp4" if get => return live(shard, stream, peer, req, Variant::Mp4).await,
-        "/api/stream.ts" if get => return live(shard, stream, peer, req, Variant::Ts).await,
-        "/api/stream.aac" if get => return live(shard, stream, peer, req, Variant::Aac).await,
-        "/api/frame.mp4" | "/api/frame.jpeg" if get => {
+        "/api/stream.mp4" if media_get => {
+            return live(shard, stream, peer, req, Variant::Mp4).await
+        }
+        "/api/stream.ts" if media_get => return live(shard, stream, peer, req, Variant::Ts).await,
+        "/api/stream.aac" if media_get => {
+            return live(shard, stream, peer, req, Variant::Aac).await
+        }
+        "/api/frame.mp4" | "/api/frame.jpeg" if media_get => {
             return snapshot(shard, stream, peer, req, path.ends_with(".jpeg")).await
         }
-        "/api/stream.mjpeg" if get => Reply::text(
-            415,
-            "stream.mjpeg needs an MJPEG track; use frame.jpeg for H.264/H.265 streams",
-        ),
+        "/api/stream.mjpeg" if media_get => {
+            return live(shard, stream, peer, req, Variant::Mjpeg).await
+        }
         p if get => match static_file(p) {
             Some((ctype, body)) => Reply {
                 status: 200,
@@ -236,7 +254,10 @@ async fn dispatch(
             },
             None => Reply::text(404, "not found"),
         },
-        "/api" | "/api/schemes" | "/metrics" => Reply::text(405, "method not allowed"),
+        "/api" | "/api/schemes" | "/metrics" | "/api/stream.mp4" | "/api/stream.ts"
+        | "/api/stream.aac" | "/api/stream.mjpeg" | "/api/frame.mp4" | "/api/frame.jpeg" => {
+            Reply::text(405, "method not allowed")
+        }
         _ => Reply::text(404, "not found"),
     };
     send_reply(shard, stream, &req, reply, &[]).await
@@ -332,7 +353,7 @@ async fn ensure_source(shard: &Rc<Shard>, name: &str, req: &Request) -> Result<(
         .map_err(|e| Reply::text(502, format!("stream `{name}`: {e}")))
 }
 
-/// `stream.mp4` / `stream.ts` / `stream.aac`: the shared muxer's output, live, until the
+/// `stream.mp4` / `stream.ts` / `stream.aac` / `stream.mjpeg`: the shared muxer's output, live, until the
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
     shard: &Rc<Shard>,
@@ -354,14 +375,16 @@ async fn live(
             return send_reply(shard, stream, &req, Reply::text(status, msg), &[]).await;
         }
     };
+    // go2rtc's `duration=` (seconds); absurd values mean no limit.
     let until = req
         .query("duration")
         .and_then(|d| d.parse::<u64>().ok())
-        .map(|s| Instant::now() + Duration::from_secs(s));
+        .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(1 << 32))));
     let ctype = match v {
         Variant::Mp4 => "video/mp4",
         Variant::Ts => "video/mp2t",
         Variant::Aac => "audio/aac",
+        Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame",
     };
     // HTTP/1.0 clients get a body delimited by the close instead of chunks.
     let chunked = req.version >= 1;
@@ -379,50 +402,80 @@ async fn live(
     }
     info!(stream = %name, %peer, format = v.tag(), "http viewer started");
     let init = reader.info.init.clone();
+    if !init.is_empty() {
+        let mut out = Vec::with_capacity(init.len() + 16);
+        if chunked {
+            out.extend_from_slice(&response::chunk_header(init.len()));
+        }
+        out.extend_from_slice(&init);
+        if chunked {
+            out.extend_from_slice(response::CHUNK_END);
+        }
+        if stream.write_all(&out).await.is_err() {
+            return After::Close;
+        }
+    }
     let mut batch: Vec<Rc<Packet>> = Vec::new();
-    let mut hdrs: Vec<Vec<u8>> = Vec::new();
+    // Chunk headers are at most 16 hex digits + CRLF: fixed slots, reused every batch.
+    let mut hdrs: Vec<([u8; 18], usize)> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
-    let mut first = true;
+    let mut scratch = [0u8; 512];
+    enum Ev {
+        Gone,
+        Media(bool),
+    }
     loop {
         batch.clear();
-        let more = if first && !init.is_empty() {
-            true
-        } else {
-            reader.next_batch(&mut batch, BATCH).await
+        // The client sends nothing while it watches: a read that ends means it left, even
+        // when the stream is stalled and nothing is being written.
+        let ev = {
+            let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
+            let gone = async {
+                loop {
+                    match stream.read(&mut scratch).await {
+                        Ok(0) | Err(_) => return Ev::Gone,
+                        Ok(_) => continue,
+                    }
+                }
+            };
+            futures_lite::future::or(gone, media).await
         };
-        if !more {
-            break;
+        match ev {
+            Ev::Gone => break,
+            Ev::Media(false) => {
+                if chunked {
+                    let _ = stream.write_all(response::LAST_CHUNK).await;
+                }
+                break;
+            }
+            Ev::Media(true) => {}
         }
-        let pieces: Vec<&[u8]> = if first && !init.is_empty() {
-            vec![&init[..]]
-        } else {
-            batch.iter().map(|p| &p.data[..]).collect()
-        };
-        first = false;
         hdrs.clear();
         iov.clear();
+        let mut bytes = 0u64;
         if chunked {
-            for p in &pieces {
-                hdrs.push(response::chunk_header(p.len()));
+            for p in &batch {
+                let h = response::chunk_header(p.data.len());
+                let mut slot = [0u8; 18];
+                let n = h.len().min(18);
+                slot[..n].copy_from_slice(&h[..n]);
+                hdrs.push((slot, n));
             }
         }
-        let mut bytes = 0u64;
-        for (i, p) in pieces.iter().enumerate() {
+        for (i, p) in batch.iter().enumerate() {
             if chunked {
-                iov.push(sendv::iovec(&hdrs[i]));
+                iov.push(sendv::iovec(&hdrs[i].0[..hdrs[i].1]));
             }
-            iov.push(sendv::iovec(p));
+            iov.push(sendv::iovec(&p.data));
             if chunked {
                 iov.push(sendv::iovec(response::CHUNK_END));
             }
-            bytes += p.len() as u64;
+            bytes += p.data.len() as u64;
         }
-        let n = pieces.len() as u64;
-        drop(pieces);
         if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             break;
         }
-        consumer.sent(n, bytes, &reader);
+        consumer.sent(batch.len() as u64, bytes, &reader);
         if until.is_some_and(|t| Instant::now() >= t) {
             if chunked {
                 let _ = stream.write_all(response::LAST_CHUNK).await;
@@ -552,7 +605,10 @@ async fn websocket(
         return After::Close;
     }
     let stats = &shard.registry.shards[shard.id];
+    // Counted as a WebSocket from here on, not as plain HTTP.
+    stats.http_connections.fetch_sub(1, Relaxed);
     let _ws = Counted::new(&stats.ws_connections);
+    let _http_again = Restore(&stats.http_connections);
     let name = req.query("src").map(str::to_string);
     let mut dec = ws::Decoder::new(MAX_WS_MESSAGE);
     let mut rbuf: Vec<u8> = Vec::new();
@@ -725,7 +781,9 @@ async fn on_ws_text(
                 );
             }
             info!(stream = name, %peer, codecs = %reader.info.codecs, "mse viewer started");
-            let mut out = ws_json("mse", &reader.info.codecs);
+            // go2rtc answers the MIME type players pass to addSourceBuffer as is.
+            let mime = format!("video/mp4; codecs=\"{}\"", reader.info.codecs);
+            let mut out = ws_json("mse", &mime);
             let init: Bytes = reader.info.init.clone();
             out.extend_from_slice(&ws::frame_header(ws::OP_BINARY, init.len()));
             out.extend_from_slice(&init);
