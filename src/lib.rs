@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingest;
 pub mod mux;
 pub mod packet;
+pub mod policy;
 pub mod ring;
 pub mod rtp;
 pub mod rtsp;

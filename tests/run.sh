@@ -24,6 +24,8 @@ PY=python3
 $PY -c "import pytest" 2>/dev/null || $PY -m pip install -q pytest
 # The Chromium test drives the browser over the DevTools protocol (a WebSocket).
 $PY -c "import websocket" 2>/dev/null || $PY -m pip install -q websocket-client
+# The security tests read config files back with an independent YAML parser.
+$PY -c "import yaml" 2>/dev/null || $PY -m pip install -q pyyaml
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check

@@ -303,19 +303,21 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with('/')
 }
 
-/// go2rtc refuses dynamic sources with whitespace; we also want a scheme we can run.
-fn check_source(src: &str) -> Result<(), String> {
-    if src.chars().any(char::is_whitespace)
-        && !src.starts_with("exec:")
-        && !src.starts_with("ffmpeg:")
-    {
-        return Err(format!("invalid source `{src}`: whitespace"));
-    }
+/// A source from the API: well formed (go2rtc refuses whitespace), allowed to run what it
+/// runs (`api.allow_exec`, see `corecast::policy`), and of a scheme we can pull.
+fn check_source(src: &str, allow_exec: bool) -> Result<(), Reply> {
+    corecast::policy::check_api_source(src, allow_exec).map_err(|e| {
+        warn!(source = %crate::source::redact(src), error = %e, "API source refused");
+        Reply::text(e.status(), e.to_string())
+    })?;
     let scheme = src.split_once(':').map(|(s, _)| s).unwrap_or("");
     if !SCHEMES.contains(&scheme) {
-        return Err(format!(
-            "unsupported source scheme `{scheme}` (supported: {})",
-            SCHEMES.join(", ")
+        return Err(Reply::text(
+            400,
+            format!(
+                "unsupported source scheme `{scheme}` (supported: {})",
+                SCHEMES.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -346,8 +348,8 @@ pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
                 return Reply::text(400, "missing `src`");
             }
             for s in &sources {
-                if let Err(e) = check_source(s) {
-                    return Reply::text(400, e);
+                if let Err(reply) = check_source(s, shard.config.api.allow_exec) {
+                    return reply;
                 }
             }
             {
@@ -466,7 +468,7 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
 
 /// `/api/config`: GET the YAML, POST replaces it, PATCH merges a YAML mapping into it. Both
 /// writes are validated with the start-up parser; changes apply at the next start.
-pub fn config_endpoint(req: &Request) -> Reply {
+pub fn config_endpoint(shard: &Shard, req: &Request) -> Reply {
     let path = config_path();
     match req.method.as_str() {
         "GET" | "HEAD" => match std::fs::read(&path) {
@@ -499,6 +501,9 @@ pub fn config_endpoint(req: &Request) -> Reply {
             } else {
                 text.to_string()
             };
+            if let Err(reply) = check_config_change(&path, &text, shard.config.api.allow_exec) {
+                return reply;
+            }
             match write_config(&path, &text) {
                 Ok(()) => Reply::empty(200),
                 Err(e) => Reply::text(400, e),
@@ -506,6 +511,24 @@ pub fn config_endpoint(req: &Request) -> Reply {
         }
         _ => Reply::text(405, "method not allowed"),
     }
+}
+
+/// Refuses a config from the API that adds program-running sources or changes the sections
+/// that decide which programs run (see `corecast::policy`). The file on disk is the
+/// reference: what a person wrote there stays writable.
+fn check_config_change(path: &std::path::Path, text: &str, allow_exec: bool) -> Result<(), Reply> {
+    let origin = path.display().to_string();
+    let new =
+        corecast::config::parse(text, &origin).map_err(|e| Reply::text(400, e.to_string()))?;
+    // A missing or broken file protects nothing: compare with the defaults then.
+    let current = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| corecast::config::parse(&t, &origin).ok())
+        .unwrap_or_default();
+    corecast::policy::check_api_config(&current, &new, allow_exec).map_err(|e| {
+        warn!(path = %origin, error = %e, "config change through the API refused");
+        Reply::text(e.status(), e.to_string())
+    })
 }
 
 /// The current config as YAML; only a missing file reads as empty (any other error must not
@@ -823,10 +846,12 @@ mod tests {
 
     #[test]
     fn sources_are_checked() {
-        assert!(check_source("rtsp://cam/1").is_ok());
-        assert!(check_source("ffmpeg:rtsp://cam#video=h264").is_ok());
-        assert!(check_source("http://x").is_err());
-        assert!(check_source("rtsp://a b").is_err());
+        assert!(check_source("rtsp://cam/1", false).is_ok());
+        assert!(check_source("ffmpeg:rtsp://cam#video=h264", false).is_ok());
+        assert!(check_source("http://x", false).is_err());
+        assert!(check_source("rtsp://a b", true).is_err());
+        assert!(check_source("exec:/bin/true", false).is_err());
+        assert!(check_source("exec:/bin/true", true).is_ok());
         assert!(
             valid_name("cam_1") && !valid_name("") && !valid_name("a b") && !valid_name("a\0b")
         );

@@ -80,6 +80,9 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
+    for w in corecast::policy::startup_warnings(&config) {
+        tracing::warn!("security: {w}");
+    }
     match runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

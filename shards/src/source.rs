@@ -183,7 +183,7 @@ async fn secondary(
     // we then pull like a camera.
     let mut child: Option<ChildGuard> = None;
     let url = match publisher_command(&shard, &name, &src, index) {
-        Ok(Some((words, url))) => match spawn_quiet(&words) {
+        Ok(Some((words, url))) => match spawn_quiet(&shard, &name, &words) {
             Ok(c) => {
                 child = Some(c);
                 url
@@ -257,8 +257,26 @@ fn publisher_command(
     }
 }
 
-fn spawn_quiet(words: &[String]) -> Result<ChildGuard, String> {
+/// `exec.allow_paths`: the one gate every source program passes before it is spawned.
+fn check_allowed(shard: &Shard, name: &str, bin: &str) -> Result<(), String> {
+    if shard.config.exec.allows(bin) {
+        return Ok(());
+    }
+    Err(format!(
+        "stream `{name}`: program `{bin}` is not in exec.allow_paths ({}); nothing was run",
+        shard
+            .config
+            .exec
+            .allow_paths
+            .as_deref()
+            .unwrap_or_default()
+            .join(", ")
+    ))
+}
+
+fn spawn_quiet(shard: &Shard, name: &str, words: &[String]) -> Result<ChildGuard, String> {
     let (bin, args) = words.split_first().ok_or("empty command")?;
+    check_allowed(shard, name, bin)?;
     Command::new(bin)
         .args(args)
         .process_group(0)
@@ -570,6 +588,7 @@ async fn run_process(
     publishes: bool,
 ) -> Result<(), String> {
     let (bin, args) = words.split_first().ok_or("exec: empty command")?;
+    check_allowed(shard, name, bin)?;
     debug!(stream = name, command = %words.join(" "), "spawning");
     let child = Command::new(bin)
         .args(args)

@@ -53,7 +53,6 @@ const ROOT_KEY: &str = "(root)";
 /// go2rtc sections corecast does not implement yet: accepted, reported as warnings.
 const UNSUPPORTED_SECTIONS: &[&str] = &[
     "echo",
-    "exec",
     "gopro",
     "hass",
     "hls",
@@ -101,6 +100,8 @@ pub struct Config {
     pub ffmpeg: FfmpegConfig,
     /// corecast `sources:`: lifecycle of pull sources.
     pub sources: SourcesConfig,
+    /// go2rtc `exec:`: which programs `exec:` and `ffmpeg:` sources may run.
+    pub exec: ExecConfig,
     /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
     /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line; past 100, one summary line.
     pub warnings: Vec<String>,
@@ -119,6 +120,27 @@ impl Default for FfmpegConfig {
         FfmpegConfig {
             bin: "ffmpeg".into(),
             templates: Vec::new(),
+        }
+    }
+}
+
+/// go2rtc's `exec:` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// `allow_paths`: when set, a source may run only a program whose path or name, as
+    /// written in the source (`exec:ffmpeg ...`) or as `ffmpeg.bin`, equals an entry.
+    /// None = any program (go2rtc's default); an empty list allows none.
+    pub allow_paths: Option<Vec<String>>,
+}
+
+impl ExecConfig {
+    /// Whether a source may run `program` (the first word of its command line).
+    pub fn allows(&self, program: &str) -> bool {
+        match &self.allow_paths {
+            None => true,
+            // Exact match only: a bare name entry ("ffmpeg") must not admit another file of
+            // that name elsewhere ("/tmp/x/ffmpeg").
+            Some(list) => list.iter().any(|p| p == program),
         }
     }
 }
@@ -184,6 +206,11 @@ pub struct ApiConfig {
     /// "" reads as None (go2rtc: no auth).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// corecast's `api: allow_exec` (default false): whether sources that run programs
+    /// (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=` or `#input=`) and the `exec:` /
+    /// `ffmpeg:` sections may be set through the API. Turning it on lets anyone who can write
+    /// to the API run programs as the server's user: set `username`/`password` with it.
+    pub allow_exec: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +233,7 @@ impl Default for Config {
             preload: Vec::new(),
             ffmpeg: FfmpegConfig::default(),
             sources: SourcesConfig::default(),
+            exec: ExecConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -235,6 +263,7 @@ impl Default for ApiConfig {
             local_auth: false,
             username: None,
             password: None,
+            allow_exec: false,
         }
     }
 }
@@ -386,6 +415,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             .unwrap_or(defaults.reconnect_max_secs)
             .max(1),
     };
+    let exec = ExecConfig {
+        allow_paths: raw.exec.unwrap_or_default().allow_paths,
+    };
+    cx.check_programs(&streams, &exec, &ffmpeg);
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
     let total = cx.warnings.len();
@@ -410,6 +443,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         preload,
         ffmpeg,
         sources,
+        exec,
         warnings,
     })
 }
@@ -662,7 +696,37 @@ impl Cx<'_> {
             username: non_empty(raw.username),
             password: non_empty(raw.password),
             local_auth: raw.local_auth.unwrap_or(false),
+            allow_exec: raw.allow_exec.unwrap_or(false),
         })
+    }
+
+    /// Sources whose program `exec.allow_paths` refuses are not errors (go2rtc starts and
+    /// fails the source when it is used), but the start-up log should say so.
+    fn check_programs(
+        &mut self,
+        streams: &[StreamConfig],
+        exec: &ExecConfig,
+        ffmpeg: &FfmpegConfig,
+    ) {
+        if exec.allow_paths.is_none() {
+            return;
+        }
+        for s in streams {
+            for src in &s.sources {
+                if let Some(program) = crate::policy::source_program(src, &ffmpeg.bin) {
+                    if !exec.allows(&program) {
+                        self.warnings.push((
+                            s.line,
+                            format!(
+                                "`streams.{}`: program `{program}` is not in `exec.allow_paths`; \
+                                 this source will not run",
+                                s.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn listen(

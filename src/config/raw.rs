@@ -21,6 +21,13 @@ pub(super) struct RawConfig {
     pub preload: Option<Pairs>,
     pub ffmpeg: Option<Pairs>,
     pub sources: Option<RawSources>,
+    pub exec: Option<RawExec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(super) struct RawExec {
+    pub allow_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +59,7 @@ pub(super) struct RawApi {
     pub username: Option<String>,
     pub password: Option<String>,
     pub local_auth: Option<bool>,
+    pub allow_exec: Option<bool>,
 }
 
 /// Dotted paths of every typed field above: a serde error message starting with one of
@@ -65,6 +73,8 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "preload",
     "ffmpeg",
     "sources",
+    "exec",
+    "exec.allow_paths",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",
@@ -81,6 +91,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "api.username",
     "api.password",
     "api.local_auth",
+    "api.allow_exec",
 ];
 
 /// A YAML value as far as validation cares. Scalars other than strings keep only their kind,

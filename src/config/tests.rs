@@ -708,6 +708,26 @@ fn error_display_format() {
     );
 }
 
+#[test]
+fn exec_section_and_allow_exec() {
+    let c = ok("exec:\n  allow_paths: [ffmpeg, /usr/bin/ffmpeg]\napi:\n  allow_exec: true\n");
+    assert_eq!(
+        c.exec.allow_paths.as_deref(),
+        Some(&["ffmpeg".to_owned(), "/usr/bin/ffmpeg".to_owned()][..])
+    );
+    assert!(c.api.allow_exec);
+    assert!(!ok("").api.allow_exec);
+    assert_eq!(ok("").exec.allow_paths, None);
+    // A source the list refuses is a start-up warning naming the stream and the program.
+    let c = ok("streams:\n  x: exec:touch /tmp/x\n  y: ffmpeg:x#video=h264\nexec:\n  allow_paths: [ffmpeg]\n");
+    assert_eq!(
+        c.warnings,
+        ["line 2: `streams.x`: program `touch` is not in `exec.allow_paths`; this source will not run"]
+    );
+    let e = err("exec:\n  allow_paths: ffmpeg\n");
+    assert_eq!((e.key.as_str(), e.line), ("exec.allow_paths", 2), "{e}");
+}
+
 /// Every typed field's serde errors are attributed to that field.
 #[test]
 fn typed_paths_cover_every_field() {
@@ -717,7 +737,12 @@ fn typed_paths_cover_every_field() {
             None => format!("{path}: [[1]]\n"),
         };
         let e = err(&text);
-        assert_eq!(e.key, *path, "{e}");
+        // List fields name the bad item: `exec.allow_paths[0]`.
+        let item = e
+            .key
+            .strip_prefix(*path)
+            .is_some_and(|r| r.starts_with('['));
+        assert!(e.key == *path || item, "{e}");
     }
 }
 

@@ -112,7 +112,17 @@ fn multipart(prefix: &[u8]) -> Option<Result<Format, DemuxError>> {
         [b'-', b'-', ..] => {}
         _ => return Some(Err(unrecognized(prefix))),
     }
-    let Some(headers_end) = find(text, b"\r\n\r\n").or_else(|| find(text, b"\n\n")) else {
+    // The earliest blank line ends the headers, whichever line ending it uses: preferring
+    // CRLF CRLF wherever it is would let more bytes move the end past an earlier LF LF and
+    // change the answer (fuzz finding, see the test `more_bytes_keep_the_answer`). The
+    // earliest end stays the earliest as bytes arrive: a CRLF CRLF cannot straddle an LF LF.
+    let crlf = find(text, b"\r\n\r\n");
+    let lf = find(text, b"\n\n");
+    let headers_end = match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let Some(headers_end) = headers_end else {
         return (prefix.len() >= DETECT_LIMIT).then(|| Err(unrecognized(prefix)));
     };
     // Headers are ASCII; anything else is not multipart.
@@ -190,6 +200,21 @@ mod tests {
             }
         }
         panic!("undecided after {} bytes", data.len());
+    }
+
+    /// tools/fuzz stdout_demux found this (base64 with its selector byte:
+    /// `SC0tDAsKSC0tC0AKCgr/2P/YVxsEKRsNCg0K`): a prefix ending in LF LF was MJPEG, the whole input
+    /// (with a later CRLF CRLF) an error.
+    #[test]
+    fn more_bytes_keep_the_answer() {
+        let input: &[u8] = b"--\x0c\x0b\nH--\x0b@\n\n\n\xff\xd8\xff\xd8W\x1b\x04)\x1b\r\n\r\n";
+        let whole = detect(input);
+        assert_eq!(whole, Some(Ok(Format::Mjpeg)));
+        for len in 1..input.len() {
+            if let Some(earlier) = detect(&input[..len]) {
+                assert_eq!(earlier.ok(), Some(Format::Mjpeg), "prefix of {len} bytes");
+            }
+        }
     }
 
     #[test]
