@@ -8,6 +8,7 @@
 //! `ffmpeg:` sections are refused from the API unless the file sets `api: allow_exec: true`.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use crate::config::Config;
 
@@ -154,6 +155,17 @@ pub fn source_program(src: &str, ffmpeg_bin: &str) -> Option<String> {
     None
 }
 
+/// Whether a peer counts as local for the auth exemption that RTSP and HTTP share (go2rtc's
+/// `local_auth: false`): all of 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6.
+pub fn is_local_peer(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 /// Warnings for the start-up log about who can change what through the API.
 pub fn startup_warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -248,6 +260,29 @@ mod tests {
             let new = parse(&text, "t").unwrap();
             let e = check_api_config(&current, &new, false).unwrap_err();
             assert!(matches!(e, Refused::Section { .. }), "{section}: {e}");
+        }
+    }
+
+    #[test]
+    fn local_peers() {
+        for ip in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.255.255.254",
+            "::1",
+            "::ffff:127.0.0.2",
+        ] {
+            assert!(is_local_peer(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "::",
+            "::ffff:10.0.0.1",
+            "128.0.0.1",
+            "::2",
+        ] {
+            assert!(!is_local_peer(ip.parse().unwrap()), "{ip}");
         }
     }
 

@@ -317,3 +317,30 @@ def test_rtsp_over_tls(server_factory, gst_server, procs, tmp_path):
         error = srv.streams()["ss"].get("error")
         time.sleep(0.2)
     assert error and "certificate" in error, error
+
+
+def test_eight_udp_cameras_at_once(server_factory, gst_server, procs):
+    """Eight cameras pulled over UDP at the same time: each pair of RTP/RTCP ports is the
+    server's alone (bound without SO_REUSEPORT), so no camera's datagrams land on another's
+    socket, and every reader decodes its camera at full rate for 20 s."""
+    n, duration = 8, 20
+    gsts = [gst_server(tracks="video", protocols="udp") for _ in range(n)]
+    streams = "".join(f"  cam{i}: {g.url()}#transport=udp\n" for i, g in enumerate(gsts))
+    srv = server_factory(f"streams:\n{streams}")
+    readers = []
+    for i in range(n):
+        r = ffmpeg_read(srv.url(f"cam{i}"), duration=duration)
+        procs.append(r)
+        readers.append(r)
+    for i, r in enumerate(readers):
+        assert_realtime_decode(r, srv, gsts[i], duration=duration, timeout=90)
+    # Every pull has its own local port pair.
+    ports = set()
+    for i in range(n):
+        s = srv.streams()[f"cam{i}"]
+        assert s.get("online"), s
+    out = subprocess.run(["ss", "-Huanp"], capture_output=True, text=True, timeout=5).stdout
+    mine = [l for l in out.splitlines() if f"pid={srv.proc.pid}," in l]
+    for l in mine:
+        ports.add(l.split()[3])
+    assert len(mine) == len(ports), mine

@@ -8,6 +8,7 @@ Config writes are serialised YAML: names and sources cannot inject keys.
 """
 import http.client
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -201,3 +202,43 @@ def test_open_api_is_warned_about(server_factory):
     while "anyone who can reach this port" not in srv.log() and time.time() < deadline:
         time.sleep(0.1)
     assert "anyone who can reach this port can change streams" in srv.log()
+
+
+def test_one_loopback_rule_for_rtsp_and_http_auth(server_factory):
+    """All of 127.0.0.0/8 is local for both servers (before, RTSP exempted only 127.0.0.1)."""
+    creds = {"username": "admin", "password": "secret"}
+    srv = server_factory(rtsp_extra=creds, api_extra=creds)
+
+    def rtsp_status(source_ip):
+        s = socket.create_connection(("127.0.0.1", srv.rtsp_port), timeout=5,
+                                     source_address=(source_ip, 0))
+        s.sendall(f"DESCRIBE {srv.url('demo')} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        head = s.recv(4096).decode(errors="replace")
+        s.close()
+        return int(head.split()[1])
+
+    def http_status(source_ip):
+        s = socket.create_connection(("127.0.0.1", srv.api_port), timeout=5,
+                                     source_address=(source_ip, 0))
+        s.sendall(b"GET /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = s.recv(4096).decode(errors="replace")
+        s.close()
+        return int(head.split()[1])
+
+    for ip in ("127.0.0.1", "127.0.0.2", "127.1.2.3"):
+        assert rtsp_status(ip) == 200, ip
+        assert http_status(ip) == 200, ip
+    # With local_auth both ask every peer.
+    srv2 = server_factory(rtsp_extra={**creds, "local_auth": True},
+                          api_extra={**creds, "local_auth": True}, wait=False)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", srv2.api_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    srv = srv2
+    for ip in ("127.0.0.1", "127.0.0.2"):
+        assert rtsp_status(ip) == 401, ip
+        assert http_status(ip) == 401, ip

@@ -59,7 +59,9 @@ pub enum CtlMsg {
     },
     /// A publisher connected to the wrong shard: the owner takes over its socket.
     Handoff {
-        fd: i32,
+        /// Owned: a message dropped on the way (channel closed at shutdown, no handler)
+        /// closes the socket instead of leaking it.
+        fd: std::os::fd::OwnedFd,
         peer: SocketAddr,
         buffered: Vec<u8>,
         /// The connection already passed RTSP auth on the first shard.
@@ -166,7 +168,7 @@ impl LocalStream {
 
 /// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read,
 /// already authenticated).
-pub type HandoffFn = Box<dyn Fn(i32, SocketAddr, Vec<u8>, bool)>;
+pub type HandoffFn = Box<dyn Fn(std::os::fd::OwnedFd, SocketAddr, Vec<u8>, bool)>;
 
 /// Where a UDP datagram from a publisher goes.
 pub struct UdpRoute {
@@ -537,12 +539,9 @@ impl Shard {
                 buffered,
                 authenticated,
             } => {
+                // Without a handler the fd is dropped here, which closes it.
                 if let Some(f) = self.on_handoff.borrow().as_ref() {
                     f(fd, peer, buffered, authenticated);
-                } else {
-                    // SAFETY: the fd was dup'ed for us by the sending shard and is owned
-                    // by this message; nobody else closes it.
-                    unsafe { libc::close(fd) };
                 }
             }
         }
@@ -594,6 +593,28 @@ mod tests {
     use std::time::Duration;
 
     const N: u64 = 20_000;
+
+    /// A handoff message that never reaches a handler (channel closed at shutdown, or no
+    /// RTSP driver) must close the socket it carries: the peer then reads end-of-file.
+    #[test]
+    fn dropped_handoff_closes_its_fd() {
+        use std::io::Read;
+        let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let msg = CtlMsg::Handoff {
+            fd: std::os::fd::OwnedFd::from(ours),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            buffered: Vec::new(),
+            authenticated: false,
+        };
+        drop(msg);
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            peer.read(&mut buf).unwrap(),
+            0,
+            "the handed-off socket was leaked"
+        );
+    }
 
     fn packet(seq: u64) -> Packet {
         Packet {

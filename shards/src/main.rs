@@ -15,6 +15,7 @@ mod runtime;
 mod sendv;
 mod source;
 mod tls;
+mod udp_bind;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

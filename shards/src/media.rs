@@ -713,10 +713,11 @@ fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, Strin
     });
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let pid = child.id();
-    // A watchdog: a stuck ffmpeg must not hold the snapshot slot forever.
+    // A watchdog: a stuck ffmpeg must not hold the snapshot slot forever. It signals only
+    // through the shared child, so never a pid that was reaped and perhaps reused.
+    let child = Watched::new(child);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let d = done.clone();
+    let (d, dog) = (done.clone(), child.clone());
     std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
@@ -725,8 +726,7 @@ fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, Strin
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // SAFETY: sending a signal to a pid; no memory is involved.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        dog.kill_if_running();
     });
     let mut jpeg = Vec::new();
     let r = stdout
@@ -748,4 +748,66 @@ fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, Strin
         ));
     }
     Ok(jpeg)
+}
+
+/// A child shared between its waiter and a watchdog. Both go through the lock, and the
+/// child remembers once it was reaped, so a kill after the wait sends no signal (the pid may
+/// already belong to another process).
+#[derive(Clone)]
+struct Watched(Arc<std::sync::Mutex<std::process::Child>>);
+
+impl Watched {
+    fn new(child: std::process::Child) -> Self {
+        Watched(Arc::new(std::sync::Mutex::new(child)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::process::Child> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// SIGKILL if the child is still running (and not yet reaped); true if it was signalled.
+    fn kill_if_running(&self) -> bool {
+        let mut c = self.lock();
+        match c.try_wait() {
+            Ok(None) => c.kill().is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Reaps the child, polling so that the lock is never held while it runs.
+    fn wait(&self) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.lock().try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod watched_tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn watchdog_never_signals_a_reaped_child() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let w = Watched::new(child);
+        assert!(w.wait().unwrap().success());
+        // The pid is free for reuse now: the watchdog must not send anything.
+        assert!(!w.kill_if_running());
+    }
+
+    #[test]
+    fn watchdog_kills_a_stuck_child() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let w = Watched::new(child);
+        assert!(w.kill_if_running());
+        assert_eq!(w.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(!w.kill_if_running());
+    }
 }

@@ -477,13 +477,17 @@ fn describe_error(e: &client::ClientError) -> String {
     }
 }
 
-/// An even/odd UDP port pair on all interfaces.
+/// An even/odd UDP port pair on all interfaces, bound without `SO_REUSEPORT`: a port
+/// another camera (or program) holds is refused and another pair is tried.
 fn bind_udp_pair() -> std::io::Result<(UdpSocket, UdpSocket)> {
+    use crate::udp_bind::bind_exclusive;
+    use std::net::{Ipv4Addr, SocketAddr};
     let mut last = None;
     for _ in 0..32 {
         let base = 20_000 + (rand::random::<u16>() % 20_000) * 2;
-        match UdpSocket::bind(("0.0.0.0", base)) {
-            Ok(rtp) => match UdpSocket::bind(("0.0.0.0", base + 1)) {
+        let at = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        match bind_exclusive(at(base)) {
+            Ok(rtp) => match bind_exclusive(at(base + 1)) {
                 Ok(rtcp) => return Ok((rtp, rtcp)),
                 Err(e) => last = Some(e),
             },
@@ -615,5 +619,32 @@ impl StdoutIngest {
             shard.flush(&f.owned.stream);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    /// Many pulled UDP cameras at once: every RTP/RTCP port is distinct (with glommio's
+    /// SO_REUSEPORT bind, two pairs could land on the same ports).
+    #[test]
+    fn pulled_cameras_never_share_a_port() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let mut seen = std::collections::HashSet::new();
+                let mut keep = Vec::new();
+                for _ in 0..200 {
+                    let (rtp, rtcp) = bind_udp_pair().expect("a free pair");
+                    let (a, b) = (rtp.local_addr().unwrap(), rtcp.local_addr().unwrap());
+                    assert_eq!(a.port() % 2, 0);
+                    assert_eq!(b.port(), a.port() + 1);
+                    assert!(seen.insert(a.port()) && seen.insert(b.port()), "{a} reused");
+                    keep.push((rtp, rtcp));
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -169,15 +169,6 @@ async fn send_reply(
     }
 }
 
-fn is_loopback(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
-
 async fn dispatch(
     shard: &Rc<Shard>,
     stream: &mut TcpStream,
@@ -197,7 +188,7 @@ async fn dispatch(
     let api = &shard.config.api;
     if let Some(user) = &api.username {
         let pass = api.password.as_deref().unwrap_or("");
-        if (api.local_auth || !is_loopback(peer))
+        if (api.local_auth || !corecast::policy::is_local_peer(peer.ip()))
             && !response::basic_auth_ok(req.header("authorization"), user, pass)
         {
             return send_reply(
@@ -818,12 +809,5 @@ mod tests {
             "avc1.640029,hvc1.1.6.L153.B0",
             "hvc1.1.6.L93.B0,mp4a.40.2"
         ));
-    }
-
-    #[test]
-    fn loopback_detection() {
-        assert!(is_loopback("127.0.0.1:1".parse().unwrap()));
-        assert!(is_loopback("[::1]:1".parse().unwrap()));
-        assert!(!is_loopback("10.0.0.1:1".parse().unwrap()));
     }
 }

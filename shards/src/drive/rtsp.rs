@@ -24,7 +24,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -57,8 +57,9 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
         let sh = shard.clone();
         *shard.on_handoff.borrow_mut() =
             Some(Box::new(move |fd, peer, buffered, authenticated| {
-                // SAFETY: the fd was dup'ed by the sending shard for us alone.
-                let stream = unsafe { TcpStream::from_raw_fd(fd) };
+                // SAFETY: the OwnedFd is a socket dup'ed by the sending shard for us alone;
+                // into_raw_fd hands its ownership to the TcpStream.
+                let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
                 let sh2 = sh.clone();
                 glommio::spawn_local(async move {
                     handle(
@@ -481,15 +482,19 @@ async fn handle(
         udp_routes: Vec::new(),
         activity: activity.clone(),
     };
-    // RTSP server auth (go2rtc's `rtsp: {username, password}`); 127.0.0.1 and ::1 are
-    // exempt unless `local_auth` is set.
+    // RTSP server auth (go2rtc's `rtsp: {username, password}`); loopback peers are exempt
+    // unless `local_auth` is set (the same rule as the HTTP API's).
     let auth = match (&shard.config.rtsp.username, &shard.config.rtsp.password) {
-        (Some(u), p) if shard.config.rtsp.local_auth || !is_local(peer) => Some(ServerAuth {
-            realm: "corecast".into(),
-            username: u.clone(),
-            password: p.clone().unwrap_or_default(),
-            nonce: format!("{:032x}", rand::random::<u128>()),
-        }),
+        (Some(u), p)
+            if shard.config.rtsp.local_auth || !corecast::policy::is_local_peer(peer.ip()) =>
+        {
+            Some(ServerAuth {
+                realm: "corecast".into(),
+                username: u.clone(),
+                password: p.clone().unwrap_or_default(),
+                nonce: format!("{:032x}", rand::random::<u128>()),
+            })
+        }
         _ => None,
     };
     let mut authenticated = auth.is_none() || pre_authenticated;
@@ -672,14 +677,16 @@ async fn handle(
     }
     stats.connections.fetch_sub(1, Relaxed);
     if let Some((owner, raw, authenticated)) = handoff {
-        // SAFETY: dup of our valid socket; the copy travels to the owner shard, which
-        // becomes its only user once we drop ours below.
-        let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+        // A dup of our socket travels to the owner shard, which becomes its only user once
+        // we drop ours below; owned all the way, so a lost message closes it.
+        // SAFETY: the raw fd is our open socket, borrowed only for the dup below.
+        let fd =
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
         drop(stream);
-        if fd < 0 {
-            warn!(%peer, "cannot hand the publisher to its owner shard (dup failed); dropped");
+        if let Err(e) = &fd {
+            warn!(%peer, error = %e, "cannot hand the publisher to its owner shard (dup failed); dropped");
         }
-        if fd >= 0 {
+        if let Ok(fd) = fd {
             debug!(%peer, from = shard.id, to = owner, "publisher handed to owner shard");
             shard.send_ctl(
                 owner,
@@ -1024,17 +1031,6 @@ async fn wait(conn: &Conn, data: Option<(Rc<LocalStream>, u64)>) {
         Poll::Pending
     })
     .await
-}
-
-/// go2rtc exempts local clients from RTSP auth: exactly 127.0.0.1 and ::1.
-fn is_local(peer: SocketAddr) -> bool {
-    match peer.ip() {
-        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
-        std::net::IpAddr::V6(v6) => {
-            v6 == std::net::Ipv6Addr::LOCALHOST
-                || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
-        }
-    }
 }
 
 fn unix_micros() -> u64 {

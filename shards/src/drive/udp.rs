@@ -19,10 +19,11 @@ pub struct UdpPair {
 }
 
 impl UdpPair {
-    /// Binds `ip:port` and `ip:port+1`.
+    /// Binds `ip:port` and `ip:port+1`, ours alone (a second server on the same ports
+    /// fails to bind rather than taking half of our datagrams).
     pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpPair> {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
-        let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
+        let rtp = crate::udp_bind::bind_exclusive(SocketAddr::new(ip, port))?;
+        let rtcp = crate::udp_bind::bind_exclusive(SocketAddr::new(ip, port + 1))?;
         Ok(UdpPair {
             ports: (port, port + 1),
             rtp_fd: rtp.as_raw_fd(),
