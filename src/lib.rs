@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod config;
 pub mod demux;
+pub mod fanout;
 pub mod ffmpeg;
 pub mod filter;
 pub mod http;

@@ -147,6 +147,21 @@ impl Cursor {
         }
     }
 
+    /// A reader that starts at the next keyframe the writer pushes.
+    pub fn at_next_keyframe<T>(ring: &Ring<T>) -> Cursor {
+        Cursor {
+            pos: ring.head(),
+            waiting_keyframe: true,
+            skips: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Discards items until the next keyframe (a new producer took over the stream).
+    pub fn wait_for_keyframe(&mut self) {
+        self.waiting_keyframe = true;
+    }
+
     /// Absolute position of the next item this cursor will look at.
     pub fn position(&self) -> u64 {
         self.pos

@@ -82,6 +82,9 @@ pub struct LocalStream {
     epoch: Cell<u64>,
     tick: Cell<u64>,
     closed: Cell<bool>,
+    /// Bumped each time a new producer resumes the stream (its viewers stay and continue
+    /// at the new producer's first keyframe; see `corecast::fanout`).
+    producer_epoch: Cell<u64>,
     pub local_viewers: Cell<usize>,
     /// Owned streams: which shards mirror it.
     remote: RefCell<Vec<bool>>,
@@ -101,6 +104,7 @@ impl LocalStream {
             epoch: Cell::new(0),
             tick: Cell::new(0),
             closed: Cell::new(false),
+            producer_epoch: Cell::new(0),
             local_viewers: Cell::new(0),
             remote: RefCell::new(vec![false; nshards]),
             pending: RefCell::new((0..nshards).map(|_| Vec::new()).collect()),
@@ -109,6 +113,11 @@ impl LocalStream {
 
     pub fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// The producer epoch (see the field).
+    pub fn producer_epoch(&self) -> u64 {
+        self.producer_epoch.get()
     }
 
     /// Appends one packet. Call [`Shard::flush`] after a batch.
@@ -251,6 +260,14 @@ impl Shard {
 
     pub fn owner_of(&self, name: &str) -> usize {
         owner_of(name, self.nshards)
+    }
+
+    /// The consumer policy every viewer on this shard follows (`fanout:` in the config).
+    pub fn fanout_policy(&self) -> corecast::fanout::Policy {
+        corecast::fanout::Policy {
+            max_lag_us: self.config.fanout.max_lag_ms.saturating_mul(1000),
+            ..Default::default()
+        }
     }
 
     /// Ring slots for a stream: RTP packets, or for a muxer's output whole frames, of which

@@ -11,6 +11,7 @@ use crate::hub::{CtlMsg, LocalStream, Shard};
 use crate::registry::{is_derived, MuxInfo, ProducerInfo, ProducerStats};
 use bytes::{Bytes, BytesMut};
 use corecast::codec::CodecKind;
+use corecast::fanout;
 use corecast::mux::{self, Fragment, Frame, FrameAssembler, LiveFmp4, LiveTs, TrackConfig};
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next};
@@ -30,9 +31,6 @@ const CONFIG_WAIT: Duration = Duration::from_secs(6);
 const MAX_PENDING_FRAMES: usize = 2_000;
 /// How long a viewer waits for the muxer to produce its init segment.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
-/// A viewer whose next fragment is this much older than the newest is moved to the
-/// latest keyframe (its socket drains too slowly).
-const MAX_LATE_US: u64 = 3_000_000;
 
 /// What a viewer receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,10 +225,15 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
         .map(|(i, _)| (*i, TrackConfig::from_media(&sdp.medias[*i])))
         .collect();
     let mut asm = FrameAssembler::new(&sdp);
-    let (mut cursor, max_lag) = {
-        let ring = src.ring.borrow();
-        (Cursor::join(&ring), (ring.capacity() / 2) as u64)
-    };
+    let mut fan = fanout::Consumer::join(
+        &src.ring.borrow(),
+        shard.fanout_policy(),
+        src.producer_epoch(),
+        shard.clock.now(),
+    );
+    // After a new producer resumed the stream: compare its first keyframe's parameter
+    // sets with the ones the output was started with.
+    let mut recheck = false;
     let registered = Cell::new(0);
     let started = Instant::now();
     let mut idle_since: Option<Instant> = None;
@@ -261,10 +264,22 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
         if src.is_closed() {
             return Ok(());
         }
+        if fan.observe_epoch(src.producer_epoch()) {
+            // A half-assembled frame of the old producer is dropped; the new one starts
+            // at a keyframe.
+            asm = FrameAssembler::new(&sdp);
+            recheck = muxer.is_some();
+            debug!(
+                stream = name,
+                variant = v.tag(),
+                "new producer: muxer continues"
+            );
+        }
         {
             let ring = src.ring.borrow();
+            fan.catch_up(&*ring, src.tick());
             let mut n = 0;
-            while let Next::Item(p) = cursor.next(&ring, max_lag) {
+            while let Some(p) = fan.next(&ring) {
                 asm.push(p, &mut frames);
                 n += 1;
                 if n >= 256 {
@@ -273,7 +288,7 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
             }
         }
         if frames.is_empty() {
-            let pos = cursor.position();
+            let pos = fan.position();
             wait_data(&src, pos, &registered, Duration::from_millis(250)).await;
             continue;
         }
@@ -366,6 +381,25 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
                 }
                 continue;
             }
+            if recheck && f.keyframe {
+                if let Some((i, Some(old))) = configs.iter().find(|(i, _)| *i == f.track) {
+                    recheck = false;
+                    let h265 = wanted
+                        .iter()
+                        .any(|(t, k)| *t == *i && *k == CodecKind::H265);
+                    if TrackConfig::from_nals(h265, &f.units).is_some_and(|new| new != *old) {
+                        // Viewers cannot switch codec configuration mid-file: end this
+                        // output (its viewers' responses end); the next viewer starts a
+                        // muxer with the new parameters.
+                        info!(
+                            stream = name,
+                            variant = v.tag(),
+                            "codec parameters changed with the new producer; muxed output restarts"
+                        );
+                        return Ok(());
+                    }
+                }
+            }
             if let Some(m) = muxer.as_mut() {
                 m.push(f, &mut frags);
             }
@@ -422,8 +456,7 @@ fn open_output(
 pub struct MuxReader {
     shard: Rc<Shard>,
     pub stream: Rc<LocalStream>,
-    cursor: Cursor,
-    max_lag: u64,
+    fanout: fanout::Consumer,
     registered: Cell<u64>,
     pub info: MuxInfo,
 }
@@ -441,18 +474,7 @@ impl MuxReader {
         loop {
             {
                 let ring = self.stream.ring.borrow();
-                // Late in time (the socket drains slowly): go to the newest keyframe.
-                if let Some(p) = self.cursor.peek(&ring) {
-                    if self.stream.tick().saturating_sub(p.arrival) > MAX_LATE_US {
-                        self.cursor.jump_to_last_keyframe(&ring);
-                    }
-                }
-                while out.len() < limit {
-                    match self.cursor.next(&ring, self.max_lag) {
-                        Next::Item(p) => out.push(p.clone()),
-                        Next::Empty => break,
-                    }
-                }
+                self.fanout.fill(&ring, self.stream.tick(), out, limit);
             }
             if !out.is_empty() {
                 return true;
@@ -460,14 +482,20 @@ impl MuxReader {
             if self.stream.is_closed() {
                 return false;
             }
-            let pos = self.cursor.position();
+            let pos = self.fanout.position();
             wait_data(&self.stream, pos, &self.registered, Duration::from_secs(5)).await;
         }
     }
 
-    /// (skips, skipped fragments) so far.
-    pub fn skips(&self) -> (u64, u64) {
-        (self.cursor.skips, self.cursor.skipped)
+    /// Records a delivered batch; the statistics to publish when they are due.
+    pub fn delivered(&mut self, fragments: u64, bytes: u64) -> Option<fanout::Stats> {
+        self.fanout
+            .delivered(fragments, bytes, self.shard.clock.now())
+    }
+
+    /// What was delivered and not yet published (the viewer is leaving).
+    pub fn take_stats(&mut self) -> fanout::Stats {
+        self.fanout.take_stats(self.shard.clock.now())
     }
 }
 
@@ -514,16 +542,16 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
         if let Some((info, stream)) =
             info.and_then(|i| shard.attach_reader(&dname).ok().map(|s| (i, s)))
         {
-            let (cursor, max_lag) = {
-                let ring = stream.ring.borrow();
-                let max_lag = (ring.capacity() / 2) as u64;
-                (Cursor::join_within(&ring, max_lag), max_lag)
-            };
+            let fanout = fanout::Consumer::join(
+                &stream.ring.borrow(),
+                shard.fanout_policy(),
+                stream.producer_epoch(),
+                shard.clock.now(),
+            );
             return Ok(MuxReader {
                 shard: shard.clone(),
                 stream,
-                cursor,
-                max_lag,
+                fanout,
                 registered: Cell::new(0),
                 info,
             });

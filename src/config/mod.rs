@@ -102,6 +102,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// go2rtc `exec:`: which programs `exec:` and `ffmpeg:` sources may run.
     pub exec: ExecConfig,
+    /// corecast `fanout:`: the consumer policy of every viewer.
+    pub fanout: FanoutConfig,
     /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
     /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line; past 100, one summary line.
     pub warnings: Vec<String>,
@@ -120,6 +122,22 @@ impl Default for FfmpegConfig {
         FfmpegConfig {
             bin: "ffmpeg".into(),
             templates: Vec::new(),
+        }
+    }
+}
+
+/// corecast's `fanout:` section (see `corecast::fanout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutConfig {
+    /// `max_lag_ms`: a viewer further behind live than this jumps to the newest keyframe
+    /// (counted as a skip). Default 2000, 100..=60000.
+    pub max_lag_ms: u64,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            max_lag_ms: crate::fanout::DEFAULT_MAX_LAG_US / 1000,
         }
     }
 }
@@ -234,6 +252,7 @@ impl Default for Config {
             ffmpeg: FfmpegConfig::default(),
             sources: SourcesConfig::default(),
             exec: ExecConfig::default(),
+            fanout: FanoutConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -419,6 +438,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         allow_paths: raw.exec.unwrap_or_default().allow_paths,
     };
     cx.check_programs(&streams, &exec, &ffmpeg);
+    let max_lag_ms = raw
+        .fanout
+        .unwrap_or_default()
+        .max_lag_ms
+        .unwrap_or(FanoutConfig::default().max_lag_ms);
+    if !(100..=60_000).contains(&max_lag_ms) {
+        return Err(cx.error(
+            &["fanout", "max_lag_ms"],
+            format!("must be from 100 to 60000 milliseconds, got {max_lag_ms}"),
+        ));
+    }
+    let fanout = FanoutConfig { max_lag_ms };
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
     let total = cx.warnings.len();
@@ -444,6 +475,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         ffmpeg,
         sources,
         exec,
+        fanout,
         warnings,
     })
 }

@@ -22,6 +22,13 @@ pub(super) struct RawConfig {
     pub ffmpeg: Option<Pairs>,
     pub sources: Option<RawSources>,
     pub exec: Option<RawExec>,
+    pub fanout: Option<RawFanout>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(super) struct RawFanout {
+    pub max_lag_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +82,8 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "sources",
     "exec",
     "exec.allow_paths",
+    "fanout",
+    "fanout.max_lag_ms",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",

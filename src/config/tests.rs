@@ -709,6 +709,14 @@ fn error_display_format() {
 }
 
 #[test]
+fn fanout_lag_bound() {
+    assert_eq!(ok("").fanout.max_lag_ms, 2000);
+    assert_eq!(ok("fanout:\n  max_lag_ms: 500\n").fanout.max_lag_ms, 500);
+    let e = err("fanout:\n  max_lag_ms: 5\n");
+    assert_eq!((e.key.as_str(), e.line), ("fanout.max_lag_ms", 2), "{e}");
+}
+
+#[test]
 fn exec_section_and_allow_exec() {
     let c = ok("exec:\n  allow_paths: [ffmpeg, /usr/bin/ffmpeg]\napi:\n  allow_exec: true\n");
     assert_eq!(

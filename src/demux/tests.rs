@@ -643,3 +643,24 @@ fn chunking_never_matters_even_for_damaged_input() {
         }
     }
 }
+
+/// tools/fuzz stdout_demux: errors are reported per `push` (a call reports its first), so a
+/// bad region seen in one call whole is two errors when split across two calls. What must
+/// not depend on chunking is what readers get (packets, SDP) and whether it failed; the
+/// fuzz rule compared error counts and was corrected.
+#[test]
+fn errors_are_per_push_but_packets_do_not_depend_on_chunking() {
+    let input: &[u8] = include_bytes!("fixtures/fuzz_mjpeg_errors_per_push.bin");
+    let (selector, data) = input.split_first().unwrap();
+    let whole = run(Format::Mjpeg, data, 0, |_| usize::MAX);
+    let mut state = u32::from(*selector) | 1;
+    let chunked = run(Format::Mjpeg, data, 0, |_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        1 + state as usize % 300
+    });
+    assert_eq!(whole.packets, chunked.packets);
+    assert_eq!(whole.source.sdp(), chunked.source.sdp());
+    assert!(!whole.errors.is_empty() && !chunked.errors.is_empty());
+}

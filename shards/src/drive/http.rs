@@ -315,13 +315,16 @@ impl Consumer {
         }
     }
 
-    fn sent(&self, packets: u64, bytes: u64, reader: &MuxReader) {
-        let s = &self.info.stats;
-        s.packets.fetch_add(packets, Relaxed);
-        s.bytes.fetch_add(bytes, Relaxed);
-        let (skips, skipped) = reader.skips();
-        s.skips.store(skips, Relaxed);
-        s.skipped_packets.store(skipped, Relaxed);
+    /// Counts a delivered batch; the shared counters see it on the policy's cadence.
+    fn sent(&self, packets: u64, bytes: u64, reader: &mut MuxReader) {
+        if let Some(st) = reader.delivered(packets, bytes) {
+            crate::drive::rtsp::publish_stats(&self.info.stats, st);
+        }
+    }
+
+    /// Publishes what is still pending (the viewer is leaving).
+    fn finish(&self, reader: &mut MuxReader) {
+        crate::drive::rtsp::publish_stats(&self.info.stats, reader.take_stats());
     }
 }
 
@@ -466,7 +469,7 @@ async fn live(
         if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             break;
         }
-        consumer.sent(batch.len() as u64, bytes, &reader);
+        consumer.sent(batch.len() as u64, bytes, &mut reader);
         if until.is_some_and(|t| Instant::now() >= t) {
             if chunked {
                 let _ = stream.write_all(response::LAST_CHUNK).await;
@@ -475,6 +478,7 @@ async fn live(
         }
     }
     debug!(stream = %name, %peer, format = v.tag(), "http viewer left");
+    consumer.finish(&mut reader);
     drop(reader);
     drop(consumer);
     After::Close
@@ -701,7 +705,7 @@ async fn websocket(
                 break;
             }
             Ev::Media(true) => {
-                let Some((reader, consumer)) = playing.as_ref() else {
+                let Some((reader, consumer)) = playing.as_mut() else {
                     continue;
                 };
                 hdrs.clear();
@@ -721,6 +725,9 @@ async fn websocket(
                 consumer.sent(batch.len() as u64, bytes, reader);
             }
         }
+    }
+    if let Some((reader, consumer)) = playing.as_mut() {
+        consumer.finish(reader);
     }
     drop(playing);
     After::Close

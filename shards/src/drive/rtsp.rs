@@ -10,10 +10,10 @@ use crate::hub::{LocalStream, Shard};
 use crate::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
 use crate::sendv::{self, UdpBatch};
 use bytes::BytesMut;
+use corecast::fanout;
 use corecast::filter::{self, Filter};
 use corecast::ingest::Ingest;
 use corecast::packet::Packet;
-use corecast::ring::{Cursor, Next};
 use corecast::rtp::rtcp::{self, SenderInfo};
 use corecast::rtsp::auth::ServerAuth;
 use corecast::rtsp::message::{self, Message, Method, Response};
@@ -34,8 +34,6 @@ use tracing::{debug, info, warn};
 
 /// Most packets one writer turn takes from the ring (one vectored write).
 const BATCH: usize = 64;
-/// A reader whose next packet is older than this is moved to the latest keyframe.
-const MAX_DELAY_US: u64 = 2_000_000;
 /// Responses waiting for a client that does not read them: beyond this, it is dropped.
 const MAX_PENDING_OUT: usize = 64 * 1024;
 /// A writer blocked this long on a socket that does not drain gives up (zero window).
@@ -44,8 +42,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_CHUNK: usize = 1024;
 const PUBLISH_READ_CHUNK: usize = 64 * 1024;
 
-/// How often a viewer's counters are published to the API.
-const STATS_INTERVAL_US: u64 = 250_000;
 /// Interval between RTCP sender reports per track.
 const SR_INTERVAL_US: u64 = 2_000_000;
 /// Kernel send buffer per connection: large enough for bursts, small enough that a stalled
@@ -143,26 +139,27 @@ struct TrackSync {
 /// A reader that is playing.
 struct Play {
     stream: Rc<LocalStream>,
-    cursor: Cursor,
     /// Indexed by media index.
     outs: Vec<Option<Out>>,
     sync: Vec<TrackSync>,
     consumer: Arc<ConsumerInfo>,
-    max_lag: u64,
-    pending_packets: u64,
-    pending_bytes: u64,
-    stats_at: u64,
+    /// Where it is in the ring and what it owes the shared counters (the policy every
+    /// viewer follows).
+    fanout: fanout::Consumer,
 }
 
 impl Play {
-    fn flush_stats(&mut self, now: u64) {
-        let c = &self.consumer.stats;
-        c.packets
-            .fetch_add(std::mem::take(&mut self.pending_packets), Relaxed);
-        c.bytes
-            .fetch_add(std::mem::take(&mut self.pending_bytes), Relaxed);
-        self.stats_at = now;
+    fn publish(&self, s: fanout::Stats) {
+        publish_stats(&self.consumer.stats, s);
     }
+}
+
+/// Hands a viewer's statistics to the shared counters the API reads.
+pub(crate) fn publish_stats(c: &ConsumerStats, s: fanout::Stats) {
+    c.packets.fetch_add(s.items, Relaxed);
+    c.bytes.fetch_add(s.bytes, Relaxed);
+    c.skips.store(s.skips, Relaxed);
+    c.skipped_packets.store(s.skipped, Relaxed);
 }
 
 /// A publisher's ingest state, shared by its RTSP connection and its UDP routes.
@@ -266,8 +263,12 @@ impl Host for HostImpl {
         let tracks = &tracks[..];
         let stream = self.shard.attach_reader(path)?;
         let ring = stream.ring.borrow();
-        let max_lag = (ring.capacity() / 2) as u64;
-        let cursor = Cursor::join_within(&ring, max_lag);
+        let fanout = fanout::Consumer::join(
+            &ring,
+            self.shard.fanout_policy(),
+            stream.producer_epoch(),
+            self.shard.clock.now(),
+        );
         let mut outs = vec![None; sdp.medias.len()];
         let mut sync = vec![TrackSync::default(); sdp.medias.len()];
         for t in tracks {
@@ -304,7 +305,7 @@ impl Host for HostImpl {
                 rtptime: None,
             })
             .collect();
-        let mut pos = cursor.position();
+        let mut pos = fanout.position();
         while pos < ring.head() && infos.iter().any(|i| i.seq.is_none()) {
             if let Some(p) = ring.get(pos) {
                 if let Some(i) = infos
@@ -352,14 +353,10 @@ impl Host for HostImpl {
         self.conn.registered.set(0);
         *self.conn.play.borrow_mut() = Some(Play {
             stream,
-            cursor,
             outs,
             sync,
             consumer,
-            max_lag,
-            pending_packets: 0,
-            pending_bytes: 0,
-            stats_at: 0,
+            fanout,
         });
         self.conn.wake();
         Ok(infos)
@@ -408,7 +405,9 @@ impl Host for HostImpl {
 impl HostImpl {
     fn stop_play(&mut self) {
         let play = self.conn.play.borrow_mut().take();
-        if let Some(p) = play {
+        if let Some(mut p) = play {
+            let last = p.fanout.take_stats(self.shard.clock.now());
+            p.publish(last);
             self.shard.detach_reader(&p.stream);
             self.shard
                 .registry
@@ -900,32 +899,29 @@ fn take_batch(
         // The producer left: end the session cleanly, players see EOF.
         return Step::End;
     }
+    play.fanout.observe_epoch(play.stream.producer_epoch());
     let ring = play.stream.ring.borrow();
-    let skips_before = play.cursor.skips;
-    if let Some(next) = play.cursor.peek(&ring) {
-        if now.saturating_sub(next.arrival) > MAX_DELAY_US {
-            play.cursor.jump_to_last_keyframe(&ring);
-        }
-    }
+    let skips_before = play.fanout.skips().0;
+    play.fanout.catch_up(&*ring, now);
     while batch.len() < BATCH {
-        match play.cursor.next(&ring, play.max_lag) {
-            Next::Item(p) => {
+        match play.fanout.next(&ring) {
+            Some(p) => {
                 if let Some(Some(_)) = play.outs.get(p.track as usize) {
                     batch.push(p.clone());
                 }
             }
-            Next::Empty => break,
+            None => break,
         }
     }
-    if play.cursor.skips != skips_before {
-        let c = &play.consumer.stats;
-        c.skips.store(play.cursor.skips, Relaxed);
-        c.skipped_packets.store(play.cursor.skipped, Relaxed);
-        debug!(stream = %play.stream.name, peer = %conn.peer, skips = play.cursor.skips, "slow reader skipped to keyframe");
+    if play.fanout.skips().0 != skips_before {
+        debug!(stream = %play.stream.name, peer = %conn.peer, skips = play.fanout.skips().0, "slow reader skipped to keyframe");
     }
     drop(ring);
     if batch.is_empty() {
-        return Step::Wait(play.stream.clone(), play.cursor.position());
+        if let Some(st) = play.fanout.delivered(0, 0, now) {
+            play.publish(st);
+        }
+        return Step::Wait(play.stream.clone(), play.fanout.position());
     }
     // Per-track accounting and sender reports (rare) for this batch.
     dests.clear();
@@ -1001,10 +997,8 @@ fn take_batch(
         dests.splice(0..0, rtcp_dests);
     }
     // Counters reach the shared atomics a few times a second, not per packet.
-    play.pending_packets += batch.len() as u64;
-    play.pending_bytes += bytes;
-    if now.saturating_sub(play.stats_at) >= STATS_INTERVAL_US {
-        play.flush_stats(now);
+    if let Some(st) = play.fanout.delivered(batch.len() as u64, bytes, now) {
+        play.publish(st);
     }
     Step::Write
 }
