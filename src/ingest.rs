@@ -24,6 +24,47 @@ struct Track {
     vps: Option<Vec<u8>>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
+    /// RTP clock rate from the SDP (for continuing a previous producer's timestamps).
+    clock_rate: u32,
+    continuation: Continuation,
+}
+
+/// Where a track's previous producer left off (see [`Ingest::continue_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackTail {
+    pub ssrc: u32,
+    /// Extended sequence number and timestamp of its last packet.
+    pub seq: u64,
+    pub timestamp: u64,
+    /// When that packet arrived (µs).
+    pub arrival: u64,
+}
+
+impl TrackTail {
+    /// The tail a packet leaves (None if its header is unreadable).
+    pub fn of(p: &Packet) -> Option<TrackTail> {
+        let ssrc = rtp::view(&p.data).ok()?.ssrc;
+        Some(TrackTail {
+            ssrc,
+            seq: p.seq,
+            timestamp: p.timestamp,
+            arrival: p.arrival,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continuation {
+    /// Packets keep their own numbering.
+    None,
+    /// Continue `TrackTail`'s numbering from this track's first packet on.
+    Pending(TrackTail),
+    /// Rewrite every packet: our SSRC, sequence and timestamp shifted by these.
+    Active {
+        ssrc: u32,
+        seq_off: i64,
+        ts_off: i64,
+    },
 }
 
 /// Parameter sets learned in-band for a track, as an fmtp `sprop-*` value.
@@ -69,6 +110,8 @@ impl Ingest {
                     vps: None,
                     sps: None,
                     pps: None,
+                    clock_rate: m.clock_rate().max(1),
+                    continuation: Continuation::None,
                 }
             })
             .collect();
@@ -77,6 +120,20 @@ impl Ingest {
 
     pub fn track_count(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Makes this producer continue a previous one's RTP numbering, per track: the first
+    /// packet gets the next sequence number and a timestamp advanced by the wall-clock gap
+    /// since the previous producer's last packet, and the previous SSRC. Viewers that stayed
+    /// attached (RTSP players, the muxers) then see one continuous stream instead of a jump
+    /// in sequence, timestamp and SSRC. The price is one copy of each packet of this
+    /// producer at ingest (its header is rewritten); never a copy per viewer.
+    pub fn continue_from(&mut self, tails: &[Option<TrackTail>]) {
+        for (t, tail) in self.tracks.iter_mut().zip(tails) {
+            if let Some(tail) = tail {
+                t.continuation = Continuation::Pending(*tail);
+            }
+        }
     }
 
     /// Checks and wraps one RTP packet of `track`. `now` is the arrival time (µs).
@@ -100,18 +157,53 @@ impl Ingest {
         } else {
             learn(t, payload).map(|fmtp_param| Learned { track, fmtp_param })
         };
+        let mut seq = t.seq.extend(v.sequence);
+        let mut timestamp = t.ts.extend(v.timestamp);
+        let payload_offset = v.payload_offset as u16;
+        if let Continuation::Pending(tail) = t.continuation {
+            let gap_us = now.saturating_sub(tail.arrival) as i128;
+            let gap_ticks = (gap_us * t.clock_rate as i128 / 1_000_000).max(1);
+            let clamp = |v: i128| v.clamp(i64::MIN as i128 / 4, i64::MAX as i128 / 4) as i64;
+            t.continuation = Continuation::Active {
+                ssrc: tail.ssrc,
+                seq_off: clamp(tail.seq as i128 + 1 - seq as i128),
+                ts_off: clamp(tail.timestamp as i128 + gap_ticks - timestamp as i128),
+            };
+        }
+        let data = match t.continuation {
+            Continuation::Active {
+                ssrc,
+                seq_off,
+                ts_off,
+            } => {
+                seq = seq.saturating_add_signed(seq_off);
+                timestamp = timestamp.saturating_add_signed(ts_off);
+                rewrite_header(&data, ssrc, seq as u16, timestamp as u32)
+            }
+            _ => data,
+        };
         let pkt = Packet {
             track: track as u8,
-            seq: t.seq.extend(v.sequence),
-            timestamp: t.ts.extend(v.timestamp),
+            seq,
+            timestamp,
             marker: v.marker,
             keyframe,
             arrival: now,
-            payload_offset: v.payload_offset as u16,
+            payload_offset,
             data,
         };
         Ok((pkt, learned))
     }
+}
+
+/// A copy of an RTP packet (header already checked) with another SSRC, sequence number and
+/// timestamp.
+fn rewrite_header(data: &Bytes, ssrc: u32, seq: u16, timestamp: u32) -> Bytes {
+    let mut b = bytes::BytesMut::from(&data[..]);
+    b[2..4].copy_from_slice(&seq.to_be_bytes());
+    b[4..8].copy_from_slice(&timestamp.to_be_bytes());
+    b[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    b.freeze()
 }
 
 fn learn(t: &mut Track, payload: &[u8]) -> Option<String> {
@@ -160,4 +252,62 @@ pub enum IngestError {
     UnknownTrack(usize),
     #[error("malformed RTP: {0}")]
     Rtp(RtpError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdp() -> Sdp {
+        crate::sdp::parse(
+            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+             m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+             m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n",
+        )
+        .unwrap()
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Bytes {
+        let mut p = Vec::new();
+        crate::rtp::write_header(&mut p, 96, false, seq, ts, ssrc);
+        p.extend_from_slice(payload);
+        Bytes::from(p)
+    }
+
+    /// A new producer continues the previous one's numbering: sequence +1, timestamp
+    /// advanced by the wall-clock gap, the old SSRC; the payload is untouched.
+    #[test]
+    fn a_new_producer_continues_the_numbering() {
+        let mut old = Ingest::new(&sdp());
+        let (last, _) = old
+            .packet(0, rtp(65_535, 1000, 0xAAAA, &[1, 2]), 5_000_000)
+            .unwrap();
+        let tail = TrackTail::of(&last).unwrap();
+        assert_eq!(tail.seq as u16, 65_535);
+
+        let mut new = Ingest::new(&sdp());
+        new.continue_from(&[Some(tail), None]);
+        // 2 s later, the new publisher starts at seq 7, timestamp 123, SSRC 0xBBBB.
+        let (p, _) = new
+            .packet(0, rtp(7, 123, 0xBBBB, &[9, 9, 9]), 7_000_000)
+            .unwrap();
+        let v = crate::rtp::view(&p.data).unwrap();
+        assert_eq!((v.sequence, v.ssrc), (0, 0xAAAA));
+        assert_eq!(p.seq, tail.seq + 1);
+        assert_eq!(p.timestamp, tail.timestamp + 180_000);
+        assert_eq!(v.timestamp, 181_000);
+        assert_eq!(p.payload(), &[9, 9, 9]);
+        let (p2, _) = new
+            .packet(0, rtp(8, 123 + 3000, 0xBBBB, &[1]), 7_040_000)
+            .unwrap();
+        assert_eq!(
+            (p2.seq, p2.timestamp),
+            (tail.seq + 2, tail.timestamp + 180_000 + 3000)
+        );
+        // A track without a tail keeps its own numbering, uncopied.
+        let data = rtp(50, 77, 0xCCCC, &[5]);
+        let (a, _) = new.packet(1, data.clone(), 7_000_000).unwrap();
+        assert_eq!(a.data.as_ptr(), data.as_ptr());
+        assert_eq!((a.rtp_seq(), a.rtp_timestamp()), (50, 77));
+    }
 }

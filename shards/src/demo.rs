@@ -3,12 +3,11 @@
 //! owns the name, exactly like a publisher.
 
 use crate::hub::Shard;
+use crate::producer::Producer;
 use crate::registry::{ProducerInfo, ProducerStats};
 use bytes::Bytes;
 use corecast::codec::{aac, h264};
-use corecast::ingest::Ingest;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -79,7 +78,7 @@ pub async fn run(shard: Rc<Shard>) {
             return;
         }
     };
-    let producer = Arc::new(ProducerInfo {
+    let info = Arc::new(ProducerInfo {
         id: shard.registry.next_id(),
         protocol: "demo",
         remote_addr: "internal".into(),
@@ -87,15 +86,15 @@ pub async fn run(shard: Rc<Shard>) {
         user_agent: String::new(),
         stats: ProducerStats::default(),
     });
-    let (id, generation) = match shard.registry.claim(NAME, sdp.clone(), producer.clone()) {
-        Ok(v) => v,
+    let stream = match shard.claim_stream(NAME, &sdp, info.clone()) {
+        Ok((s, _)) => s,
         Err(_) => {
             warn!("demo stream name taken; demo disabled");
             return;
         }
     };
-    let stream = shard.open_owned(id, NAME, generation);
-    let mut ingest = Ingest::new(&sdp);
+    let generation = stream.generation;
+    let mut producer = Producer::new(stream, &sdp, info);
     let ssrc_v: u32 = rand::random();
     let ssrc_a: u32 = rand::random();
     let mut vpk = h264::Packetizer::new(96, ssrc_v, rand::random());
@@ -135,14 +134,13 @@ pub async fn run(shard: Rc<Shard>) {
         if due > elapsed {
             glommio::timer::sleep(Duration::from_micros(due - elapsed)).await;
         }
-        let now = shard.clock.now();
         out.clear();
         if v_due <= a_due {
             let au = &clip.video[(vi % clip.video.len() as u64) as usize];
             let ts = vts0.wrapping_add((vi * VIDEO_TICKS) as u32);
             vpk.packetize(au, ts, &mut out);
             for pkt in out.drain(..) {
-                push(&shard, &stream, &mut ingest, &producer, 0, pkt, now);
+                producer.packet(&shard, 0, pkt);
             }
             vi += 1;
         } else {
@@ -156,37 +154,9 @@ pub async fn run(shard: Rc<Shard>) {
                 continue;
             }
             aseq = aseq.wrapping_add(1);
-            push(
-                &shard,
-                &stream,
-                &mut ingest,
-                &producer,
-                1,
-                Bytes::from(p),
-                now,
-            );
+            producer.packet(&shard, 1, Bytes::from(p));
             ai += 1;
         }
-        shard.flush(&stream);
-    }
-}
-
-fn push(
-    shard: &Shard,
-    stream: &crate::hub::LocalStream,
-    ingest: &mut Ingest,
-    producer: &ProducerInfo,
-    track: usize,
-    pkt: Bytes,
-    now: u64,
-) {
-    let len = pkt.len() as u64;
-    match ingest.packet(track, pkt, now) {
-        Ok((p, _)) => {
-            producer.stats.bytes.fetch_add(len, Relaxed);
-            producer.stats.packets.fetch_add(1, Relaxed);
-            stream.push(p);
-        }
-        Err(e) => warn!(stream = NAME, error = %e, shard = shard.id, "demo packet rejected"),
+        producer.flush(&shard);
     }
 }

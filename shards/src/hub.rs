@@ -120,6 +120,16 @@ impl LocalStream {
         self.producer_epoch.get()
     }
 
+    /// A new producer resumed the stream.
+    pub fn next_producer_epoch(&self) {
+        self.producer_epoch.set(self.producer_epoch.get() + 1);
+    }
+
+    /// Viewers on this shard, or mirrors on others: someone would notice an end.
+    pub fn has_viewers(&self) -> bool {
+        self.local_viewers.get() > 0 || self.remote.borrow().iter().any(|r| *r)
+    }
+
     /// Appends one packet. Call [`Shard::flush`] after a batch.
     pub fn push(&self, pkt: Packet) {
         {
@@ -227,6 +237,9 @@ pub struct Shard {
     pub snapshots: Cell<usize>,
     /// Receives publisher handoffs (set by the RTSP driver at start).
     pub on_handoff: RefCell<Option<HandoffFn>>,
+    /// Owned streams whose producer left while viewers stayed, by name: the next producer
+    /// of the name takes them over (see `leave_owned`).
+    orphans: RefCell<HashMap<String, Rc<LocalStream>>>,
 }
 
 impl Shard {
@@ -255,6 +268,7 @@ impl Shard {
             muxers: Default::default(),
             snapshots: Cell::new(0),
             on_handoff: RefCell::new(None),
+            orphans: RefCell::new(HashMap::new()),
         })
     }
 
@@ -297,6 +311,79 @@ impl Shard {
             .streams_owned
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s
+    }
+
+    /// Claims `name` for a new producer: takes over the stream a previous producer left
+    /// with viewers attached when the tracks match (`true`: make the producer with
+    /// `Producer::resuming`), else opens a new generation (viewers of an old one end).
+    pub fn claim_stream(
+        self: &Rc<Self>,
+        name: &str,
+        sdp: &corecast::sdp::Sdp,
+        info: Arc<crate::registry::ProducerInfo>,
+    ) -> Result<(Rc<LocalStream>, bool), u16> {
+        let orphan = self.orphans.borrow_mut().remove(name);
+        let (id, generation, resumed) = match self.registry.claim_resuming(name, sdp.clone(), info)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(o) = orphan {
+                    self.orphans.borrow_mut().insert(name.to_string(), o);
+                }
+                return Err(e);
+            }
+        };
+        if resumed {
+            match orphan {
+                Some(o) if o.generation == generation && !o.is_closed() => {
+                    debug!(stream = name, "new producer takes over the waiting viewers");
+                    return Ok((o, true));
+                }
+                _ => {}
+            }
+        } else if let Some(o) = orphan {
+            debug!(
+                stream = name,
+                "new producer has other tracks: waiting viewers end"
+            );
+            self.close_owned(&o);
+        }
+        Ok((self.open_owned(id, name, generation), false))
+    }
+
+    /// The producer of an owned stream left. Viewers (here or on other shards) wait for a
+    /// new producer for `fanout.resume_ms`, then end; without viewers the stream ends now.
+    pub fn leave_owned(self: &Rc<Self>, stream: &Rc<LocalStream>) {
+        let grace = self.config.fanout.resume_ms;
+        if grace == 0
+            || crate::registry::is_derived(&stream.name)
+            || stream.is_closed()
+            || !stream.has_viewers()
+        {
+            return self.close_owned(stream);
+        }
+        self.flush(stream);
+        self.registry.orphan(&stream.name, stream.generation);
+        self.orphans
+            .borrow_mut()
+            .insert(stream.name.clone(), stream.clone());
+        let epoch = stream.producer_epoch();
+        let (sh, s) = (self.clone(), stream.clone());
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(std::time::Duration::from_millis(grace)).await;
+            let waiting = sh
+                .orphans
+                .borrow()
+                .get(&s.name)
+                .is_some_and(|o| Rc::ptr_eq(o, &s));
+            // Resumed in between (even if orphaned again since): not ours to end.
+            if waiting && s.producer_epoch() == epoch {
+                sh.orphans.borrow_mut().remove(&s.name);
+                debug!(stream = %s.name, "no new producer in time: viewers end");
+                sh.close_owned(&s);
+            }
+        })
+        .detach();
     }
 
     /// Ends a producer's generation: local viewers stop, mirrors are told.

@@ -9,6 +9,7 @@ mod demo;
 mod drive;
 mod hub;
 mod media;
+mod producer;
 mod pull;
 mod registry;
 mod runtime;

@@ -6,11 +6,11 @@
 //! resume at the first keyframe after the reconnect.
 
 use crate::hub::{LocalStream, Shard};
+use crate::producer::Producer;
 use crate::registry::{ProducerInfo, ProducerStats};
 use crate::source::{redact, set_error, Running};
 use crate::tls::Io;
 use bytes::{Bytes, BytesMut};
-use corecast::ingest::Ingest;
 use corecast::rtsp::client::{self, Client, ClientEvent, ClientTransport, Tls};
 use corecast::sdp::Sdp;
 use glommio::net::{TcpStream, UdpSocket};
@@ -18,7 +18,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -45,14 +44,15 @@ thread_local! {
 }
 
 /// Claims the stream for a source with this SDP, or reuses the claim of a previous
-/// connection (readers stay attached).
+/// connection (readers stay attached; then the second value is true and the connection's
+/// producer must be made `resuming`).
 fn own(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     name: &str,
     sdp: &Sdp,
     url: &str,
     protocol: &'static str,
-) -> Result<Owned, String> {
+) -> Result<(Owned, bool), String> {
     if let Some(o) = PULLED.with(|p| p.by_name.borrow().get(name).cloned()) {
         if !o.stream.is_closed() {
             if o.sdp.medias.len() != sdp.medias.len() {
@@ -61,7 +61,7 @@ fn own(
                     "source came back with different tracks; keeping the first SDP"
                 );
             }
-            return Ok(o);
+            return Ok((o, true));
         }
     }
     let producer = Arc::new(ProducerInfo {
@@ -72,18 +72,16 @@ fn own(
         user_agent: String::new(),
         stats: ProducerStats::default(),
     });
-    let (id, generation) = shard
-        .registry
-        .claim(name, sdp.clone(), producer.clone())
+    let (stream, resumed) = shard
+        .claim_stream(name, sdp, producer.clone())
         .map_err(|_| "the stream already has a publisher".to_string())?;
-    let stream = shard.open_owned(id, name, generation);
     let o = Owned {
         stream,
         producer,
         sdp: sdp.clone(),
     };
     PULLED.with(|p| p.by_name.borrow_mut().insert(name.to_string(), o.clone()));
-    Ok(o)
+    Ok((o, resumed))
 }
 
 /// Ends the stream of a source that stopped for good.
@@ -96,19 +94,10 @@ pub fn close(shard: &Rc<Shard>, name: &str) {
 /// One connection's ingest state.
 struct Feed {
     owned: Owned,
-    ingest: Ingest,
-    /// Camera media index -> track of the stream.
+    /// Parse once, statistics, learned parameter sets, push (see `producer`).
+    producer: Producer,
+    /// Camera media index -> track of the producer.
     map: Vec<Option<usize>>,
-    /// After a (re)connect nothing is pushed before the first keyframe, so readers that
-    /// stayed attached resume cleanly.
-    waiting_keyframe: bool,
-    name: String,
-    bad: u64,
-    /// Stream track of this feed's first track (non-zero for a secondary source).
-    track_base: usize,
-    /// A secondary source adds tracks to a stream whose primary decides where readers
-    /// start: its packets are never start points.
-    secondary: bool,
     /// Last UDP datagram from the camera (µs), for the silence timeout over UDP.
     last_udp: std::cell::Cell<u64>,
 }
@@ -118,38 +107,7 @@ impl Feed {
         let Some(Some(track)) = self.map.get(media_index) else {
             return;
         };
-        let len = data.len() as u64;
-        match self.ingest.packet(*track, data, shard.clock.now()) {
-            Ok((mut pkt, learned)) => {
-                if self.secondary {
-                    pkt.track = (self.track_base + pkt.track as usize) as u8;
-                    pkt.keyframe = false;
-                } else if self.waiting_keyframe {
-                    if !pkt.keyframe {
-                        return;
-                    }
-                    self.waiting_keyframe = false;
-                }
-                let stats = &self.owned.producer.stats;
-                stats.bytes.fetch_add(len, Relaxed);
-                stats.packets.fetch_add(1, Relaxed);
-                if let Some(l) = learned {
-                    shard.registry.learn_sprop(
-                        &self.name,
-                        self.owned.stream.generation,
-                        self.track_base + l.track,
-                        l.fmtp_param,
-                    );
-                }
-                self.owned.stream.push(pkt);
-            }
-            Err(e) => {
-                self.bad += 1;
-                if self.bad.is_power_of_two() {
-                    warn!(stream = %self.name, error = %e, count = self.bad, "dropping bad packet from source");
-                }
-            }
-        }
+        self.producer.packet(shard, *track, data);
     }
 }
 
@@ -355,14 +313,14 @@ pub async fn run_feed(
 }
 
 fn primary_feed(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     name: &str,
     src: &str,
     sdp: &Sdp,
     selected: &[usize],
 ) -> Result<Feed, String> {
     let stream_sdp = corecast::filter::filtered(sdp, selected);
-    let owned = own(shard, name, &stream_sdp, src, "rtsp")?;
+    let (owned, resumed) = own(shard, name, &stream_sdp, src, "rtsp")?;
     let mut map = vec![None; sdp.medias.len()];
     for (track, &m) in selected.iter().enumerate() {
         if let Some(slot) = map.get_mut(m) {
@@ -370,14 +328,9 @@ fn primary_feed(
         }
     }
     Ok(Feed {
-        ingest: Ingest::new(&owned.sdp),
+        producer: primary_producer(&owned, resumed),
         owned,
         map,
-        waiting_keyframe: true,
-        name: name.to_string(),
-        bad: 0,
-        track_base: 0,
-        secondary: false,
         last_udp: std::cell::Cell::new(shard.clock.now()),
     })
 }
@@ -394,6 +347,7 @@ fn secondary_feed(
 ) -> Option<Feed> {
     let owned = PULLED.with(|p| p.by_name.borrow().get(name).cloned())?;
     let offered = corecast::filter::filtered(sdp, selected);
+    let reconnect = added.get().is_some();
     let (base, take): (usize, Vec<usize>) = match added.get() {
         // Reconnect: the same tracks again, in the same place.
         Some((base, n)) => (base, wants.select(&offered).into_iter().take(n).collect()),
@@ -428,17 +382,28 @@ fn secondary_feed(
             }
         }
     }
+    let mut producer =
+        Producer::new(owned.stream.clone(), &sub, owned.producer.clone()).secondary(base);
+    if reconnect {
+        producer = producer.resuming();
+    }
     Some(Feed {
-        ingest: Ingest::new(&sub),
+        producer,
         owned,
         map,
-        waiting_keyframe: false,
-        name: name.to_string(),
-        bad: 0,
-        track_base: base,
-        secondary: true,
         last_udp: std::cell::Cell::new(shard.clock.now()),
     })
+}
+
+/// The producer of a primary connection: it starts at a keyframe, and continues the
+/// numbering of the connection before it when the stream was kept.
+fn primary_producer(owned: &Owned, resumed: bool) -> Producer {
+    let p = Producer::new(owned.stream.clone(), &owned.sdp, owned.producer.clone()).at_keyframe();
+    if resumed {
+        p.resuming()
+    } else {
+        p
+    }
 }
 
 /// UDP receive tasks of one connection, cancelled however the connection ends.
@@ -594,21 +559,16 @@ impl StdoutIngest {
         if self.feed.is_none() {
             let Some(text) = src.sdp() else { return Ok(()) };
             let sdp = corecast::sdp::parse(text).map_err(|e| format!("demuxer SDP: {e}"))?;
-            let owned = own(shard, &self.name, &sdp, "exec", "exec")?;
+            let (owned, resumed) = own(shard, &self.name, &sdp, "exec", "exec")?;
             // Demuxed stdout arrives in bursts (MPEG-TS interleaves audio well ahead of
             // video): arrival times say nothing reliable about A/V timing.
             shard.registry.set_arrival_sync(&self.name, false);
             set_error(shard, &self.name, None);
             info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
             self.feed = Some(Feed {
-                ingest: Ingest::new(&owned.sdp),
+                producer: primary_producer(&owned, resumed),
                 map: (0..sdp.medias.len()).map(Some).collect(),
                 owned,
-                waiting_keyframe: true,
-                name: self.name.clone(),
-                bad: 0,
-                track_base: 0,
-                secondary: false,
                 last_udp: std::cell::Cell::new(shard.clock.now()),
             });
         }

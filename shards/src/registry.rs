@@ -103,6 +103,9 @@ pub struct StreamEntry {
     pub preload: Option<String>,
     /// A muxer's output stream (`NAME\0VARIANT`): its init segment and codecs.
     pub mux: Option<MuxInfo>,
+    /// While the stream waits for a new producer after one left (its viewers stay): the
+    /// old producer's SDP, which a new one must match to take the stream over.
+    pub resume_sdp: Option<Sdp>,
     /// Totals of consumers that have left (metrics counters stay monotonic).
     pub closed_bytes_out: u64,
     pub closed_skipped: u64,
@@ -199,6 +202,7 @@ impl Registry {
                 persistent: true,
                 preload: None,
                 mux: None,
+                resume_sdp: None,
                 closed_bytes_out: 0,
                 closed_skipped: 0,
             });
@@ -212,6 +216,19 @@ impl Registry {
         sdp: Sdp,
         producer: Arc<ProducerInfo>,
     ) -> Result<(u64, u64), u16> {
+        self.claim_resuming(name, sdp, producer)
+            .map(|(id, g, _)| (id, g))
+    }
+
+    /// Like [`claim`](Self::claim); a stream waiting for a new producer (see
+    /// [`orphan`](Self::orphan)) is taken over with its generation when `sdp` has the same
+    /// tracks (then the third value is true).
+    pub fn claim_resuming(
+        &self,
+        name: &str,
+        sdp: Sdp,
+        producer: Arc<ProducerInfo>,
+    ) -> Result<(u64, u64, bool), u16> {
         let owner = owner_of(name, self.nshards());
         let new_id = self.next_id();
         let mut g = self.lock();
@@ -234,11 +251,23 @@ impl Registry {
                 persistent: false,
                 preload: None,
                 mux: None,
+                resume_sdp: None,
                 closed_bytes_out: 0,
                 closed_skipped: 0,
             });
         if e.producer.is_some() {
             return Err(403);
+        }
+        if let Some(old) = e.resume_sdp.take() {
+            if same_tracks(&old, &sdp) {
+                e.error = None;
+                e.anchors = vec![None; sdp.medias.len()];
+                e.arrival_sync = true;
+                e.sdp = Some(sdp);
+                e.learned_sprop.clear();
+                e.producer = Some(producer);
+                return Ok((e.id, e.generation, true));
+            }
         }
         // Globally unique: a stream deleted and re-created never reuses a generation, so a
         // late release by the old producer cannot touch the new one.
@@ -250,7 +279,18 @@ impl Registry {
         e.learned_sprop.clear();
         e.mux = None;
         e.producer = Some(producer);
-        Ok((e.id, e.generation))
+        Ok((e.id, e.generation, false))
+    }
+
+    /// The producer of generation `generation` left but its viewers stay: the stream waits
+    /// for a new producer with the same tracks (see `Shard::leave_owned`).
+    pub fn orphan(&self, name: &str, generation: u64) {
+        if let Some(e) = self.lock().streams.get_mut(name) {
+            if e.generation == generation {
+                e.producer = None;
+                e.resume_sdp = e.sdp.take();
+            }
+        }
     }
 
     /// Releases the producer of `name` if it is still generation `generation`.
@@ -261,6 +301,7 @@ impl Registry {
             if e.generation == generation {
                 e.producer = None;
                 e.sdp = None;
+                e.resume_sdp = None;
                 remove = !e.persistent && e.consumers.is_empty();
             }
         }
@@ -400,9 +441,64 @@ impl Registry {
     }
 }
 
+/// Can a new producer with `new` take over viewers set up for `old`? Same medias in the
+/// same order, each with the same kind, codec, clock rate, payload type and format
+/// parameters (H.264/H.265 parameter sets, AAC config): the RTSP readers' SDP and the
+/// muxers' init segments stay valid. Otherwise the viewers end and the next ones get the
+/// new parameters.
+pub fn same_tracks(old: &Sdp, new: &Sdp) -> bool {
+    old.medias.len() == new.medias.len()
+        && old.medias.iter().zip(&new.medias).all(|(a, b)| {
+            let pt = a.payload_type();
+            a.kind == b.kind
+                && pt == b.payload_type()
+                && a.codec() == b.codec()
+                && a.clock_rate() == b.clock_rate()
+                && pt.map(|pt| a.fmtp_for(pt)) == pt.map(|pt| b.fmtp_for(pt))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sdp(fmtp: &str) -> Sdp {
+        corecast::sdp::parse(&format!(
+            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+             m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 {fmtp}\r\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stream_resumes_only_with_the_same_tracks() {
+        let a = sdp("packetization-mode=1;sprop-parameter-sets=Z0LAHtkA,aMuDyyA=");
+        assert!(same_tracks(&a, &a.clone()));
+        let b = sdp("packetization-mode=1;sprop-parameter-sets=Z0LAKNkA,aMuDyyA=");
+        assert!(!same_tracks(&a, &b));
+        let reg = Registry::new(1);
+        let info = || {
+            Arc::new(ProducerInfo {
+                id: 1,
+                protocol: "rtsp",
+                remote_addr: String::new(),
+                url: String::new(),
+                user_agent: String::new(),
+                stats: ProducerStats::default(),
+            })
+        };
+        let (id, g, resumed) = reg.claim_resuming("cam", a.clone(), info()).unwrap();
+        assert!(!resumed);
+        assert_eq!(reg.claim_resuming("cam", a.clone(), info()), Err(403));
+        reg.orphan("cam", g);
+        assert_eq!(
+            reg.claim_resuming("cam", a.clone(), info()),
+            Ok((id, g, true))
+        );
+        reg.orphan("cam", g);
+        let (_, g2, resumed) = reg.claim_resuming("cam", b, info()).unwrap();
+        assert!(!resumed && g2 != g);
+    }
 
     #[test]
     fn owner_is_stable_and_spread() {

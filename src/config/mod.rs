@@ -132,12 +132,18 @@ pub struct FanoutConfig {
     /// `max_lag_ms`: a viewer further behind live than this jumps to the newest keyframe
     /// (counted as a skip). Default 2000, 100..=60000.
     pub max_lag_ms: u64,
+    /// `resume_ms`: when a stream's producer leaves (a publisher disconnects, an
+    /// `exec:`/`ffmpeg:` source restarts), its viewers wait this long for a new producer
+    /// and continue with it; after that they are ended. 0 ends them at once. Default
+    /// 10000, at most 600000.
+    pub resume_ms: u64,
 }
 
 impl Default for FanoutConfig {
     fn default() -> Self {
         FanoutConfig {
             max_lag_ms: crate::fanout::DEFAULT_MAX_LAG_US / 1000,
+            resume_ms: 10_000,
         }
     }
 }
@@ -438,9 +444,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         allow_paths: raw.exec.unwrap_or_default().allow_paths,
     };
     cx.check_programs(&streams, &exec, &ffmpeg);
-    let max_lag_ms = raw
-        .fanout
-        .unwrap_or_default()
+    let raw_fanout = raw.fanout.unwrap_or_default();
+    let max_lag_ms = raw_fanout
         .max_lag_ms
         .unwrap_or(FanoutConfig::default().max_lag_ms);
     if !(100..=60_000).contains(&max_lag_ms) {
@@ -449,7 +454,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be from 100 to 60000 milliseconds, got {max_lag_ms}"),
         ));
     }
-    let fanout = FanoutConfig { max_lag_ms };
+    let resume_ms = raw_fanout
+        .resume_ms
+        .unwrap_or(FanoutConfig::default().resume_ms);
+    if resume_ms > 600_000 {
+        return Err(cx.error(
+            &["fanout", "resume_ms"],
+            format!("must be at most 600000 milliseconds, got {resume_ms}"),
+        ));
+    }
+    let fanout = FanoutConfig {
+        max_lag_ms,
+        resume_ms,
+    };
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
     let total = cx.warnings.len();

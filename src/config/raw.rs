@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
 #[serde(expecting = "a mapping")]
 pub(super) struct RawFanout {
     pub max_lag_ms: Option<u64>,
+    pub resume_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +85,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "exec.allow_paths",
     "fanout",
     "fanout.max_lag_ms",
+    "fanout.resume_ms",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",

@@ -7,12 +7,12 @@
 //! so responses and interleaved frames never mix mid-frame.
 
 use crate::hub::{LocalStream, Shard};
+use crate::producer::Producer;
 use crate::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
 use crate::sendv::{self, UdpBatch};
 use bytes::BytesMut;
 use corecast::fanout;
 use corecast::filter::{self, Filter};
-use corecast::ingest::Ingest;
 use corecast::packet::Packet;
 use corecast::rtp::rtcp::{self, SenderInfo};
 use corecast::rtsp::auth::ServerAuth;
@@ -167,12 +167,7 @@ pub type PublishSlot = Rc<RefCell<Option<Publish>>>;
 
 /// A publisher that is recording.
 pub struct Publish {
-    stream: Rc<LocalStream>,
-    ingest: Ingest,
-    producer: Arc<ProducerInfo>,
-    name: String,
-    generation: u64,
-    bad_packets: u64,
+    producer: Producer,
 }
 
 /// The session's view of the hub.
@@ -184,8 +179,9 @@ struct HostImpl {
     selection: Vec<usize>,
     /// Tracks are set up: later DESCRIBEs no longer change `selection`.
     setup_done: bool,
-    /// Set by ANNOUNCE: (stream id, generation, stream).
-    announced: Option<(u64, u64, Rc<LocalStream>, Arc<ProducerInfo>)>,
+    /// Set by ANNOUNCE: the stream, the producer's info, and whether it takes over a stream
+    /// whose viewers waited for a new producer.
+    announced: Option<(Rc<LocalStream>, Arc<ProducerInfo>, bool)>,
     publish: PublishSlot,
     /// UDP publisher routes to remove at the end.
     udp_routes: Vec<SocketAddr>,
@@ -228,16 +224,14 @@ impl Host for HostImpl {
             user_agent: self.user_agent.clone(),
             stats: ProducerStats::default(),
         });
-        let (id, generation) = self
+        let (stream, resumed) = self
             .shard
-            .registry
-            .claim(path, sdp.clone(), producer.clone())
+            .claim_stream(path, sdp, producer.clone())
             .inspect_err(|_| {
                 warn!(stream = path, peer = %self.conn.peer, "ANNOUNCE refused: stream already has a publisher");
             })?;
-        let stream = self.shard.open_owned(id, path, generation);
-        info!(stream = path, peer = %self.conn.peer, shard = self.shard.id, medias = sdp.medias.len(), "publisher announced");
-        self.announced = Some((id, generation, stream, producer));
+        info!(stream = path, peer = %self.conn.peer, shard = self.shard.id, medias = sdp.medias.len(), resumed, "publisher announced");
+        self.announced = Some((stream, producer, resumed));
         Ok(())
     }
 
@@ -363,7 +357,7 @@ impl Host for HostImpl {
     }
 
     fn record(&mut self, path: &str, tracks: &[SetupTrack]) -> Result<(), u16> {
-        let (_, generation, stream, producer) = self.announced.clone().ok_or(455u16)?;
+        let (stream, info, resumed) = self.announced.clone().ok_or(455u16)?;
         let sdp = {
             let g = self.shard.registry.lock();
             g.streams
@@ -389,13 +383,13 @@ impl Host for HostImpl {
                 self.udp_routes.push(from);
             }
         }
+        let producer = Producer::new(stream, &sdp, info);
         *self.publish.borrow_mut() = Some(Publish {
-            stream,
-            ingest: Ingest::new(&sdp),
-            producer,
-            name: path.to_string(),
-            generation,
-            bad_packets: 0,
+            producer: if resumed {
+                producer.resuming()
+            } else {
+                producer
+            },
         });
         info!(stream = path, peer = %self.conn.peer, "publisher recording");
         Ok(())
@@ -426,9 +420,9 @@ impl HostImpl {
             }
         }
         *self.publish.borrow_mut() = None;
-        if let Some((_, _, stream, _)) = self.announced.take() {
+        if let Some((stream, _, _)) = self.announced.take() {
             info!(stream = %stream.name, peer = %self.conn.peer, "publisher left");
-            self.shard.close_owned(&stream);
+            self.shard.leave_owned(&stream);
         }
     }
 }
@@ -600,7 +594,7 @@ async fn handle(
             }
         }
         if let Some(p) = host.publish.borrow().as_ref() {
-            shard.flush(&p.stream);
+            p.producer.flush(&shard);
         }
         // Read more, waking up now and then to check the session timeout.
         let chunk = if host.publish.borrow().is_some() {
@@ -702,25 +696,7 @@ async fn handle(
 
 /// Parses one received RTP packet once and appends it to the stream.
 fn ingest(shard: &Shard, p: &mut Publish, track: usize, payload: bytes::Bytes) {
-    let len = payload.len() as u64;
-    match p.ingest.packet(track, payload, shard.clock.now()) {
-        Ok((pkt, learned)) => {
-            p.producer.stats.bytes.fetch_add(len, Relaxed);
-            p.producer.stats.packets.fetch_add(1, Relaxed);
-            if let Some(l) = learned {
-                shard
-                    .registry
-                    .learn_sprop(&p.name, p.generation, l.track, l.fmtp_param);
-            }
-            p.stream.push(pkt);
-        }
-        Err(e) => {
-            p.bad_packets += 1;
-            if p.bad_packets.is_power_of_two() {
-                warn!(stream = %p.name, producer = %p.producer.remote_addr, error = %e, count = p.bad_packets, "dropping bad packet from publisher");
-            }
-        }
-    }
+    p.producer.packet(shard, track, payload);
 }
 
 /// Ingests a publisher packet received over UDP (see `drive::udp`).
@@ -733,7 +709,7 @@ pub fn ingest_udp(shard: &Shard, slot: &PublishSlot, track: u8, data: bytes::Byt
 /// Ends a UDP receive tick for a publisher.
 pub fn flush_udp(shard: &Shard, slot: &PublishSlot) {
     if let Some(p) = slot.borrow().as_ref() {
-        shard.flush(&p.stream);
+        p.producer.flush(shard);
     }
 }
 
