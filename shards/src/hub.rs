@@ -93,7 +93,16 @@ pub struct LocalStream {
 }
 
 impl LocalStream {
-    fn new(id: u64, name: &str, generation: u64, owned: bool, ring: usize, nshards: usize) -> Self {
+    /// A stream as a shard keeps it; public so that benches and tests can drive one that
+    /// no shard owns.
+    pub fn new(
+        id: u64,
+        name: &str,
+        generation: u64,
+        owned: bool,
+        ring: usize,
+        nshards: usize,
+    ) -> Self {
         LocalStream {
             id,
             name: name.to_string(),
@@ -201,6 +210,12 @@ pub struct UdpRoute {
 /// `Packet::arrival` (shared by all shards).
 #[derive(Clone, Copy)]
 pub struct Clock(Instant);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Clock {
     pub fn new() -> Self {

@@ -4,19 +4,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-mod api;
-mod demo;
-mod drive;
-mod hub;
-mod media;
-mod producer;
-mod pull;
-mod registry;
-mod runtime;
-mod sendv;
-mod source;
-mod tls;
-mod udp_bind;
+use corecast_shards::{api, runtime};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,188 @@
+//! Criterion benches of the engine's per-viewer path on the real code of `shards/` (a
+//! library, so no copies): one packet pushed into a real `hub::LocalStream` and woken, then
+//! every caught-up viewer takes it the way the RTSP writer does — its `fanout::Consumer`
+//! fills the batch, the 4-byte interleave header and the iovecs are built with
+//! `sendv::iovec` (the `sendmsg` itself is left out), the statistics are accounted, and the
+//! viewer registers its waker again with `LocalStream::poll_data`.
+//!
+//! Run: `cargo bench -p corecast-shards --bench engine`. Results in BENCHMARKS.md. A
+//! counting allocator checks that a viewer's turn allocates nothing (`alloc-check:` lines).
+
+use bytes::Bytes;
+use corecast::fanout::{Consumer, Policy};
+use corecast::packet::Packet;
+use corecast::rtsp::message;
+use corecast_shards::hub::LocalStream;
+use corecast_shards::sendv;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::task::{Context, Waker};
+
+struct CountingAlloc;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the thread-local counter allocates nothing.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCS.with(Cell::get))
+}
+
+const RING: usize = 4096;
+
+fn packet(i: u64) -> Packet {
+    let mut data = vec![0u8; 1200];
+    data[0] = 0x80;
+    data[1] = 96;
+    data[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+    Packet {
+        data: Bytes::from(data),
+        track: 0,
+        seq: i,
+        timestamp: i * 3000,
+        marker: false,
+        keyframe: i.is_multiple_of(300),
+        arrival: i * 1000,
+        payload_offset: 12,
+    }
+}
+
+/// A viewer's reusable state, as the RTSP writer keeps it.
+struct Viewer {
+    fanout: Consumer,
+    registered: Cell<u64>,
+    batch: Vec<Rc<Packet>>,
+    hdrs: Vec<[u8; 4]>,
+    iov: Vec<libc::iovec>,
+}
+
+struct Engine {
+    stream: LocalStream,
+    viewers: Vec<Viewer>,
+    next: u64,
+    waker: Waker,
+}
+
+impl Engine {
+    fn new(n: usize) -> Engine {
+        let stream = LocalStream::new(1, "bench", 1, true, RING, 1);
+        let mut next = 0;
+        while next < RING as u64 + 300 {
+            stream.push(packet(next));
+            next += 1;
+        }
+        let now = next * 1000;
+        let viewers = (0..n)
+            .map(|_| Viewer {
+                fanout: Consumer::join(&stream.ring.borrow(), Policy::default(), 0, now),
+                registered: Cell::new(0),
+                batch: Vec::with_capacity(64),
+                hdrs: Vec::with_capacity(64),
+                iov: Vec::with_capacity(128),
+            })
+            .collect();
+        let mut e = Engine {
+            stream,
+            viewers,
+            next,
+            waker: Waker::noop().clone(),
+        };
+        // Catch every viewer up (their batch vectors reach their working size).
+        while e.turn() > 0 {}
+        e
+    }
+
+    /// Every viewer takes what is new; returns the iovecs built.
+    fn turn(&mut self) -> usize {
+        let now = self.next * 1000;
+        let ring = self.stream.ring.borrow();
+        let cx = Context::from_waker(&self.waker);
+        let mut iovs = 0;
+        for v in &mut self.viewers {
+            v.fanout.fill(&ring, now, &mut v.batch, 64);
+            v.hdrs.clear();
+            v.iov.clear();
+            let mut bytes = 0u64;
+            for p in &v.batch {
+                v.hdrs
+                    .push(message::write_interleaved_header(0, p.data.len() as u16));
+                bytes += p.data.len() as u64;
+            }
+            for (h, p) in v.hdrs.iter().zip(&v.batch) {
+                v.iov.push(sendv::iovec(h));
+                v.iov.push(sendv::iovec(&p.data));
+            }
+            black_box(&v.iov);
+            iovs += v.iov.len();
+            let _ = v.fanout.delivered(v.batch.len() as u64, bytes, now);
+            v.batch.clear();
+            let _ = self
+                .stream
+                .poll_data(v.fanout.position(), &v.registered, &cx);
+        }
+        iovs
+    }
+
+    /// One packet in, woken, every viewer takes it.
+    fn step(&mut self) -> usize {
+        self.stream.push(packet(self.next));
+        self.next += 1;
+        self.stream.notify();
+        self.turn()
+    }
+}
+
+fn bench_viewer_turn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine");
+    for n in [100usize, 1_000, 10_000] {
+        let mut e = Engine::new(n);
+        e.step();
+        let (iovs, allocs) = count_allocs(|| e.step());
+        assert_eq!(iovs, 2 * n);
+        // The packet's own buffer (made here; the receive buffer in the server) and its Rc
+        // in the ring: nothing per viewer.
+        assert_eq!(allocs, 2, "allocations per packet with {n} viewers");
+        eprintln!("alloc-check: engine turn {n} viewers: {allocs} allocations per packet (its buffer and its Rc), none per viewer");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("packet_to_every_viewer", n), |b| {
+            b.iter(|| e.step())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_viewer_turn);
+criterion_main!(benches);
