@@ -288,6 +288,11 @@ def test_several_sources_offer_their_tracks_together(server_factory, procs):
     assert kinds == ["h264", "opus"], kinds
     reader = ffmpeg_read(url, duration=4)
     procs.append(reader)
+    # The ffmpeg: source publishes to a helper stream of the engine's (`tx~1`, readable
+    # over RTSP while it runs): never listed.
+    helper_up = poll(lambda: ffprobe_raw(srv.url("tx~1")).returncode == 0, timeout=10)
+    assert helper_up, srv.log()
+    assert sorted(srv.streams()) == ["demo", "mix", "tx"], sorted(srv.streams())
     out, err = reader.communicate(timeout=30)
     assert decoded_frames(out) >= 80, err
 

@@ -214,7 +214,10 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
     let g = reg.lock();
     g.streams
         .iter()
-        .filter(|(name, _)| !is_derived(name) && only.is_none_or(|o| o == name.as_str()))
+        .filter(|(name, e)| {
+            // Muxer outputs and helper streams are the engine's, not the user's.
+            !is_derived(name) && e.helper_of.is_none() && only.is_none_or(|o| o == name.as_str())
+        })
         .map(|(name, e)| {
             let live = e.producer.as_ref().map(|p| {
                 let (medias, codecs) = e
@@ -658,6 +661,9 @@ pub fn metrics(shard: &Shard) -> Reply {
                     let (base, variant) = name.split_once('\0').unwrap_or((name, ""));
                     muxers.push((base.to_string(), variant.to_string()));
                 }
+                continue;
+            }
+            if e.helper_of.is_some() {
                 continue;
             }
             let (bytes_in, packets_in) = e.producer.as_ref().map_or((0, 0), |p| {

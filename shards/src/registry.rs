@@ -103,6 +103,9 @@ pub struct StreamEntry {
     pub preload: Option<String>,
     /// A muxer's output stream (`NAME\0VARIANT`): its init segment and codecs.
     pub mux: Option<MuxInfo>,
+    /// A helper stream the engine made for the named stream (a later `ffmpeg:`/`exec`
+    /// source publishes there and is pulled from there): never listed by the API.
+    pub helper_of: Option<String>,
     /// While the stream waits for a new producer after one left (its viewers stay): the
     /// old producer's SDP, which a new one must match to take the stream over.
     pub resume_sdp: Option<Sdp>,
@@ -203,9 +206,40 @@ impl Registry {
                 preload: None,
                 mux: None,
                 resume_sdp: None,
+                helper_of: None,
                 closed_bytes_out: 0,
                 closed_skipped: 0,
             });
+    }
+
+    /// Declares `name` as a helper stream of `of` (see `StreamEntry::helper_of`) before its
+    /// producer connects, so it is never listed, not even for a moment.
+    pub fn declare_helper(&self, name: &str, of: &str) {
+        let owner = owner_of(name, self.nshards());
+        let id = self.next_id();
+        let mut g = self.lock();
+        let e = g.streams.entry(name.to_string()).or_insert_with(|| StreamEntry {
+            id,
+            owner,
+            sources: Vec::new(),
+            generation: 0,
+            sdp: None,
+            anchors: Vec::new(),
+            arrival_sync: true,
+            learned_sprop: Vec::new(),
+            producer: None,
+            consumers: Vec::new(),
+            error: None,
+            sources_exhausted: false,
+            persistent: false,
+            preload: None,
+            mux: None,
+            resume_sdp: None,
+            helper_of: None,
+            closed_bytes_out: 0,
+            closed_skipped: 0,
+        });
+        e.helper_of = Some(of.to_string());
     }
 
     /// Claims `name` for a new producer. Fails with 403 when another producer holds it
@@ -252,6 +286,7 @@ impl Registry {
                 preload: None,
                 mux: None,
                 resume_sdp: None,
+                helper_of: None,
                 closed_bytes_out: 0,
                 closed_skipped: 0,
             });

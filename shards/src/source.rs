@@ -183,7 +183,10 @@ async fn secondary(
     // we then pull like a camera.
     let mut child: Option<ChildGuard> = None;
     let url = match publisher_command(&shard, &name, &src, index) {
-        Ok(Some((words, url))) => match spawn_quiet(&shard, &name, &words) {
+        Ok(Some((words, url))) => match {
+            shard.registry.declare_helper(&helper_name(&name, index), &name);
+            spawn_quiet(&shard, &name, &words)
+        } {
             Ok(c) => {
                 child = Some(c);
                 url
@@ -230,7 +233,7 @@ fn publisher_command(
     src: &str,
     index: usize,
 ) -> Result<Option<(Vec<String>, String)>, String> {
-    let hidden = format!("{name}~{index}");
+    let hidden = helper_name(name, index);
     match scheme(src) {
         "ffmpeg" => {
             let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..])?;
@@ -272,6 +275,11 @@ fn check_allowed(shard: &Shard, name: &str, bin: &str) -> Result<(), String> {
             .unwrap_or_default()
             .join(", ")
     ))
+}
+
+/// The helper stream a later publishing source of `name` (its `index`th) publishes to.
+fn helper_name(name: &str, index: usize) -> String {
+    format!("{name}~{index}")
 }
 
 fn spawn_quiet(shard: &Shard, name: &str, words: &[String]) -> Result<ChildGuard, String> {
