@@ -93,7 +93,6 @@ pub async fn run(shard: Rc<Shard>) {
             return;
         }
     };
-    let generation = stream.generation;
     let mut producer = Producer::new(stream, &sdp, info);
     let ssrc_v: u32 = rand::random();
     let ssrc_a: u32 = rand::random();
@@ -114,9 +113,8 @@ pub async fn run(shard: Rc<Shard>) {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     for (track, rtp) in [(0, vts0), (1, ats0)] {
-        shard.registry.set_anchor(
-            NAME,
-            generation,
+        shard.set_anchor(
+            &producer.stream,
             track,
             crate::registry::Anchor {
                 unix_us: start_unix,

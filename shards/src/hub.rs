@@ -82,6 +82,11 @@ pub struct LocalStream {
     epoch: Cell<u64>,
     tick: Cell<u64>,
     closed: Cell<bool>,
+    /// Per media: the exact RTP/wall-clock anchor if the producer knows it, and whether
+    /// arrival-based sender reports are allowed. Copied from the registry when the stream
+    /// opens (a mirror) and set by the owner, so a viewer's sender report reads it here,
+    /// never under the registry lock.
+    sync: RefCell<(Vec<Option<crate::registry::Anchor>>, bool)>,
     /// Bumped each time a new producer resumes the stream (its viewers stay and continue
     /// at the new producer's first keyframe; see `corecast::fanout`).
     producer_epoch: Cell<u64>,
@@ -114,6 +119,7 @@ impl LocalStream {
             tick: Cell::new(0),
             closed: Cell::new(false),
             producer_epoch: Cell::new(0),
+            sync: RefCell::new((Vec::new(), true)),
             local_viewers: Cell::new(0),
             remote: RefCell::new(vec![false; nshards]),
             pending: RefCell::new((0..nshards).map(|_| Vec::new()).collect()),
@@ -127,6 +133,16 @@ impl LocalStream {
     /// The producer epoch (see the field).
     pub fn producer_epoch(&self) -> u64 {
         self.producer_epoch.get()
+    }
+
+    /// The anchor of one media and whether arrival-based sync is allowed (see `sync`).
+    pub fn sync_of(&self, media: usize) -> (Option<crate::registry::Anchor>, bool) {
+        let s = self.sync.borrow();
+        (s.0.get(media).copied().flatten(), s.1)
+    }
+
+    fn copy_sync(&self, anchors: &[Option<crate::registry::Anchor>], arrival: bool) {
+        *self.sync.borrow_mut() = (anchors.to_vec(), arrival);
     }
 
     /// A new producer resumed the stream.
@@ -352,6 +368,8 @@ impl Shard {
             match orphan {
                 Some(o) if o.generation == generation && !o.is_closed() => {
                     debug!(stream = name, "new producer takes over the waiting viewers");
+                    // The new producer sets its own clock relation, if it knows one.
+                    o.copy_sync(&[], true);
                     return Ok((o, true));
                 }
                 _ => {}
@@ -364,6 +382,28 @@ impl Shard {
             self.close_owned(&o);
         }
         Ok((self.open_owned(id, name, generation), false))
+    }
+
+    /// Records an exact RTP/wall-clock anchor of one media of an owned stream (internal
+    /// sources know theirs): in the stream for its viewers here, in the registry for
+    /// mirrors opened later.
+    pub fn set_anchor(&self, stream: &LocalStream, media: usize, anchor: crate::registry::Anchor) {
+        {
+            let mut s = stream.sync.borrow_mut();
+            if s.0.len() <= media {
+                s.0.resize(media + 1, None);
+            }
+            s.0[media] = Some(anchor);
+        }
+        self.registry
+            .set_anchor(&stream.name, stream.generation, media, anchor);
+    }
+
+    /// Whether viewers may derive sender reports from arrival times (not for bursty
+    /// sources such as demuxed stdout).
+    pub fn set_arrival_sync(&self, stream: &LocalStream, allowed: bool) {
+        stream.sync.borrow_mut().1 = allowed;
+        self.registry.set_arrival_sync(&stream.name, allowed);
     }
 
     /// The producer of an owned stream left. Viewers (here or on other shards) wait for a
@@ -470,10 +510,17 @@ impl Shard {
     /// The stream a reader on this shard reads: the owned one, or a mirror (subscribing
     /// to the owner if this is the first viewer here).
     pub fn attach_reader(self: &Rc<Self>, name: &str) -> Result<Rc<LocalStream>, u16> {
-        let (id, owner, generation, live) = {
+        let (id, owner, generation, live, anchors, arrival) = {
             let g = self.registry.lock();
             let e = g.streams.get(name).ok_or(404u16)?;
-            (e.id, e.owner, e.generation, e.producer.is_some())
+            (
+                e.id,
+                e.owner,
+                e.generation,
+                e.producer.is_some(),
+                e.anchors.clone(),
+                e.arrival_sync,
+            )
         };
         if !live {
             return Err(404);
@@ -503,6 +550,7 @@ impl Shard {
                         self.ring_size(name),
                         self.nshards,
                     ));
+                    s.copy_sync(&anchors, arrival);
                     self.streams.borrow_mut().insert(id, s.clone());
                     debug!(stream = name, owner, shard = self.id, "mirror opened");
                     self.send_ctl(

@@ -562,7 +562,7 @@ impl StdoutIngest {
             let (owned, resumed) = own(shard, &self.name, &sdp, "exec", "exec")?;
             // Demuxed stdout arrives in bursts (MPEG-TS interleaves audio well ahead of
             // video): arrival times say nothing reliable about A/V timing.
-            shard.registry.set_arrival_sync(&self.name, false);
+            shard.set_arrival_sync(&owned.stream, false);
             set_error(shard, &self.name, None);
             info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
             self.feed = Some(Feed {

@@ -218,27 +218,30 @@ impl Registry {
         let owner = owner_of(name, self.nshards());
         let id = self.next_id();
         let mut g = self.lock();
-        let e = g.streams.entry(name.to_string()).or_insert_with(|| StreamEntry {
-            id,
-            owner,
-            sources: Vec::new(),
-            generation: 0,
-            sdp: None,
-            anchors: Vec::new(),
-            arrival_sync: true,
-            learned_sprop: Vec::new(),
-            producer: None,
-            consumers: Vec::new(),
-            error: None,
-            sources_exhausted: false,
-            persistent: false,
-            preload: None,
-            mux: None,
-            resume_sdp: None,
-            helper_of: None,
-            closed_bytes_out: 0,
-            closed_skipped: 0,
-        });
+        let e = g
+            .streams
+            .entry(name.to_string())
+            .or_insert_with(|| StreamEntry {
+                id,
+                owner,
+                sources: Vec::new(),
+                generation: 0,
+                sdp: None,
+                anchors: Vec::new(),
+                arrival_sync: true,
+                learned_sprop: Vec::new(),
+                producer: None,
+                consumers: Vec::new(),
+                error: None,
+                sources_exhausted: false,
+                persistent: false,
+                preload: None,
+                mux: None,
+                resume_sdp: None,
+                helper_of: None,
+                closed_bytes_out: 0,
+                closed_skipped: 0,
+            });
         e.helper_of = Some(of.to_string());
     }
 

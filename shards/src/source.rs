@@ -183,10 +183,7 @@ async fn secondary(
     // we then pull like a camera.
     let mut child: Option<ChildGuard> = None;
     let url = match publisher_command(&shard, &name, &src, index) {
-        Ok(Some((words, url))) => match {
-            shard.registry.declare_helper(&helper_name(&name, index), &name);
-            spawn_quiet(&shard, &name, &words)
-        } {
+        Ok(Some((words, url))) => match spawn_quiet(&shard, &name, &words) {
             Ok(c) => {
                 child = Some(c);
                 url
@@ -234,6 +231,9 @@ fn publisher_command(
     index: usize,
 ) -> Result<Option<(Vec<String>, String)>, String> {
     let hidden = helper_name(name, index);
+    if matches!(scheme(src), "ffmpeg") || (scheme(src) == "exec" && src.contains("{output}")) {
+        shard.registry.declare_helper(&hidden, name);
+    }
     match scheme(src) {
         "ffmpeg" => {
             let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..])?;

@@ -736,14 +736,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         if conn.closing.get() {
             break;
         }
-        match take_batch(
-            &conn,
-            &shard.registry,
-            shard.clock,
-            &mut batch,
-            &mut dests,
-            &mut rtcp_bufs,
-        ) {
+        match take_batch(&conn, shard.clock, &mut batch, &mut dests, &mut rtcp_bufs) {
             Step::Idle => {
                 wait(&conn, None).await;
                 continue;
@@ -860,7 +853,6 @@ enum Step {
 /// Takes the next batch from the ring under a short borrow (never held across an await).
 fn take_batch(
     conn: &Conn,
-    registry: &crate::registry::Registry,
     clock: crate::hub::Clock,
     batch: &mut Vec<Rc<Packet>>,
     dests: &mut Vec<Option<Out>>,
@@ -942,7 +934,7 @@ fn take_batch(
         // from arrival times, when allowed. Publishers' own sender reports are not used:
         // ffmpeg's are computed from its send times, which its AAC packetizer delays, and
         // forwarding them made readers' audio step back (seen in the relay tests).
-        let rtp_time = match registry.sync_of(&play.stream.name, t) {
+        let rtp_time = match play.stream.sync_of(t) {
             (Some(a), _) => {
                 let dt = now_unix as i128 - a.unix_us as i128;
                 a.rtp.wrapping_add((dt * rate / 1_000_000) as i64 as u32)
