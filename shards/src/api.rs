@@ -328,7 +328,7 @@ fn check_source(src: &str, allow_exec: bool) -> Result<(), Reply> {
 
 /// `/api/streams`: GET (all or `?src=`), PUT (create/replace, saved to the config), PATCH
 /// (create/replace in memory), DELETE (`?src=` or `?name=`, removed from the config).
-pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
+pub async fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
     let src = req.query("src");
     let name = req.query("name");
     match req.method.as_str() {
@@ -375,7 +375,9 @@ pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
                             .collect(),
                     )
                 };
-                if let Err(e) = patch_config(&["streams", name], Some(value)) {
+                let key = name.to_string();
+                let saved = off_thread(move || patch_config(&["streams", &key], Some(value))).await;
+                if let Err(e) = saved {
                     warn!(stream = name, error = %e, "stream created but not saved to the config");
                     return Reply::text(400, e);
                 }
@@ -390,7 +392,8 @@ pub fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
                 return Reply::text(404, "stream not found");
             }
             info!(stream = name, "stream deleted through the API");
-            if let Err(e) = patch_config(&["streams", name], None) {
+            let key = name.to_string();
+            if let Err(e) = off_thread(move || patch_config(&["streams", &key], None)).await {
                 return Reply::text(400, e);
             }
             Reply::empty(200)
@@ -471,9 +474,23 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
 
 /// `/api/config`: GET the YAML, POST replaces it, PATCH merges a YAML mapping into it. Both
 /// writes are validated with the start-up parser; changes apply at the next start.
-pub fn config_endpoint(shard: &Shard, req: &Request) -> Reply {
+pub async fn config_endpoint(shard: &Shard, req: &Request) -> Reply {
+    let method = req.method.clone();
+    let body = req.body.clone();
+    let allow_exec = shard.config.api.allow_exec;
+    off_thread(move || config_file(&method, &body, allow_exec)).await
+}
+
+/// File IO runs on a blocking thread, not on the shard: a slow disk must not stall the
+/// viewers the shard serves.
+async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    glommio::executor().spawn_blocking(f).await
+}
+
+/// The `/api/config` work itself (on a blocking thread).
+fn config_file(method: &str, body: &[u8], allow_exec: bool) -> Reply {
     let path = config_path();
-    match req.method.as_str() {
+    match method {
         "GET" | "HEAD" => match std::fs::read(&path) {
             Ok(body) => Reply {
                 status: 200,
@@ -483,11 +500,11 @@ pub fn config_endpoint(shard: &Shard, req: &Request) -> Reply {
             Err(_) => Reply::text(404, format!("no config file at {}", path.display())),
         },
         "POST" | "PATCH" => {
-            let Ok(text) = std::str::from_utf8(&req.body) else {
+            let Ok(text) = std::str::from_utf8(body) else {
                 return Reply::text(400, "config is not UTF-8");
             };
             let _turn = CONFIG_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-            let text = if req.method == "PATCH" {
+            let text = if method == "PATCH" {
                 let patch: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
                     Ok(v) => v,
                     Err(e) => return Reply::text(400, format!("invalid YAML: {e}")),
@@ -504,7 +521,7 @@ pub fn config_endpoint(shard: &Shard, req: &Request) -> Reply {
             } else {
                 text.to_string()
             };
-            if let Err(reply) = check_config_change(&path, &text, shard.config.api.allow_exec) {
+            if let Err(reply) = check_config_change(&path, &text, allow_exec) {
                 return reply;
             }
             match write_config(&path, &text) {

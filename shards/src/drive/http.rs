@@ -218,8 +218,8 @@ async fn dispatch(
     }
     let reply = match path.as_str() {
         "/api" if get => api::info(shard, &req),
-        "/api/streams" => api::streams_endpoint(shard, &req),
-        "/api/config" => api::config_endpoint(shard, &req),
+        "/api/streams" => api::streams_endpoint(shard, &req).await,
+        "/api/config" => api::config_endpoint(shard, &req).await,
         "/api/schemes" if get => api::schemes(),
         "/api/preload" => api::preload_endpoint(shard, &req),
         "/metrics" if get => api::metrics(shard),
