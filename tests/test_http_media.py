@@ -156,6 +156,14 @@ def test_200_mp4_viewers_share_one_muxer(server_factory):
         assert b"ftyp" in body[:64]
     assert viewers >= n, text
     assert muxers == 1 and shard_muxers == 1, text
+    # All 200 left: the muxer stops by itself (about 3 s after the last viewer).
+    def muxers_now():
+        t = urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=10).read().decode()
+        return sum(float(v) for v in re.findall(r'^corecast_shard_muxers\{[^}]*\} (\S+)$', t, re.M))
+    deadline = time.time() + 15
+    while muxers_now() > 0 and time.time() < deadline:
+        time.sleep(0.2)
+    assert muxers_now() == 0, "the muxer kept running without viewers"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

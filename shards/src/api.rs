@@ -328,7 +328,7 @@ fn check_source(src: &str, allow_exec: bool) -> Result<(), Reply> {
 
 /// `/api/streams`: GET (all or `?src=`), PUT (create/replace, saved to the config), PATCH
 /// (create/replace in memory), DELETE (`?src=` or `?name=`, removed from the config).
-pub async fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
+pub async fn streams_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
     let src = req.query("src");
     let name = req.query("name");
     match req.method.as_str() {
@@ -363,6 +363,8 @@ pub async fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
                 }
             }
             shard.registry.declare(name, sources.clone());
+            // A running source of the old sources stops; the next reader starts the new.
+            shard.wanted_changed(name);
             info!(stream = name, "stream created or updated through the API");
             if req.method == "PUT" {
                 let value = if sources.len() == 1 {
@@ -391,6 +393,7 @@ pub async fn streams_endpoint(shard: &Shard, req: &Request) -> Reply {
             if !shard.registry.remove(name) {
                 return Reply::text(404, "stream not found");
             }
+            shard.wanted_changed(name);
             info!(stream = name, "stream deleted through the API");
             let key = name.to_string();
             if let Err(e) = off_thread(move || patch_config(&["streams", &key], None)).await {
@@ -466,6 +469,7 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
                 return Reply::text(404, "preload not found");
             }
             shard.registry.set_preload(name, None);
+            shard.wanted_changed(name);
             Reply::empty(200)
         }
         _ => Reply::text(405, "method not allowed"),

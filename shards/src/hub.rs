@@ -57,6 +57,9 @@ pub enum CtlMsg {
         name: String,
         variant: crate::media::Variant,
     },
+    /// Who wants this stream changed (a viewer came or left, the API changed its sources
+    /// or preload): the owner re-evaluates its source and muxers once.
+    Wanted { name: String },
     /// A publisher connected to the wrong shard: the owner takes over its socket.
     Handoff {
         /// Owned: a message dropped on the way (channel closed at shutdown, no handler)
@@ -262,8 +265,8 @@ pub struct Shard {
     pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
     /// Pull sources running on this shard.
     pub sources: crate::source::Sources,
-    /// Muxers running on this shard, by derived stream name.
-    pub muxers: RefCell<std::collections::HashSet<String>>,
+    /// Muxers running on this shard, by derived stream name, with their stop control.
+    pub muxers: RefCell<HashMap<String, Rc<crate::media::MuxCtl>>>,
     /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
     pub snapshots: Cell<usize>,
     /// Receives publisher handoffs (set by the RTSP driver at start).
@@ -382,6 +385,39 @@ impl Shard {
             self.close_owned(&o);
         }
         Ok((self.open_owned(id, name, generation), false))
+    }
+
+    /// Registers a viewer of `name` (the API lists it) and tells the stream's owner.
+    pub fn viewer_joined(self: &Rc<Self>, name: &str, info: Arc<crate::registry::ConsumerInfo>) {
+        self.registry.add_consumer(name, info);
+        self.wanted_changed(name);
+    }
+
+    /// Unregisters a viewer and tells the stream's owner (its source or muxer may idle).
+    pub fn viewer_left(self: &Rc<Self>, name: &str, id: u64) {
+        self.registry.remove_consumer(name, id);
+        self.wanted_changed(name);
+    }
+
+    /// Tells the owner of `name` that who wants it changed: sources and muxers are
+    /// stopped by these events (and an idle timer), never by polling the registry.
+    pub fn wanted_changed(self: &Rc<Self>, name: &str) {
+        let owner = self.owner_of(name);
+        if owner == self.id {
+            self.on_wanted(name);
+        } else {
+            self.send_ctl(
+                owner,
+                CtlMsg::Wanted {
+                    name: name.to_string(),
+                },
+            );
+        }
+    }
+
+    fn on_wanted(self: &Rc<Self>, name: &str) {
+        crate::source::reevaluate(self, name);
+        crate::media::reevaluate(self, name);
     }
 
     /// Records an exact RTP/wall-clock anchor of one media of an owned stream (internal
@@ -700,6 +736,7 @@ impl Shard {
             CtlMsg::StartSource { name } => crate::source::start(self, &name),
             CtlMsg::StartMuxer { name, variant } => crate::media::start_muxer(self, &name, variant),
             CtlMsg::ExtendSource { name, query } => crate::source::extend(self, &name, query),
+            CtlMsg::Wanted { name } => self.on_wanted(&name),
             CtlMsg::Handoff {
                 fd,
                 peer,

@@ -94,15 +94,84 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
     }
 }
 
+/// A running muxer's stop control, driven by events (see `reevaluate`).
+pub struct MuxCtl {
+    variant: Variant,
+    /// Since when no viewer reads the variant (None while one does).
+    idle_since: Cell<Option<Instant>>,
+    idle_timer: Cell<bool>,
+    stop: Cell<bool>,
+}
+
+/// Who wants `name` changed: muxers of it without viewers stop after `IDLE_STOP`.
+pub fn reevaluate(shard: &Rc<Shard>, name: &str) {
+    let ctls: Vec<Rc<MuxCtl>> = shard
+        .muxers
+        .borrow()
+        .iter()
+        .filter(|(d, _)| d.split('\0').next() == Some(name))
+        .map(|(_, c)| c.clone())
+        .collect();
+    for ctl in ctls {
+        if viewers_of(shard, name, ctl.variant) > 0 {
+            ctl.idle_since.set(None);
+        } else {
+            if ctl.idle_since.get().is_none() {
+                ctl.idle_since.set(Some(Instant::now()));
+            }
+            arm_idle_timer(shard, name, &ctl);
+        }
+    }
+}
+
+fn arm_idle_timer(shard: &Rc<Shard>, name: &str, ctl: &Rc<MuxCtl>) {
+    if ctl.idle_timer.replace(true) {
+        return;
+    }
+    let (sh, n, c) = (shard.clone(), name.to_string(), ctl.clone());
+    glommio::spawn_local(async move {
+        while !c.stop.get() {
+            let Some(since) = c.idle_since.get() else {
+                break;
+            };
+            let due = since + IDLE_STOP;
+            let now = Instant::now();
+            if now < due {
+                glommio::timer::sleep(due - now).await;
+                continue;
+            }
+            if viewers_of(&sh, &n, c.variant) == 0 {
+                debug!(stream = %n, variant = c.variant.tag(), "muxer idle: stopping");
+                c.stop.set(true);
+            } else {
+                c.idle_since.set(None);
+            }
+            break;
+        }
+        c.idle_timer.set(false);
+    })
+    .detach();
+}
+
 /// Starts the muxer of (`name`, `v`) on this shard, the stream's owner, unless it runs.
 pub fn start_muxer(shard: &Rc<Shard>, name: &str, v: Variant) {
     let dname = derived_name(name, v);
-    if is_derived(name) || !shard.muxers.borrow_mut().insert(dname.clone()) {
+    if is_derived(name) || shard.muxers.borrow().contains_key(&dname) {
         return;
     }
+    // Idle from the start: the viewer that asked registers right after, and one that
+    // never does lets it stop by itself.
+    let ctl = Rc::new(MuxCtl {
+        variant: v,
+        idle_since: Cell::new(Some(Instant::now())),
+        idle_timer: Cell::new(false),
+        stop: Cell::new(false),
+    });
+    shard.muxers.borrow_mut().insert(dname.clone(), ctl.clone());
+    arm_idle_timer(shard, name, &ctl);
     let (sh, n) = (shard.clone(), name.to_string());
     glommio::spawn_local(async move {
-        if let Err(e) = run_muxer(&sh, &n, &dname, v).await {
+        if let Err(e) = run_muxer(&sh, &n, &dname, v, &ctl).await {
             warn!(stream = %n, variant = v.tag(), error = %e, "muxer stopped");
         }
         sh.muxers.borrow_mut().remove(&dname);
@@ -205,7 +274,13 @@ async fn wait_data(s: &LocalStream, pos: u64, registered: &Cell<u64>, limit: Dur
     futures_lite::future::or(data, glommio::timer::sleep(limit)).await;
 }
 
-async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Result<(), String> {
+async fn run_muxer(
+    shard: &Rc<Shard>,
+    name: &str,
+    dname: &str,
+    v: Variant,
+    ctl: &MuxCtl,
+) -> Result<(), String> {
     let src = shard
         .attach_reader(name)
         .map_err(|_| "stream is not live".to_string())?;
@@ -236,7 +311,6 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
     let mut recheck = false;
     let registered = Cell::new(0);
     let started = Instant::now();
-    let mut idle_since: Option<Instant> = None;
     let mut last_check = Instant::now();
     let mut frames = Vec::new();
     let mut pending: Vec<Frame> = Vec::new();
@@ -245,18 +319,12 @@ async fn run_muxer(shard: &Rc<Shard>, name: &str, dname: &str, v: Variant) -> Re
     let mut frags = Vec::new();
     let mut seq: u64 = 0;
     loop {
-        // Idle check, a few times a second (not per packet).
+        // Stopped by its idle timer (see `reevaluate`): a flag, no registry lock.
+        if ctl.stop.get() {
+            return Ok(());
+        }
         if last_check.elapsed() >= Duration::from_millis(250) {
             last_check = Instant::now();
-            if viewers_of(shard, name, v) == 0 {
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= IDLE_STOP {
-                    debug!(stream = name, variant = v.tag(), "muxer idle: stopping");
-                    return Ok(());
-                }
-            } else {
-                idle_since = None;
-            }
             if muxer.is_none() && started.elapsed() > CONFIG_WAIT {
                 return Err("no parameter sets in the SDP or in-band".into());
             }

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-/// How often a running source checks whether it is still wanted.
+/// How often a source task looks at its stop flag while it sleeps between attempts.
 const CHECK: Duration = Duration::from_millis(250);
 /// A source is not stopped for idleness during its first seconds: the reader that asked for
 /// it is still between DESCRIBE and PLAY.
@@ -45,6 +45,10 @@ pub struct Running {
     /// Which of the stream's sources have been dialled (index 0 is the primary).
     dialled: RefCell<Vec<bool>>,
     extending: Cell<bool>,
+    /// Since when no reader wants the source (None while one does).
+    idle_since: Cell<Option<Instant>>,
+    /// An idle timer is armed.
+    idle_timer: Cell<bool>,
 }
 
 impl Running {
@@ -365,6 +369,8 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
         sources: sources.clone(),
         dialled: RefCell::new(dialled),
         extending: Cell::new(false),
+        idle_since: Cell::new(Some(Instant::now())),
+        idle_timer: Cell::new(false),
     });
     shard
         .sources
@@ -372,48 +378,97 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
         .borrow_mut()
         .insert(name.to_string(), running.clone());
     info!(stream = name, source = %redact(&sources[0]), "starting source");
-    let (sh, n, r) = (shard.clone(), name.to_string(), running.clone());
-    glommio::spawn_local(async move { watch(sh, n, r).await }).detach();
+    // The reader that asked is between DESCRIBE and PLAY: the idle timer gives it
+    // START_GRACE; if it never plays, the source stops by itself.
+    arm_idle_timer(shard, name, &running);
     let (sh, n) = (shard.clone(), name.to_string());
     glommio::spawn_local(async move { run(sh, n, sources, running).await }).detach();
 }
 
-/// Stops the source when no reader has wanted it for the idle timeout.
-async fn watch(shard: Rc<Shard>, name: String, running: Rc<Running>) {
-    let idle_timeout = Duration::from_secs(shard.config.sources.idle_timeout_secs);
-    let mut idle_since: Option<Instant> = None;
-    while !running.stopped() {
-        glommio::timer::sleep(CHECK).await;
-        let (readers, preload) = {
-            let g = shard.registry.lock();
-            match g.streams.get(&name) {
-                // Removed, or its sources replaced through the API: the next reader
-                // starts the new ones.
-                Some(e) if e.sources == running.sources && e.id == running.stream_id => (
-                    // Our own ffmpeg reading this stream does not keep it alive.
-                    e.consumers
-                        .iter()
-                        .filter(|c| c.user_agent != INTERNAL_UA)
-                        .count(),
-                    e.preload.is_some(),
-                ),
-                _ => {
-                    info!(stream = %name, "stream removed or its sources changed: stopping source");
-                    running.stop.set(true);
-                    break;
-                }
+/// Whether a running source is still wanted, read once from the registry.
+enum Wanted {
+    Yes,
+    No,
+    /// Removed, or its sources replaced through the API: the next reader starts the new.
+    Gone,
+}
+
+fn wanted(shard: &Shard, name: &str, running: &Running) -> Wanted {
+    let g = shard.registry.lock();
+    match g.streams.get(name) {
+        Some(e) if e.sources == running.sources && e.id == running.stream_id => {
+            // Our own ffmpeg reading this stream does not keep it alive.
+            let readers = e
+                .consumers
+                .iter()
+                .filter(|c| c.user_agent != INTERNAL_UA)
+                .count();
+            if readers > 0 || e.preload.is_some() {
+                Wanted::Yes
+            } else {
+                Wanted::No
             }
-        };
-        if preload || readers > 0 || running.started.elapsed() < START_GRACE {
-            idle_since = None;
-            continue;
         }
-        let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= idle_timeout {
-            info!(stream = %name, "no readers: stopping source");
+        _ => Wanted::Gone,
+    }
+}
+
+/// Who wants the stream changed (see `Shard::wanted_changed`): a source no reader wants
+/// any more stops after `sources.idle_timeout`; one whose stream went away stops now.
+pub fn reevaluate(shard: &Rc<Shard>, name: &str) {
+    let Some(running) = shard.sources.running.borrow().get(name).cloned() else {
+        return;
+    };
+    match wanted(shard, name, &running) {
+        Wanted::Gone => {
+            info!(stream = %name, "stream removed or its sources changed: stopping source");
             running.stop.set(true);
         }
+        Wanted::Yes => running.idle_since.set(None),
+        Wanted::No => {
+            if running.idle_since.get().is_none() {
+                running.idle_since.set(Some(Instant::now()));
+            }
+            arm_idle_timer(shard, name, &running);
+        }
     }
+}
+
+/// One timer per idle period: it sleeps until the idle timeout would expire, then looks
+/// once more (a reader may have come and gone meanwhile).
+fn arm_idle_timer(shard: &Rc<Shard>, name: &str, running: &Rc<Running>) {
+    if running.idle_timer.replace(true) {
+        return;
+    }
+    let idle_timeout = Duration::from_secs(shard.config.sources.idle_timeout_secs);
+    let (sh, n, r) = (shard.clone(), name.to_string(), running.clone());
+    glommio::spawn_local(async move {
+        while !r.stopped() {
+            let Some(since) = r.idle_since.get() else {
+                break;
+            };
+            let due = (since + idle_timeout).max(r.started + START_GRACE);
+            let now = Instant::now();
+            if now < due {
+                glommio::timer::sleep(due - now).await;
+                continue;
+            }
+            match wanted(&sh, &n, &r) {
+                Wanted::Yes => r.idle_since.set(None),
+                Wanted::No => {
+                    info!(stream = %n, "no readers: stopping source");
+                    r.stop.set(true);
+                }
+                Wanted::Gone => {
+                    info!(stream = %n, "stream removed or its sources changed: stopping source");
+                    r.stop.set(true);
+                }
+            }
+            break;
+        }
+        r.idle_timer.set(false);
+    })
+    .detach();
 }
 
 /// Runs a source until it is stopped, reconnecting with capped backoff.

@@ -307,7 +307,7 @@ impl Consumer {
             tracks: Vec::new(),
             stats: ConsumerStats::default(),
         });
-        shard.registry.add_consumer(name, info.clone());
+        shard.viewer_joined(name, info.clone());
         Consumer {
             shard: shard.clone(),
             name: name.to_string(),
@@ -330,9 +330,7 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.shard
-            .registry
-            .remove_consumer(&self.name, self.info.id);
+        self.shard.viewer_left(&self.name, self.info.id);
     }
 }
 

@@ -342,7 +342,7 @@ impl Host for HostImpl {
             tracks: tracks.iter().map(|t| t.media_index).collect(),
             stats: ConsumerStats::default(),
         });
-        self.shard.registry.add_consumer(path, consumer.clone());
+        self.shard.viewer_joined(path, consumer.clone());
         debug!(stream = path, peer = %self.conn.peer, shard = self.shard.id, "reader playing");
         self.conn.registered.set(0);
         *self.conn.play.borrow_mut() = Some(Play {
@@ -403,9 +403,7 @@ impl HostImpl {
             let last = p.fanout.take_stats(self.shard.clock.now());
             p.publish(last);
             self.shard.detach_reader(&p.stream);
-            self.shard
-                .registry
-                .remove_consumer(&p.stream.name, p.consumer.id);
+            self.shard.viewer_left(&p.stream.name, p.consumer.id);
         }
     }
 
