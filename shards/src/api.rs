@@ -6,7 +6,7 @@
 //! parser as at start-up, written atomically (a temporary file renamed over the old one).
 
 use crate::hub::{CtlMsg, Shard};
-use crate::registry::{is_derived, Registry};
+use crate::registry::Registry;
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -216,7 +216,7 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
         .iter()
         .filter(|(name, e)| {
             // Muxer outputs and helper streams are the engine's, not the user's.
-            !is_derived(name) && e.helper_of.is_none() && only.is_none_or(|o| o == name.as_str())
+            e.helper_of.is_none() && only.is_none_or(|o| o == name.as_str())
         })
         .map(|(name, e)| {
             let live = e.producer.as_ref().map(|p| {
@@ -676,14 +676,12 @@ pub fn metrics(shard: &Shard) -> Reply {
     let mut muxers: Vec<(String, String)> = Vec::new();
     {
         let g = reg.lock();
-        for (name, e) in &g.streams {
-            if is_derived(name) {
-                if e.producer.is_some() {
-                    let (base, variant) = name.split_once('\0').unwrap_or((name, ""));
-                    muxers.push((base.to_string(), variant.to_string()));
-                }
-                continue;
+        for (key, e) in &g.outputs {
+            if e.producer.is_some() {
+                muxers.push((key.stream.clone(), key.variant.tag().to_string()));
             }
+        }
+        for (name, e) in &g.streams {
             if e.helper_of.is_some() {
                 continue;
             }

@@ -53,10 +53,7 @@ pub enum CtlMsg {
     /// The producer of this generation is gone.
     StreamEnd { stream_id: u64, generation: u64 },
     /// A viewer wants a muxed variant of a stream this shard owns.
-    StartMuxer {
-        name: String,
-        variant: crate::media::Variant,
-    },
+    StartMuxer { output: crate::registry::OutputKey },
     /// Who wants this stream changed (a viewer came or left, the API changed its sources
     /// or preload): the owner re-evaluates its source and muxers once.
     Wanted { name: String },
@@ -76,7 +73,10 @@ pub enum CtlMsg {
 /// owner. Viewers read both the same way.
 pub struct LocalStream {
     pub id: u64,
+    /// The stream's name (for a muxer's output, the name of the stream it muxes).
     pub name: String,
+    /// Set for a muxer's output: which format of `name` it carries.
+    pub output: Option<crate::registry::Variant>,
     pub generation: u64,
     pub owned: bool,
     pub ring: RefCell<Ring<Rc<Packet>>>,
@@ -114,6 +114,7 @@ impl LocalStream {
         LocalStream {
             id,
             name: name.to_string(),
+            output: None,
             generation,
             owned,
             ring: RefCell::new(Ring::new(ring)),
@@ -213,6 +214,29 @@ impl LocalStream {
     }
 }
 
+/// What attaching a viewer needs to know of a registry entry (read under one lock).
+struct Found {
+    id: u64,
+    owner: usize,
+    generation: u64,
+    live: bool,
+    anchors: Vec<Option<crate::registry::Anchor>>,
+    arrival: bool,
+}
+
+impl Found {
+    fn of(e: &crate::registry::StreamEntry) -> Found {
+        Found {
+            id: e.id,
+            owner: e.owner,
+            generation: e.generation,
+            live: e.producer.is_some(),
+            anchors: e.anchors.clone(),
+            arrival: e.arrival_sync,
+        }
+    }
+}
+
 /// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read,
 /// already authenticated).
 pub type HandoffFn = Box<dyn Fn(std::os::fd::OwnedFd, SocketAddr, Vec<u8>, bool)>;
@@ -265,8 +289,8 @@ pub struct Shard {
     pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
     /// Pull sources running on this shard.
     pub sources: crate::source::Sources,
-    /// Muxers running on this shard, by derived stream name, with their stop control.
-    pub muxers: RefCell<HashMap<String, Rc<crate::media::MuxCtl>>>,
+    /// Muxers running on this shard, by output, with their stop control.
+    pub muxers: RefCell<HashMap<crate::registry::OutputKey, Rc<crate::media::MuxCtl>>>,
     /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
     pub snapshots: Cell<usize>,
     /// Receives publisher handoffs (set by the RTSP driver at start).
@@ -320,8 +344,8 @@ impl Shard {
 
     /// Ring slots for a stream: RTP packets, or for a muxer's output whole frames, of which
     /// a few hundred (seconds of video) are plenty.
-    fn ring_size(&self, name: &str) -> usize {
-        if crate::registry::is_derived(name) {
+    fn ring_size(&self, output: bool) -> usize {
+        if output {
             DERIVED_RING.min(self.config.rtsp.ring_packets)
         } else {
             self.config.rtsp.ring_packets
@@ -330,14 +354,36 @@ impl Shard {
 
     /// Creates the owned stream for a new producer generation (after `Registry::claim`).
     pub fn open_owned(&self, id: u64, name: &str, generation: u64) -> Rc<LocalStream> {
-        let s = Rc::new(LocalStream::new(
+        self.open(id, name, None, generation)
+    }
+
+    /// Creates a muxer's output stream (after `Registry::claim_output`).
+    pub fn open_output(
+        &self,
+        id: u64,
+        key: &crate::registry::OutputKey,
+        generation: u64,
+    ) -> Rc<LocalStream> {
+        self.open(id, &key.stream, Some(key.variant), generation)
+    }
+
+    fn open(
+        &self,
+        id: u64,
+        name: &str,
+        output: Option<crate::registry::Variant>,
+        generation: u64,
+    ) -> Rc<LocalStream> {
+        let mut stream = LocalStream::new(
             id,
             name,
             generation,
             true,
-            self.ring_size(name),
+            self.ring_size(output.is_some()),
             self.nshards,
-        ));
+        );
+        stream.output = output;
+        let s = Rc::new(stream);
         if let Some(old) = self.streams.borrow_mut().insert(id, s.clone()) {
             old.close();
         }
@@ -446,11 +492,7 @@ impl Shard {
     /// new producer for `fanout.resume_ms`, then end; without viewers the stream ends now.
     pub fn leave_owned(self: &Rc<Self>, stream: &Rc<LocalStream>) {
         let grace = self.config.fanout.resume_ms;
-        if grace == 0
-            || crate::registry::is_derived(&stream.name)
-            || stream.is_closed()
-            || !stream.has_viewers()
-        {
+        if grace == 0 || stream.output.is_some() || stream.is_closed() || !stream.has_viewers() {
             return self.close_owned(stream);
         }
         self.flush(stream);
@@ -505,7 +547,16 @@ impl Shard {
                 },
             );
         }
-        self.registry.release(&stream.name, stream.generation);
+        match stream.output {
+            Some(variant) => self.registry.release_output(
+                &crate::registry::OutputKey {
+                    stream: stream.name.clone(),
+                    variant,
+                },
+                stream.generation,
+            ),
+            None => self.registry.release(&stream.name, stream.generation),
+        }
     }
 
     /// Ends a producer tick: wakes local viewers, relays the batch to mirroring shards.
@@ -546,18 +597,41 @@ impl Shard {
     /// The stream a reader on this shard reads: the owned one, or a mirror (subscribing
     /// to the owner if this is the first viewer here).
     pub fn attach_reader(self: &Rc<Self>, name: &str) -> Result<Rc<LocalStream>, u16> {
-        let (id, owner, generation, live, anchors, arrival) = {
+        let found = {
             let g = self.registry.lock();
             let e = g.streams.get(name).ok_or(404u16)?;
-            (
-                e.id,
-                e.owner,
-                e.generation,
-                e.producer.is_some(),
-                e.anchors.clone(),
-                e.arrival_sync,
-            )
+            Found::of(e)
         };
+        self.attach(name, None, found)
+    }
+
+    /// Attaches a viewer to a muxer's output, as `attach_reader`.
+    pub fn attach_output(
+        self: &Rc<Self>,
+        key: &crate::registry::OutputKey,
+    ) -> Result<Rc<LocalStream>, u16> {
+        let found = {
+            let g = self.registry.lock();
+            let e = g.outputs.get(key).ok_or(404u16)?;
+            Found::of(e)
+        };
+        self.attach(&key.stream, Some(key.variant), found)
+    }
+
+    fn attach(
+        self: &Rc<Self>,
+        name: &str,
+        output: Option<crate::registry::Variant>,
+        found: Found,
+    ) -> Result<Rc<LocalStream>, u16> {
+        let Found {
+            id,
+            owner,
+            generation,
+            live,
+            anchors,
+            arrival,
+        } = found;
         if !live {
             return Err(404);
         }
@@ -578,14 +652,16 @@ impl Shard {
                     if let Some(old) = stale {
                         old.close();
                     }
-                    let s = Rc::new(LocalStream::new(
+                    let mut mirror = LocalStream::new(
                         id,
                         name,
                         generation,
                         false,
-                        self.ring_size(name),
+                        self.ring_size(output.is_some()),
                         self.nshards,
-                    ));
+                    );
+                    mirror.output = output;
+                    let s = Rc::new(mirror);
                     s.copy_sync(&anchors, arrival);
                     self.streams.borrow_mut().insert(id, s.clone());
                     debug!(stream = name, owner, shard = self.id, "mirror opened");
@@ -734,7 +810,7 @@ impl Shard {
                 }
             }
             CtlMsg::StartSource { name } => crate::source::start(self, &name),
-            CtlMsg::StartMuxer { name, variant } => crate::media::start_muxer(self, &name, variant),
+            CtlMsg::StartMuxer { output } => crate::media::start_muxer(self, &output),
             CtlMsg::ExtendSource { name, query } => crate::source::extend(self, &name, query),
             CtlMsg::Wanted { name } => self.on_wanted(&name),
             CtlMsg::Handoff {

@@ -2,13 +2,15 @@
 //! stream and variant for all viewers.
 //!
 //! A muxer runs on the stream's owner shard as one more reader of the stream's ring. Its
-//! output fragments go into a hidden derived stream (`NAME\0VARIANT`, owned by the same
-//! shard), so they reach viewers on other shards through the ordinary relay: one hop per
-//! fragment per interested shard, the fragment bytes shared by reference count. A muxer
-//! stops a few seconds after the last viewer of its variant leaves.
+//! output fragments go into an output stream keyed `{stream, variant}` (`OutputKey`, in the
+//! registry's own map of outputs, owned by the same shard), so they reach viewers on other
+//! shards through the ordinary relay: one hop per fragment per interested shard, the
+//! fragment bytes shared by reference count. A muxer stops a few seconds after the last
+//! viewer of its variant leaves (an idle timer armed by viewer events).
 
 use crate::hub::{CtlMsg, LocalStream, Shard};
-use crate::registry::{is_derived, MuxInfo, ProducerInfo, ProducerStats};
+pub use crate::registry::Variant;
+use crate::registry::{MuxInfo, OutputKey, ProducerInfo, ProducerStats};
 use bytes::{Bytes, BytesMut};
 use corecast::codec::CodecKind;
 use corecast::fanout;
@@ -32,30 +34,12 @@ const MAX_PENDING_FRAMES: usize = 2_000;
 /// How long a viewer waits for the muxer to produce its init segment.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a viewer receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// Fragmented MP4 (init segment + moof/mdat): `stream.mp4` and MSE.
-    Mp4,
-    /// MPEG-TS: `stream.ts`.
-    Ts,
-    /// ADTS AAC: `stream.aac`.
-    Aac,
-    /// multipart/x-mixed-replace JPEG: `stream.mjpeg` (streams with a JPEG track).
-    Mjpeg,
+/// Consumers' `format_name`s that read a variant (keep its muxer alive).
+trait Formats {
+    fn formats(self) -> &'static [&'static str];
 }
 
-impl Variant {
-    pub fn tag(self) -> &'static str {
-        match self {
-            Variant::Mp4 => "mp4",
-            Variant::Ts => "ts",
-            Variant::Aac => "aac",
-            Variant::Mjpeg => "mjpeg",
-        }
-    }
-
-    /// Consumers' `format_name`s that read this variant (keeps its muxer alive).
+impl Formats for Variant {
     fn formats(self) -> &'static [&'static str] {
         match self {
             Variant::Mp4 => &["mp4", "mse"],
@@ -66,9 +50,12 @@ impl Variant {
     }
 }
 
-/// The hidden stream a muxer publishes to.
-pub fn derived_name(name: &str, v: Variant) -> String {
-    format!("{name}\0{}", v.tag())
+/// The output a muxer of `name` in format `v` publishes to.
+pub fn output_key(name: &str, v: Variant) -> OutputKey {
+    OutputKey {
+        stream: name.to_string(),
+        variant: v,
+    }
 }
 
 /// The tracks of `sdp` a variant carries: (SDP media index, codec). At most one video
@@ -109,7 +96,7 @@ pub fn reevaluate(shard: &Rc<Shard>, name: &str) {
         .muxers
         .borrow()
         .iter()
-        .filter(|(d, _)| d.split('\0').next() == Some(name))
+        .filter(|(k, _)| k.stream == name)
         .map(|(_, c)| c.clone())
         .collect();
     for ctl in ctls {
@@ -153,12 +140,12 @@ fn arm_idle_timer(shard: &Rc<Shard>, name: &str, ctl: &Rc<MuxCtl>) {
     .detach();
 }
 
-/// Starts the muxer of (`name`, `v`) on this shard, the stream's owner, unless it runs.
-pub fn start_muxer(shard: &Rc<Shard>, name: &str, v: Variant) {
-    let dname = derived_name(name, v);
-    if is_derived(name) || shard.muxers.borrow().contains_key(&dname) {
+/// Starts the muxer of `key` on this shard, its stream's owner, unless it runs.
+pub fn start_muxer(shard: &Rc<Shard>, key: &OutputKey) {
+    if shard.muxers.borrow().contains_key(key) {
         return;
     }
+    let (name, v) = (key.stream.as_str(), key.variant);
     // Idle from the start: the viewer that asked registers right after, and one that
     // never does lets it stop by itself.
     let ctl = Rc::new(MuxCtl {
@@ -167,14 +154,14 @@ pub fn start_muxer(shard: &Rc<Shard>, name: &str, v: Variant) {
         idle_timer: Cell::new(false),
         stop: Cell::new(false),
     });
-    shard.muxers.borrow_mut().insert(dname.clone(), ctl.clone());
+    shard.muxers.borrow_mut().insert(key.clone(), ctl.clone());
     arm_idle_timer(shard, name, &ctl);
-    let (sh, n) = (shard.clone(), name.to_string());
+    let (sh, n, key) = (shard.clone(), name.to_string(), key.clone());
     glommio::spawn_local(async move {
-        if let Err(e) = run_muxer(&sh, &n, &dname, v, &ctl).await {
+        if let Err(e) = run_muxer(&sh, &n, &key, v, &ctl).await {
             warn!(stream = %n, variant = v.tag(), error = %e, "muxer stopped");
         }
-        sh.muxers.borrow_mut().remove(&dname);
+        sh.muxers.borrow_mut().remove(&key);
         sh.registry.shards[sh.id]
             .muxers
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -246,7 +233,7 @@ impl Drop for ReaderGuard {
     }
 }
 
-/// Closes the derived stream when dropped.
+/// Closes the muxer's output when dropped.
 struct OwnedGuard(Rc<Shard>, Rc<LocalStream>);
 
 impl Drop for OwnedGuard {
@@ -277,7 +264,7 @@ async fn wait_data(s: &LocalStream, pos: u64, registered: &Cell<u64>, limit: Dur
 async fn run_muxer(
     shard: &Rc<Shard>,
     name: &str,
-    dname: &str,
+    key: &OutputKey,
     v: Variant,
     ctl: &MuxCtl,
 ) -> Result<(), String> {
@@ -436,7 +423,7 @@ async fn run_muxer(
                             )
                         }
                     };
-                    out = Some(open_output(shard, name, dname, info)?);
+                    out = Some(open_output(shard, name, key, info)?);
                     muxer = Some(m);
                     info!(stream = name, variant = v.tag(), "muxer started");
                     let mut m = muxer.take();
@@ -494,11 +481,11 @@ async fn run_muxer(
     }
 }
 
-/// Publishes the derived stream: claim it, open it on this shard, record its init segment.
+/// Publishes the muxer's output: claim it with its init segment, open it on this shard.
 fn open_output(
     shard: &Rc<Shard>,
     name: &str,
-    dname: &str,
+    key: &OutputKey,
     info: MuxInfo,
 ) -> Result<(Rc<LocalStream>, OwnedGuard), String> {
     let producer = Arc::new(ProducerInfo {
@@ -511,12 +498,9 @@ fn open_output(
     });
     let (id, generation) = shard
         .registry
-        .claim(dname, Sdp::default(), producer)
+        .claim_output(key, producer, info)
         .map_err(|_| "muxer output already claimed".to_string())?;
-    if let Some(e) = shard.registry.lock().streams.get_mut(dname) {
-        e.mux = Some(info);
-    }
-    let s = shard.open_owned(id, dname, generation);
+    let s = shard.open_output(id, key, generation);
     Ok((s.clone(), OwnedGuard(shard.clone(), s)))
 }
 
@@ -571,7 +555,7 @@ impl MuxReader {
 /// needed. The caller has registered its consumer under `name` first (that keeps the
 /// muxer from stopping while this waits).
 pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxReader, (u16, String)> {
-    let dname = derived_name(name, v);
+    let key = output_key(name, v);
     let owner = shard.owner_of(name);
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     let mut asked: Option<Instant> = None;
@@ -586,8 +570,8 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
             };
             let ok = !select_tracks(sdp, v).is_empty();
             let info = g
-                .streams
-                .get(&dname)
+                .outputs
+                .get(&key)
                 .filter(|d| d.producer.is_some())
                 .and_then(|d| d.mux.clone());
             (ok, info)
@@ -608,7 +592,7 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
         }
         // The output may be closing (its source ended) as we look: then wait for the next.
         if let Some((info, stream)) =
-            info.and_then(|i| shard.attach_reader(&dname).ok().map(|s| (i, s)))
+            info.and_then(|i| shard.attach_output(&key).ok().map(|s| (i, s)))
         {
             let fanout = fanout::Consumer::join(
                 &stream.ring.borrow(),
@@ -628,13 +612,12 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
         if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
             asked = Some(Instant::now());
             if owner == shard.id {
-                start_muxer(shard, name, v);
+                start_muxer(shard, &key);
             } else {
                 shard.send_ctl(
                     owner,
                     CtlMsg::StartMuxer {
-                        name: name.to_string(),
-                        variant: v,
+                        output: key.clone(),
                     },
                 );
             }

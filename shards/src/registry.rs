@@ -9,14 +9,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Stable owner of a stream name: FNV-1a over the name, modulo the shard count, so every
-/// shard computes the same answer without asking.
-///
-/// A derived stream (`NAME\0VARIANT`, a muxer's output) belongs to the owner of `NAME`:
-/// the muxer reads the source's ring there.
+/// shard computes the same answer without asking. A muxer's output belongs to the owner
+/// of its stream (the muxer reads the stream's ring there).
 pub fn owner_of(name: &str, shards: usize) -> usize {
-    let base = name.split('\0').next().unwrap_or(name);
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in base.as_bytes() {
+    for b in name.as_bytes() {
         h ^= *b as u64;
         h = h.wrapping_mul(0x100000001b3);
     }
@@ -123,9 +120,36 @@ pub struct MuxInfo {
     pub codecs: String,
 }
 
-/// Is this a muxer's hidden output stream rather than a user-visible one?
-pub fn is_derived(name: &str) -> bool {
-    name.contains('\0')
+/// What a viewer of a muxed output receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// Fragmented MP4 (init segment + moof/mdat): `stream.mp4` and MSE.
+    Mp4,
+    /// MPEG-TS: `stream.ts`.
+    Ts,
+    /// ADTS AAC: `stream.aac`.
+    Aac,
+    /// multipart/x-mixed-replace JPEG: `stream.mjpeg` (streams with a JPEG track).
+    Mjpeg,
+}
+
+impl Variant {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Variant::Mp4 => "mp4",
+            Variant::Ts => "ts",
+            Variant::Aac => "aac",
+            Variant::Mjpeg => "mjpeg",
+        }
+    }
+}
+
+/// A muxer's output: which stream, which format. Outputs have their own map in the
+/// registry, so they never mix with the streams users name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutputKey {
+    pub stream: String,
+    pub variant: Variant,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +178,34 @@ pub struct Registry {
 #[derive(Debug, Default)]
 pub struct Inner {
     pub streams: BTreeMap<String, StreamEntry>,
+    /// Muxers' outputs (see `OutputKey`): id, owner, generation, producer, `mux`.
+    pub outputs: BTreeMap<OutputKey, StreamEntry>,
+}
+
+impl StreamEntry {
+    fn new(id: u64, owner: usize, sources: Vec<String>, persistent: bool) -> StreamEntry {
+        StreamEntry {
+            id,
+            owner,
+            sources,
+            generation: 0,
+            sdp: None,
+            anchors: Vec::new(),
+            arrival_sync: true,
+            learned_sprop: Vec::new(),
+            producer: None,
+            consumers: Vec::new(),
+            error: None,
+            sources_exhausted: false,
+            persistent,
+            preload: None,
+            mux: None,
+            resume_sdp: None,
+            helper_of: None,
+            closed_bytes_out: 0,
+            closed_skipped: 0,
+        }
+    }
 }
 
 impl Registry {
@@ -189,27 +241,7 @@ impl Registry {
                 e.sources = sources.clone();
                 e.persistent = true;
             })
-            .or_insert_with(|| StreamEntry {
-                id,
-                owner,
-                sources,
-                generation: 0,
-                sdp: None,
-                anchors: Vec::new(),
-                arrival_sync: true,
-                learned_sprop: Vec::new(),
-                producer: None,
-                consumers: Vec::new(),
-                error: None,
-                sources_exhausted: false,
-                persistent: true,
-                preload: None,
-                mux: None,
-                resume_sdp: None,
-                helper_of: None,
-                closed_bytes_out: 0,
-                closed_skipped: 0,
-            });
+            .or_insert_with(|| StreamEntry::new(id, owner, sources, true));
     }
 
     /// Declares `name` as a helper stream of `of` (see `StreamEntry::helper_of`) before its
@@ -221,28 +253,41 @@ impl Registry {
         let e = g
             .streams
             .entry(name.to_string())
-            .or_insert_with(|| StreamEntry {
-                id,
-                owner,
-                sources: Vec::new(),
-                generation: 0,
-                sdp: None,
-                anchors: Vec::new(),
-                arrival_sync: true,
-                learned_sprop: Vec::new(),
-                producer: None,
-                consumers: Vec::new(),
-                error: None,
-                sources_exhausted: false,
-                persistent: false,
-                preload: None,
-                mux: None,
-                resume_sdp: None,
-                helper_of: None,
-                closed_bytes_out: 0,
-                closed_skipped: 0,
-            });
+            .or_insert_with(|| StreamEntry::new(id, owner, Vec::new(), false));
         e.helper_of = Some(of.to_string());
+    }
+
+    /// Claims a muxer's output (one producer, the muxer): (id, generation).
+    pub fn claim_output(
+        &self,
+        key: &OutputKey,
+        producer: Arc<ProducerInfo>,
+        mux: MuxInfo,
+    ) -> Result<(u64, u64), u16> {
+        let owner = owner_of(&key.stream, self.nshards());
+        let id = self.next_id();
+        let generation = self.next_id();
+        let mut g = self.lock();
+        if g.outputs.get(key).is_some_and(|e| e.producer.is_some()) {
+            return Err(403);
+        }
+        let mut e = StreamEntry::new(id, owner, Vec::new(), false);
+        e.generation = generation;
+        e.producer = Some(producer);
+        e.mux = Some(mux);
+        g.outputs.insert(key.clone(), e);
+        Ok((id, generation))
+    }
+
+    /// Removes a muxer's output if it is still generation `generation`.
+    pub fn release_output(&self, key: &OutputKey, generation: u64) {
+        let mut g = self.lock();
+        if g.outputs
+            .get(key)
+            .is_some_and(|e| e.generation == generation)
+        {
+            g.outputs.remove(key);
+        }
     }
 
     /// Claims `name` for a new producer. Fails with 403 when another producer holds it
@@ -272,27 +317,7 @@ impl Registry {
         let e = g
             .streams
             .entry(name.to_string())
-            .or_insert_with(|| StreamEntry {
-                id: new_id,
-                owner,
-                sources: Vec::new(),
-                generation: 0,
-                sdp: None,
-                anchors: Vec::new(),
-                arrival_sync: true,
-                learned_sprop: Vec::new(),
-                producer: None,
-                consumers: Vec::new(),
-                error: None,
-                sources_exhausted: false,
-                persistent: false,
-                preload: None,
-                mux: None,
-                resume_sdp: None,
-                helper_of: None,
-                closed_bytes_out: 0,
-                closed_skipped: 0,
-            });
+            .or_insert_with(|| StreamEntry::new(new_id, owner, Vec::new(), false));
         if e.producer.is_some() {
             return Err(403);
         }
