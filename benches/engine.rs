@@ -13,6 +13,7 @@ use corecast::fanout::{Consumer, Policy};
 use corecast::packet::Packet;
 use corecast::rtsp::message;
 use corecast_shards::hub::LocalStream;
+use corecast_shards::registry::{Generation, StreamId};
 use corecast_shards::sendv;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -98,7 +99,7 @@ struct Engine {
 
 impl Engine {
     fn new(n: usize) -> Engine {
-        let stream = LocalStream::new(1, "bench", 1, true, RING, 1);
+        let stream = LocalStream::new(StreamId(1), "bench", Generation(1), true, RING, 1);
         let mut next = 0;
         while next < RING as u64 + 300 {
             stream.push(packet(next));

@@ -5,7 +5,7 @@
 //! atomics on the per-packet path. A packet crosses to another shard once per interested
 //! shard (batched per producer tick), never once per viewer.
 
-use crate::registry::{owner_of, Registry};
+use crate::registry::{owner_of, Generation, Registry, StreamId};
 use corecast::config::Config;
 use corecast::packet::Packet;
 use corecast::ring::Ring;
@@ -21,8 +21,8 @@ use tracing::{debug, warn};
 
 /// Packets relayed from an owner to one interested shard, one message per producer tick.
 pub struct DataMsg {
-    pub stream_id: u64,
-    pub generation: u64,
+    pub stream_id: StreamId,
+    pub generation: Generation,
     pub packets: Vec<Packet>,
 }
 
@@ -36,14 +36,14 @@ pub enum ShardMsg {
 pub enum CtlMsg {
     /// `shard` has viewers of this generation of the stream and wants its packets.
     Subscribe {
-        stream_id: u64,
-        generation: u64,
+        stream_id: StreamId,
+        generation: Generation,
         shard: usize,
     },
     /// `shard` has no viewers of this generation left.
     Unsubscribe {
-        stream_id: u64,
-        generation: u64,
+        stream_id: StreamId,
+        generation: Generation,
         shard: usize,
     },
     /// A reader on another shard wants this stream's pull source running.
@@ -51,7 +51,10 @@ pub enum CtlMsg {
     /// A reader wants tracks the stream lacks: dial its later sources.
     ExtendSource { name: String, query: Option<String> },
     /// The producer of this generation is gone.
-    StreamEnd { stream_id: u64, generation: u64 },
+    StreamEnd {
+        stream_id: StreamId,
+        generation: Generation,
+    },
     /// A viewer wants a muxed variant of a stream this shard owns.
     StartMuxer { output: crate::registry::OutputKey },
     /// Who wants this stream changed (a viewer came or left, the API changed its sources
@@ -72,12 +75,12 @@ pub enum CtlMsg {
 /// A stream as this shard sees it: owned (a producer runs here) or a mirror fed by the
 /// owner. Viewers read both the same way.
 pub struct LocalStream {
-    pub id: u64,
+    pub id: StreamId,
     /// The stream's name (for a muxer's output, the name of the stream it muxes).
     pub name: String,
     /// Set for a muxer's output: which format of `name` it carries.
     pub output: Option<crate::registry::Variant>,
-    pub generation: u64,
+    pub generation: Generation,
     pub owned: bool,
     pub ring: RefCell<Ring<Rc<Packet>>>,
     waiters: RefCell<Vec<Waker>>,
@@ -104,9 +107,9 @@ impl LocalStream {
     /// A stream as a shard keeps it; public so that benches and tests can drive one that
     /// no shard owns.
     pub fn new(
-        id: u64,
+        id: StreamId,
         name: &str,
-        generation: u64,
+        generation: Generation,
         owned: bool,
         ring: usize,
         nshards: usize,
@@ -216,9 +219,9 @@ impl LocalStream {
 
 /// What attaching a viewer needs to know of a registry entry (read under one lock).
 struct Found {
-    id: u64,
+    id: StreamId,
     owner: usize,
-    generation: u64,
+    generation: Generation,
     live: bool,
     anchors: Vec<Option<crate::registry::Anchor>>,
     arrival: bool,
@@ -279,7 +282,7 @@ pub struct Shard {
     pub registry: Arc<Registry>,
     pub config: Arc<Config>,
     pub clock: Clock,
-    streams: RefCell<HashMap<u64, Rc<LocalStream>>>,
+    streams: RefCell<HashMap<StreamId, Rc<LocalStream>>>,
     tx: Rc<Senders<ShardMsg>>,
     /// Control messages waiting for room in a full channel, per destination shard.
     ctl_queues: Rc<RefCell<Vec<std::collections::VecDeque<CtlMsg>>>>,
@@ -353,26 +356,26 @@ impl Shard {
     }
 
     /// Creates the owned stream for a new producer generation (after `Registry::claim`).
-    pub fn open_owned(&self, id: u64, name: &str, generation: u64) -> Rc<LocalStream> {
+    pub fn open_owned(&self, id: StreamId, name: &str, generation: Generation) -> Rc<LocalStream> {
         self.open(id, name, None, generation)
     }
 
     /// Creates a muxer's output stream (after `Registry::claim_output`).
     pub fn open_output(
         &self,
-        id: u64,
+        id: StreamId,
         key: &crate::registry::OutputKey,
-        generation: u64,
+        generation: Generation,
     ) -> Rc<LocalStream> {
         self.open(id, &key.stream, Some(key.variant), generation)
     }
 
     fn open(
         &self,
-        id: u64,
+        id: StreamId,
         name: &str,
         output: Option<crate::registry::Variant>,
-        generation: u64,
+        generation: Generation,
     ) -> Rc<LocalStream> {
         let mut stream = LocalStream::new(
             id,

@@ -20,6 +20,15 @@ pub fn owner_of(name: &str, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// A stream's identity in the registry: a stream deleted and created again is another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+/// One producer's tenure of a stream (kept when a new producer resumes it). Globally
+/// unique, so a late message about an old tenure can never touch a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Generation(pub u64);
+
 /// Counters of one consumer (a reader connection), read by the API.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
@@ -70,12 +79,13 @@ pub struct Anchor {
 /// What the registry knows of one stream.
 #[derive(Debug)]
 pub struct StreamEntry {
-    pub id: u64,
+    pub id: StreamId,
     pub owner: usize,
     /// Sources from the config (`streams:`); empty = publish-only.
     pub sources: Vec<String>,
-    /// Bumped whenever a new producer takes the stream; readers of an older generation stop.
-    pub generation: u64,
+    /// Bumped whenever a new producer takes the stream (unless it resumes it); readers of
+    /// an older generation stop.
+    pub generation: Generation,
     /// The producer's SDP (as announced), present while a producer is active.
     pub sdp: Option<Sdp>,
     /// Per media: an exact wall-clock anchor of the producer's RTP clock, for sources that
@@ -183,12 +193,12 @@ pub struct Inner {
 }
 
 impl StreamEntry {
-    fn new(id: u64, owner: usize, sources: Vec<String>, persistent: bool) -> StreamEntry {
+    fn new(id: StreamId, owner: usize, sources: Vec<String>, persistent: bool) -> StreamEntry {
         StreamEntry {
             id,
             owner,
             sources,
-            generation: 0,
+            generation: Generation(0),
             sdp: None,
             anchors: Vec::new(),
             arrival_sync: true,
@@ -225,6 +235,14 @@ impl Registry {
         self.next_id.fetch_add(1, Relaxed)
     }
 
+    fn next_stream_id(&self) -> StreamId {
+        StreamId(self.next_id())
+    }
+
+    fn next_generation(&self) -> Generation {
+        Generation(self.next_id())
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug already reported; keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -233,7 +251,7 @@ impl Registry {
     /// Declares a stream (config or built-in); idempotent.
     pub fn declare(&self, name: &str, sources: Vec<String>) {
         let owner = owner_of(name, self.nshards());
-        let id = self.next_id();
+        let id = self.next_stream_id();
         let mut g = self.lock();
         g.streams
             .entry(name.to_string())
@@ -248,7 +266,7 @@ impl Registry {
     /// producer connects, so it is never listed, not even for a moment.
     pub fn declare_helper(&self, name: &str, of: &str) {
         let owner = owner_of(name, self.nshards());
-        let id = self.next_id();
+        let id = self.next_stream_id();
         let mut g = self.lock();
         let e = g
             .streams
@@ -263,10 +281,10 @@ impl Registry {
         key: &OutputKey,
         producer: Arc<ProducerInfo>,
         mux: MuxInfo,
-    ) -> Result<(u64, u64), u16> {
+    ) -> Result<(StreamId, Generation), u16> {
         let owner = owner_of(&key.stream, self.nshards());
-        let id = self.next_id();
-        let generation = self.next_id();
+        let id = self.next_stream_id();
+        let generation = self.next_generation();
         let mut g = self.lock();
         if g.outputs.get(key).is_some_and(|e| e.producer.is_some()) {
             return Err(403);
@@ -280,7 +298,7 @@ impl Registry {
     }
 
     /// Removes a muxer's output if it is still generation `generation`.
-    pub fn release_output(&self, key: &OutputKey, generation: u64) {
+    pub fn release_output(&self, key: &OutputKey, generation: Generation) {
         let mut g = self.lock();
         if g.outputs
             .get(key)
@@ -297,7 +315,7 @@ impl Registry {
         name: &str,
         sdp: Sdp,
         producer: Arc<ProducerInfo>,
-    ) -> Result<(u64, u64), u16> {
+    ) -> Result<(StreamId, Generation), u16> {
         self.claim_resuming(name, sdp, producer)
             .map(|(id, g, _)| (id, g))
     }
@@ -310,9 +328,9 @@ impl Registry {
         name: &str,
         sdp: Sdp,
         producer: Arc<ProducerInfo>,
-    ) -> Result<(u64, u64, bool), u16> {
+    ) -> Result<(StreamId, Generation, bool), u16> {
         let owner = owner_of(name, self.nshards());
-        let new_id = self.next_id();
+        let new_id = self.next_stream_id();
         let mut g = self.lock();
         let e = g
             .streams
@@ -334,7 +352,7 @@ impl Registry {
         }
         // Globally unique: a stream deleted and re-created never reuses a generation, so a
         // late release by the old producer cannot touch the new one.
-        e.generation = self.next_id();
+        e.generation = self.next_generation();
         e.error = None;
         e.anchors = vec![None; sdp.medias.len()];
         e.arrival_sync = true;
@@ -347,7 +365,7 @@ impl Registry {
 
     /// The producer of generation `generation` left but its viewers stay: the stream waits
     /// for a new producer with the same tracks (see `Shard::leave_owned`).
-    pub fn orphan(&self, name: &str, generation: u64) {
+    pub fn orphan(&self, name: &str, generation: Generation) {
         if let Some(e) = self.lock().streams.get_mut(name) {
             if e.generation == generation {
                 e.producer = None;
@@ -357,7 +375,7 @@ impl Registry {
     }
 
     /// Releases the producer of `name` if it is still generation `generation`.
-    pub fn release(&self, name: &str, generation: u64) {
+    pub fn release(&self, name: &str, generation: Generation) {
         let mut g = self.lock();
         let mut remove = false;
         if let Some(e) = g.streams.get_mut(name) {
@@ -449,7 +467,7 @@ impl Registry {
     pub fn append_medias(
         &self,
         name: &str,
-        generation: u64,
+        generation: Generation,
         medias: Vec<corecast::sdp::Media>,
     ) -> Option<usize> {
         let mut g = self.lock();
@@ -469,7 +487,7 @@ impl Registry {
     }
 
     /// Records a producer's clock anchor for one media.
-    pub fn set_anchor(&self, name: &str, generation: u64, media: usize, anchor: Anchor) {
+    pub fn set_anchor(&self, name: &str, generation: Generation, media: usize, anchor: Anchor) {
         if let Some(e) = self.lock().streams.get_mut(name) {
             if e.generation == generation {
                 if let Some(a) = e.anchors.get_mut(media) {
@@ -494,7 +512,7 @@ impl Registry {
     }
 
     /// Records parameter sets learned in-band so later DESCRIBEs carry them.
-    pub fn learn_sprop(&self, name: &str, generation: u64, media: usize, sprop: String) {
+    pub fn learn_sprop(&self, name: &str, generation: Generation, media: usize, sprop: String) {
         if let Some(e) = self.lock().streams.get_mut(name) {
             if e.generation == generation {
                 e.learned_sprop.retain(|(m, _)| *m != media);

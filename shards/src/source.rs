@@ -39,7 +39,7 @@ pub struct Running {
     /// Set when the source must stop (idle, removed).
     pub stop: Cell<bool>,
     /// Registry id of the stream it feeds: a stream deleted and re-created is another one.
-    stream_id: u64,
+    stream_id: crate::registry::StreamId,
     started: Instant,
     sources: Vec<String>,
     /// Which of the stream's sources have been dialled (index 0 is the primary).
