@@ -2,22 +2,28 @@
 //! (`main.rs`) parses the command line and calls [`runtime::run`]; unit tests and the
 //! criterion benches (`benches/engine.rs`) call the same code.
 //!
+//! Rooms, dependencies pointing one way (runtime → api, egress → sources, muxers → core):
+//! - `core`: streams, rings, relay, registry, the Producer API (imports no other room)
+//! - `sources`: what produces (pull, exec, demo, lifecycles)
+//! - `muxers`: one frame assembler per stream feeding fMP4/TS/ADTS/MJPEG, snapshots
+//! - `egress`: RTSP, HTTP/WebSocket, UDP drivers
+//! - `io`: vectored sends, exclusive UDP binds, TLS
+//! - `api`: the HTTP API handlers
+//!
 //! One packet from a publisher's socket to every viewer, in six files:
-//! `drive/rtsp.rs` (the publisher's connection reads RTP) → `producer.rs` (parse once,
-//! push) → `hub.rs` (the stream's ring; the cross-shard relay to mirrors) →
-//! `src/fanout.rs` (each viewer's policy) → `drive/rtsp.rs` / `drive/http.rs` (the
-//! viewer's writer) → `sendv.rs` (one vectored send).
+//! `egress/rtsp.rs` (the publisher's connection reads RTP) → `core/producer.rs` (parse
+//! once via `corecast::ingest`, push) → `core/hub.rs` (the stream's ring; the cross-shard
+//! relay to mirrors) → `corecast::fanout` (each viewer's policy) → `egress/rtsp.rs` /
+//! `egress/http.rs` (the viewer's writer) → `io/sendv.rs` (one vectored send).
+
+// Every unsafe line of the runtime is in `io` (and the tests that check it).
+#![deny(unsafe_code)]
 
 pub mod api;
-pub mod demo;
-pub mod drive;
-pub mod hub;
-pub mod media;
-pub mod producer;
-pub mod pull;
-pub mod registry;
+pub mod core;
+pub mod egress;
+#[allow(unsafe_code)]
+pub mod io;
+pub mod muxers;
 pub mod runtime;
-pub mod sendv;
-pub mod source;
-pub mod tls;
-pub mod udp_bind;
+pub mod sources;

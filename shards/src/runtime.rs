@@ -2,8 +2,8 @@
 //! listeners bound on every shard with SO_REUSEPORT. Any shard that cannot start fails the
 //! whole start-up with a message — it never hangs.
 
-use crate::hub::{Clock, Shard, ShardMsg};
-use crate::registry::Registry;
+use crate::core::hub::{Clock, Shard, ShardMsg};
+use crate::core::registry::Registry;
 use corecast::config::Config;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -28,9 +28,12 @@ pub fn run(config: Config) -> Result<(), String> {
     for s in &config.streams {
         registry.declare(&s.name, s.sources.clone());
     }
-    let demo = !config.streams.iter().any(|s| s.name == crate::demo::NAME);
+    let demo = !config
+        .streams
+        .iter()
+        .any(|s| s.name == crate::sources::demo::NAME);
     if demo {
-        registry.declare(crate::demo::NAME, vec!["internal:demo".into()]);
+        registry.declare(crate::sources::demo::NAME, vec!["internal:demo".into()]);
     }
     for (name, query) in &config.preload {
         let q = query.clone().unwrap_or_else(|| "video&audio".into());
@@ -144,15 +147,16 @@ async fn shard_main(
     };
     let id = tx.peer_id();
     let shard = Shard::new(id, registry, config.clone(), clock, tx);
+    shard.set_rooms(Rc::new(rooms));
     shard.spawn_mesh_receivers(rx);
 
     if let Err(e) = start_listeners(&shard, &config) {
         let _ = ready.send(Err(format!("shard {id}: {e}")));
         return;
     }
-    if demo && shard.owner_of(crate::demo::NAME) == id {
+    if demo && shard.owner_of(crate::sources::demo::NAME) == id {
         let sh = shard.clone();
-        glommio::spawn_local(crate::demo::run(sh)).detach();
+        glommio::spawn_local(crate::sources::demo::run(sh)).detach();
     }
     glommio::spawn_local(crate::api::sample_loop_utilization(shard.clone())).detach();
     // go2rtc `preload:` sources run from the start, on their owner.
@@ -165,7 +169,7 @@ async fn shard_main(
             .collect()
     };
     for name in preloaded {
-        crate::source::start(&shard, &name);
+        crate::sources::lifecycle::start(&shard, &name);
     }
     let _ = ready.send(Ok(id));
     // Shards run until the process ends.
@@ -176,14 +180,14 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
     if let Some(addr) = config.rtsp.listen {
         let l = glommio::net::TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen for RTSP on {addr}: {e}"))?;
-        glommio::spawn_local(crate::drive::rtsp::serve(shard.clone(), l)).detach();
+        glommio::spawn_local(crate::egress::rtsp::serve(shard.clone(), l)).detach();
         let port = config.rtsp.udp_rtp_port as u32 + 2 * shard.id as u32;
         if port < u16::MAX as u32 && config.rtsp.udp_rtp_port != 0 {
-            match crate::drive::udp::UdpPair::bind(addr.ip(), port as u16) {
+            match crate::egress::udp::UdpPair::bind(addr.ip(), port as u16) {
                 Ok(pair) => {
                     let pair = Rc::new(pair);
-                    *shard.udp.borrow_mut() = Some(pair.clone());
-                    crate::drive::udp::spawn(shard.clone(), pair);
+                    crate::egress::udp::PAIR.with(|p| *p.borrow_mut() = Some(pair.clone()));
+                    crate::egress::udp::spawn(shard.clone(), pair);
                 }
                 Err(e) => {
                     // RTSP over TCP still works; UDP SETUPs get 461.
@@ -195,8 +199,30 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
     if let Some(addr) = config.api.listen {
         let l = glommio::net::TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
-        glommio::spawn_local(crate::drive::http::serve(shard.clone(), l)).detach();
+        glommio::spawn_local(crate::egress::http::serve(shard.clone(), l)).detach();
     }
     let _: Option<SocketAddr> = None;
     Ok(())
+}
+
+/// Dispatches the core's room messages to the rooms (the core imports none of them).
+fn rooms(shard: &Rc<Shard>, msg: crate::core::hub::RoomMsg) {
+    use crate::core::hub::RoomMsg;
+    match msg {
+        RoomMsg::StartSource { name } => crate::sources::lifecycle::start(shard, &name),
+        RoomMsg::ExtendSource { name, query } => {
+            crate::sources::lifecycle::extend(shard, &name, query)
+        }
+        RoomMsg::StartMuxer { output } => crate::muxers::start_muxer(shard, &output),
+        RoomMsg::Wanted { name } => {
+            crate::sources::lifecycle::reevaluate(shard, &name);
+            crate::muxers::reevaluate(shard, &name);
+        }
+        RoomMsg::Handoff {
+            fd,
+            peer,
+            buffered,
+            authenticated,
+        } => crate::egress::rtsp::take_handoff(shard, fd, peer, buffered, authenticated),
+    }
 }

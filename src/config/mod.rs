@@ -38,8 +38,14 @@ pub const DEFAULT_RING_PACKETS: usize = 4096;
 pub const MIN_RING_PACKETS: usize = 64;
 pub const MAX_RING_PACKETS: usize = 1 << 20;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
-/// Crates whose `<crate>::<module>` tracing targets a go2rtc log module name maps to.
-pub const LOG_TARGET_CRATES: &[&str] = &["corecast", "corecast_shards"];
+/// Module paths under which a go2rtc log module name (`rtsp`, `api`, ...) is looked for:
+/// the sans-IO core, and the runtime's rooms (its RTSP driver is `egress::rtsp`).
+pub const LOG_TARGET_CRATES: &[&str] = &[
+    "corecast",
+    "corecast_shards",
+    "corecast_shards::egress",
+    "corecast_shards::sources",
+];
 
 /// serde_yaml_ng's own nesting limit; deeper flow collections are refused up front (see
 /// [`locate::flow_too_deep`]).
@@ -308,8 +314,8 @@ fn default_listen(s: &str) -> Option<SocketAddr> {
 
 impl LogConfig {
     /// A tracing `EnvFilter` directive string, e.g.
-    /// "info,corecast::rtsp=debug,corecast_shards::rtsp=debug": the global level, then each
-    /// go2rtc module name mapped to `corecast::<module>` and `corecast_shards::<module>`.
+    /// "info,corecast::rtsp=debug,corecast_shards::rtsp=debug,...": the global level, then
+    /// each go2rtc module name mapped under every prefix of [`LOG_TARGET_CRATES`].
     /// Level words were checked by [`parse`].
     pub fn filter_directives(&self) -> String {
         let mut out = self.level.clone();

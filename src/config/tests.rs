@@ -336,12 +336,15 @@ fn filter_directives_map_modules_to_targets() {
     assert_eq!(
         c.log.filter_directives(),
         "debug,corecast::rtsp=trace,corecast_shards::rtsp=trace,\
-         corecast::api=error,corecast_shards::api=error"
+         corecast_shards::egress::rtsp=trace,corecast_shards::sources::rtsp=trace,\
+         corecast::api=error,corecast_shards::api=error,corecast_shards::egress::api=error,\
+         corecast_shards::sources::api=error"
     );
     let c = ok("log:\n  level: disabled\n  streams: panic\n");
     assert_eq!(
         c.log.filter_directives(),
-        "off,corecast::streams=error,corecast_shards::streams=error"
+        "off,corecast::streams=error,corecast_shards::streams=error,\
+         corecast_shards::egress::streams=error,corecast_shards::sources::streams=error"
     );
 }
 

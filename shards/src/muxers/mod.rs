@@ -8,9 +8,9 @@
 //! fragment bytes shared by reference count. A muxer stops a few seconds after the last
 //! viewer of its variant leaves (an idle timer armed by viewer events).
 
-use crate::hub::{CtlMsg, LocalStream, Shard};
-pub use crate::registry::Variant;
-use crate::registry::{MuxInfo, OutputKey, ProducerInfo, ProducerStats};
+use crate::core::hub::{LocalStream, RoomMsg, Shard};
+pub use crate::core::registry::Variant;
+use crate::core::registry::{MuxInfo, OutputKey, ProducerInfo, ProducerStats};
 use bytes::{Bytes, BytesMut};
 use corecast::codec::CodecKind;
 use corecast::fanout;
@@ -18,7 +18,8 @@ use corecast::mux::{self, Fragment, Frame, FrameAssembler, LiveFmp4, LiveTs, Tra
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next};
 use corecast::sdp::Sdp;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
@@ -81,6 +82,13 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
     }
 }
 
+thread_local! {
+    /// Muxers running on this shard (one shard per thread), by output.
+    static MUXERS: RefCell<HashMap<OutputKey, Rc<MuxCtl>>> = RefCell::new(HashMap::new());
+    /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
+    static SNAPSHOTS: Cell<usize> = const { Cell::new(0) };
+}
+
 /// A running muxer's stop control, driven by events (see `reevaluate`).
 pub struct MuxCtl {
     variant: Variant,
@@ -92,13 +100,13 @@ pub struct MuxCtl {
 
 /// Who wants `name` changed: muxers of it without viewers stop after `IDLE_STOP`.
 pub fn reevaluate(shard: &Rc<Shard>, name: &str) {
-    let ctls: Vec<Rc<MuxCtl>> = shard
-        .muxers
-        .borrow()
-        .iter()
-        .filter(|(k, _)| k.stream == name)
-        .map(|(_, c)| c.clone())
-        .collect();
+    let ctls: Vec<Rc<MuxCtl>> = MUXERS.with(|m| {
+        m.borrow()
+            .iter()
+            .filter(|(k, _)| k.stream == name)
+            .map(|(_, c)| c.clone())
+            .collect()
+    });
     for ctl in ctls {
         if viewers_of(shard, name, ctl.variant) > 0 {
             ctl.idle_since.set(None);
@@ -142,7 +150,7 @@ fn arm_idle_timer(shard: &Rc<Shard>, name: &str, ctl: &Rc<MuxCtl>) {
 
 /// Starts the muxer of `key` on this shard, its stream's owner, unless it runs.
 pub fn start_muxer(shard: &Rc<Shard>, key: &OutputKey) {
-    if shard.muxers.borrow().contains_key(key) {
+    if MUXERS.with(|m| m.borrow().contains_key(key)) {
         return;
     }
     let (name, v) = (key.stream.as_str(), key.variant);
@@ -154,14 +162,14 @@ pub fn start_muxer(shard: &Rc<Shard>, key: &OutputKey) {
         idle_timer: Cell::new(false),
         stop: Cell::new(false),
     });
-    shard.muxers.borrow_mut().insert(key.clone(), ctl.clone());
+    MUXERS.with(|m| m.borrow_mut().insert(key.clone(), ctl.clone()));
     arm_idle_timer(shard, name, &ctl);
     let (sh, n, key) = (shard.clone(), name.to_string(), key.clone());
     glommio::spawn_local(async move {
         if let Err(e) = run_muxer(&sh, &n, &key, v, &ctl).await {
             warn!(stream = %n, variant = v.tag(), error = %e, "muxer stopped");
         }
-        sh.muxers.borrow_mut().remove(&key);
+        MUXERS.with(|m| m.borrow_mut().remove(&key));
         sh.registry.shards[sh.id]
             .muxers
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -611,16 +619,12 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
         // Ask (again, if a muxer stopped in between) for the muxer.
         if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
             asked = Some(Instant::now());
-            if owner == shard.id {
-                start_muxer(shard, &key);
-            } else {
-                shard.send_ctl(
-                    owner,
-                    CtlMsg::StartMuxer {
-                        output: key.clone(),
-                    },
-                );
-            }
+            shard.send_room(
+                owner,
+                RoomMsg::StartMuxer {
+                    output: key.clone(),
+                },
+            );
         }
         if Instant::now() > deadline {
             return Err((
@@ -720,7 +724,7 @@ pub async fn frame_jpeg(
     cfg: TrackConfig,
     frame: Frame,
 ) -> Result<Bytes, (u16, String)> {
-    if shard.snapshots.get() >= MAX_SNAPSHOTS {
+    if SNAPSHOTS.get() >= MAX_SNAPSHOTS {
         return Err((503, "too many snapshots in progress".into()));
     }
     // Annex-B: parameter sets first (a keyframe may not carry them), then the frame.
@@ -737,11 +741,11 @@ pub async fn frame_jpeg(
         input.extend_from_slice(nal);
     }
     let bin = shard.config.ffmpeg.bin.clone();
-    shard.snapshots.set(shard.snapshots.get() + 1);
+    SNAPSHOTS.set(SNAPSHOTS.get() + 1);
     let result = glommio::executor()
         .spawn_blocking(move || transcode_jpeg(&bin, fmt, input))
         .await;
-    shard.snapshots.set(shard.snapshots.get() - 1);
+    SNAPSHOTS.set(SNAPSHOTS.get() - 1);
     result.map(Bytes::from).map_err(|e| (500, e))
 }
 
@@ -750,20 +754,8 @@ fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, Strin
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(bin);
-    // Shard threads are pinned and a child inherits that: let ffmpeg use every core
-    // rather than the shard's.
-    // SAFETY: only async-signal-safe calls (sched_setaffinity) between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for i in 0..libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(i, &mut set);
-            }
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            Ok(())
-        });
-    }
+    // Let ffmpeg use every core rather than the shard's.
+    crate::io::fd::unpin_child(&mut cmd);
     let mut child = cmd
         .args([
             "-hide_banner",

@@ -5,8 +5,8 @@
 //! extras are additional keys. Config writes go back to the YAML file, validated by the same
 //! parser as at start-up, written atomically (a temporary file renamed over the old one).
 
-use crate::hub::{CtlMsg, Shard};
-use crate::registry::Registry;
+use crate::core::hub::{CtlMsg, RoomMsg, Shard};
+use crate::core::registry::Registry;
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -310,7 +310,7 @@ fn valid_name(name: &str) -> bool {
 /// runs (`api.allow_exec`, see `corecast::policy`), and of a scheme we can pull.
 fn check_source(src: &str, allow_exec: bool) -> Result<(), Reply> {
     corecast::policy::check_api_source(src, allow_exec).map_err(|e| {
-        warn!(source = %crate::source::redact(src), error = %e, "API source refused");
+        warn!(source = %crate::sources::lifecycle::redact(src), error = %e, "API source refused");
         Reply::text(e.status(), e.to_string())
     })?;
     let scheme = src.split_once(':').map(|(s, _)| s).unwrap_or("");
@@ -449,9 +449,12 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
             }
             let owner = shard.owner_of(name);
             if owner == shard.id {
-                crate::source::start(shard, name);
+                crate::sources::lifecycle::start(shard, name);
             } else {
-                shard.send_ctl(owner, CtlMsg::StartSource { name: name.into() });
+                shard.send_ctl(
+                    owner,
+                    CtlMsg::Room(RoomMsg::StartSource { name: name.into() }),
+                );
             }
             Reply::empty(200)
         }
@@ -767,8 +770,9 @@ pub fn metrics(shard: &Shard) -> Reply {
         }),
     );
     let shards = &reg.shards;
-    let sum =
-        |f: &dyn Fn(&crate::registry::ShardStats) -> usize| shards.iter().map(f).sum::<usize>();
+    let sum = |f: &dyn Fn(&crate::core::registry::ShardStats) -> usize| {
+        shards.iter().map(f).sum::<usize>()
+    };
     family(
         "corecast_connections",
         "gauge",
@@ -781,13 +785,14 @@ pub fn metrics(shard: &Shard) -> Reply {
         .into_iter()
         .map(|(p, v)| (format!("protocol=\"{p}\""), v.to_string())),
     );
-    let per_shard = |f: &dyn Fn(&crate::registry::ShardStats) -> String| -> Vec<(String, String)> {
-        shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("shard=\"{i}\""), f(s)))
-            .collect()
-    };
+    let per_shard =
+        |f: &dyn Fn(&crate::core::registry::ShardStats) -> String| -> Vec<(String, String)> {
+            shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("shard=\"{i}\""), f(s)))
+                .collect()
+        };
     family(
         "corecast_shard_streams_owned",
         "gauge",

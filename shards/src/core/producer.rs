@@ -9,8 +9,8 @@
 //! continues the previous producer's, and the stream's producer epoch moves on so that
 //! viewers that span packets (the muxers' frame assemblers) start over cleanly.
 
-use crate::hub::{LocalStream, Shard};
-use crate::registry::ProducerInfo;
+use crate::core::hub::{LocalStream, Shard};
+use crate::core::registry::ProducerInfo;
 use bytes::Bytes;
 use corecast::ingest::{Ingest, TrackTail};
 use corecast::packet::Packet;

@@ -6,10 +6,10 @@
 //! (400/413/414/431/501/505) and the connection closes; nothing else is affected.
 
 use crate::api::{self, Reply};
-use crate::hub::Shard;
-use crate::media::{self, MuxReader, Variant};
-use crate::registry::{ConsumerInfo, ConsumerStats};
-use crate::sendv;
+use crate::core::hub::Shard;
+use crate::core::registry::{ConsumerInfo, ConsumerStats};
+use crate::io::sendv;
+use crate::muxers::{self, MuxReader, Variant};
 use bytes::Bytes;
 use corecast::codec::CodecKind;
 use corecast::http::{self, response, ws, Limits, Request};
@@ -318,13 +318,13 @@ impl Consumer {
     /// Counts a delivered batch; the shared counters see it on the policy's cadence.
     fn sent(&self, packets: u64, bytes: u64, reader: &mut MuxReader) {
         if let Some(st) = reader.delivered(packets, bytes) {
-            crate::drive::rtsp::publish_stats(&self.info.stats, st);
+            crate::egress::rtsp::publish_stats(&self.info.stats, st);
         }
     }
 
     /// Publishes what is still pending (the viewer is leaving).
     fn finish(&self, reader: &mut MuxReader) {
-        crate::drive::rtsp::publish_stats(&self.info.stats, reader.take_stats());
+        crate::egress::rtsp::publish_stats(&self.info.stats, reader.take_stats());
     }
 }
 
@@ -340,7 +340,7 @@ async fn ensure_source(shard: &Rc<Shard>, name: &str, req: &Request) -> Result<(
         return Err(Reply::text(404, format!("stream `{name}` not found")));
     }
     let ua = req.header("user-agent").unwrap_or("");
-    crate::source::ensure(shard, name, None, ua)
+    crate::sources::lifecycle::ensure(shard, name, None, ua)
         .await
         .map_err(|e| Reply::text(502, format!("stream `{name}`: {e}")))
 }
@@ -361,7 +361,7 @@ async fn live(
         return send_reply(shard, stream, &req, r, &[]).await;
     }
     let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http");
-    let mut reader = match media::attach(shard, &name, v).await {
+    let mut reader = match muxers::attach(shard, &name, v).await {
         Ok(r) => r,
         Err((status, msg)) => {
             return send_reply(shard, stream, &req, Reply::text(status, msg), &[]).await;
@@ -497,7 +497,7 @@ async fn snapshot(
     if let Err(r) = ensure_source(shard, &name, &req).await {
         return send_reply(shard, stream, &req, r, &[]).await;
     }
-    let reply = match media::keyframe(shard, &name).await {
+    let reply = match muxers::keyframe(shard, &name).await {
         Err((status, msg)) => Reply::text(status, format!("stream `{name}`: {msg}")),
         Ok((_, frame, CodecKind::Mjpeg)) if jpeg => Reply {
             status: 200,
@@ -505,7 +505,7 @@ async fn snapshot(
             body: frame.units.iter().flat_map(|u| u.iter().copied()).collect(),
         },
         Ok((None, _, _)) => Reply::text(415, "frame.mp4 needs an H.264 or H.265 track"),
-        Ok((Some(cfg), frame, _)) if jpeg => match media::frame_jpeg(shard, cfg, frame).await {
+        Ok((Some(cfg), frame, _)) if jpeg => match muxers::frame_jpeg(shard, cfg, frame).await {
             Ok(b) => Reply {
                 status: 200,
                 ctype: "image/jpeg",
@@ -519,7 +519,7 @@ async fn snapshot(
         Ok((Some(cfg), frame, _)) => Reply {
             status: 200,
             ctype: "video/mp4",
-            body: media::frame_mp4(cfg, frame).to_vec(),
+            body: muxers::frame_mp4(cfg, frame).to_vec(),
         },
     };
     send_reply(
@@ -757,7 +757,7 @@ async fn on_ws_text(
                 return ws_json("error", String::from_utf8_lossy(&r.body).trim());
             }
             let consumer = Consumer::register(shard, name, peer, req, "mse", "ws");
-            let reader = match media::attach(shard, name, Variant::Mp4).await {
+            let reader = match muxers::attach(shard, name, Variant::Mp4).await {
                 Ok(r) => r,
                 Err((_, msg)) => return ws_json("error", &format!("stream `{name}`: {msg}")),
             };

@@ -6,10 +6,10 @@
 //! owns a dup of the socket so both can wait on it independently; only the writer writes,
 //! so responses and interleaved frames never mix mid-frame.
 
-use crate::hub::{LocalStream, Shard};
-use crate::producer::Producer;
-use crate::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
-use crate::sendv::{self, UdpBatch};
+use crate::core::hub::{LocalStream, Shard};
+use crate::core::producer::Producer;
+use crate::core::registry::{ConsumerInfo, ConsumerStats, ProducerInfo, ProducerStats};
+use crate::io::sendv::{self, UdpBatch};
 use bytes::BytesMut;
 use corecast::fanout;
 use corecast::filter::{self, Filter};
@@ -24,7 +24,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::io::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -48,28 +48,30 @@ const SR_INTERVAL_US: u64 = 2_000_000;
 /// reader shows up as backpressure here (and gets skipped) instead of seconds of backlog.
 const SNDBUF: usize = 256 * 1024;
 
+/// Takes over a publisher connection another shard handed to us (see `RoomMsg::Handoff`).
+pub fn take_handoff(
+    shard: &Rc<Shard>,
+    fd: std::os::fd::OwnedFd,
+    peer: SocketAddr,
+    buffered: Vec<u8>,
+    authenticated: bool,
+) {
+    let stream = crate::io::fd::stream_from(fd);
+    let sh = shard.clone();
+    glommio::spawn_local(async move {
+        handle(
+            sh,
+            stream,
+            peer,
+            BytesMut::from(&buffered[..]),
+            authenticated,
+        )
+        .await;
+    })
+    .detach();
+}
+
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
-    {
-        let sh = shard.clone();
-        *shard.on_handoff.borrow_mut() =
-            Some(Box::new(move |fd, peer, buffered, authenticated| {
-                // SAFETY: the OwnedFd is a socket dup'ed by the sending shard for us alone;
-                // into_raw_fd hands its ownership to the TcpStream.
-                let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-                let sh2 = sh.clone();
-                glommio::spawn_local(async move {
-                    handle(
-                        sh2,
-                        stream,
-                        peer,
-                        BytesMut::from(&buffered[..]),
-                        authenticated,
-                    )
-                    .await;
-                })
-                .detach();
-            }));
-    }
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -236,7 +238,7 @@ impl Host for HostImpl {
     }
 
     fn udp_server_ports(&self) -> Option<(u16, u16)> {
-        self.shard.udp.borrow().as_ref().map(|u| u.ports)
+        crate::egress::udp::pair().map(|u| u.ports)
     }
 
     fn play(&mut self, path: &str, reader_tracks: &[SetupTrack]) -> Result<Vec<RtpInfo>, u16> {
@@ -368,18 +370,20 @@ impl Host for HostImpl {
         for t in tracks {
             if let TrackTransport::Udp { client_rtp, .. } = t.transport {
                 let from = SocketAddr::new(self.conn.peer.ip(), client_rtp);
-                if self.shard.udp_routes.borrow().contains_key(&from) {
+                if crate::egress::udp::ROUTES.with(|r| r.borrow().contains_key(&from)) {
                     // Another publisher already sends from this address and port.
                     return Err(461);
                 }
-                self.shard.udp_routes.borrow_mut().insert(
-                    from,
-                    crate::hub::UdpRoute {
-                        publish: self.publish.clone(),
-                        track: t.media_index as u8,
-                        activity: self.activity.clone(),
-                    },
-                );
+                crate::egress::udp::ROUTES.with(|r| {
+                    r.borrow_mut().insert(
+                        from,
+                        crate::egress::udp::UdpRoute {
+                            publish: self.publish.clone(),
+                            track: t.media_index as u8,
+                            activity: self.activity.clone(),
+                        },
+                    )
+                });
                 self.udp_routes.push(from);
             }
         }
@@ -409,13 +413,15 @@ impl HostImpl {
 
     fn stop_publish(&mut self) {
         for r in self.udp_routes.drain(..) {
-            let mut routes = self.shard.udp_routes.borrow_mut();
-            if routes
-                .get(&r)
-                .is_some_and(|route| Rc::ptr_eq(&route.publish, &self.publish))
-            {
-                routes.remove(&r);
-            }
+            crate::egress::udp::ROUTES.with(|routes| {
+                let mut routes = routes.borrow_mut();
+                if routes
+                    .get(&r)
+                    .is_some_and(|route| Rc::ptr_eq(&route.publish, &self.publish))
+                {
+                    routes.remove(&r);
+                }
+            });
         }
         *self.publish.borrow_mut() = None;
         if let Some((stream, _, _)) = self.announced.take() {
@@ -434,15 +440,12 @@ async fn handle(
     pre_authenticated: bool,
 ) {
     let _ = stream.set_nodelay(true);
-    set_sndbuf(stream.as_raw_fd(), SNDBUF);
-    // SAFETY: dup of a valid socket fd; the new fd is owned by the writer's TcpStream.
-    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if wfd < 0 {
+    crate::io::fd::set_sndbuf(stream.as_raw_fd(), SNDBUF);
+    // The writer task gets its own owner of the socket.
+    let Some(wstream) = crate::io::fd::dup_stream(&stream) else {
         warn!(%peer, "dup failed; dropping connection");
         return;
-    }
-    // SAFETY: wfd is a fresh fd that only this TcpStream owns.
-    let wstream = unsafe { TcpStream::from_raw_fd(wfd) };
+    };
     let _ = wstream.set_write_timeout(Some(WRITE_TIMEOUT));
     let stats = &shard.registry.shards[shard.id];
     stats.connections.fetch_add(1, Relaxed);
@@ -544,7 +547,9 @@ async fn handle(
                         };
                         let (_, query) = url::path_and_query(&req.uri);
                         let ua = req.headers.get("User-Agent").unwrap_or("");
-                        if let Err(e) = crate::source::ensure(&shard, name, query, ua).await {
+                        if let Err(e) =
+                            crate::sources::lifecycle::ensure(&shard, name, query, ua).await
+                        {
                             warn!(stream = name, %peer, error = %e, "source unavailable for reader");
                         }
                     }
@@ -653,8 +658,7 @@ async fn handle(
     if linger {
         // Closing with unread input would reset the connection and destroy the response
         // in flight: half-close, then discard what the client still sends, briefly.
-        // SAFETY: shutdown on our valid socket fd; no memory involved.
-        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+        crate::io::fd::shutdown(&stream, libc::SHUT_WR);
         let mut sink = [0u8; 4096];
         let _ = glommio::timer::timeout(Duration::from_secs(1), async {
             while let Ok(n) = stream.read(&mut sink).await {
@@ -670,18 +674,16 @@ async fn handle(
     if let Some((owner, raw, authenticated)) = handoff {
         // A dup of our socket travels to the owner shard, which becomes its only user once
         // we drop ours below; owned all the way, so a lost message closes it.
-        // SAFETY: the raw fd is our open socket, borrowed only for the dup below.
-        let fd =
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
+        let fd = crate::io::fd::dup_owned(&stream);
         drop(stream);
         if let Err(e) = &fd {
             warn!(%peer, error = %e, "cannot hand the publisher to its owner shard (dup failed); dropped");
         }
         if let Ok(fd) = fd {
             debug!(%peer, from = shard.id, to = owner, "publisher handed to owner shard");
-            shard.send_ctl(
+            shard.send_room(
                 owner,
-                crate::hub::CtlMsg::Handoff {
+                crate::core::hub::RoomMsg::Handoff {
                     fd,
                     peer,
                     buffered: raw,
@@ -720,7 +722,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     let mut iov: Vec<libc::iovec> = Vec::new();
     let mut udp = UdpBatch::new();
     let mut udp_rtcp = UdpBatch::new();
-    let udp_fds = shard.udp.borrow().as_ref().map(|u| (u.rtp_fd, u.rtcp_fd));
+    let udp_fds = crate::egress::udp::pair().map(|u| (u.rtp_fd, u.rtcp_fd));
     let mut dests: Vec<Option<Out>> = Vec::new();
     loop {
         let out = std::mem::take(&mut *conn.out.borrow_mut());
@@ -832,8 +834,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
 /// so the reader task's pending read returns at once.
 fn end_connection(conn: &Conn, stream: &TcpStream) {
     conn.closing.set(true);
-    // SAFETY: shutdown on a valid socket fd; no memory is involved.
-    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+    crate::io::fd::shutdown(stream, libc::SHUT_RDWR);
 }
 
 /// What the writer does next.
@@ -851,7 +852,7 @@ enum Step {
 /// Takes the next batch from the ring under a short borrow (never held across an await).
 fn take_batch(
     conn: &Conn,
-    clock: crate::hub::Clock,
+    clock: crate::core::hub::Clock,
     batch: &mut Vec<Rc<Packet>>,
     dests: &mut Vec<Option<Out>>,
     rtcp_bufs: &mut Vec<Vec<u8>>,
@@ -998,18 +999,4 @@ fn unix_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-fn set_sndbuf(fd: i32, size: usize) {
-    let v = size as libc::c_int;
-    // SAFETY: plain setsockopt on a valid fd with a correctly sized int.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &v as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }

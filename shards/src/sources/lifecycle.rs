@@ -7,8 +7,8 @@
 //! publishes to us over RTSP via `{output}` or writes MPEG-TS / Annex-B / MJPEG to stdout),
 //! and `ffmpeg:INPUT#params` (an exec built from go2rtc's templates).
 
-use crate::hub::{CtlMsg, Shard};
-use crate::pull::{Role, SecondaryState};
+use crate::core::hub::{CtlMsg, RoomMsg, Shard};
+use crate::sources::pull::{Role, SecondaryState};
 use corecast::filter::Filter;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -28,10 +28,13 @@ const START_GRACE: Duration = Duration::from_secs(3);
 /// How long a reader waits for a source to come up.
 const ENSURE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Sources running on this shard, by stream name.
-#[derive(Default)]
-pub struct Sources {
-    running: RefCell<HashMap<String, Rc<Running>>>,
+thread_local! {
+    /// Sources running on this shard (one shard per thread), by stream name.
+    static RUNNING: RefCell<HashMap<String, Rc<Running>>> = RefCell::new(HashMap::new());
+}
+
+fn running_of(name: &str) -> Option<Rc<Running>> {
+    RUNNING.with(|r| r.borrow().get(name).cloned())
 }
 
 /// Shared between a source's task and its watcher.
@@ -39,7 +42,7 @@ pub struct Running {
     /// Set when the source must stop (idle, removed).
     pub stop: Cell<bool>,
     /// Registry id of the stream it feeds: a stream deleted and re-created is another one.
-    stream_id: crate::registry::StreamId,
+    stream_id: crate::core::registry::StreamId,
     started: Instant,
     sources: Vec<String>,
     /// Which of the stream's sources have been dialled (index 0 is the primary).
@@ -92,10 +95,10 @@ pub async fn ensure(
     } else {
         shard.send_ctl(
             owner,
-            CtlMsg::ExtendSource {
+            CtlMsg::Room(RoomMsg::ExtendSource {
                 name: name.into(),
                 query: q,
-            },
+            }),
         );
     }
     let deadline = Instant::now() + EXTEND_TIMEOUT;
@@ -121,7 +124,7 @@ const EXTEND_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Dials the stream's later sources, in order, until `query`'s wants are met.
 pub fn extend(shard: &Rc<Shard>, name: &str, query: Option<String>) {
-    let Some(running) = shard.sources.running.borrow().get(name).cloned() else {
+    let Some(running) = running_of(name) else {
         return;
     };
     if running.extending.replace(true) {
@@ -213,7 +216,7 @@ async fn secondary(
             added: &added,
             state: &state,
         };
-        let r = crate::pull::run_feed(&shard, &name, &url, &running, role).await;
+        let r = crate::sources::pull::run_feed(&shard, &name, &url, &running, role).await;
         if state.get() == SecondaryState::Useless || running.stopped() {
             break;
         }
@@ -315,7 +318,10 @@ async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
     if owner == shard.id {
         start(shard, name);
     } else {
-        shard.send_ctl(owner, CtlMsg::StartSource { name: name.into() });
+        shard.send_ctl(
+            owner,
+            CtlMsg::Room(RoomMsg::StartSource { name: name.into() }),
+        );
     }
     let deadline = Instant::now() + ENSURE_TIMEOUT;
     let mut error_seen_at: Option<Instant> = None;
@@ -347,7 +353,7 @@ async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
 
 /// Starts the source of `name` on this (owner) shard if it is not running.
 pub fn start(shard: &Rc<Shard>, name: &str) {
-    if shard.sources.running.borrow().contains_key(name) {
+    if running_of(name).is_some() {
         return;
     }
     let (sources, stream_id) = {
@@ -372,11 +378,7 @@ pub fn start(shard: &Rc<Shard>, name: &str) {
         idle_since: Cell::new(Some(Instant::now())),
         idle_timer: Cell::new(false),
     });
-    shard
-        .sources
-        .running
-        .borrow_mut()
-        .insert(name.to_string(), running.clone());
+    RUNNING.with(|r| r.borrow_mut().insert(name.to_string(), running.clone()));
     info!(stream = name, source = %redact(&sources[0]), "starting source");
     // The reader that asked is between DESCRIBE and PLAY: the idle timer gives it
     // START_GRACE; if it never plays, the source stops by itself.
@@ -416,7 +418,7 @@ fn wanted(shard: &Shard, name: &str, running: &Running) -> Wanted {
 /// Who wants the stream changed (see `Shard::wanted_changed`): a source no reader wants
 /// any more stops after `sources.idle_timeout`; one whose stream went away stops now.
 pub fn reevaluate(shard: &Rc<Shard>, name: &str) {
-    let Some(running) = shard.sources.running.borrow().get(name).cloned() else {
+    let Some(running) = running_of(name) else {
         return;
     };
     match wanted(shard, name, &running) {
@@ -489,7 +491,9 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
         let src = candidates[attempt % candidates.len()];
         let started = Instant::now();
         let result = match scheme(src) {
-            "rtsp" | "rtsps" | "rtspx" => crate::pull::run(&shard, &name, src, &running).await,
+            "rtsp" | "rtsps" | "rtspx" => {
+                crate::sources::pull::run(&shard, &name, src, &running).await
+            }
             "exec" => run_exec(&shard, &name, &src["exec:".len()..], &running).await,
             "ffmpeg" => match ffmpeg_command(&shard, &name, &src["ffmpeg:".len()..]) {
                 Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
@@ -517,11 +521,11 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
         }
         backoff = (backoff * 2).min(cap);
     }
-    shard.sources.running.borrow_mut().remove(&name);
+    RUNNING.with(|r| r.borrow_mut().remove(&name));
     if let Some(e) = shard.registry.lock().streams.get_mut(&name) {
         e.sources_exhausted = false;
     }
-    crate::pull::close(&shard, &name);
+    crate::sources::pull::close(&shard, &name);
     set_error(&shard, &name, None);
     debug!(stream = %name, "source task ended");
 }
@@ -625,21 +629,13 @@ struct ChildGuard(Child);
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         // The whole process group: `exec:sh -c "ffmpeg ..."` must not leave ffmpeg behind.
-        let pid = self.0.id() as i32;
-        // SAFETY: kill(2) on a process group we created; no memory involved.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        crate::io::fd::kill_group(self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn set_nonblocking(fd: i32) {
-    // SAFETY: fcntl on a pipe fd we own; no memory involved.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-}
+use crate::io::fd::set_nonblocking;
 
 /// Runs a program until it exits or the source is stopped. `publishes`: it sends its media
 /// to our RTSP server itself; otherwise its stdout is demuxed here.
@@ -677,7 +673,7 @@ async fn run_process(
     let mut demux = if publishes {
         None
     } else {
-        Some(crate::pull::StdoutIngest::new(name))
+        Some(crate::sources::pull::StdoutIngest::new(name))
     };
     let mut err_line = Vec::new();
     let mut last_err = String::new();

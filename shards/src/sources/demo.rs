@@ -2,9 +2,9 @@
 //! real time with continuous timestamps and sequence numbers. It runs on the shard that
 //! owns the name, exactly like a publisher.
 
-use crate::hub::Shard;
-use crate::producer::Producer;
-use crate::registry::{ProducerInfo, ProducerStats};
+use crate::core::hub::Shard;
+use crate::core::producer::Producer;
+use crate::core::registry::{ProducerInfo, ProducerStats};
 use bytes::Bytes;
 use corecast::codec::{aac, h264};
 use std::rc::Rc;
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-static VIDEO: &[u8] = include_bytes!("../assets/demo.h264");
-static AUDIO: &[u8] = include_bytes!("../assets/demo.aac");
+static VIDEO: &[u8] = include_bytes!("../../assets/demo.h264");
+static AUDIO: &[u8] = include_bytes!("../../assets/demo.aac");
 
 pub const NAME: &str = "demo";
 const FPS: u64 = 25;
@@ -116,7 +116,7 @@ pub async fn run(shard: Rc<Shard>) {
         shard.set_anchor(
             &producer.stream,
             track,
-            crate::registry::Anchor {
+            crate::core::registry::Anchor {
                 unix_us: start_unix,
                 rtp,
             },

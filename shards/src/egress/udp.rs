@@ -2,13 +2,35 @@
 //! address to their session) and readers' RTCP; readers' media leaves from the same
 //! sockets (see `rtsp::writer`).
 
-use crate::hub::Shard;
+use crate::core::hub::Shard;
 use bytes::BytesMut;
 use glommio::net::UdpSocket;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::io::AsRawFd;
 use std::rc::Rc;
 use tracing::{debug, warn};
+
+/// Where a UDP datagram from a publisher goes.
+pub struct UdpRoute {
+    pub publish: crate::egress::rtsp::PublishSlot,
+    pub track: u8,
+    /// Last time the publisher was heard from (keeps its RTSP session alive).
+    pub activity: Rc<Cell<u64>>,
+}
+
+thread_local! {
+    /// This shard's RTP/RTCP port pair, once bound (one shard per thread).
+    pub static PAIR: RefCell<Option<Rc<UdpPair>>> = const { RefCell::new(None) };
+    /// UDP publishers by source address.
+    pub static ROUTES: RefCell<HashMap<SocketAddr, UdpRoute>> = RefCell::new(HashMap::new());
+}
+
+/// This shard's port pair, if bound.
+pub fn pair() -> Option<Rc<UdpPair>> {
+    PAIR.with(|p| p.borrow().clone())
+}
 
 pub struct UdpPair {
     pub ports: (u16, u16),
@@ -22,8 +44,8 @@ impl UdpPair {
     /// Binds `ip:port` and `ip:port+1`, ours alone (a second server on the same ports
     /// fails to bind rather than taking half of our datagrams).
     pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpPair> {
-        let rtp = crate::udp_bind::bind_exclusive(SocketAddr::new(ip, port))?;
-        let rtcp = crate::udp_bind::bind_exclusive(SocketAddr::new(ip, port + 1))?;
+        let rtp = crate::io::udp_bind::bind_exclusive(SocketAddr::new(ip, port))?;
+        let rtcp = crate::io::udp_bind::bind_exclusive(SocketAddr::new(ip, port + 1))?;
         Ok(UdpPair {
             ports: (port, port + 1),
             rtp_fd: rtp.as_raw_fd(),
@@ -45,10 +67,10 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
     let mut buf = BytesMut::new();
     let mut unknown: u64 = 0;
     loop {
-        if buf.capacity() < crate::pull::MAX_DATAGRAM {
+        if buf.capacity() < crate::sources::pull::MAX_DATAGRAM {
             buf = BytesMut::with_capacity(256 * 1024);
         }
-        buf.resize(crate::pull::MAX_DATAGRAM, 0);
+        buf.resize(crate::sources::pull::MAX_DATAGRAM, 0);
         let (n, from) = match pair.rtp.recv_from(&mut buf[..]).await {
             Ok(v) => v,
             Err(e) => {
@@ -59,24 +81,24 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
         };
         // Then whatever else is already waiting, with one flush per publisher at the end:
         // a producer tick, not a wake-up of every viewer per datagram.
-        let mut touched: Vec<crate::drive::rtsp::PublishSlot> = Vec::new();
+        let mut touched: Vec<crate::egress::rtsp::PublishSlot> = Vec::new();
         let mut next = Some((n, from));
         let mut budget = 64;
         while let Some((n, from)) = next {
             // Datagrams of MAX_DATAGRAM bytes or more may be truncated: dropped.
-            if n < crate::pull::MAX_DATAGRAM {
+            if n < crate::sources::pull::MAX_DATAGRAM {
                 // The datagram becomes a slice of one large receive buffer, shared on.
                 buf.truncate(n);
                 let data = buf.split().freeze();
-                let route = shard
-                    .udp_routes
-                    .borrow()
-                    .get(&from)
-                    .map(|r| (r.publish.clone(), r.track, r.activity.clone()));
+                let route = ROUTES.with(|r| {
+                    r.borrow()
+                        .get(&from)
+                        .map(|r| (r.publish.clone(), r.track, r.activity.clone()))
+                });
                 match route {
                     Some((slot, track, activity)) => {
                         activity.set(shard.clock.now());
-                        crate::drive::rtsp::ingest_udp(&shard, &slot, track, data);
+                        crate::egress::rtsp::ingest_udp(&shard, &slot, track, data);
                         if !touched.iter().any(|t| Rc::ptr_eq(t, &slot)) {
                             touched.push(slot);
                         }
@@ -93,14 +115,14 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
             if budget == 0 {
                 break;
             }
-            if buf.capacity() < crate::pull::MAX_DATAGRAM {
+            if buf.capacity() < crate::sources::pull::MAX_DATAGRAM {
                 buf = BytesMut::with_capacity(256 * 1024);
             }
-            buf.resize(crate::pull::MAX_DATAGRAM, 0);
-            next = crate::sendv::try_recv_from(pair.rtp_fd, &mut buf[..]);
+            buf.resize(crate::sources::pull::MAX_DATAGRAM, 0);
+            next = crate::io::sendv::try_recv_from(pair.rtp_fd, &mut buf[..]);
         }
         for slot in &touched {
-            crate::drive::rtsp::flush_udp(&shard, slot);
+            crate::egress::rtsp::flush_udp(&shard, slot);
         }
     }
 }
@@ -113,8 +135,10 @@ async fn rtcp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
                 // Receiver reports keep a UDP session alive; publishers' RTCP routes by
                 // their RTP port (RTCP port − 1).
                 let rtp_from = SocketAddr::new(from.ip(), from.port().wrapping_sub(1));
-                if let Some(r) = shard.udp_routes.borrow().get(&rtp_from) {
-                    r.activity.set(shard.clock.now());
+                let activity =
+                    ROUTES.with(|r| r.borrow().get(&rtp_from).map(|r| r.activity.clone()));
+                if let Some(a) = activity {
+                    a.set(shard.clock.now());
                 }
             }
             Err(e) => {

@@ -5,7 +5,7 @@
 //! atomics on the per-packet path. A packet crosses to another shard once per interested
 //! shard (batched per producer tick), never once per viewer.
 
-use crate::registry::{owner_of, Generation, Registry, StreamId};
+use crate::core::registry::{owner_of, Generation, Registry, StreamId};
 use corecast::config::Config;
 use corecast::packet::Packet;
 use corecast::ring::Ring;
@@ -46,17 +46,26 @@ pub enum CtlMsg {
         generation: Generation,
         shard: usize,
     },
-    /// A reader on another shard wants this stream's pull source running.
-    StartSource { name: String },
-    /// A reader wants tracks the stream lacks: dial its later sources.
-    ExtendSource { name: String, query: Option<String> },
     /// The producer of this generation is gone.
     StreamEnd {
         stream_id: StreamId,
         generation: Generation,
     },
+    /// For the rooms around the core (sources, muxers, the RTSP driver).
+    Room(RoomMsg),
+}
+
+/// Control messages the core carries but does not handle: the runtime installs the
+/// handler (`Shard::set_rooms`), so the core imports none of the rooms.
+pub enum RoomMsg {
+    /// A reader wants this stream's pull source running.
+    StartSource { name: String },
+    /// A reader wants tracks the stream lacks: dial its later sources.
+    ExtendSource { name: String, query: Option<String> },
     /// A viewer wants a muxed variant of a stream this shard owns.
-    StartMuxer { output: crate::registry::OutputKey },
+    StartMuxer {
+        output: crate::core::registry::OutputKey,
+    },
     /// Who wants this stream changed (a viewer came or left, the API changed its sources
     /// or preload): the owner re-evaluates its source and muxers once.
     Wanted { name: String },
@@ -72,6 +81,9 @@ pub enum CtlMsg {
     },
 }
 
+/// Handles `RoomMsg`s on a shard (installed by the runtime).
+pub type RoomHandler = Rc<dyn Fn(&Rc<Shard>, RoomMsg)>;
+
 /// A stream as this shard sees it: owned (a producer runs here) or a mirror fed by the
 /// owner. Viewers read both the same way.
 pub struct LocalStream {
@@ -79,7 +91,7 @@ pub struct LocalStream {
     /// The stream's name (for a muxer's output, the name of the stream it muxes).
     pub name: String,
     /// Set for a muxer's output: which format of `name` it carries.
-    pub output: Option<crate::registry::Variant>,
+    pub output: Option<crate::core::registry::Variant>,
     pub generation: Generation,
     pub owned: bool,
     pub ring: RefCell<Ring<Rc<Packet>>>,
@@ -92,7 +104,7 @@ pub struct LocalStream {
     /// arrival-based sender reports are allowed. Copied from the registry when the stream
     /// opens (a mirror) and set by the owner, so a viewer's sender report reads it here,
     /// never under the registry lock.
-    sync: RefCell<(Vec<Option<crate::registry::Anchor>>, bool)>,
+    sync: RefCell<(Vec<Option<crate::core::registry::Anchor>>, bool)>,
     /// Bumped each time a new producer resumes the stream (its viewers stay and continue
     /// at the new producer's first keyframe; see `corecast::fanout`).
     producer_epoch: Cell<u64>,
@@ -143,12 +155,12 @@ impl LocalStream {
     }
 
     /// The anchor of one media and whether arrival-based sync is allowed (see `sync`).
-    pub fn sync_of(&self, media: usize) -> (Option<crate::registry::Anchor>, bool) {
+    pub fn sync_of(&self, media: usize) -> (Option<crate::core::registry::Anchor>, bool) {
         let s = self.sync.borrow();
         (s.0.get(media).copied().flatten(), s.1)
     }
 
-    fn copy_sync(&self, anchors: &[Option<crate::registry::Anchor>], arrival: bool) {
+    fn copy_sync(&self, anchors: &[Option<crate::core::registry::Anchor>], arrival: bool) {
         *self.sync.borrow_mut() = (anchors.to_vec(), arrival);
     }
 
@@ -223,12 +235,12 @@ struct Found {
     owner: usize,
     generation: Generation,
     live: bool,
-    anchors: Vec<Option<crate::registry::Anchor>>,
+    anchors: Vec<Option<crate::core::registry::Anchor>>,
     arrival: bool,
 }
 
 impl Found {
-    fn of(e: &crate::registry::StreamEntry) -> Found {
+    fn of(e: &crate::core::registry::StreamEntry) -> Found {
         Found {
             id: e.id,
             owner: e.owner,
@@ -238,18 +250,6 @@ impl Found {
             arrival: e.arrival_sync,
         }
     }
-}
-
-/// Takes over a publisher connection handed over by another shard: (fd, peer, bytes read,
-/// already authenticated).
-pub type HandoffFn = Box<dyn Fn(std::os::fd::OwnedFd, SocketAddr, Vec<u8>, bool)>;
-
-/// Where a UDP datagram from a publisher goes.
-pub struct UdpRoute {
-    pub publish: crate::drive::rtsp::PublishSlot,
-    pub track: u8,
-    /// Last time the publisher was heard from (keeps its RTSP session alive).
-    pub activity: Rc<Cell<u64>>,
 }
 
 /// Monotonic microseconds since process start, the time base of every `now` and
@@ -286,18 +286,8 @@ pub struct Shard {
     tx: Rc<Senders<ShardMsg>>,
     /// Control messages waiting for room in a full channel, per destination shard.
     ctl_queues: Rc<RefCell<Vec<std::collections::VecDeque<CtlMsg>>>>,
-    /// UDP publishers by source address.
-    pub udp_routes: RefCell<HashMap<SocketAddr, UdpRoute>>,
-    /// Filled in once the UDP sockets are bound.
-    pub udp: RefCell<Option<Rc<crate::drive::udp::UdpPair>>>,
-    /// Pull sources running on this shard.
-    pub sources: crate::source::Sources,
-    /// Muxers running on this shard, by output, with their stop control.
-    pub muxers: RefCell<HashMap<crate::registry::OutputKey, Rc<crate::media::MuxCtl>>>,
-    /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
-    pub snapshots: Cell<usize>,
-    /// Receives publisher handoffs (set by the RTSP driver at start).
-    pub on_handoff: RefCell<Option<HandoffFn>>,
+    /// Handles the rooms' control messages (set by the runtime).
+    rooms: RefCell<Option<RoomHandler>>,
     /// Owned streams whose producer left while viewers stayed, by name: the next producer
     /// of the name takes them over (see `leave_owned`).
     orphans: RefCell<HashMap<String, Rc<LocalStream>>>,
@@ -323,12 +313,7 @@ impl Shard {
             ctl_queues: Rc::new(RefCell::new(
                 (0..nshards).map(|_| Default::default()).collect(),
             )),
-            udp_routes: RefCell::new(HashMap::new()),
-            udp: RefCell::new(None),
-            sources: Default::default(),
-            muxers: Default::default(),
-            snapshots: Cell::new(0),
-            on_handoff: RefCell::new(None),
+            rooms: RefCell::new(None),
             orphans: RefCell::new(HashMap::new()),
         })
     }
@@ -364,7 +349,7 @@ impl Shard {
     pub fn open_output(
         &self,
         id: StreamId,
-        key: &crate::registry::OutputKey,
+        key: &crate::core::registry::OutputKey,
         generation: Generation,
     ) -> Rc<LocalStream> {
         self.open(id, &key.stream, Some(key.variant), generation)
@@ -374,7 +359,7 @@ impl Shard {
         &self,
         id: StreamId,
         name: &str,
-        output: Option<crate::registry::Variant>,
+        output: Option<crate::core::registry::Variant>,
         generation: Generation,
     ) -> Rc<LocalStream> {
         let mut stream = LocalStream::new(
@@ -403,7 +388,7 @@ impl Shard {
         self: &Rc<Self>,
         name: &str,
         sdp: &corecast::sdp::Sdp,
-        info: Arc<crate::registry::ProducerInfo>,
+        info: Arc<crate::core::registry::ProducerInfo>,
     ) -> Result<(Rc<LocalStream>, bool), u16> {
         let orphan = self.orphans.borrow_mut().remove(name);
         let (id, generation, resumed) = match self.registry.claim_resuming(name, sdp.clone(), info)
@@ -437,7 +422,11 @@ impl Shard {
     }
 
     /// Registers a viewer of `name` (the API lists it) and tells the stream's owner.
-    pub fn viewer_joined(self: &Rc<Self>, name: &str, info: Arc<crate::registry::ConsumerInfo>) {
+    pub fn viewer_joined(
+        self: &Rc<Self>,
+        name: &str,
+        info: Arc<crate::core::registry::ConsumerInfo>,
+    ) {
         self.registry.add_consumer(name, info);
         self.wanted_changed(name);
     }
@@ -452,27 +441,46 @@ impl Shard {
     /// stopped by these events (and an idle timer), never by polling the registry.
     pub fn wanted_changed(self: &Rc<Self>, name: &str) {
         let owner = self.owner_of(name);
-        if owner == self.id {
-            self.on_wanted(name);
-        } else {
-            self.send_ctl(
-                owner,
-                CtlMsg::Wanted {
-                    name: name.to_string(),
-                },
-            );
+        self.send_room(
+            owner,
+            RoomMsg::Wanted {
+                name: name.to_string(),
+            },
+        );
+    }
+
+    /// Installs the handler of the rooms' messages (once, at start).
+    pub fn set_rooms(&self, handler: RoomHandler) {
+        *self.rooms.borrow_mut() = Some(handler);
+    }
+
+    /// Handles a room message here. Without a handler it is dropped (a handed-off socket
+    /// closes with it).
+    pub fn to_room(self: &Rc<Self>, msg: RoomMsg) {
+        let handler = self.rooms.borrow().clone();
+        if let Some(h) = handler {
+            h(self, msg);
         }
     }
 
-    fn on_wanted(self: &Rc<Self>, name: &str) {
-        crate::source::reevaluate(self, name);
-        crate::media::reevaluate(self, name);
+    /// Sends a room message to `shard` (handled at once when that is this one).
+    pub fn send_room(self: &Rc<Self>, shard: usize, msg: RoomMsg) {
+        if shard == self.id {
+            self.to_room(msg);
+        } else {
+            self.send_ctl(shard, CtlMsg::Room(msg));
+        }
     }
 
     /// Records an exact RTP/wall-clock anchor of one media of an owned stream (internal
     /// sources know theirs): in the stream for its viewers here, in the registry for
     /// mirrors opened later.
-    pub fn set_anchor(&self, stream: &LocalStream, media: usize, anchor: crate::registry::Anchor) {
+    pub fn set_anchor(
+        &self,
+        stream: &LocalStream,
+        media: usize,
+        anchor: crate::core::registry::Anchor,
+    ) {
         {
             let mut s = stream.sync.borrow_mut();
             if s.0.len() <= media {
@@ -552,7 +560,7 @@ impl Shard {
         }
         match stream.output {
             Some(variant) => self.registry.release_output(
-                &crate::registry::OutputKey {
+                &crate::core::registry::OutputKey {
                     stream: stream.name.clone(),
                     variant,
                 },
@@ -611,7 +619,7 @@ impl Shard {
     /// Attaches a viewer to a muxer's output, as `attach_reader`.
     pub fn attach_output(
         self: &Rc<Self>,
-        key: &crate::registry::OutputKey,
+        key: &crate::core::registry::OutputKey,
     ) -> Result<Rc<LocalStream>, u16> {
         let found = {
             let g = self.registry.lock();
@@ -624,7 +632,7 @@ impl Shard {
     fn attach(
         self: &Rc<Self>,
         name: &str,
-        output: Option<crate::registry::Variant>,
+        output: Option<crate::core::registry::Variant>,
         found: Found,
     ) -> Result<Rc<LocalStream>, u16> {
         let Found {
@@ -812,21 +820,7 @@ impl Shard {
                     }
                 }
             }
-            CtlMsg::StartSource { name } => crate::source::start(self, &name),
-            CtlMsg::StartMuxer { output } => crate::media::start_muxer(self, &output),
-            CtlMsg::ExtendSource { name, query } => crate::source::extend(self, &name, query),
-            CtlMsg::Wanted { name } => self.on_wanted(&name),
-            CtlMsg::Handoff {
-                fd,
-                peer,
-                buffered,
-                authenticated,
-            } => {
-                // Without a handler the fd is dropped here, which closes it.
-                if let Some(f) = self.on_handoff.borrow().as_ref() {
-                    f(fd, peer, buffered, authenticated);
-                }
-            }
+            CtlMsg::Room(m) => self.to_room(m),
         }
     }
 
@@ -868,7 +862,7 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{ProducerInfo, ProducerStats};
+    use crate::core::registry::{ProducerInfo, ProducerStats};
     use bytes::Bytes;
     use corecast::ring::{Cursor, Next};
     use glommio::channels::channel_mesh::MeshBuilder;
@@ -883,7 +877,7 @@ mod tests {
     fn dropped_handoff_closes_its_fd() {
         use std::io::Read;
         let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
-        let msg = CtlMsg::Handoff {
+        let msg = RoomMsg::Handoff {
             fd: std::os::fd::OwnedFd::from(ours),
             peer: "127.0.0.1:1".parse().unwrap(),
             buffered: Vec::new(),

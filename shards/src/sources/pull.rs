@@ -5,11 +5,11 @@
 //! The owned stream outlives a connection: when the camera drops, readers stay attached and
 //! resume at the first keyframe after the reconnect.
 
-use crate::hub::{LocalStream, Shard};
-use crate::producer::Producer;
-use crate::registry::{ProducerInfo, ProducerStats};
-use crate::source::{redact, set_error, Running};
-use crate::tls::Io;
+use crate::core::hub::{LocalStream, Shard};
+use crate::core::producer::Producer;
+use crate::core::registry::{ProducerInfo, ProducerStats};
+use crate::io::tls::Io;
+use crate::sources::lifecycle::{redact, set_error, Running};
 use bytes::{Bytes, BytesMut};
 use corecast::rtsp::client::{self, Client, ClientEvent, ClientTransport, Tls};
 use corecast::sdp::Sdp;
@@ -445,7 +445,7 @@ fn describe_error(e: &client::ClientError) -> String {
 /// An even/odd UDP port pair on all interfaces, bound without `SO_REUSEPORT`: a port
 /// another camera (or program) holds is refused and another pair is tried.
 fn bind_udp_pair() -> std::io::Result<(UdpSocket, UdpSocket)> {
-    use crate::udp_bind::bind_exclusive;
+    use crate::io::udp_bind::bind_exclusive;
     use std::net::{Ipv4Addr, SocketAddr};
     let mut last = None;
     for _ in 0..32 {
@@ -504,7 +504,7 @@ fn spawn_udp(
                     buf = BytesMut::with_capacity(256 * 1024);
                 }
                 buf.resize(MAX_DATAGRAM, 0);
-                next = crate::sendv::try_recv_from(fd, &mut buf[..]);
+                next = crate::io::sendv::try_recv_from(fd, &mut buf[..]);
             }
             if let Some(f) = f.as_ref() {
                 f.last_udp.set(shard.clock.now());
