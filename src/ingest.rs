@@ -60,7 +60,9 @@ enum Continuation {
     /// Continue `TrackTail`'s numbering from this track's first packet on.
     Pending(TrackTail),
     /// Rewrite every packet: our SSRC, sequence and timestamp shifted by these.
+    /// (`tail` kept: a dropped packet anchors it again, see `Ingest::dropped`.)
     Active {
+        tail: TrackTail,
         ssrc: u32,
         seq_off: i64,
         ts_off: i64,
@@ -136,6 +138,17 @@ impl Ingest {
         }
     }
 
+    /// The caller dropped the packet it just got for `track` (it waits for a keyframe): the
+    /// continuation is anchored again on the next packet, so the first packet kept gets
+    /// the sequence number right after the previous producer's last (no gap).
+    pub fn dropped(&mut self, track: usize) {
+        if let Some(t) = self.tracks.get_mut(track) {
+            if let Continuation::Active { tail, .. } = t.continuation {
+                t.continuation = Continuation::Pending(tail);
+            }
+        }
+    }
+
     /// Checks and wraps one RTP packet of `track`. `now` is the arrival time (µs).
     pub fn packet(
         &mut self,
@@ -165,6 +178,7 @@ impl Ingest {
             let gap_ticks = (gap_us * t.clock_rate as i128 / 1_000_000).max(1);
             let clamp = |v: i128| v.clamp(i64::MIN as i128 / 4, i64::MAX as i128 / 4) as i64;
             t.continuation = Continuation::Active {
+                tail,
                 ssrc: tail.ssrc,
                 seq_off: clamp(tail.seq as i128 + 1 - seq as i128),
                 ts_off: clamp(tail.timestamp as i128 + gap_ticks - timestamp as i128),
@@ -175,6 +189,7 @@ impl Ingest {
                 ssrc,
                 seq_off,
                 ts_off,
+                ..
             } => {
                 seq = seq.saturating_add_signed(seq_off);
                 timestamp = timestamp.saturating_add_signed(ts_off);
@@ -302,7 +317,22 @@ mod tests {
             .unwrap();
         assert_eq!(
             (p2.seq, p2.timestamp),
-            (tail.seq + 2, tail.timestamp + 180_000 + 3000)
+            (tail.seq + 2, tail.timestamp + 183_000)
+        );
+        // A packet the caller drops before the first one it keeps (waiting for a keyframe)
+        // does not use up a number: the first kept one follows the old producer's last.
+        let mut late = Ingest::new(&sdp());
+        late.continue_from(&[Some(tail), None]);
+        late.packet(0, rtp(7, 123, 0xBBBB, &[1]), 7_000_000)
+            .unwrap();
+        late.dropped(0);
+        let (k, _) = late
+            .packet(0, rtp(8, 3123, 0xBBBB, &[2]), 7_080_000)
+            .unwrap();
+        // Anchored at its arrival, 2.08 s after the old producer's last packet.
+        assert_eq!(
+            (k.seq, k.timestamp),
+            (tail.seq + 1, tail.timestamp + 187_200)
         );
         // A track without a tail keeps its own numbering, uncopied.
         let data = rtp(50, 77, 0xCCCC, &[5]);

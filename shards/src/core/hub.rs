@@ -1015,4 +1015,157 @@ mod tests {
             .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(dropped, 0, "paced producer must not overflow the channel");
     }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, key: bool) -> Bytes {
+        let mut p = Vec::new();
+        corecast::rtp::write_header(&mut p, 96, true, seq, ts, ssrc);
+        // One H.264 NAL: an IDR slice (type 5) or a non-IDR one (type 1).
+        p.extend_from_slice(if key { &[0x65, 0x88] } else { &[0x41, 0x9a] });
+        Bytes::from(p)
+    }
+
+    /// Polls `f` every millisecond until it holds (true) or 20 s pass (false).
+    async fn wait_until(f: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        true
+    }
+
+    fn info() -> Arc<ProducerInfo> {
+        Arc::new(ProducerInfo {
+            id: 1,
+            protocol: "test",
+            remote_addr: String::new(),
+            url: String::new(),
+            user_agent: String::new(),
+            stats: ProducerStats::default(),
+        })
+    }
+
+    /// Control messages and the resume rules through the real types, on two shards: a
+    /// room message crosses to the owner's handler; a viewer on the other shard (a mirror)
+    /// stays through a new producer with the same tracks and gets its packets renumbered
+    /// to continue the old ones, from its first keyframe; a producer with other parameter
+    /// sets ends it.
+    #[test]
+    fn control_messages_and_resume_across_shards() {
+        use crate::core::producer::Producer;
+        use corecast::fanout::{Consumer, Policy};
+        let registry = Registry::new(2);
+        let config = Arc::new(Config::default());
+        let clock = Clock::new();
+        let mesh = MeshBuilder::<ShardMsg, _>::full(2, 1024);
+        let name = (0..)
+            .map(|i| format!("r{i}"))
+            .find(|n| owner_of(n, 2) == 0)
+            .unwrap();
+        let sdp = |sprop: &str| {
+            corecast::sdp::parse(&format!(
+                "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                 a=fmtp:96 packetization-mode=1;sprop-parameter-sets={sprop}\r\n"
+            ))
+            .unwrap()
+        };
+        let mut handles = vec![];
+        for _ in 0..2 {
+            let (registry, config, mesh, name) =
+                (registry.clone(), config.clone(), mesh.clone(), name.clone());
+            let h = LocalExecutorBuilder::new(Placement::Unbound)
+                .io_memory(512 << 10)
+                .spawn(move || async move {
+                    let (tx, rx) = mesh.join().await.unwrap();
+                    let shard = Shard::new(tx.peer_id(), registry.clone(), config, clock, tx);
+                    shard.spawn_mesh_receivers(rx);
+                    let wanted = Rc::new(Cell::new(0u32));
+                    let w = wanted.clone();
+                    shard.set_rooms(Rc::new(move |_, m| {
+                        if matches!(m, RoomMsg::Wanted { .. }) {
+                            w.set(w.get() + 1);
+                        }
+                    }));
+                    if shard.id == 0 {
+                        let (s, resumed) = shard
+                            .claim_stream(&name, &sdp("Z0LAHtkA,aMuDyyA="), info())
+                            .unwrap();
+                        assert!(!resumed);
+                        let mut p = Producer::new(s.clone(), &sdp("x"), info());
+                        assert!(wait_until(|| s.remote.borrow()[1]).await, "no subscriber");
+                        // The viewer's shard tells us it wants the stream.
+                        assert!(wait_until(|| wanted.get() > 0).await, "no room message");
+                        for i in 0..5u16 {
+                            p.packet(&shard, 0, rtp(100 + i, 9000 * i as u32, 0xAAAA, i == 0));
+                        }
+                        shard.flush(&s);
+                        // The publisher leaves with the viewer attached: the stream waits.
+                        shard.leave_owned(&s);
+                        assert!(!s.is_closed());
+                        let (s2, resumed) = shard
+                            .claim_stream(&name, &sdp("Z0LAHtkA,aMuDyyA="), info())
+                            .unwrap();
+                        assert!(resumed && Rc::ptr_eq(&s, &s2));
+                        let mut p = Producer::new(s2.clone(), &sdp("x"), info()).resuming();
+                        // Mid-GOP first: dropped until the keyframe.
+                        p.packet(&shard, 0, rtp(7, 50, 0xBBBB, false));
+                        for i in 0..3u16 {
+                            p.packet(&shard, 0, rtp(8 + i, 100 + 3000 * i as u32, 0xBBBB, i == 0));
+                        }
+                        shard.flush(&s2);
+                        glommio::timer::sleep(Duration::from_millis(200)).await;
+                        // Another resolution's parameter sets: the waiting viewers end.
+                        shard.leave_owned(&s2);
+                        let (s3, resumed) = shard
+                            .claim_stream(&name, &sdp("Z0LAKNkA,aMuDyyA="), info())
+                            .unwrap();
+                        assert!(!resumed && !Rc::ptr_eq(&s2, &s3) && s2.is_closed());
+                        glommio::timer::sleep(Duration::from_millis(200)).await;
+                        0
+                    } else {
+                        let s = loop {
+                            match shard.attach_reader(&name) {
+                                Ok(s) => break s,
+                                Err(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+                            }
+                        };
+                        shard.wanted_changed(&name);
+                        let c =
+                            RefCell::new(Consumer::join(&s.ring.borrow(), Policy::default(), 0, 0));
+                        let got: RefCell<Vec<Rc<Packet>>> = RefCell::new(Vec::new());
+                        let ended = wait_until(|| {
+                            let ring = s.ring.borrow();
+                            let mut c = c.borrow_mut();
+                            while let Some(p) = c.next(&ring) {
+                                got.borrow_mut().push(p.clone());
+                            }
+                            s.is_closed()
+                        })
+                        .await;
+                        assert!(
+                            ended,
+                            "the viewer was not ended by the incompatible producer"
+                        );
+                        let got = got.into_inner();
+                        let seqs: Vec<u16> = got.iter().map(|p| p.rtp_seq()).collect();
+                        let ssrcs: Vec<u32> = got
+                            .iter()
+                            .map(|p| corecast::rtp::view(&p.data).unwrap().ssrc)
+                            .collect();
+                        // 5 from the first producer, 3 from the second renumbered after them.
+                        assert_eq!(seqs, (100..108).collect::<Vec<_>>());
+                        assert!(ssrcs.iter().all(|s| *s == 0xAAAA), "{ssrcs:x?}");
+                        assert!(got[5].keyframe);
+                        assert!(got[5].timestamp > got[4].timestamp);
+                        got.len() as u64
+                    }
+                })
+                .unwrap();
+            handles.push(h);
+        }
+        let results: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results[1], 8);
+    }
 }

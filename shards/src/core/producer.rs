@@ -84,6 +84,7 @@ impl Producer {
                     pkt.keyframe = false;
                 } else if self.waiting_keyframe {
                     if !pkt.keyframe {
+                        self.ingest.dropped(track);
                         return;
                     }
                     self.waiting_keyframe = false;
