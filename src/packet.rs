@@ -40,9 +40,18 @@ impl Packet {
         self.timestamp as u32
     }
 
-    /// The RTP payload (header stripped).
+    /// The RTP payload: header and padding stripped. (Packets that are not RTP, such as a
+    /// muxer's fragments, have `payload_offset` 0 and are returned whole.)
     pub fn payload(&self) -> &[u8] {
-        self.data.get(self.payload_offset as usize..).unwrap_or(&[])
+        let mut end = self.data.len();
+        // RTP padding (the P bit): the last byte counts the padding bytes, itself included.
+        if self.payload_offset >= 12 && self.data.first().is_some_and(|b| b & 0x20 != 0) {
+            let pad = self.data.last().copied().unwrap_or(0) as usize;
+            end = end.saturating_sub(pad).max(self.payload_offset as usize);
+        }
+        self.data
+            .get(self.payload_offset as usize..end)
+            .unwrap_or(&[])
     }
 }
 
@@ -72,5 +81,27 @@ mod tests {
         assert_eq!(p.rtp_seq(), 1);
         assert_eq!(p.rtp_timestamp(), 2);
         assert_eq!(p.payload(), &[0xAA]);
+    }
+
+    /// tools/fuzz ingest: the padding of a padded RTP packet is not payload.
+    #[test]
+    fn padding_is_not_payload() {
+        let p = Packet {
+            data: Bytes::from_static(&[0xA0, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xAA, 0xBB, 0, 2]),
+            track: 0,
+            seq: 1,
+            timestamp: 2,
+            marker: false,
+            keyframe: false,
+            arrival: 0,
+            payload_offset: 12,
+        };
+        assert_eq!(p.payload(), &[0xAA, 0xBB]);
+        let fragment = Packet {
+            data: Bytes::from_static(&[0xFF, 1, 2, 3]),
+            payload_offset: 0,
+            ..p
+        };
+        assert_eq!(fragment.payload(), &[0xFF, 1, 2, 3]);
     }
 }
