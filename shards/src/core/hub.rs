@@ -5,7 +5,7 @@
 //! atomics on the per-packet path. A packet crosses to another shard once per interested
 //! shard (batched per producer tick), never once per viewer.
 
-use crate::core::registry::{owner_of, Generation, Registry, StreamId};
+use crate::core::registry::{owner_of, AttachError, Generation, Registry, StreamId};
 use corecast::config::Config;
 use corecast::packet::Packet;
 use corecast::ring::Ring;
@@ -389,7 +389,7 @@ impl Shard {
         name: &str,
         sdp: &corecast::sdp::Sdp,
         info: Arc<crate::core::registry::ProducerInfo>,
-    ) -> Result<(Rc<LocalStream>, bool), u16> {
+    ) -> Result<(Rc<LocalStream>, bool), crate::core::registry::ClaimError> {
         let orphan = self.orphans.borrow_mut().remove(name);
         let (id, generation, resumed) = match self.registry.claim_resuming(name, sdp.clone(), info)
         {
@@ -607,10 +607,10 @@ impl Shard {
 
     /// The stream a reader on this shard reads: the owned one, or a mirror (subscribing
     /// to the owner if this is the first viewer here).
-    pub fn attach_reader(self: &Rc<Self>, name: &str) -> Result<Rc<LocalStream>, u16> {
+    pub fn attach_reader(self: &Rc<Self>, name: &str) -> Result<Rc<LocalStream>, AttachError> {
         let found = {
             let g = self.registry.lock();
-            let e = g.streams.get(name).ok_or(404u16)?;
+            let e = g.streams.get(name).ok_or(AttachError::NotFound)?;
             Found::of(e)
         };
         self.attach(name, None, found)
@@ -620,10 +620,10 @@ impl Shard {
     pub fn attach_output(
         self: &Rc<Self>,
         key: &crate::core::registry::OutputKey,
-    ) -> Result<Rc<LocalStream>, u16> {
+    ) -> Result<Rc<LocalStream>, AttachError> {
         let found = {
             let g = self.registry.lock();
-            let e = g.outputs.get(key).ok_or(404u16)?;
+            let e = g.outputs.get(key).ok_or(AttachError::NotFound)?;
             Found::of(e)
         };
         self.attach(&key.stream, Some(key.variant), found)
@@ -634,7 +634,7 @@ impl Shard {
         name: &str,
         output: Option<crate::core::registry::Variant>,
         found: Found,
-    ) -> Result<Rc<LocalStream>, u16> {
+    ) -> Result<Rc<LocalStream>, AttachError> {
         let Found {
             id,
             owner,
@@ -644,13 +644,13 @@ impl Shard {
             arrival,
         } = found;
         if !live {
-            return Err(404);
+            return Err(AttachError::NotLive);
         }
         let stream = if owner == self.id {
             let map = self.streams.borrow();
-            let s = map.get(&id).ok_or(404u16)?;
+            let s = map.get(&id).ok_or(AttachError::NotLive)?;
             if s.generation != generation || s.is_closed() {
-                return Err(404);
+                return Err(AttachError::NotLive);
             }
             s.clone()
         } else {

@@ -29,6 +29,39 @@ pub struct StreamId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Generation(pub u64);
 
+/// Why a producer could not take a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// Another producer holds it (MediaMTX's default; go2rtc's too for RTSP publishers).
+    #[error("the stream already has a producer")]
+    Taken,
+}
+
+impl ClaimError {
+    /// The RTSP status of the refusal.
+    pub fn status(self) -> u16 {
+        match self {
+            ClaimError::Taken => 403,
+        }
+    }
+}
+
+/// Why a viewer could not attach to a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    #[error("no such stream")]
+    NotFound,
+    #[error("the stream has no producer")]
+    NotLive,
+}
+
+impl AttachError {
+    /// The RTSP/HTTP status of the refusal.
+    pub fn status(self) -> u16 {
+        404
+    }
+}
+
 /// Counters of one consumer (a reader connection), read by the API.
 #[derive(Debug, Default)]
 pub struct ConsumerStats {
@@ -281,13 +314,13 @@ impl Registry {
         key: &OutputKey,
         producer: Arc<ProducerInfo>,
         mux: MuxInfo,
-    ) -> Result<(StreamId, Generation), u16> {
+    ) -> Result<(StreamId, Generation), ClaimError> {
         let owner = owner_of(&key.stream, self.nshards());
         let id = self.next_stream_id();
         let generation = self.next_generation();
         let mut g = self.lock();
         if g.outputs.get(key).is_some_and(|e| e.producer.is_some()) {
-            return Err(403);
+            return Err(ClaimError::Taken);
         }
         let mut e = StreamEntry::new(id, owner, Vec::new(), false);
         e.generation = generation;
@@ -315,7 +348,7 @@ impl Registry {
         name: &str,
         sdp: Sdp,
         producer: Arc<ProducerInfo>,
-    ) -> Result<(StreamId, Generation), u16> {
+    ) -> Result<(StreamId, Generation), ClaimError> {
         self.claim_resuming(name, sdp, producer)
             .map(|(id, g, _)| (id, g))
     }
@@ -328,7 +361,7 @@ impl Registry {
         name: &str,
         sdp: Sdp,
         producer: Arc<ProducerInfo>,
-    ) -> Result<(StreamId, Generation, bool), u16> {
+    ) -> Result<(StreamId, Generation, bool), ClaimError> {
         let owner = owner_of(name, self.nshards());
         let new_id = self.next_stream_id();
         let mut g = self.lock();
@@ -337,7 +370,7 @@ impl Registry {
             .entry(name.to_string())
             .or_insert_with(|| StreamEntry::new(new_id, owner, Vec::new(), false));
         if e.producer.is_some() {
-            return Err(403);
+            return Err(ClaimError::Taken);
         }
         if let Some(old) = e.resume_sdp.take() {
             if same_tracks(&old, &sdp) {
@@ -570,7 +603,10 @@ mod tests {
         };
         let (id, g, resumed) = reg.claim_resuming("cam", a.clone(), info()).unwrap();
         assert!(!resumed);
-        assert_eq!(reg.claim_resuming("cam", a.clone(), info()), Err(403));
+        assert_eq!(
+            reg.claim_resuming("cam", a.clone(), info()),
+            Err(ClaimError::Taken)
+        );
         reg.orphan("cam", g);
         assert_eq!(
             reg.claim_resuming("cam", a.clone(), info()),

@@ -229,8 +229,9 @@ impl Host for HostImpl {
         let (stream, resumed) = self
             .shard
             .claim_stream(path, sdp, producer.clone())
-            .inspect_err(|_| {
-                warn!(stream = path, peer = %self.conn.peer, "ANNOUNCE refused: stream already has a publisher");
+            .map_err(|e| {
+                warn!(stream = path, peer = %self.conn.peer, error = %e, "ANNOUNCE refused");
+                e.status()
             })?;
         info!(stream = path, peer = %self.conn.peer, shard = self.shard.id, medias = sdp.medias.len(), resumed, "publisher announced");
         self.announced = Some((stream, producer, resumed));
@@ -257,7 +258,10 @@ impl Host for HostImpl {
             return Err(455);
         }
         let tracks = &tracks[..];
-        let stream = self.shard.attach_reader(path)?;
+        let stream = self.shard.attach_reader(path).map_err(|e| {
+            debug!(stream = path, peer = %self.conn.peer, error = %e, "PLAY refused");
+            e.status()
+        })?;
         let ring = stream.ring.borrow();
         let fanout = fanout::Consumer::join(
             &ring,

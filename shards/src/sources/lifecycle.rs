@@ -9,6 +9,7 @@
 
 use crate::core::hub::{CtlMsg, RoomMsg, Shard};
 use crate::sources::pull::{Role, SecondaryState};
+use crate::sources::SourceError;
 use corecast::filter::Filter;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ pub async fn ensure(
     name: &str,
     query: Option<&str>,
     user_agent: &str,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     start_primary(shard, name).await?;
     // Our own ffmpeg reading this stream (an `ffmpeg:NAME#...` source) takes what is there.
     if user_agent == INTERNAL_UA {
@@ -236,7 +237,7 @@ fn publisher_command(
     name: &str,
     src: &str,
     index: usize,
-) -> Result<Option<(Vec<String>, String)>, String> {
+) -> Result<Option<(Vec<String>, String)>, SourceError> {
     let hidden = helper_name(name, index);
     if matches!(scheme(src), "ffmpeg") || (scheme(src) == "exec" && src.contains("{output}")) {
         shard.registry.declare_helper(&hidden, name);
@@ -256,32 +257,33 @@ fn publisher_command(
         "exec" if src.contains("{output}") => {
             let url = output_url(shard, &hidden)?;
             let words = corecast::ffmpeg::split_command(&src["exec:".len()..])
-                .map_err(|e| format!("exec: {e}"))?
+                .map_err(|e| SourceError::Command(e.to_string()))?
                 .into_iter()
                 .map(|w| w.replace("{output}", &url))
                 .collect();
             Ok(Some((words, url)))
         }
-        "exec" => Err("a later source must be RTSP, ffmpeg: or exec with {output}".into()),
+        "exec" => Err(SourceError::LaterSource),
         _ => Ok(None),
     }
 }
 
 /// `exec.allow_paths`: the one gate every source program passes before it is spawned.
-fn check_allowed(shard: &Shard, name: &str, bin: &str) -> Result<(), String> {
+fn check_allowed(shard: &Shard, name: &str, bin: &str) -> Result<(), SourceError> {
     if shard.config.exec.allows(bin) {
         return Ok(());
     }
-    Err(format!(
-        "stream `{name}`: program `{bin}` is not in exec.allow_paths ({}); nothing was run",
-        shard
+    Err(SourceError::NotAllowed {
+        stream: name.to_string(),
+        program: bin.to_string(),
+        allowed: shard
             .config
             .exec
             .allow_paths
             .as_deref()
             .unwrap_or_default()
-            .join(", ")
-    ))
+            .join(", "),
+    })
 }
 
 /// The helper stream a later publishing source of `name` (its `index`th) publishes to.
@@ -289,8 +291,10 @@ fn helper_name(name: &str, index: usize) -> String {
     format!("{name}~{index}")
 }
 
-fn spawn_quiet(shard: &Shard, name: &str, words: &[String]) -> Result<ChildGuard, String> {
-    let (bin, args) = words.split_first().ok_or("empty command")?;
+fn spawn_quiet(shard: &Shard, name: &str, words: &[String]) -> Result<ChildGuard, SourceError> {
+    let (bin, args) = words
+        .split_first()
+        .ok_or_else(|| SourceError::Command("empty command".into()))?;
     check_allowed(shard, name, bin)?;
     Command::new(bin)
         .args(args)
@@ -300,11 +304,14 @@ fn spawn_quiet(shard: &Shard, name: &str, words: &[String]) -> Result<ChildGuard
         .stderr(Stdio::null())
         .spawn()
         .map(ChildGuard)
-        .map_err(|e| format!("cannot run `{bin}`: {e}"))
+        .map_err(|e| SourceError::Spawn {
+            program: bin.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// Makes the stream's first source produce (a no-op when it already does).
-async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
+async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), SourceError> {
     let (owner, needs) = {
         let g = shard.registry.lock();
         match g.streams.get(name) {
@@ -331,7 +338,7 @@ async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
             let g = shard.registry.lock();
             match g.streams.get(name) {
                 Some(e) => (e.producer.is_some() && e.sdp.is_some(), e.error.clone()),
-                None => return Err("stream removed".into()),
+                None => return Err(SourceError::Removed),
             }
         };
         if live {
@@ -342,11 +349,11 @@ async fn start_primary(shard: &Rc<Shard>, name: &str) -> Result<(), String> {
         if let Some(err) = error {
             let at = *error_seen_at.get_or_insert_with(Instant::now);
             if at.elapsed() > Duration::from_secs(3) {
-                return Err(err);
+                return Err(SourceError::Earlier(err));
             }
         }
         if Instant::now() > deadline {
-            return Err("source did not start in time".into());
+            return Err(SourceError::StartTimeout);
         }
     }
 }
@@ -499,14 +506,14 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                 Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
                 Err(e) => Err(e),
             },
-            other => Err(format!("unsupported source scheme `{other}`")),
+            other => Err(SourceError::Scheme(other.to_string())),
         };
         if running.stopped() {
             break;
         }
         let reason = match result {
             Ok(()) => "source ended".to_string(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         warn!(stream = %name, source = %redact(src), error = %reason, retry_in = ?backoff, "source failed; will retry");
         set_error(&shard, &name, Some(reason));
@@ -554,12 +561,8 @@ pub fn redact(src: &str) -> String {
 }
 
 /// Where an `{output}` program publishes: this stream on our own RTSP server.
-fn output_url(shard: &Shard, name: &str) -> Result<String, String> {
-    let addr = shard
-        .config
-        .rtsp
-        .listen
-        .ok_or("exec {output} needs the RTSP server (rtsp: listen)")?;
+fn output_url(shard: &Shard, name: &str) -> Result<String, SourceError> {
+    let addr = shard.config.rtsp.listen.ok_or(SourceError::NoRtspServer)?;
     let ip = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else if addr.is_ipv6() {
@@ -590,7 +593,7 @@ fn pct(s: &str) -> String {
     out
 }
 
-fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, String> {
+fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, SourceError> {
     let output = output_url(shard, name)?;
     let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
     let known = |n: &str| -> Option<String> {
@@ -600,7 +603,7 @@ fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, 
             .flatten()
     };
     let args = corecast::ffmpeg::build_args(spec, &shard.config.ffmpeg.templates, &known, &output)
-        .map_err(|e| format!("ffmpeg source: {e}"))?;
+        .map_err(|e| SourceError::Ffmpeg(e.to_string()))?;
     let mut cmd = vec![shard.config.ffmpeg.bin.clone()];
     cmd.extend(args);
     Ok(cmd)
@@ -611,8 +614,9 @@ async fn run_exec(
     name: &str,
     spec: &str,
     running: &Rc<Running>,
-) -> Result<(), String> {
-    let mut words = corecast::ffmpeg::split_command(spec).map_err(|e| format!("exec: {e}"))?;
+) -> Result<(), SourceError> {
+    let mut words =
+        corecast::ffmpeg::split_command(spec).map_err(|e| SourceError::Command(e.to_string()))?;
     let publishes = words.iter().any(|w| w.contains("{output}"));
     if publishes {
         let out = output_url(shard, name)?;
@@ -645,8 +649,10 @@ async fn run_process(
     words: Vec<String>,
     running: &Rc<Running>,
     publishes: bool,
-) -> Result<(), String> {
-    let (bin, args) = words.split_first().ok_or("exec: empty command")?;
+) -> Result<(), SourceError> {
+    let (bin, args) = words
+        .split_first()
+        .ok_or_else(|| SourceError::Command("empty command".into()))?;
     check_allowed(shard, name, bin)?;
     debug!(stream = name, command = %words.join(" "), "spawning");
     let child = Command::new(bin)
@@ -660,7 +666,10 @@ async fn run_process(
         })
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run `{bin}`: {e}"))?;
+        .map_err(|e| SourceError::Spawn {
+            program: bin.clone(),
+            reason: e.to_string(),
+        })?;
     let mut child = ChildGuard(child);
     let mut stderr = child.0.stderr.take();
     let mut stdout = child.0.stdout.take();
@@ -689,10 +698,10 @@ async fn run_process(
                 Ok(n) => {
                     progressed = true;
                     d.push(shard, &buf[..n])
-                        .map_err(|e| format!("exec output: {e}"))?;
+                        .map_err(|e| SourceError::Output(format!("exec output: {e}")))?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(format!("exec stdout: {e}")),
+                Err(e) => return Err(SourceError::Output(format!("exec stdout: {e}"))),
             }
         }
         if let Some(err) = stderr.as_mut() {
@@ -734,7 +743,11 @@ async fn run_process(
             } else {
                 format!(": {last_err}")
             };
-            return Err(format!("`{bin}` exited with {status}{tail}"));
+            return Err(SourceError::Exited {
+                program: bin.clone(),
+                status: status.to_string(),
+                tail,
+            });
         }
         if progressed {
             // A chatty program must not starve the shard's other tasks.

@@ -10,6 +10,7 @@ use crate::core::producer::Producer;
 use crate::core::registry::{ProducerInfo, ProducerStats};
 use crate::io::tls::Io;
 use crate::sources::lifecycle::{redact, set_error, Running};
+use crate::sources::SourceError;
 use bytes::{Bytes, BytesMut};
 use corecast::rtsp::client::{self, Client, ClientEvent, ClientTransport, Tls};
 use corecast::sdp::Sdp;
@@ -52,7 +53,7 @@ fn own(
     sdp: &Sdp,
     url: &str,
     protocol: &'static str,
-) -> Result<(Owned, bool), String> {
+) -> Result<(Owned, bool), SourceError> {
     if let Some(o) = PULLED.with(|p| p.by_name.borrow().get(name).cloned()) {
         if !o.stream.is_closed() {
             if o.sdp.medias.len() != sdp.medias.len() {
@@ -74,7 +75,7 @@ fn own(
     });
     let (stream, resumed) = shard
         .claim_stream(name, sdp, producer.clone())
-        .map_err(|_| "the stream already has a publisher".to_string())?;
+        .map_err(|_| SourceError::Taken)?;
     let o = Owned {
         stream,
         producer,
@@ -139,7 +140,7 @@ pub async fn run(
     name: &str,
     src: &str,
     running: &Rc<Running>,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     run_feed(shard, name, src, running, Role::Primary).await
 }
 
@@ -150,14 +151,17 @@ pub async fn run_feed(
     src: &str,
     running: &Rc<Running>,
     role: Role<'_>,
-) -> Result<(), String> {
-    let url = client::parse_source_url(src).map_err(|e| format!("bad source URL: {e}"))?;
+) -> Result<(), SourceError> {
+    let url = client::parse_source_url(src).map_err(|e| SourceError::BadUrl(e.to_string()))?;
     let timeout = Duration::from_secs(url.options.timeout_secs.unwrap_or(5).clamp(1, 300));
     let addr = resolve(&url.host, url.port).await?;
     let udp = matches!(url.options.transport, ClientTransport::Udp);
     let tcp = TcpStream::connect_timeout(addr, timeout)
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|e| SourceError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
     let _ = tcp.set_nodelay(true);
     let mut sock = match url.tls {
         Tls::None => Io::Plain(tcp),
@@ -165,7 +169,8 @@ pub async fn run_feed(
             let verify = matches!(url.tls, Tls::Verify);
             glommio::timer::timeout(timeout, async { Ok(Io::tls(tcp, &url.host, verify).await) })
                 .await
-                .map_err(|_| format!("TLS handshake with {addr} timed out"))??
+                .map_err(|_| SourceError::TlsTimeout { addr })?
+                .map_err(SourceError::Tls)?
         }
     };
     debug!(stream = name, source = %redact(src), "connected");
@@ -177,7 +182,7 @@ pub async fn run_feed(
     let mut buf = BytesMut::new();
     let mut quirks_logged = 0u32;
     let mut last_rx = shard.clock.now();
-    let result: Result<(), String> = 'feed: loop {
+    let result: Result<(), SourceError> = 'feed: loop {
         if running.stopped() {
             client.teardown();
             out.clear();
@@ -193,8 +198,8 @@ pub async fn run_feed(
         while let Some(ev) = client.poll_event() {
             match ev {
                 ClientEvent::NeedUdpPorts { media_index } => {
-                    let (rtp, rtcp) = bind_udp_pair()
-                        .map_err(|e| format!("cannot bind UDP ports for RTP: {e}"))?;
+                    let (rtp, rtcp) =
+                        bind_udp_pair().map_err(|e| SourceError::UdpBind(e.to_string()))?;
                     client.set_udp_ports(
                         media_index,
                         rtp.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -255,7 +260,9 @@ pub async fn run_feed(
         out.clear();
         client.poll_transmit(&mut out);
         if !out.is_empty() && sock.write_all(&out).await.is_err() {
-            break Err("connection to the camera lost (write)".into());
+            break Err(SourceError::Lost {
+                detail: Some("write".into()),
+            });
         }
         // Read with a short timeout so stop requests and keepalives are timely.
         if buf.capacity() - buf.len() < 2048 {
@@ -274,19 +281,21 @@ pub async fn run_feed(
         match read {
             Ok(0) => {
                 buf.truncate(start);
-                break Err("the camera closed the connection".into());
+                break Err(SourceError::Closed);
             }
             Ok(n) => {
                 buf.truncate(start + n);
                 last_rx = now;
                 if let Err(e) = client.handle_input(&mut buf, now) {
-                    break Err(describe_error(&e));
+                    break Err(SourceError::Camera(describe_error(&e)));
                 }
             }
             Err(glommio::GlommioError::TimedOut(_)) => buf.truncate(start),
             Err(e) => {
                 buf.truncate(start);
-                break Err(format!("connection to the camera lost: {e}"));
+                break Err(SourceError::Lost {
+                    detail: Some(e.to_string()),
+                });
             }
         }
         if client.poll_timeout().is_some_and(|t| t <= now) {
@@ -301,10 +310,7 @@ pub async fn run_feed(
             last_rx
         };
         if now.saturating_sub(last_media) > timeout.as_micros() as u64 {
-            break Err(format!(
-                "no data from the camera for {}s",
-                timeout.as_secs()
-            ));
+            break Err(SourceError::Silent(timeout.as_secs()));
         }
     };
     drop(udp_tasks);
@@ -318,7 +324,7 @@ fn primary_feed(
     src: &str,
     sdp: &Sdp,
     selected: &[usize],
-) -> Result<Feed, String> {
+) -> Result<Feed, SourceError> {
     let stream_sdp = corecast::filter::filtered(sdp, selected);
     let (owned, resumed) = own(shard, name, &stream_sdp, src, "rtsp")?;
     let mut map = vec![None; sdp.medias.len()];
@@ -418,7 +424,7 @@ impl Drop for Tasks {
 }
 
 /// Resolves a camera's host without blocking the shard (names go to a helper thread).
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, SourceError> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -428,8 +434,14 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .await;
     match found {
         Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(format!("cannot resolve {host}")),
-        Err(e) => Err(format!("cannot resolve {host}: {e}")),
+        Ok(None) => Err(SourceError::Resolve {
+            host: host.to_string(),
+            reason: None,
+        }),
+        Err(e) => Err(SourceError::Resolve {
+            host: host.to_string(),
+            reason: Some(e.to_string()),
+        }),
     }
 }
 
@@ -534,31 +546,36 @@ impl StdoutIngest {
         }
     }
 
-    pub fn push(&mut self, shard: &Rc<Shard>, data: &[u8]) -> Result<(), String> {
+    pub fn push(&mut self, shard: &Rc<Shard>, data: &[u8]) -> Result<(), SourceError> {
         let now = shard.clock.now();
         if self.source.is_none() {
             self.sniff.extend_from_slice(data);
             match corecast::demux::detect(&self.sniff) {
                 None if self.sniff.len() < 64 * 1024 => return Ok(()),
-                None => return Err("cannot tell the output format".into()),
-                Some(Err(e)) => return Err(format!("unrecognised output: {e}")),
+                None => return Err(SourceError::Output("cannot tell the output format".into())),
+                Some(Err(e)) => {
+                    return Err(SourceError::Output(format!("unrecognised output: {e}")))
+                }
                 Some(Ok(format)) => {
                     debug!(stream = %self.name, ?format, "exec output detected");
                     let mut s = corecast::demux::StdoutSource::new(format, rand::random());
                     let pending = std::mem::take(&mut self.sniff);
-                    s.push(&pending, now).map_err(|e| e.to_string())?;
+                    s.push(&pending, now)
+                        .map_err(|e| SourceError::Output(e.to_string()))?;
                     self.source = Some(s);
                 }
             }
         } else if let Some(s) = self.source.as_mut() {
-            s.push(data, now).map_err(|e| e.to_string())?;
+            s.push(data, now)
+                .map_err(|e| SourceError::Output(e.to_string()))?;
         }
         let Some(src) = self.source.as_mut() else {
             return Ok(());
         };
         if self.feed.is_none() {
             let Some(text) = src.sdp() else { return Ok(()) };
-            let sdp = corecast::sdp::parse(text).map_err(|e| format!("demuxer SDP: {e}"))?;
+            let sdp = corecast::sdp::parse(text)
+                .map_err(|e| SourceError::Output(format!("demuxer SDP: {e}")))?;
             let (owned, resumed) = own(shard, &self.name, &sdp, "exec", "exec")?;
             // Demuxed stdout arrives in bursts (MPEG-TS interleaves audio well ahead of
             // video): arrival times say nothing reliable about A/V timing.
