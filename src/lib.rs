@@ -4,6 +4,7 @@
 //! (`now` in microseconds on the server's monotonic clock unless a function says otherwise).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod codec;
 pub mod config;
 pub mod demux;

@@ -7,6 +7,7 @@
 
 use crate::core::hub::{CtlMsg, RoomMsg, Shard};
 use crate::core::registry::Registry;
+use corecast::api::{ConsumerSnapshot, ProducerSnapshot, StreamJson, StreamSnapshot};
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -148,154 +149,58 @@ pub fn info(shard: &Shard, req: &Request) -> Reply {
     })
 }
 
-#[derive(Serialize)]
-struct Codec {
-    codec_name: String,
-    codec_type: String,
-}
-
-#[derive(Serialize)]
-struct ProducerJson {
-    id: u64,
-    format_name: &'static str,
-    protocol: &'static str,
-    remote_addr: String,
-    url: String,
-    user_agent: String,
-    medias: Vec<String>,
-    codecs: Vec<Codec>,
-    bytes_recv: u64,
-    packets_recv: u64,
-}
-
-#[derive(Serialize)]
-struct ConsumerJson {
-    id: u64,
-    format_name: &'static str,
-    protocol: &'static str,
-    remote_addr: String,
-    user_agent: String,
-    shard: usize,
-    tracks: Vec<usize>,
-    bytes_send: u64,
-    packets_send: u64,
-    skips: u64,
-    skipped_packets: u64,
-}
-
-/// go2rtc lists every configured source as a producer; one not connected is only its URL
-/// (Home Assistant matches its camera's source against these URLs).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ProducerOut {
-    Live(ProducerJson),
-    Idle { url: String },
-}
-
-#[derive(Serialize)]
-struct StreamJson {
-    producers: Vec<ProducerOut>,
-    /// corecast extra: a producer is connected.
-    online: bool,
-    consumers: Option<Vec<ConsumerJson>>,
-    /// corecast extras: owning shard, configured sources, preload query.
-    owner_shard: usize,
-    sources: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    preload: Option<String>,
-    /// Why the source last failed, while it is failing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// Snapshot of the streams as JSON values. Only plain data is copied under the registry
-/// lock; serialisation happens after it is released.
+/// The streams as the API shows them: plain data copied under the registry lock, the JSON
+/// built after it is released (by `corecast::api`).
 fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
-    let g = reg.lock();
-    g.streams
-        .iter()
-        .filter(|(name, e)| {
-            // Muxer outputs and helper streams are the engine's, not the user's.
-            e.helper_of.is_none() && only.is_none_or(|o| o == name.as_str())
-        })
-        .map(|(name, e)| {
-            let live = e.producer.as_ref().map(|p| {
-                let (medias, codecs) = e
-                    .sdp
-                    .as_ref()
-                    .map(|sdp| {
-                        sdp.medias
-                            .iter()
-                            .map(|m| {
-                                let name = m
-                                    .codec()
-                                    .map(|(_, r)| r.encoding.clone())
-                                    .unwrap_or_else(|| m.formats.join(" "));
-                                (
-                                    format!("{}, recvonly, {}", m.kind, name),
-                                    Codec {
-                                        codec_name: name.to_ascii_lowercase(),
-                                        codec_type: m.kind.clone(),
-                                    },
-                                )
-                            })
-                            .unzip()
-                    })
-                    .unwrap_or_default();
-                ProducerJson {
-                    id: p.id,
-                    format_name: p.protocol,
-                    protocol: p.protocol,
-                    remote_addr: p.remote_addr.clone(),
-                    url: p.url.clone(),
-                    user_agent: p.user_agent.clone(),
-                    medias,
-                    codecs,
-                    bytes_recv: p.stats.bytes.load(Relaxed),
-                    packets_recv: p.stats.packets.load(Relaxed),
-                }
-            });
-            let online = live.is_some();
-            let mut producers: Vec<ProducerOut> = Vec::new();
-            let live_url = live.as_ref().map(|p| p.url.clone());
-            producers.extend(live.map(ProducerOut::Live));
-            producers.extend(
-                e.sources
+    let snapshot: Vec<StreamSnapshot> = {
+        let g = reg.lock();
+        g.streams
+            .iter()
+            .filter(|(name, e)| {
+                // Helper streams are the engine's, not the user's.
+                e.helper_of.is_none() && only.is_none_or(|o| o == name.as_str())
+            })
+            .map(|(name, e)| StreamSnapshot {
+                name: name.clone(),
+                owner_shard: e.owner,
+                sources: e.sources.clone(),
+                preload: e.preload.clone(),
+                error: e.error.clone(),
+                producer: e.producer.as_ref().map(|p| {
+                    (
+                        ProducerSnapshot {
+                            id: p.id,
+                            protocol: p.protocol,
+                            remote_addr: p.remote_addr.clone(),
+                            url: p.url.clone(),
+                            user_agent: p.user_agent.clone(),
+                            bytes: p.stats.bytes.load(Relaxed),
+                            packets: p.stats.packets.load(Relaxed),
+                        },
+                        e.sdp.clone(),
+                    )
+                }),
+                consumers: e
+                    .consumers
                     .iter()
-                    .filter(|s| Some(*s) != live_url.as_ref() && !s.starts_with("internal:"))
-                    .map(|s| ProducerOut::Idle { url: s.clone() }),
-            );
-            let consumers: Vec<ConsumerJson> = e
-                .consumers
-                .iter()
-                .map(|c| ConsumerJson {
-                    id: c.id,
-                    format_name: c.format_name,
-                    protocol: c.protocol,
-                    remote_addr: c.remote_addr.clone(),
-                    user_agent: c.user_agent.clone(),
-                    shard: c.shard,
-                    tracks: c.tracks.clone(),
-                    bytes_send: c.stats.bytes.load(Relaxed),
-                    packets_send: c.stats.packets.load(Relaxed),
-                    skips: c.stats.skips.load(Relaxed),
-                    skipped_packets: c.stats.skipped_packets.load(Relaxed),
-                })
-                .collect();
-            (
-                name.clone(),
-                StreamJson {
-                    producers,
-                    online,
-                    consumers: (!consumers.is_empty()).then_some(consumers),
-                    owner_shard: e.owner,
-                    sources: e.sources.clone(),
-                    preload: e.preload.clone(),
-                    error: e.error.clone(),
-                },
-            )
-        })
-        .collect()
+                    .map(|c| ConsumerSnapshot {
+                        id: c.id,
+                        format_name: c.format_name,
+                        protocol: c.protocol,
+                        remote_addr: c.remote_addr.clone(),
+                        user_agent: c.user_agent.clone(),
+                        shard: c.shard,
+                        tracks: c.tracks.clone(),
+                        bytes: c.stats.bytes.load(Relaxed),
+                        packets: c.stats.packets.load(Relaxed),
+                        skips: c.stats.skips.load(Relaxed),
+                        skipped: c.stats.skipped_packets.load(Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    corecast::api::streams_json(snapshot)
 }
 
 /// A stream name the API accepts: what fits in an RTSP path segment and a YAML key.
