@@ -363,8 +363,15 @@ async fn live(
     let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http");
     let mut reader = match muxers::attach(shard, &name, v).await {
         Ok(r) => r,
-        Err((status, msg)) => {
-            return send_reply(shard, stream, &req, Reply::text(status, msg), &[]).await;
+        Err(e) => {
+            return send_reply(
+                shard,
+                stream,
+                &req,
+                Reply::text(e.status(), e.to_string()),
+                &[],
+            )
+            .await;
         }
     };
     // go2rtc's `duration=` (seconds); absurd values mean no limit.
@@ -498,7 +505,7 @@ async fn snapshot(
         return send_reply(shard, stream, &req, r, &[]).await;
     }
     let reply = match muxers::keyframe(shard, &name).await {
-        Err((status, msg)) => Reply::text(status, format!("stream `{name}`: {msg}")),
+        Err(e) => Reply::text(e.status(), format!("stream `{name}`: {e}")),
         Ok((_, frame, CodecKind::Mjpeg)) if jpeg => Reply {
             status: 200,
             ctype: "image/jpeg",
@@ -511,9 +518,9 @@ async fn snapshot(
                 ctype: "image/jpeg",
                 body: b.to_vec(),
             },
-            Err((status, msg)) => {
-                warn!(stream = %name, error = %msg, "snapshot failed");
-                Reply::text(status, format!("stream `{name}`: {msg}"))
+            Err(e) => {
+                warn!(stream = %name, error = %e, "snapshot failed");
+                Reply::text(e.status(), format!("stream `{name}`: {e}"))
             }
         },
         Ok((Some(cfg), frame, _)) => Reply {
@@ -759,7 +766,7 @@ async fn on_ws_text(
             let consumer = Consumer::register(shard, name, peer, req, "mse", "ws");
             let reader = match muxers::attach(shard, name, Variant::Mp4).await {
                 Ok(r) => r,
-                Err((_, msg)) => return ws_json("error", &format!("stream `{name}`: {msg}")),
+                Err(e) => return ws_json("error", &format!("stream `{name}`: {e}")),
             };
             let client = msg
                 .value

@@ -35,6 +35,66 @@ const MAX_PENDING_FRAMES: usize = 2_000;
 /// How long a viewer waits for the muxer to produce its init segment.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a muxed output or a snapshot could not be had; `status` is the HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MuxError {
+    #[error("stream not found")]
+    NotFound,
+    #[error("stream is not live")]
+    NotLive,
+    #[error("stream has no SDP")]
+    NoSdp,
+    #[error("stream has no track {variant} can carry ({supported})")]
+    NoTrack {
+        variant: &'static str,
+        supported: &'static str,
+    },
+    #[error("stream has no video track")]
+    NoVideo,
+    #[error("not a video track")]
+    NotVideo,
+    #[error("no parameter sets in the SDP or in-band")]
+    NoParameterSets,
+    #[error("no parameter sets for the keyframe")]
+    NoKeyframeParameterSets,
+    #[error("stream ended")]
+    Ended,
+    #[error("no keyframe within 10 s")]
+    NoKeyframe,
+    #[error("no {0} output within {1:?}")]
+    NoOutput(&'static str, Duration),
+    #[error("too many snapshots in progress")]
+    Busy,
+    #[error("muxer output already claimed")]
+    OutputTaken,
+    #[error("{0}")]
+    Track(&'static str),
+    /// The snapshot's ffmpeg, in its words.
+    #[error("{0}")]
+    Transcode(String),
+}
+
+impl MuxError {
+    pub fn status(&self) -> u16 {
+        match self {
+            MuxError::NotFound | MuxError::NotLive | MuxError::Ended => 404,
+            MuxError::NoTrack { .. } | MuxError::NoVideo | MuxError::NotVideo => 415,
+            MuxError::NoOutput(..) | MuxError::NoKeyframe => 504,
+            MuxError::Busy => 503,
+            _ => 500,
+        }
+    }
+}
+
+/// What a variant can carry, for the error that says it cannot.
+fn supported(v: Variant) -> &'static str {
+    match v {
+        Variant::Mp4 | Variant::Ts => "H.264, H.265, AAC",
+        Variant::Aac => "AAC",
+        Variant::Mjpeg => "JPEG; use frame.jpeg for H.264/H.265",
+    }
+}
+
 /// Consumers' `format_name`s that read a variant (keep its muxer alive).
 trait Formats {
     fn formats(self) -> &'static [&'static str];
@@ -275,18 +335,16 @@ async fn run_muxer(
     key: &OutputKey,
     v: Variant,
     ctl: &MuxCtl,
-) -> Result<(), String> {
-    let src = shard
-        .attach_reader(name)
-        .map_err(|_| "stream is not live".to_string())?;
+) -> Result<(), MuxError> {
+    let src = shard.attach_reader(name).map_err(|_| MuxError::NotLive)?;
     let _reader = ReaderGuard(shard.clone(), src.clone());
-    let sdp = shard
-        .registry
-        .reader_sdp(name)
-        .ok_or_else(|| "stream has no SDP".to_string())?;
+    let sdp = shard.registry.reader_sdp(name).ok_or(MuxError::NoSdp)?;
     let wanted = select_tracks(&sdp, v);
     if wanted.is_empty() {
-        return Err(format!("no track {} can carry", v.tag()));
+        return Err(MuxError::NoTrack {
+            variant: v.tag(),
+            supported: supported(v),
+        });
     }
     // JPEG needs no codec configuration.
     let mut configs: Vec<(usize, Option<TrackConfig>)> = wanted
@@ -321,7 +379,7 @@ async fn run_muxer(
         if last_check.elapsed() >= Duration::from_millis(250) {
             last_check = Instant::now();
             if muxer.is_none() && started.elapsed() > CONFIG_WAIT {
-                return Err("no parameter sets in the SDP or in-band".into());
+                return Err(MuxError::NoParameterSets);
             }
         }
         if src.is_closed() {
@@ -415,9 +473,12 @@ async fn run_muxer(
                             },
                         ),
                         Variant::Aac => {
-                            let (track, cfg) = tracks.into_iter().next().ok_or("no AAC track")?;
+                            let (track, cfg) = tracks
+                                .into_iter()
+                                .next()
+                                .ok_or(MuxError::Track("no AAC track"))?;
                             let TrackConfig::Aac { config, .. } = &cfg else {
-                                return Err("AAC variant of a non-AAC track".into());
+                                return Err(MuxError::Track("AAC variant of a non-AAC track"));
                             };
                             (
                                 Muxer::Aac {
@@ -495,7 +556,7 @@ fn open_output(
     name: &str,
     key: &OutputKey,
     info: MuxInfo,
-) -> Result<(Rc<LocalStream>, OwnedGuard), String> {
+) -> Result<(Rc<LocalStream>, OwnedGuard), MuxError> {
     let producer = Arc::new(ProducerInfo {
         id: shard.registry.next_id(),
         protocol: "mux",
@@ -507,7 +568,7 @@ fn open_output(
     let (id, generation) = shard
         .registry
         .claim_output(key, producer, info)
-        .map_err(|_| "muxer output already claimed".to_string())?;
+        .map_err(|_| MuxError::OutputTaken)?;
     let s = shard.open_output(id, key, generation);
     Ok((s.clone(), OwnedGuard(shard.clone(), s)))
 }
@@ -562,7 +623,7 @@ impl MuxReader {
 /// Attaches a viewer to the (`name`, `v`) output, starting its muxer on the owner shard if
 /// needed. The caller has registered its consumer under `name` first (that keeps the
 /// muxer from stopping while this waits).
-pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxReader, (u16, String)> {
+pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxReader, MuxError> {
     let key = output_key(name, v);
     let owner = shard.owner_of(name);
     let deadline = Instant::now() + ATTACH_TIMEOUT;
@@ -571,10 +632,10 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
         let (tracks_ok, info) = {
             let g = shard.registry.lock();
             let Some(e) = g.streams.get(name) else {
-                return Err((404, "stream not found".into()));
+                return Err(MuxError::NotFound);
             };
             let Some(sdp) = e.sdp.as_ref() else {
-                return Err((404, "stream is not live".into()));
+                return Err(MuxError::NotLive);
             };
             let ok = !select_tracks(sdp, v).is_empty();
             let info = g
@@ -585,18 +646,10 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
             (ok, info)
         };
         if !tracks_ok {
-            return Err((
-                415,
-                format!(
-                    "stream has no track {} can carry ({})",
-                    v.tag(),
-                    match v {
-                        Variant::Mp4 | Variant::Ts => "H.264, H.265, AAC",
-                        Variant::Aac => "AAC",
-                        Variant::Mjpeg => "JPEG; use frame.jpeg for H.264/H.265",
-                    }
-                ),
-            ));
+            return Err(MuxError::NoTrack {
+                variant: v.tag(),
+                supported: supported(v),
+            });
         }
         // The output may be closing (its source ended) as we look: then wait for the next.
         if let Some((info, stream)) =
@@ -627,10 +680,7 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
             );
         }
         if Instant::now() > deadline {
-            return Err((
-                504,
-                format!("no {} output within {ATTACH_TIMEOUT:?}", v.tag()),
-            ));
+            return Err(MuxError::NoOutput(v.tag(), ATTACH_TIMEOUT));
         }
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
@@ -641,11 +691,8 @@ pub async fn attach(shard: &Rc<Shard>, name: &str, v: Variant) -> Result<MuxRead
 pub async fn keyframe(
     shard: &Rc<Shard>,
     name: &str,
-) -> Result<(Option<TrackConfig>, Frame, CodecKind), (u16, String)> {
-    let sdp = shard
-        .registry
-        .reader_sdp(name)
-        .ok_or((404, "stream is not live".to_string()))?;
+) -> Result<(Option<TrackConfig>, Frame, CodecKind), MuxError> {
+    let sdp = shard.registry.reader_sdp(name).ok_or(MuxError::NotLive)?;
     let (track, kind) = sdp
         .medias
         .iter()
@@ -654,11 +701,9 @@ pub async fn keyframe(
             Some(k @ (CodecKind::H264 | CodecKind::H265 | CodecKind::Mjpeg)) => Some((i, k)),
             _ => None,
         })
-        .ok_or((415, "stream has no video track".to_string()))?;
+        .ok_or(MuxError::NoVideo)?;
     let from_sdp = TrackConfig::from_media(&sdp.medias[track]);
-    let stream = shard
-        .attach_reader(name)
-        .map_err(|_| (404, "stream is not live".to_string()))?;
+    let stream = shard.attach_reader(name).map_err(|_| MuxError::NotLive)?;
     let _guard = ReaderGuard(shard.clone(), stream.clone());
     let (mut cursor, max_lag) = {
         let ring = stream.ring.borrow();
@@ -684,15 +729,15 @@ pub async fn keyframe(
                     return TrackConfig::from_nals(kind == CodecKind::H265, &f.units)
                         .or_else(|| from_sdp.clone())
                         .map(|c| (Some(c), f, kind))
-                        .ok_or((500, "no parameter sets for the keyframe".to_string()));
+                        .ok_or(MuxError::NoKeyframeParameterSets);
                 }
             }
         }
         if stream.is_closed() {
-            return Err((404, "stream ended".into()));
+            return Err(MuxError::Ended);
         }
         if Instant::now() > deadline {
-            return Err((504, "no keyframe within 10 s".into()));
+            return Err(MuxError::NoKeyframe);
         }
         let pos = cursor.position();
         wait_data(&stream, pos, &registered, Duration::from_millis(500)).await;
@@ -723,9 +768,9 @@ pub async fn frame_jpeg(
     shard: &Rc<Shard>,
     cfg: TrackConfig,
     frame: Frame,
-) -> Result<Bytes, (u16, String)> {
+) -> Result<Bytes, MuxError> {
     if SNAPSHOTS.get() >= MAX_SNAPSHOTS {
-        return Err((503, "too many snapshots in progress".into()));
+        return Err(MuxError::Busy);
     }
     // Annex-B: parameter sets first (a keyframe may not carry them), then the frame.
     let mut input = Vec::new();
@@ -734,7 +779,7 @@ pub async fn frame_jpeg(
         TrackConfig::H265 { vps, sps, pps } => {
             ("hevc", vec![vps.clone(), sps.clone(), pps.clone()])
         }
-        TrackConfig::Aac { .. } => return Err((415, "not a video track".into())),
+        TrackConfig::Aac { .. } => return Err(MuxError::NotVideo),
     };
     for nal in sets.iter().chain(frame.units.iter()) {
         input.extend_from_slice(&[0, 0, 0, 1]);
@@ -746,7 +791,7 @@ pub async fn frame_jpeg(
         .spawn_blocking(move || transcode_jpeg(&bin, fmt, input))
         .await;
     SNAPSHOTS.set(SNAPSHOTS.get() - 1);
-    result.map(Bytes::from).map_err(|e| (500, e))
+    result.map(Bytes::from).map_err(MuxError::Transcode)
 }
 
 /// Runs `ffmpeg -f FMT -i - -frames:v 1 -f image2 -c:v mjpeg -`, bounded in time.
