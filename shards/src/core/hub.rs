@@ -355,6 +355,27 @@ impl Shard {
         self.open(id, &key.stream, Some(key.variant), generation)
     }
 
+    /// A stream of this shard: owned (a producer runs here) or a mirror.
+    fn local_stream(
+        &self,
+        id: StreamId,
+        name: &str,
+        output: Option<crate::core::registry::Variant>,
+        generation: Generation,
+        owned: bool,
+    ) -> Rc<LocalStream> {
+        let mut s = LocalStream::new(
+            id,
+            name,
+            generation,
+            owned,
+            self.ring_size(output.is_some()),
+            self.nshards,
+        );
+        s.output = output;
+        Rc::new(s)
+    }
+
     fn open(
         &self,
         id: StreamId,
@@ -362,16 +383,7 @@ impl Shard {
         output: Option<crate::core::registry::Variant>,
         generation: Generation,
     ) -> Rc<LocalStream> {
-        let mut stream = LocalStream::new(
-            id,
-            name,
-            generation,
-            true,
-            self.ring_size(output.is_some()),
-            self.nshards,
-        );
-        stream.output = output;
-        let s = Rc::new(stream);
+        let s = self.local_stream(id, name, output, generation, true);
         if let Some(old) = self.streams.borrow_mut().insert(id, s.clone()) {
             old.close();
         }
@@ -663,16 +675,7 @@ impl Shard {
                     if let Some(old) = stale {
                         old.close();
                     }
-                    let mut mirror = LocalStream::new(
-                        id,
-                        name,
-                        generation,
-                        false,
-                        self.ring_size(output.is_some()),
-                        self.nshards,
-                    );
-                    mirror.output = output;
-                    let s = Rc::new(mirror);
+                    let s = self.local_stream(id, name, output, generation, false);
                     s.copy_sync(&anchors, arrival);
                     self.streams.borrow_mut().insert(id, s.clone());
                     debug!(stream = name, owner, shard = self.id, "mirror opened");
