@@ -329,6 +329,112 @@ async fn wait_data(s: &LocalStream, pos: u64, registered: &Cell<u64>, limit: Dur
     futures_lite::future::or(data, glommio::timer::sleep(limit)).await;
 }
 
+/// Frames a feed keeps: several seconds of video and audio frames.
+const FRAME_RING: usize = 1024;
+/// The feed's lag bound: it is internal and fast; the viewers apply the real one.
+const FEED_MAX_LAG_US: u64 = 10_000_000;
+
+thread_local! {
+    /// Frame feeds on this shard, by stream (alive while a muxer or snapshot holds one).
+    static FEEDS: RefCell<HashMap<String, std::rc::Weak<FrameFeed>>> = RefCell::new(HashMap::new());
+}
+
+/// The frames of one stream on this shard, assembled once for every muxer (fMP4, TS, ADTS,
+/// MJPEG) and snapshot of it. Whoever reads first assembles what arrived (`pump`): one
+/// thread, so no task of its own is needed.
+pub struct FrameFeed {
+    src: Rc<LocalStream>,
+    _reader: ReaderGuard,
+    sdp: Sdp,
+    asm: RefCell<FrameAssembler>,
+    fan: RefCell<fanout::Consumer>,
+    ring: RefCell<corecast::ring::Ring<Rc<Frame>>>,
+    /// Bumped when a new producer resumed the stream (the assembler started over).
+    epoch: Cell<u64>,
+    /// The first video track: its keyframes are where frame readers start.
+    sync_track: Option<usize>,
+    scratch: RefCell<Vec<Frame>>,
+}
+
+impl FrameFeed {
+    /// The feed of `name` on this shard, made on first use.
+    pub fn of(shard: &Rc<Shard>, name: &str) -> Result<Rc<FrameFeed>, MuxError> {
+        if let Some(f) = FEEDS.with(|m| m.borrow().get(name).and_then(std::rc::Weak::upgrade)) {
+            if !f.src.is_closed() {
+                return Ok(f);
+            }
+        }
+        let src = shard.attach_reader(name).map_err(|_| MuxError::NotLive)?;
+        let reader = ReaderGuard(shard.clone(), src.clone());
+        let sdp = shard.registry.reader_sdp(name).ok_or(MuxError::NoSdp)?;
+        let sync_track = sdp
+            .medias
+            .iter()
+            .position(|m| m.codec().is_some_and(|(k, _)| k.is_video()));
+        let policy = fanout::Policy {
+            max_lag_us: FEED_MAX_LAG_US,
+            ..shard.fanout_policy()
+        };
+        let fan = fanout::Consumer::join(
+            &src.ring.borrow(),
+            policy,
+            src.producer_epoch(),
+            shard.clock.now(),
+        );
+        let feed = Rc::new(FrameFeed {
+            asm: RefCell::new(FrameAssembler::new(&sdp)),
+            fan: RefCell::new(fan),
+            ring: RefCell::new(corecast::ring::Ring::new(FRAME_RING)),
+            epoch: Cell::new(0),
+            sync_track,
+            scratch: RefCell::new(Vec::new()),
+            src,
+            _reader: reader,
+            sdp,
+        });
+        FEEDS.with(|m| {
+            m.borrow_mut()
+                .insert(name.to_string(), Rc::downgrade(&feed))
+        });
+        Ok(feed)
+    }
+
+    /// Assembles what arrived since anyone last looked.
+    pub fn pump(&self) {
+        let mut fan = self.fan.borrow_mut();
+        if fan.observe_epoch(self.src.producer_epoch()) {
+            // A half-assembled frame of the old producer is dropped; the new one starts at
+            // a keyframe.
+            *self.asm.borrow_mut() = FrameAssembler::new(&self.sdp);
+            self.epoch.set(self.epoch.get() + 1);
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        {
+            let ring = self.src.ring.borrow();
+            fan.catch_up(&*ring, self.src.tick());
+            let mut asm = self.asm.borrow_mut();
+            while let Some(p) = fan.next(&ring) {
+                asm.push(p, &mut scratch);
+            }
+        }
+        let mut frames = self.ring.borrow_mut();
+        for f in scratch.drain(..) {
+            let key = f.keyframe && self.sync_track.is_none_or(|t| t == f.track);
+            frames.push(Rc::new(f), key);
+        }
+    }
+
+    /// Waits for the source to move past what the feed has assembled, or `limit`.
+    async fn wait(&self, registered: &Cell<u64>, limit: Duration) {
+        let pos = self.fan.borrow().position();
+        wait_data(&self.src, pos, registered, limit).await;
+    }
+
+    fn is_closed(&self) -> bool {
+        self.src.is_closed()
+    }
+}
+
 async fn run_muxer(
     shard: &Rc<Shard>,
     name: &str,
@@ -336,9 +442,8 @@ async fn run_muxer(
     v: Variant,
     ctl: &MuxCtl,
 ) -> Result<(), MuxError> {
-    let src = shard.attach_reader(name).map_err(|_| MuxError::NotLive)?;
-    let _reader = ReaderGuard(shard.clone(), src.clone());
-    let sdp = shard.registry.reader_sdp(name).ok_or(MuxError::NoSdp)?;
+    let feed = FrameFeed::of(shard, name)?;
+    let sdp = feed.sdp.clone();
     let wanted = select_tracks(&sdp, v);
     if wanted.is_empty() {
         return Err(MuxError::NoTrack {
@@ -352,13 +457,10 @@ async fn run_muxer(
         .filter(|(_, k)| *k != CodecKind::Mjpeg)
         .map(|(i, _)| (*i, TrackConfig::from_media(&sdp.medias[*i])))
         .collect();
-    let mut asm = FrameAssembler::new(&sdp);
-    let mut fan = fanout::Consumer::join(
-        &src.ring.borrow(),
-        shard.fanout_policy(),
-        src.producer_epoch(),
-        shard.clock.now(),
-    );
+    feed.pump();
+    let mut cursor = Cursor::join(&feed.ring.borrow());
+    let max_lag = (FRAME_RING / 2) as u64;
+    let mut seen_epoch = feed.epoch.get();
     // After a new producer resumed the stream: compare its first keyframe's parameter
     // sets with the ones the output was started with.
     let mut recheck = false;
@@ -382,13 +484,12 @@ async fn run_muxer(
                 return Err(MuxError::NoParameterSets);
             }
         }
-        if src.is_closed() {
+        if feed.is_closed() {
             return Ok(());
         }
-        if fan.observe_epoch(src.producer_epoch()) {
-            // A half-assembled frame of the old producer is dropped; the new one starts
-            // at a keyframe.
-            asm = FrameAssembler::new(&sdp);
+        feed.pump();
+        if feed.epoch.get() != seen_epoch {
+            seen_epoch = feed.epoch.get();
             recheck = muxer.is_some();
             debug!(
                 stream = name,
@@ -397,20 +498,16 @@ async fn run_muxer(
             );
         }
         {
-            let ring = src.ring.borrow();
-            fan.catch_up(&*ring, src.tick());
-            let mut n = 0;
-            while let Some(p) = fan.next(&ring) {
-                asm.push(p, &mut frames);
-                n += 1;
-                if n >= 256 {
+            let ring = feed.ring.borrow();
+            while let Next::Item(f) = cursor.next(&ring, max_lag) {
+                frames.push(Frame::clone(f));
+                if frames.len() >= 256 {
                     break;
                 }
             }
         }
         if frames.is_empty() {
-            let pos = fan.position();
-            wait_data(&src, pos, &registered, Duration::from_millis(250)).await;
+            feed.wait(&registered, Duration::from_millis(250)).await;
             continue;
         }
         for f in frames.drain(..) {
@@ -703,44 +800,38 @@ pub async fn keyframe(
         })
         .ok_or(MuxError::NoVideo)?;
     let from_sdp = TrackConfig::from_media(&sdp.medias[track]);
-    let stream = shard.attach_reader(name).map_err(|_| MuxError::NotLive)?;
-    let _guard = ReaderGuard(shard.clone(), stream.clone());
-    let (mut cursor, max_lag) = {
-        let ring = stream.ring.borrow();
-        (Cursor::join(&ring), (ring.capacity() / 2) as u64)
-    };
-    let mut asm = FrameAssembler::new(&sdp);
+    // The stream's frame feed (shared with its muxers): the newest keyframe it holds is
+    // the answer at once; else the next one.
+    let feed = FrameFeed::of(shard, name)?;
     let registered = Cell::new(0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut frames = Vec::new();
     loop {
-        {
-            let ring = stream.ring.borrow();
-            while let Next::Item(p) = cursor.next(&ring, max_lag) {
-                if p.track as usize != track {
-                    continue;
-                }
-                asm.push(p, &mut frames);
-                if let Some(f) = frames.drain(..).find(|f| f.keyframe && f.track == track) {
-                    // JPEG frames need no configuration.
-                    if kind == CodecKind::Mjpeg {
-                        return Ok((None, f, kind));
-                    }
-                    return TrackConfig::from_nals(kind == CodecKind::H265, &f.units)
-                        .or_else(|| from_sdp.clone())
-                        .map(|c| (Some(c), f, kind))
-                        .ok_or(MuxError::NoKeyframeParameterSets);
-                }
+        feed.pump();
+        let found = {
+            let ring = feed.ring.borrow();
+            (ring.tail()..ring.head())
+                .rev()
+                .filter_map(|pos| ring.get(pos))
+                .find(|f| f.keyframe && f.track == track)
+                .map(|f| Frame::clone(f))
+        };
+        if let Some(f) = found {
+            // JPEG frames need no configuration.
+            if kind == CodecKind::Mjpeg {
+                return Ok((None, f, kind));
             }
+            return TrackConfig::from_nals(kind == CodecKind::H265, &f.units)
+                .or_else(|| from_sdp.clone())
+                .map(|c| (Some(c), f, kind))
+                .ok_or(MuxError::NoKeyframeParameterSets);
         }
-        if stream.is_closed() {
+        if feed.is_closed() {
             return Err(MuxError::Ended);
         }
         if Instant::now() > deadline {
             return Err(MuxError::NoKeyframe);
         }
-        let pos = cursor.position();
-        wait_data(&stream, pos, &registered, Duration::from_millis(500)).await;
+        feed.wait(&registered, Duration::from_millis(500)).await;
     }
 }
 
