@@ -107,6 +107,69 @@ pub struct StreamJson {
     pub error: Option<String>,
 }
 
+/// What `GET /api` reports of one shard.
+#[derive(Serialize, Debug, Clone, Default)]
+pub struct ShardReport {
+    pub id: usize,
+    pub viewers: usize,
+    pub streams_owned: usize,
+    pub connections: usize,
+    pub relayed_packets: u64,
+    pub relay_dropped: u64,
+    pub muxers: usize,
+}
+
+/// What `GET /api` needs, copied out of the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct InfoSnapshot {
+    /// The go2rtc API level answered as (Home Assistant's client checks it).
+    pub version: &'static str,
+    pub corecast_version: &'static str,
+    pub config_path: String,
+    /// The request's Host header.
+    pub host: String,
+    pub rtsp_listen: Option<std::net::SocketAddr>,
+    pub default_query: Option<String>,
+    pub shards: Vec<ShardReport>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct RtspInfo {
+    pub listen: String,
+    pub default_query: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ApiInfo {
+    pub version: &'static str,
+    pub corecast_version: &'static str,
+    pub config_path: String,
+    pub host: String,
+    pub rtsp: RtspInfo,
+    pub shard_count: usize,
+    pub shards: Vec<ShardReport>,
+}
+
+/// `GET /api`: go2rtc's keys (`version`, `config_path`, `host`, `rtsp.listen` as ":port",
+/// `rtsp.default_query` defaulting to go2rtc's "video&audio"), corecast's beside them.
+pub fn info_json(s: InfoSnapshot) -> ApiInfo {
+    ApiInfo {
+        version: s.version,
+        corecast_version: s.corecast_version,
+        config_path: s.config_path,
+        host: s.host,
+        rtsp: RtspInfo {
+            listen: s
+                .rtsp_listen
+                .map(|a| format!(":{}", a.port()))
+                .unwrap_or_default(),
+            default_query: s.default_query.unwrap_or_else(|| "video&audio".into()),
+        },
+        shard_count: s.shards.len(),
+        shards: s.shards,
+    }
+}
+
 /// `GET /api/streams`: name → stream, go2rtc's shape.
 pub fn streams_json(snapshot: Vec<StreamSnapshot>) -> BTreeMap<String, StreamJson> {
     snapshot
@@ -191,6 +254,21 @@ pub fn stream_json(s: StreamSnapshot) -> StreamJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_shape() {
+        let i = info_json(InfoSnapshot {
+            version: "1.9.13",
+            rtsp_listen: Some("0.0.0.0:8554".parse().unwrap()),
+            shards: vec![ShardReport::default(); 2],
+            ..Default::default()
+        });
+        assert_eq!(
+            (i.rtsp.listen.as_str(), i.rtsp.default_query.as_str()),
+            (":8554", "video&audio")
+        );
+        assert_eq!(i.shard_count, 2);
+    }
 
     #[test]
     fn go2rtc_shapes() {

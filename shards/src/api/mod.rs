@@ -7,7 +7,9 @@
 
 use crate::core::hub::{CtlMsg, RoomMsg, Shard};
 use crate::core::registry::Registry;
-use corecast::api::{ConsumerSnapshot, ProducerSnapshot, StreamJson, StreamSnapshot};
+use corecast::api::{
+    ConsumerSnapshot, InfoSnapshot, ProducerSnapshot, ShardReport, StreamJson, StreamSnapshot,
+};
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,43 +79,9 @@ impl Reply {
     }
 }
 
-#[derive(Serialize)]
-struct RtspInfo {
-    listen: String,
-    default_query: String,
-}
-
-#[derive(Serialize)]
-struct ShardReport {
-    id: usize,
-    viewers: usize,
-    streams_owned: usize,
-    connections: usize,
-    relayed_packets: u64,
-    relay_dropped: u64,
-    muxers: usize,
-}
-
-#[derive(Serialize)]
-struct ApiInfo {
-    version: &'static str,
-    corecast_version: &'static str,
-    config_path: String,
-    host: String,
-    rtsp: RtspInfo,
-    shard_count: usize,
-    shards: Vec<ShardReport>,
-}
-
 /// `GET /api`.
 pub fn info(shard: &Shard, req: &Request) -> Reply {
-    let listen = shard
-        .config
-        .rtsp
-        .listen
-        .map(|a| format!(":{}", a.port()))
-        .unwrap_or_default();
-    Reply::json(&ApiInfo {
+    Reply::json(&corecast::api::info_json(InfoSnapshot {
         version: GO2RTC_API_VERSION,
         corecast_version: env!("CARGO_PKG_VERSION"),
         config_path: std::path::absolute(config_path())
@@ -121,16 +89,8 @@ pub fn info(shard: &Shard, req: &Request) -> Reply {
             .display()
             .to_string(),
         host: req.header("host").unwrap_or("").to_string(),
-        rtsp: RtspInfo {
-            listen,
-            default_query: shard
-                .config
-                .rtsp
-                .default_query
-                .clone()
-                .unwrap_or_else(|| "video&audio".into()),
-        },
-        shard_count: shard.nshards,
+        rtsp_listen: shard.config.rtsp.listen,
+        default_query: shard.config.rtsp.default_query.clone(),
         shards: shard
             .registry
             .shards
@@ -146,7 +106,7 @@ pub fn info(shard: &Shard, req: &Request) -> Reply {
                 muxers: s.muxers.load(Relaxed),
             })
             .collect(),
-    })
+    }))
 }
 
 /// The streams as the API shows them: plain data copied under the registry lock, the JSON
