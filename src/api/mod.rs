@@ -170,6 +170,186 @@ pub fn info_json(s: InfoSnapshot) -> ApiInfo {
     }
 }
 
+/// One stream's row in `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamRow {
+    pub name: String,
+    pub bytes_in: u64,
+    pub packets_in: u64,
+    pub viewers: usize,
+    /// Monotonic: includes consumers that left.
+    pub bytes_out: u64,
+    pub skipped: u64,
+    pub online: bool,
+}
+
+/// One shard's row in `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ShardRow {
+    pub streams_owned: usize,
+    pub viewers: usize,
+    pub relayed_packets: u64,
+    pub relay_dropped: u64,
+    pub muxers: usize,
+    /// Share of the last second the loop was busy, in thousandths.
+    pub loop_permille: u64,
+}
+
+/// What `/metrics` reports, copied out of the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub streams: Vec<StreamRow>,
+    /// (stream, format) of every running muxer.
+    pub muxers: Vec<(String, &'static str)>,
+    /// Open connections: RTSP, HTTP, WebSocket.
+    pub connections: [usize; 3],
+    pub shards: Vec<ShardRow>,
+}
+
+/// `/metrics` in Prometheus' text format.
+pub fn metrics_text(s: &MetricsSnapshot) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str,
+                      kind: &str,
+                      help: &str,
+                      samples: &mut dyn Iterator<Item = (String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let l = |n: &str| format!("stream=\"{}\"", escape_label(n));
+    family(
+        "corecast_stream_online",
+        "gauge",
+        "1 while the stream has a producer.",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), (r.online as u8).to_string())),
+    );
+    family(
+        "corecast_stream_inbound_bytes_total",
+        "counter",
+        "Bytes received from the stream's current producer.",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), r.bytes_in.to_string())),
+    );
+    family(
+        "corecast_stream_inbound_packets_total",
+        "counter",
+        "Packets received from the stream's current producer.",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), r.packets_in.to_string())),
+    );
+    family(
+        "corecast_stream_viewers",
+        "gauge",
+        "Consumers attached to the stream (all protocols).",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), r.viewers.to_string())),
+    );
+    family(
+        "corecast_stream_outbound_bytes_total",
+        "counter",
+        "Bytes sent to the stream's consumers.",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), r.bytes_out.to_string())),
+    );
+    family(
+        "corecast_stream_skipped_total",
+        "counter",
+        "Packets or fragments consumers skipped after falling behind.",
+        &mut s
+            .streams
+            .iter()
+            .map(|r| (l(&r.name), r.skipped.to_string())),
+    );
+    family(
+        "corecast_stream_muxers",
+        "gauge",
+        "Muxers running for the stream, by output format (one serves every viewer).",
+        &mut s.muxers.iter().map(|(name, f)| {
+            (
+                format!("{},format=\"{}\"", l(name), escape_label(f)),
+                "1".to_string(),
+            )
+        }),
+    );
+    family(
+        "corecast_connections",
+        "gauge",
+        "Open client connections by protocol.",
+        &mut [
+            ("rtsp", s.connections[0]),
+            ("http", s.connections[1]),
+            ("ws", s.connections[2]),
+        ]
+        .into_iter()
+        .map(|(p, v)| (format!("protocol=\"{p}\""), v.to_string())),
+    );
+    let per_shard = |f: &dyn Fn(&ShardRow) -> String| -> Vec<(String, String)> {
+        s.shards
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("shard=\"{i}\""), f(r)))
+            .collect()
+    };
+    family(
+        "corecast_shard_streams_owned",
+        "gauge",
+        "Streams whose producer runs on the shard.",
+        &mut per_shard(&|s| s.streams_owned.to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_viewers",
+        "gauge",
+        "Readers served by the shard (viewers and muxers).",
+        &mut per_shard(&|s| s.viewers.to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_cross_shard_packets_total",
+        "counter",
+        "Packets the shard relayed to other shards.",
+        &mut per_shard(&|s| s.relayed_packets.to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_relay_dropped_total",
+        "counter",
+        "Packets dropped because another shard's channel was full.",
+        &mut per_shard(&|s| s.relay_dropped.to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_muxers",
+        "gauge",
+        "Muxers running on the shard.",
+        &mut per_shard(&|s| s.muxers.to_string()).into_iter(),
+    );
+    family(
+        "corecast_shard_loop_utilization",
+        "gauge",
+        "Share of the last second the shard's event loop was busy (0..1).",
+        &mut per_shard(&|s| format!("{:.3}", s.loop_permille as f64 / 1000.0)).into_iter(),
+    );
+    out
+}
+
+/// Prometheus label values escape `\`, `"` and newlines.
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// `GET /api/streams`: name → stream, go2rtc's shape.
 pub fn streams_json(snapshot: Vec<StreamSnapshot>) -> BTreeMap<String, StreamJson> {
     snapshot
@@ -254,6 +434,32 @@ pub fn stream_json(s: StreamSnapshot) -> StreamJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_text_and_labels() {
+        let text = metrics_text(&MetricsSnapshot {
+            streams: vec![StreamRow {
+                name: "a\"b\\c\n".into(),
+                online: true,
+                ..Default::default()
+            }],
+            muxers: vec![("a\"b\\c\n".into(), "mp4")],
+            connections: [1, 2, 3],
+            shards: vec![ShardRow::default()],
+        });
+        assert!(
+            text.contains("corecast_stream_online{stream=\"a\\\"b\\\\c\\n\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("corecast_connections{protocol=\"ws\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("corecast_shard_loop_utilization{shard=\"0\"} 0.000"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn info_shape() {

@@ -8,12 +8,12 @@
 use crate::core::hub::{CtlMsg, RoomMsg, Shard};
 use crate::core::registry::Registry;
 use corecast::api::{
-    ConsumerSnapshot, InfoSnapshot, ProducerSnapshot, ShardReport, StreamJson, StreamSnapshot,
+    ConsumerSnapshot, InfoSnapshot, MetricsSnapshot, ProducerSnapshot, ShardReport, ShardRow,
+    StreamJson, StreamRow, StreamSnapshot,
 };
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -529,24 +529,13 @@ fn write_config(path: &std::path::Path, text: &str) -> Result<(), String> {
 
 /// `/metrics`: Prometheus text format.
 pub fn metrics(shard: &Shard) -> Reply {
-    let mut out = String::with_capacity(4096);
     let reg = &shard.registry;
-    struct Row {
-        name: String,
-        bytes_in: u64,
-        packets_in: u64,
-        viewers: usize,
-        bytes_out: u64,
-        skipped: u64,
-        online: bool,
-    }
-    let mut rows = Vec::new();
-    let mut muxers: Vec<(String, String)> = Vec::new();
+    let mut snap = MetricsSnapshot::default();
     {
         let g = reg.lock();
         for (key, e) in &g.outputs {
             if e.producer.is_some() {
-                muxers.push((key.stream.clone(), key.variant.tag().to_string()));
+                snap.muxers.push((key.stream.clone(), key.variant.tag()));
             }
         }
         for (name, e) in &g.streams {
@@ -556,7 +545,7 @@ pub fn metrics(shard: &Shard) -> Reply {
             let (bytes_in, packets_in) = e.producer.as_ref().map_or((0, 0), |p| {
                 (p.stats.bytes.load(Relaxed), p.stats.packets.load(Relaxed))
             });
-            rows.push(Row {
+            snap.streams.push(StreamRow {
                 name: name.clone(),
                 bytes_in,
                 packets_in,
@@ -575,138 +564,24 @@ pub fn metrics(shard: &Shard) -> Reply {
             });
         }
     }
-    let mut family = |name: &str,
-                      kind: &str,
-                      help: &str,
-                      samples: &mut dyn Iterator<Item = (String, String)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    };
-    let l = |n: &str| format!("stream=\"{}\"", escape_label(n));
-    family(
-        "corecast_stream_online",
-        "gauge",
-        "1 while the stream has a producer.",
-        &mut rows
-            .iter()
-            .map(|r| (l(&r.name), (r.online as u8).to_string())),
-    );
-    family(
-        "corecast_stream_inbound_bytes_total",
-        "counter",
-        "Bytes received from the stream's current producer.",
-        &mut rows.iter().map(|r| (l(&r.name), r.bytes_in.to_string())),
-    );
-    family(
-        "corecast_stream_inbound_packets_total",
-        "counter",
-        "Packets received from the stream's current producer.",
-        &mut rows.iter().map(|r| (l(&r.name), r.packets_in.to_string())),
-    );
-    family(
-        "corecast_stream_viewers",
-        "gauge",
-        "Consumers attached to the stream (all protocols).",
-        &mut rows.iter().map(|r| (l(&r.name), r.viewers.to_string())),
-    );
-    family(
-        "corecast_stream_outbound_bytes_total",
-        "counter",
-        "Bytes sent to the stream's consumers.",
-        &mut rows.iter().map(|r| (l(&r.name), r.bytes_out.to_string())),
-    );
-    family(
-        "corecast_stream_skipped_total",
-        "counter",
-        "Packets or fragments consumers skipped after falling behind.",
-        &mut rows.iter().map(|r| (l(&r.name), r.skipped.to_string())),
-    );
-    family(
-        "corecast_stream_muxers",
-        "gauge",
-        "Muxers running for the stream, by output format (one serves every viewer).",
-        &mut muxers.iter().map(|(s, f)| {
-            (
-                format!("{},format=\"{}\"", l(s), escape_label(f)),
-                "1".to_string(),
-            )
-        }),
-    );
-    let shards = &reg.shards;
-    let sum = |f: &dyn Fn(&crate::core::registry::ShardStats) -> usize| {
-        shards.iter().map(f).sum::<usize>()
-    };
-    family(
-        "corecast_connections",
-        "gauge",
-        "Open client connections by protocol.",
-        &mut [
-            ("rtsp", sum(&|s| s.connections.load(Relaxed))),
-            ("http", sum(&|s| s.http_connections.load(Relaxed))),
-            ("ws", sum(&|s| s.ws_connections.load(Relaxed))),
-        ]
-        .into_iter()
-        .map(|(p, v)| (format!("protocol=\"{p}\""), v.to_string())),
-    );
-    let per_shard =
-        |f: &dyn Fn(&crate::core::registry::ShardStats) -> String| -> Vec<(String, String)> {
-            shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (format!("shard=\"{i}\""), f(s)))
-                .collect()
-        };
-    family(
-        "corecast_shard_streams_owned",
-        "gauge",
-        "Streams whose producer runs on the shard.",
-        &mut per_shard(&|s| s.streams_owned.load(Relaxed).to_string()).into_iter(),
-    );
-    family(
-        "corecast_shard_viewers",
-        "gauge",
-        "Readers served by the shard (viewers and muxers).",
-        &mut per_shard(&|s| s.viewers.load(Relaxed).to_string()).into_iter(),
-    );
-    family(
-        "corecast_shard_cross_shard_packets_total",
-        "counter",
-        "Packets the shard relayed to other shards.",
-        &mut per_shard(&|s| s.relayed_packets.load(Relaxed).to_string()).into_iter(),
-    );
-    family(
-        "corecast_shard_relay_dropped_total",
-        "counter",
-        "Packets dropped because another shard's channel was full.",
-        &mut per_shard(&|s| s.relay_dropped.load(Relaxed).to_string()).into_iter(),
-    );
-    family(
-        "corecast_shard_muxers",
-        "gauge",
-        "Muxers running on the shard.",
-        &mut per_shard(&|s| s.muxers.load(Relaxed).to_string()).into_iter(),
-    );
-    family(
-        "corecast_shard_loop_utilization",
-        "gauge",
-        "Share of the last second the shard's event loop was busy (0..1).",
-        &mut per_shard(&|s| format!("{:.3}", s.loop_permille.load(Relaxed) as f64 / 1000.0))
-            .into_iter(),
-    );
+    for s in &reg.shards {
+        snap.connections[0] += s.connections.load(Relaxed);
+        snap.connections[1] += s.http_connections.load(Relaxed);
+        snap.connections[2] += s.ws_connections.load(Relaxed);
+        snap.shards.push(ShardRow {
+            streams_owned: s.streams_owned.load(Relaxed),
+            viewers: s.viewers.load(Relaxed),
+            relayed_packets: s.relayed_packets.load(Relaxed),
+            relay_dropped: s.relay_dropped.load(Relaxed),
+            muxers: s.muxers.load(Relaxed),
+            loop_permille: s.loop_permille.load(Relaxed),
+        });
+    }
     Reply {
         status: 200,
         ctype: "text/plain; version=0.0.4; charset=utf-8",
-        body: out.into_bytes(),
+        body: corecast::api::metrics_text(&snap).into_bytes(),
     }
-}
-
-/// Prometheus label values escape `\`, `"` and newlines.
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Samples the shard's loop utilisation once a second (glommio's stats reset on read).
@@ -750,10 +625,5 @@ mod tests {
         assert!(
             valid_name("cam_1") && !valid_name("") && !valid_name("a b") && !valid_name("a\0b")
         );
-    }
-
-    #[test]
-    fn labels_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\n"), "a\\\"b\\\\c\\n");
     }
 }
