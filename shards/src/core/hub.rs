@@ -1171,4 +1171,53 @@ mod tests {
         let results: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(results[1], 8);
     }
+
+    /// The consumer policy on the real types: a real `LocalStream` fed by parse-once
+    /// ingest, read by `fanout::Consumer`s: a viewer joining between keyframes starts at
+    /// the last one; a viewer stalled for 3 s jumps to the newest keyframe and counts it;
+    /// a producer epoch (a new producer resumed the stream) makes it wait for a keyframe.
+    #[test]
+    fn consumer_policy_on_a_real_stream() {
+        use corecast::fanout::{Consumer, Policy};
+        use corecast::ingest::Ingest;
+        let sdp = corecast::sdp::parse("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")
+            .unwrap();
+        let mut ingest = Ingest::new(&sdp);
+        let s = LocalStream::new(StreamId(1), "p", Generation(1), true, 4096, 1);
+        let mut now = 0u64;
+        let mut seq = 0u16;
+        let mut push = |frames: u32, now: &mut u64| {
+            for _ in 0..frames {
+                *now += 40_000;
+                // A keyframe every 25 frames (1 s), one packet per frame.
+                let key = seq.is_multiple_of(25);
+                let (p, _) = ingest
+                    .packet(0, rtp(seq, 3600 * seq as u32, 0xAAAA, key), *now)
+                    .unwrap();
+                s.push(p);
+                seq += 1;
+            }
+            s.tick.set(*now);
+        };
+        push(30, &mut now);
+        let mut c = Consumer::join(&s.ring.borrow(), Policy::default(), 0, now);
+        let read = |c: &mut Consumer| {
+            let mut out: Vec<Rc<Packet>> = Vec::new();
+            c.fill(&s.ring.borrow(), s.tick(), &mut out, usize::MAX);
+            out.iter().map(|p| p.rtp_seq()).collect::<Vec<_>>()
+        };
+        // Joined between keyframes: from the last one (frame 25).
+        assert_eq!(read(&mut c), (25..30).collect::<Vec<_>>());
+        // Stalled 3 s: jumps to the newest keyframe (frame 100), the skip counted.
+        push(75, &mut now);
+        let got = read(&mut c);
+        assert_eq!(got.first(), Some(&100));
+        assert_eq!(c.skips(), (1, 70));
+        // A new producer: the viewer waits for its first keyframe.
+        push(3, &mut now);
+        s.next_producer_epoch();
+        assert!(c.observe_epoch(s.producer_epoch()));
+        push(22, &mut now); // frames 108..=129: the keyframe is 125
+        assert_eq!(read(&mut c), (125..130).collect::<Vec<_>>());
+    }
 }
