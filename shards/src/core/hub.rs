@@ -419,9 +419,16 @@ impl Shard {
                     debug!(stream = name, "new producer takes over the waiting viewers");
                     // The new producer sets its own clock relation, if it knows one.
                     o.copy_sync(&[], true);
+                    // The epoch moves at once: a producer that leaves again before it
+                    // records must not let the earlier grace timer end the viewers.
+                    o.next_producer_epoch();
                     return Ok((o, true));
                 }
-                _ => {}
+                other => {
+                    if let Some(o) = other {
+                        self.close_owned(&o);
+                    }
+                }
             }
         } else if let Some(o) = orphan {
             debug!(
@@ -519,10 +526,19 @@ impl Shard {
             return self.close_owned(stream);
         }
         self.flush(stream);
-        self.registry.orphan(&stream.name, stream.generation);
-        self.orphans
+        // Only the registry's current generation of the name can wait for a producer (the
+        // stream may have been deleted and claimed again meanwhile).
+        if !self.registry.orphan(&stream.name, stream.generation) {
+            return self.close_owned(stream);
+        }
+        let displaced = self
+            .orphans
             .borrow_mut()
             .insert(stream.name.clone(), stream.clone());
+        if let Some(old) = displaced.filter(|o| !Rc::ptr_eq(o, stream)) {
+            // An older stream of the name still waiting: nobody can resume it any more.
+            self.close_owned(&old);
+        }
         let epoch = stream.producer_epoch();
         let (sh, s) = (self.clone(), stream.clone());
         glommio::spawn_local(async move {

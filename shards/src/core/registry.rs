@@ -398,12 +398,16 @@ impl Registry {
 
     /// The producer of generation `generation` left but its viewers stay: the stream waits
     /// for a new producer with the same tracks (see `Shard::leave_owned`).
-    pub fn orphan(&self, name: &str, generation: Generation) {
-        if let Some(e) = self.lock().streams.get_mut(name) {
-            if e.generation == generation {
+    /// Returns false when `name` is no longer that generation (deleted and claimed
+    /// again meanwhile): then nothing waits, and the caller ends the stream.
+    pub fn orphan(&self, name: &str, generation: Generation) -> bool {
+        match self.lock().streams.get_mut(name) {
+            Some(e) if e.generation == generation => {
                 e.producer = None;
                 e.resume_sdp = e.sdp.take();
+                true
             }
+            _ => false,
         }
     }
 
@@ -607,14 +611,16 @@ mod tests {
             reg.claim_resuming("cam", a.clone(), info()),
             Err(ClaimError::Taken)
         );
-        reg.orphan("cam", g);
+        assert!(reg.orphan("cam", g));
         assert_eq!(
             reg.claim_resuming("cam", a.clone(), info()),
             Ok((id, g, true))
         );
-        reg.orphan("cam", g);
+        assert!(reg.orphan("cam", g));
         let (_, g2, resumed) = reg.claim_resuming("cam", b, info()).unwrap();
         assert!(!resumed && g2 != g);
+        // A stale generation cannot leave the stream waiting.
+        assert!(!reg.orphan("cam", g));
     }
 
     #[test]
