@@ -961,7 +961,8 @@ mod tests {
                             user_agent: String::new(),
                             stats: ProducerStats::default(),
                         });
-                        let (id, generation) = registry.claim(&name, sdp, producer).unwrap();
+                        let (id, generation, _) =
+                            registry.claim_resuming(&name, sdp, producer).unwrap();
                         let s = shard.open_owned(id, &name, generation);
                         // Wait for the other shard's subscription.
                         glommio::timer::timeout(timeout, async {

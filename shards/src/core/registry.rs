@@ -341,19 +341,8 @@ impl Registry {
         }
     }
 
-    /// Claims `name` for a new producer. Fails with 403 when another producer holds it
-    /// (MediaMTX's default; go2rtc's too for RTSP publishers). Returns (stream id, generation).
-    pub fn claim(
-        &self,
-        name: &str,
-        sdp: Sdp,
-        producer: Arc<ProducerInfo>,
-    ) -> Result<(StreamId, Generation), ClaimError> {
-        self.claim_resuming(name, sdp, producer)
-            .map(|(id, g, _)| (id, g))
-    }
-
-    /// Like [`claim`](Self::claim); a stream waiting for a new producer (see
+    /// Claims `name` for a new producer; fails when another producer holds it (MediaMTX's
+    /// default; go2rtc's too for RTSP publishers). A stream waiting for a new producer (see
     /// [`orphan`](Self::orphan)) is taken over with its generation when `sdp` has the same
     /// tracks (then the third value is true).
     pub fn claim_resuming(

@@ -707,13 +707,12 @@ impl MuxReader {
 
     /// Records a delivered batch; the statistics to publish when they are due.
     pub fn delivered(&mut self, fragments: u64, bytes: u64) -> Option<fanout::Stats> {
-        self.fanout
-            .delivered(fragments, bytes, self.shard.clock.now())
+        self.fanout.delivered(fragments, bytes, self.stream.tick())
     }
 
     /// What was delivered and not yet published (the viewer is leaving).
     pub fn take_stats(&mut self) -> fanout::Stats {
-        self.fanout.take_stats(self.shard.clock.now())
+        self.fanout.take_stats(self.stream.tick())
     }
 }
 
