@@ -121,7 +121,7 @@ def test_api_info_schemes_and_streams_shapes(srv):
     assert status == 200 and headers["content-type"].startswith("application/json")
     info = json.loads(body)
     # Home Assistant's client: 1.9.13 <= version < 2.0.0.
-    assert info["version"] == "1.9.13"
+    assert info["version"] == "1.9.14"
     assert re.match(r"^\d+\.\d+\.\d+$", info["corecast_version"])
     assert info["config_path"].endswith("corecast.yaml")
     assert info["host"] == f"127.0.0.1:{srv.api_port}"

@@ -24,6 +24,7 @@ pub mod core;
 pub mod egress;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod logging;
 pub mod muxers;
 pub mod runtime;
 pub mod sources;

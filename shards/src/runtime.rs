@@ -7,7 +7,6 @@ use crate::core::registry::Registry;
 use corecast::config::Config;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -113,12 +112,18 @@ pub fn run(config: Config) -> Result<(), String> {
             }
         }
     }
-    info!(
-        shards = nshards,
-        rtsp = ?config.rtsp.listen,
-        api = ?config.api.listen,
-        "corecast started"
-    );
+    // go2rtc's boot lines, printed once every shard serves: tools wait for them (Home
+    // Assistant reads stdout until `INF [api] listen addr=`).
+    if let Some(a) = config.api.listen {
+        info!(addr = %a, "[api] listen");
+    }
+    if let Some(p) = &config.api.unix_listen {
+        info!(addr = %p, "[api] listen");
+    }
+    if let Some(a) = config.rtsp.listen {
+        info!(addr = %a, "[rtsp] listen");
+    }
+    info!(shards = nshards, "corecast started");
     // Shards run until the process ends; any that stops takes the server down loudly
     // rather than leaving its streams unserved.
     match ready_rx.recv() {
@@ -201,7 +206,14 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
         glommio::spawn_local(crate::egress::http::serve(shard.clone(), l)).detach();
     }
-    let _: Option<SocketAddr> = None;
+    // One shard serves the Unix socket (local control traffic: Home Assistant's API calls).
+    if let (Some(path), 0) = (&config.api.unix_listen, shard.id) {
+        // go2rtc removes a stale socket file first.
+        let _ = std::fs::remove_file(path);
+        let l = glommio::net::UnixListener::bind(path)
+            .map_err(|e| format!("cannot listen for HTTP on unix socket {path}: {e}"))?;
+        glommio::spawn_local(crate::egress::http::serve_unix(shard.clone(), l)).detach();
+    }
     Ok(())
 }
 

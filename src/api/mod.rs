@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn info_shape() {
         let i = info_json(InfoSnapshot {
-            version: "1.9.13",
+            version: "1.9.14",
             rtsp_listen: Some("0.0.0.0:8554".parse().unwrap()),
             shards: vec![ShardReport::default(); 2],
             ..Default::default()

@@ -10,6 +10,8 @@
 //! validation come from the scan in `locate`, since values carry no spans.
 
 mod locate;
+mod merge;
+pub use merge::{load, ConfigArg, Loaded};
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -80,15 +82,10 @@ const UNSUPPORTED_SECTIONS: &[&str] = &[
 /// go2rtc keys of implemented sections that corecast does not implement yet.
 const UNSUPPORTED_KEYS: &[&str] = &[
     "rtsp.pkt_size",
-    "api.allow_paths",
     "api.static_dir",
     "api.tls_cert",
     "api.tls_key",
     "api.tls_listen",
-    "api.unix_listen",
-    "log.format",
-    "log.output",
-    "log.time",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +238,11 @@ pub struct ApiConfig {
     /// `ffmpeg:` sections may be set through the API. Turning it on lets anyone who can write
     /// to the API run programs as the server's user: set `username`/`password` with it.
     pub allow_exec: bool,
+    /// go2rtc `unix_listen`: the same API on a Unix socket (exempt from auth unless
+    /// `local_auth`), e.g. Home Assistant's `<config>/go2rtc.sock`.
+    pub unix_listen: Option<String>,
+    /// go2rtc `allow_paths`: when set, only these paths (after `base_path`) exist.
+    pub allow_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +251,12 @@ pub struct LogConfig {
     pub level: String,
     /// Per-module levels, (lower-case go2rtc module name, level), in file order.
     pub modules: Vec<(String, String)>,
+    /// go2rtc `format`: "" (colour on a terminal), "color", "text" or "json".
+    pub format: String,
+    /// go2rtc `output`: "stdout" (default), "stderr", or "" (memory only: `/api/log`).
+    pub output: String,
+    /// go2rtc `time`: "" hides the timestamp; anything else prints `HH:MM:SS.mmm`.
+    pub time: bool,
 }
 
 impl Default for Config {
@@ -295,6 +303,8 @@ impl Default for ApiConfig {
             username: None,
             password: None,
             allow_exec: false,
+            unix_listen: None,
+            allow_paths: None,
         }
     }
 }
@@ -304,6 +314,9 @@ impl Default for LogConfig {
         LogConfig {
             level: DEFAULT_LOG_LEVEL.to_owned(),
             modules: Vec::new(),
+            format: String::new(),
+            output: "stdout".to_owned(),
+            time: true,
         }
     }
 }
@@ -752,6 +765,8 @@ impl Cx<'_> {
             password: non_empty(raw.password),
             local_auth: raw.local_auth.unwrap_or(false),
             allow_exec: raw.allow_exec.unwrap_or(false),
+            unix_listen: non_empty(raw.unix_listen),
+            allow_paths: raw.allow_paths,
         })
     }
 
@@ -841,10 +856,42 @@ impl Cx<'_> {
                         ))
                     }
                 },
-                "format" | "output" | "time" => self.warn(
-                    &["log", key],
-                    format!("`log.{key}` is not supported yet (ignored)"),
-                ),
+                "format" | "output" | "time" => {
+                    let value = match node {
+                        Node::Str(s) => s.clone(),
+                        Node::Null => String::new(),
+                        other => {
+                            return Err(self.error(
+                                &["log", key],
+                                format!("expected a string, found {}", other.kind()),
+                            ))
+                        }
+                    };
+                    match key.as_str() {
+                        "format" => match value.as_str() {
+                            "" | "color" | "text" | "json" => out.format = value,
+                            _ => self.warn(
+                                &["log", "format"],
+                                format!(
+                                    "`log.format` {value:?} is not one of \"\", color, text, \
+                                     json (ignored)"
+                                ),
+                            ),
+                        },
+                        // go2rtc also has `file[:path]`; a go2rtc config using it still starts.
+                        "output" => match value.as_str() {
+                            "" | "stdout" | "stderr" => out.output = value,
+                            _ => self.warn(
+                                &["log", "output"],
+                                format!(
+                                    "`log.output` {value:?} is not supported (stdout, stderr or \
+                                     \"\"); using stdout"
+                                ),
+                            ),
+                        },
+                        _ => out.time = !value.is_empty(),
+                    }
+                }
                 _ => self.module(&mut out, &["log", key], node)?,
             }
         }

@@ -68,6 +68,8 @@ pub(super) struct RawApi {
     pub password: Option<String>,
     pub local_auth: Option<bool>,
     pub allow_exec: Option<bool>,
+    pub unix_listen: Option<String>,
+    pub allow_paths: Option<Vec<String>>,
 }
 
 /// Dotted paths of every typed field above: a serde error message starting with one of
@@ -83,6 +85,8 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "sources",
     "exec",
     "exec.allow_paths",
+    "api.allow_paths",
+    "api.unix_listen",
     "fanout",
     "fanout.max_lag_ms",
     "fanout.resume_ms",

@@ -14,15 +14,17 @@ use corecast::api::{
 use corecast::http::Request;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// The go2rtc API level corecast answers as: Home Assistant's client accepts
 /// 1.9.13 <= version < 2.0.0 (see README).
-pub const GO2RTC_API_VERSION: &str = "1.9.13";
+pub const GO2RTC_API_VERSION: &str = "1.9.14";
 
 /// Source schemes this build can pull (`/api/schemes`).
 pub const SCHEMES: &[&str] = &["rtsp", "rtsps", "rtspx", "ffmpeg", "exec"];
@@ -199,11 +201,25 @@ pub async fn streams_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
     match req.method.as_str() {
         "GET" | "HEAD" => match src.or(name) {
             None => Reply::json(&streams(&shard.registry, None)),
-            Some(n) => match streams(&shard.registry, Some(n)).remove(n) {
-                Some(s) => Reply::json(&s),
-                None => Reply::text(404, "stream not found"),
-            },
+            Some(n) => {
+                if !shard.registry.lock().streams.contains_key(n) {
+                    return Reply::text(404, "stream not found");
+                }
+                // go2rtc: `video`/`audio`/`microphone` make the request a probe — the
+                // producers connect and the answer carries their medias.
+                if ["video", "audio", "microphone"]
+                    .iter()
+                    .any(|k| req.query(k).is_some())
+                {
+                    probe(shard, n).await;
+                }
+                match streams(&shard.registry, Some(n)).remove(n) {
+                    Some(s) => Reply::json(&s),
+                    None => Reply::text(404, "stream not found"),
+                }
+            }
         },
+        "POST" => post_streams(shard, req).await,
         "PUT" | "PATCH" => {
             let sources: Vec<String> = req.query_all("src").iter().map(|s| s.to_string()).collect();
             let Some(name) = name.or(src) else {
@@ -270,62 +286,351 @@ pub async fn streams_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
     }
 }
 
+/// How long a probe waits for a stream's producer (go2rtc's dial timeouts are similar).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the stream's sources as a reader would and waits, bounded, until a producer has
+/// described its medias. The source then stops after `sources.idle_timeout` unless a reader
+/// comes (go2rtc removes its probe consumer right after answering).
+async fn probe(shard: &Rc<Shard>, name: &str) {
+    let has_producer = |shard: &Shard| {
+        let g = shard.registry.lock();
+        g.streams
+            .get(name)
+            .is_none_or(|e| e.producer.as_ref().is_some_and(|_| e.sdp.is_some()))
+    };
+    if has_producer(shard) {
+        return;
+    }
+    start_on_owner(shard, name);
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    while Instant::now() < deadline && !has_producer(shard) {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a stream's sources on the shard that owns the stream.
+fn start_on_owner(shard: &Rc<Shard>, name: &str) {
+    let owner = shard.owner_of(name);
+    if owner == shard.id {
+        crate::sources::lifecycle::start(shard, name);
+    } else {
+        shard.send_ctl(
+            owner,
+            CtlMsg::Room(RoomMsg::StartSource { name: name.into() }),
+        );
+    }
+}
+
+/// `POST /api/streams?src=&dst=`: go2rtc plays `src` into stream `dst` (its two-way audio)
+/// or publishes stream `src` to the URL `dst`. Publishing runs the configured ffmpeg with
+/// fixed arguments (`-c copy` to an `rtsp://`/`rtsps://`/`rtmp://` URL), only when
+/// `exec.allow_paths` allows ffmpeg; two-way audio is not implemented (501).
+async fn post_streams(shard: &Rc<Shard>, req: &Request) -> Reply {
+    let (Some(src), Some(dst)) = (req.query("src"), req.query("dst")) else {
+        return Reply::text(400, "streams: `src` and `dst` are required");
+    };
+    let exists = |n: &str| shard.registry.lock().streams.contains_key(n);
+    if exists(dst) {
+        return Reply::text(
+            501,
+            format!("streams: playing into stream `{dst}` (two-way audio) is not supported"),
+        );
+    }
+    if !exists(src) {
+        return Reply::text(404, format!("streams: stream not found: {src}"));
+    }
+    let scheme = dst.split_once("://").map(|(s, _)| s).unwrap_or("");
+    let format = match scheme {
+        "rtsp" | "rtsps" => "rtsp",
+        "rtmp" | "rtmps" => "flv",
+        _ => {
+            return Reply::text(
+                400,
+                format!("streams: unsupported destination `{scheme}` (rtsp://, rtsps://, rtmp://)"),
+            )
+        }
+    };
+    if dst.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Reply::text(400, "streams: invalid destination URL");
+    }
+    let bin = shard.config.ffmpeg.bin.clone();
+    if !shard.config.exec.allows(&bin) {
+        return Reply::text(
+            403,
+            format!("streams: `{bin}` is not in `exec.allow_paths`; cannot publish"),
+        );
+    }
+    let Some(port) = shard.config.rtsp.listen.map(|a| a.port()) else {
+        return Reply::text(
+            503,
+            "streams: the RTSP server is off; nothing to publish from",
+        );
+    };
+    let input = format!("rtsp://127.0.0.1:{port}/{src}");
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        &input,
+        "-c",
+        "copy",
+        "-f",
+        format,
+        dst,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match std::process::Command::new(&bin)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            info!(stream = src, to = %crate::sources::lifecycle::redact(dst), pid = child.id(), "publishing through ffmpeg");
+            // Reaped when it ends (the destination closes or the stream goes away).
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            Reply::empty(200)
+        }
+        Err(e) => Reply::text(500, format!("streams: cannot run `{bin}`: {e}")),
+    }
+}
+
+/// `GET /api/streams.dot`: the streams as a Graphviz graph (go2rtc's debug view), URLs with
+/// their passwords masked.
+pub fn streams_dot(shard: &Shard, req: &Request) -> Reply {
+    let only: Vec<&str> = req.query_all("src");
+    let all = streams(&shard.registry, None);
+    let mut dot = String::from("digraph {\n");
+    let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    for (name, s) in all
+        .iter()
+        .filter(|(n, _)| only.is_empty() || only.contains(&n.as_str()))
+    {
+        let _ = writeln!(dot, "  \"{}\" [shape=box];", q(name));
+        for p in &s.producers {
+            let url = match p {
+                corecast::api::ProducerOut::Live(l) => &l.url,
+                corecast::api::ProducerOut::Idle { url } => url,
+            };
+            let url = crate::sources::lifecycle::redact(url);
+            let _ = writeln!(dot, "  \"{}\" -> \"{}\";", q(&url), q(name));
+        }
+        for c in s.consumers.iter().flatten() {
+            let _ = writeln!(
+                dot,
+                "  \"{}\" -> \"{} {} {}\";",
+                q(name),
+                c.format_name,
+                c.id,
+                q(&c.remote_addr)
+            );
+        }
+    }
+    dot.push('}');
+    Reply {
+        status: 200,
+        ctype: "text/vnd.graphviz",
+        body: dot.into_bytes(),
+    }
+}
+
+/// `/api/log`: GET the in-memory log (JSON lines, oldest first), DELETE clears it.
+pub fn log_endpoint(req: &Request) -> Reply {
+    match req.method.as_str() {
+        "GET" => Reply {
+            status: 200,
+            ctype: "application/jsonlines",
+            body: crate::logging::MEMORY_LOG.contents(),
+        },
+        "DELETE" => {
+            crate::logging::MEMORY_LOG.clear();
+            Reply {
+                status: 200,
+                ctype: "text/plain",
+                body: b"OK".to_vec(),
+            }
+        }
+        _ => Reply::text(400, "Method not allowed"),
+    }
+}
+
+/// `POST /api/restart`: re-executes the binary with the same arguments (go2rtc). The answer
+/// goes out first; listening sockets are close-on-exec, so the new process binds afresh.
+pub fn restart_endpoint(req: &Request) -> Reply {
+    if req.method != "POST" {
+        return Reply::text(400, "");
+    }
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return Reply::text(500, e.to_string()),
+    };
+    info!(path = %exe.display(), "[api] restart");
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        // Lets the reply reach the client before the process image is replaced.
+        std::thread::sleep(Duration::from_millis(200));
+        let err = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        tracing::error!(path = %exe.display(), error = %err, "restart failed");
+    });
+    Reply::empty(200)
+}
+
+/// `POST /api/exit?code=N`: ends the process with code N (0..=125), as go2rtc.
+pub fn exit_endpoint(req: &Request) -> Reply {
+    if req.method != "POST" {
+        return Reply::text(400, "");
+    }
+    let code = match req.query("code").and_then(|c| c.parse::<i32>().ok()) {
+        Some(c) if (0..=125).contains(&c) => c,
+        _ => return Reply::text(400, "Code must be in the range [0, 125]"),
+    };
+    info!(code, "[api] exit");
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        std::process::exit(code);
+    });
+    Reply::empty(200)
+}
+
+/// go2rtc's `url.Values.Encode()`: keys sorted, `k=v` joined by `&`, values escaped as a
+/// query component (`video&audio` becomes `audio=&video=`).
+fn encode_query(pairs: &mut [(String, String)]) -> String {
+    fn esc(s: &str, out: &mut String) {
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                _ => {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            }
+        }
+    }
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::new();
+    for (k, v) in pairs.iter() {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        esc(k, &mut out);
+        out.push('=');
+        esc(v, &mut out);
+    }
+    out
+}
+
 /// `/api/schemes`.
 pub fn schemes() -> Reply {
     Reply::json(&SCHEMES)
 }
 
-/// `/api/preload`: GET (all, name → query), PUT `?src=NAME[&video&audio...]`, DELETE `?src=`.
-pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
+/// One preload as go2rtc shows it: the consumer that keeps the stream on, and its query.
+#[derive(Serialize)]
+struct PreloadJson {
+    consumer: PreloadConsumer,
+    query: String,
+}
+
+#[derive(Serialize)]
+struct PreloadConsumer {
+    format_name: &'static str,
+    medias: Vec<String>,
+}
+
+/// The medias a preload query asks for, in go2rtc's words ("video, sendonly, ANY").
+fn query_medias(query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in query.split('&') {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        let (kind, dir) = match k {
+            "video" => ("video", "sendonly"),
+            "audio" => ("audio", "sendonly"),
+            "microphone" => ("audio", "recvonly"),
+            _ => continue,
+        };
+        let v = v.replace("%2C", ",").replace("%2c", ",");
+        let codecs: Vec<String> = v
+            .split(',')
+            .map(|c| match c.to_ascii_uppercase().as_str() {
+                "" | "COPY" => "ANY".to_string(),
+                o => o.to_string(),
+            })
+            .collect();
+        out.push(format!("{kind}, {dir}, {}", codecs.join(", ")));
+    }
+    out
+}
+
+/// `/api/preload`: GET (all, go2rtc's `{name: {consumer, query}}`), PUT
+/// `?src=NAME[&video&audio&microphone]` (other keys dropped, as go2rtc), DELETE `?src=`.
+/// PUT and DELETE write `preload:` in the config file.
+pub async fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
     match req.method.as_str() {
         "GET" | "HEAD" => {
             let g = shard.registry.lock();
-            let map: BTreeMap<&str, &str> = g
+            let map: BTreeMap<&str, PreloadJson> = g
                 .streams
                 .iter()
-                .filter_map(|(n, e)| e.preload.as_deref().map(|q| (n.as_str(), q)))
+                .filter_map(|(n, e)| {
+                    e.preload.as_deref().map(|q| {
+                        (
+                            n.as_str(),
+                            PreloadJson {
+                                consumer: PreloadConsumer {
+                                    format_name: "preload",
+                                    medias: query_medias(q),
+                                },
+                                query: q.to_string(),
+                            },
+                        )
+                    })
+                })
                 .collect();
             Reply::json(&map)
         }
         "PUT" => {
             let Some(name) = req.query("src") else {
-                return Reply::text(400, "missing `src`");
+                return Reply::text(400, "streams: missing `src`");
             };
-            // The rest of the query is the filter the preloaded consumer asks for.
-            let rest: Vec<String> = req
+            // go2rtc keeps only the keys a consumer understands.
+            let mut kept: Vec<(String, String)> = req
                 .query
                 .iter()
-                .filter(|(k, _)| k != "src")
-                .map(|(k, v)| {
-                    if v.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
+                .filter(|(k, _)| matches!(k.as_str(), "video" | "audio" | "microphone"))
+                .cloned()
                 .collect();
-            let query = if rest.is_empty() {
+            let query = if kept.is_empty() {
                 "video&audio".to_string()
             } else {
-                rest.join("&")
+                encode_query(&mut kept)
             };
-            if !shard.registry.set_preload(name, Some(query)) {
-                return Reply::text(404, "stream not found");
+            if !shard.registry.set_preload(name, Some(query.clone())) {
+                return Reply::text(500, format!("streams: stream not found: {name}"));
             }
-            let owner = shard.owner_of(name);
-            if owner == shard.id {
-                crate::sources::lifecycle::start(shard, name);
-            } else {
-                shard.send_ctl(
-                    owner,
-                    CtlMsg::Room(RoomMsg::StartSource { name: name.into() }),
-                );
+            start_on_owner(shard, name);
+            let key = name.to_string();
+            let value = serde_yaml_ng::Value::String(query);
+            if let Err(e) = off_thread(move || patch_config(&["preload", &key], Some(value))).await
+            {
+                return Reply::text(500, e);
             }
             Reply::empty(200)
         }
         "DELETE" => {
             let Some(name) = req.query("src") else {
-                return Reply::text(400, "missing `src`");
+                return Reply::text(400, "streams: missing `src`");
             };
             let had = shard
                 .registry
@@ -334,10 +639,14 @@ pub fn preload_endpoint(shard: &Rc<Shard>, req: &Request) -> Reply {
                 .get(name)
                 .is_some_and(|e| e.preload.is_some());
             if !had {
-                return Reply::text(404, "preload not found");
+                return Reply::text(500, format!("streams: preload not found: {name}"));
             }
             shard.registry.set_preload(name, None);
             shard.wanted_changed(name);
+            let key = name.to_string();
+            if let Err(e) = off_thread(move || patch_config(&["preload", &key], None)).await {
+                return Reply::text(500, e);
+            }
             Reply::empty(200)
         }
         _ => Reply::text(405, "method not allowed"),

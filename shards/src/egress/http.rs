@@ -8,6 +8,7 @@
 use crate::api::{self, Reply};
 use crate::core::hub::Shard;
 use crate::core::registry::{ConsumerInfo, ConsumerStats};
+use crate::io::conn::HttpConn;
 use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use corecast::codec::CodecKind;
 use corecast::http::{self, response, ws, Limits, Request};
 use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::{TcpListener, UnixListener};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -37,8 +38,13 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
                 let sh = shard.clone();
-                glommio::spawn_local(async move { handle(sh, stream).await }).detach();
+                glommio::spawn_local(async move { handle(sh, HttpConn::Tcp(stream), peer).await })
+                    .detach();
             }
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "http accept failed");
@@ -79,16 +85,35 @@ enum After {
     Close,
 }
 
-async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
-    let peer = match stream.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
-    };
+/// How Unix-socket clients appear (go2rtc treats them as loopback: exempt from auth unless
+/// `local_auth`, the same rule as 127.0.0.1).
+pub const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// The API on a Unix socket (`api: unix_listen`), served by one shard.
+pub async fn serve_unix(shard: Rc<Shard>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let sh = shard.clone();
+                glommio::spawn_local(
+                    async move { handle(sh, HttpConn::Unix(stream), UNIX_PEER).await },
+                )
+                .detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "http unix accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(shard: Rc<Shard>, mut stream: HttpConn, peer: SocketAddr) {
     let stats = &shard.registry.shards[shard.id];
     let _counted = Counted::new(&stats.http_connections);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let limits = Limits::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 8192];
@@ -102,9 +127,18 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
                     After::Close => break,
                 }
             }
-            Ok(None) => match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // The timer also covers Unix sockets, which have no read timeout in glommio.
+            Ok(None) => match futures_lite::future::or(
+                async { Some(stream.read(&mut chunk).await) },
+                async {
+                    glommio::timer::sleep(IDLE_TIMEOUT).await;
+                    None
+                },
+            )
+            .await
+            {
+                None | Some(Ok(0)) | Some(Err(_)) => break,
+                Some(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
             },
             Err(e) => {
                 let status = e.status();
@@ -122,7 +156,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             }
         }
     }
-    let _ = stream.close().await;
+    stream.close().await;
 }
 
 /// Headers every response carries: CORS when `api: origin: "*"`.
@@ -145,7 +179,7 @@ fn common_headers(shard: &Shard) -> Vec<(&'static str, String)> {
 
 async fn send_reply(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut HttpConn,
     req: &Request,
     reply: Reply,
     extra: &[(&str, String)],
@@ -171,7 +205,7 @@ async fn send_reply(
 
 async fn dispatch(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut HttpConn,
     peer: SocketAddr,
     req: Request,
 ) -> After {
@@ -196,9 +230,20 @@ async fn dispatch(
                 stream,
                 &req,
                 Reply::text(401, "unauthorized"),
-                &[("WWW-Authenticate", "Basic realm=\"corecast\"".into())],
+                // go2rtc's realm: clients that match on it keep working.
+                &[("WWW-Authenticate", "Basic realm=\"go2rtc\"".into())],
             )
             .await;
+        }
+    }
+    // go2rtc's `allow_paths`: only the listed paths exist (Home Assistant lists the few it
+    // uses). "/" keeps the web UI's files, as go2rtc's catch-all static handler does.
+    if let Some(allowed) = &api.allow_paths {
+        let full = format!("{base}{path}");
+        let ok = allowed.contains(&full)
+            || (allowed.iter().any(|p| p == "/") && static_file(&path).is_some());
+        if !ok {
+            return send_reply(shard, stream, &req, Reply::text(404, "not found"), &[]).await;
         }
     }
     if req.method == "OPTIONS" {
@@ -221,7 +266,11 @@ async fn dispatch(
         "/api/streams" => api::streams_endpoint(shard, &req).await,
         "/api/config" => api::config_endpoint(shard, &req).await,
         "/api/schemes" if get => api::schemes(),
-        "/api/preload" => api::preload_endpoint(shard, &req),
+        "/api/preload" => api::preload_endpoint(shard, &req).await,
+        "/api/streams.dot" if get => api::streams_dot(shard, &req),
+        "/api/log" => api::log_endpoint(&req),
+        "/api/restart" => api::restart_endpoint(&req),
+        "/api/exit" => api::exit_endpoint(&req),
         "/metrics" if get => api::metrics(shard),
         "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,
         "/api/stream.mp4" if media_get => {
@@ -349,7 +398,7 @@ async fn ensure_source(shard: &Rc<Shard>, name: &str, req: &Request) -> Result<(
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut HttpConn,
     peer: SocketAddr,
     req: Request,
     v: Variant,
@@ -493,7 +542,7 @@ async fn live(
 /// decoded by ffmpeg).
 async fn snapshot(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut HttpConn,
     _peer: SocketAddr,
     req: Request,
     jpeg: bool,
@@ -581,7 +630,7 @@ fn client_accepts(client: &str, ours: &str) -> bool {
 /// message and the socket stays open.
 async fn websocket(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut HttpConn,
     peer: SocketAddr,
     req: Request,
 ) -> After {
@@ -618,7 +667,7 @@ async fn websocket(
     let mut hdrs: Vec<Vec<u8>> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
     // A live viewer sends nothing for long stretches: no read timeout while playing.
-    let _ = stream.set_read_timeout(None);
+    stream.set_read_timeout(None);
     'conn: loop {
         // Handle every complete message buffered.
         loop {

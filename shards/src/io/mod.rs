@@ -1,6 +1,8 @@
 //! Low-level IO helpers: vectored sends with their iovec lifetimes (`sendv`), UDP sockets
 //! bound without SO_REUSEPORT (`udp_bind`), TLS over a glommio socket (`tls`).
 
+pub mod clock;
+pub mod conn;
 pub mod fd;
 pub mod sendv;
 pub mod tls;

@@ -36,12 +36,34 @@ pub fn iovec(b: &[u8]) -> libc::iovec {
     }
 }
 
+/// A stream `write_all_vectored` can write: with a socket fd for the `sendmsg` fast path,
+/// or without one (glommio's Unix streams hide theirs), one slice at a time.
+pub trait Sink: futures_lite::AsyncWrite + Unpin {
+    fn send_fd(&self) -> Option<i32>;
+}
+
+impl Sink for TcpStream {
+    fn send_fd(&self) -> Option<i32> {
+        Some(self.as_raw_fd())
+    }
+}
+
 /// Writes every byte the iovecs describe. `iov` is consumed (advanced in place).
-pub async fn write_all_vectored(
-    stream: &mut TcpStream,
+pub async fn write_all_vectored<S: Sink>(
+    stream: &mut S,
     iov: &mut Vec<libc::iovec>,
 ) -> io::Result<usize> {
-    let fd = stream.as_raw_fd();
+    let Some(fd) = stream.send_fd() else {
+        let mut total = 0;
+        for v in iov.iter() {
+            // SAFETY: the iovec describes live memory held by the caller (see `iovec`).
+            let slice = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+            stream.write_all(slice).await?;
+            total += v.iov_len;
+        }
+        iov.clear();
+        return Ok(total);
+    };
     let mut total = 0;
     let mut start = 0;
     while start < iov.len() {
