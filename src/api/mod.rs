@@ -370,8 +370,25 @@ pub fn stream_json(s: StreamSnapshot) -> StreamJson {
                             .codec()
                             .map(|(_, r)| r.encoding.clone())
                             .unwrap_or_else(|| m.formats.join(" "));
+                        // go2rtc's `Codec.String()`: NAME[/rate unless 90000][/channels].
+                        let mut full = name.to_ascii_uppercase();
+                        if let Some((_, r)) = m.codec() {
+                            if r.clock_rate != 0 && r.clock_rate != 90_000 {
+                                full.push_str(&format!("/{}", r.clock_rate));
+                            }
+                            if let Some(ch) = r.channels.filter(|c| *c > 0) {
+                                full.push_str(&format!("/{ch}"));
+                            }
+                        }
+                        // A camera's ONVIF backchannel (`a=sendonly` in its SDP) is audio
+                        // we would send: go2rtc shows it as `sendonly` (Frigate's two-way talk).
+                        let dir = if m.lines.iter().any(|l| l.trim() == "a=sendonly") {
+                            "sendonly"
+                        } else {
+                            "recvonly"
+                        };
                         (
-                            format!("{}, recvonly, {}", m.kind, name),
+                            format!("{}, {dir}, {full}", m.kind),
                             Codec {
                                 codec_name: name.to_ascii_lowercase(),
                                 codec_type: m.kind.clone(),
