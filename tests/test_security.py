@@ -103,7 +103,7 @@ def test_api_refuses_program_sources_and_runs_nothing(server_factory):
             status, body = req(srv, method, "/api/config", body=doc.encode())
             assert status == 403, (method, doc, status, body)
     # Preload on a stream that does not exist cannot create one.
-    assert req(srv, "PUT", f"/api/preload?src={q(f'exec:{prog}')}")[0] == 404
+    assert req(srv, "PUT", f"/api/preload?src={q(f'exec:{prog}')}")[0] == 500  # go2rtc's status for an unknown stream
     assert cfg.read_bytes() == before
     assert not mark.exists() and not touched.exists()
     # A restart from the file runs nothing either.
