@@ -508,6 +508,19 @@ async fn snapshot(
         Some(Ok(q)) => Some(q),
         None => None,
     };
+    let cached = jpeg_query
+        .as_ref()
+        .filter(|_| shard.registry.lock().streams.contains_key(&name))
+        .and_then(|q| muxers::snapshot::cached(&name, q));
+    if let Some(b) = cached {
+        let reply = Reply {
+            status: 200,
+            ctype: "image/jpeg",
+            body: b.to_vec(),
+        };
+        let headers = [("Cache-Control", "no-cache".into())];
+        return send_reply(shard, stream, &req, reply, &headers).await;
+    }
     if let Err(r) = ensure_source(shard, &name, &req).await {
         return send_reply(shard, stream, &req, r, &[]).await;
     }

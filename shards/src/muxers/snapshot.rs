@@ -54,6 +54,8 @@ pub struct JpegQuery {
     pub rotate: Rotate,
     /// `cache=`: the age below which a cached JPEG answers.
     pub cache: Option<Duration>,
+    /// `hardware`/`hw` was asked for (ignored: snapshots decode on the CPU).
+    pub hardware: bool,
 }
 
 impl JpegQuery {
@@ -104,6 +106,7 @@ impl JpegQuery {
             height,
             rotate,
             cache,
+            hardware: get("hardware").or_else(|| get("hw")).is_some(),
         })
     }
 
@@ -238,16 +241,21 @@ pub fn metrics(out: &mut String) {
     );
 }
 
-/// `frame.jpeg` of stream `name` (already started): from the cache, the JPEG track's
-/// picture as is, or a keyframe through ffmpeg.
+/// The cached answer to `q` for stream `name`, if `q` asks for one (`cache=`) and one is
+/// young enough. Checked before the stream's source is started, as go2rtc does.
+pub fn cached(name: &str, q: &JpegQuery) -> Option<Bytes> {
+    let jpeg = cache_get(&q.cache_key(name), q.cache?)?;
+    CACHE_HITS.fetch_add(1, Relaxed);
+    Some(jpeg)
+}
+
+/// `frame.jpeg` of stream `name` (already started): the JPEG track's picture as is, or a
+/// keyframe through ffmpeg; kept in the cache when `q` asks for `cache=`.
 pub async fn frame_jpeg(shard: &Rc<Shard>, name: &str, q: &JpegQuery) -> Result<Bytes, MuxError> {
-    let key = q.cache_key(name);
-    if let Some(age) = q.cache {
-        if let Some(jpeg) = cache_get(&key, age) {
-            CACHE_HITS.fetch_add(1, Relaxed);
-            return Ok(jpeg);
-        }
+    if q.hardware {
+        debug!(stream = %name, "frame.jpeg: `hardware` ignored; snapshots decode on the CPU");
     }
+    let key = q.cache_key(name);
     let (cfg, frame, kind) = keyframe(shard, name).await?;
     let filters = q.filters();
     let jpeg = match (kind, cfg) {
