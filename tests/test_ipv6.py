@@ -75,6 +75,9 @@ def test_udp_publish_over_ipv4_to_any_host_read_over_ipv6(server_factory, clip):
         wait_live(srv, "cam")
         frames, err = read_frames(f"rtsp://[::1]:{srv.rtsp_port}/cam", "udp")
         assert frames >= 20, (frames, err, srv.log())
+        # Shown as go2rtc shows it, not as ::ffff:127.0.0.1.
+        producer = srv.streams()["cam"]["producers"][0]
+        assert producer["remote_addr"].startswith("127.0.0.1:"), producer
     finally:
         pub.kill()
         pub.wait()

@@ -301,7 +301,7 @@ impl Consumer {
             shard: shard.id,
             format_name,
             protocol,
-            remote_addr: peer.to_string(),
+            remote_addr: crate::io::listen::peer_text(peer),
             user_agent: req.header("user-agent").unwrap_or("").to_string(),
             tracks: Vec::new(),
             stats: ConsumerStats::default(),

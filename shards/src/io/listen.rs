@@ -84,6 +84,18 @@ pub fn udp_exclusive(addr: SocketAddr, dual_stack: bool) -> io::Result<glommio::
     Ok(unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) })
 }
 
+/// A peer as go2rtc (Go) shows it: an IPv4 client of a dual-stack socket is `a.b.c.d:port`,
+/// not `[::ffff:a.b.c.d]:port`.
+pub fn peer_text(peer: SocketAddr) -> String {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()).to_string(),
+            None => peer.to_string(),
+        },
+        SocketAddr::V4(_) => peer.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +116,14 @@ mod tests {
 
     fn ipv6() -> bool {
         StdListener::bind("[::1]:0").is_ok()
+    }
+
+    #[test]
+    fn peers_show_as_go2rtc() {
+        let t = |s: &str| peer_text(s.parse().unwrap());
+        assert_eq!(t("[::ffff:10.0.0.2]:5000"), "10.0.0.2:5000");
+        assert_eq!(t("[::1]:5000"), "[::1]:5000");
+        assert_eq!(t("127.0.0.1:5000"), "127.0.0.1:5000");
     }
 
     #[test]
