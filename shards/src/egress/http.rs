@@ -532,7 +532,9 @@ async fn snapshot(
                 body: b.to_vec(),
             },
             Err(e) => {
-                warn!(stream = %name, error = %e, "snapshot failed");
+                if matches!(e, muxers::MuxError::Transcode(_) | muxers::MuxError::Busy) {
+                    warn!(stream = %name, error = %e, "snapshot failed");
+                }
                 Reply::text(e.status(), format!("stream `{name}`: {e}"))
             }
         },
