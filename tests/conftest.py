@@ -4,6 +4,7 @@ Every test runs the real release binary and real peers (ffmpeg, ffprobe, GStream
 Each server gets its own ports so tests never collide, and every process is killed at
 the end of its test.
 """
+import errno
 import json
 import os
 import re
@@ -34,13 +35,23 @@ def free_port_block(n=4):
         ok = True
         for p in range(base, base + n):
             for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                s = socket.socket(socket.AF_INET, kind)
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                finally:
-                    s.close()
+                # IPv4 loopback, and all of IPv6 where there is IPv6: servers listening on
+                # ":PORT" take [::] too.
+                for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
+                    try:
+                        s = socket.socket(family, kind)
+                    except OSError:
+                        continue
+                    try:
+                        if family == socket.AF_INET6:
+                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        s.bind((host, p))
+                    except OSError as e:
+                        # EADDRNOTAVAIL: no IPv6 on this host; nothing to collide with.
+                        if e.errno != errno.EADDRNOTAVAIL:
+                            ok = False
+                    finally:
+                        s.close()
         if ok:
             return base
 
@@ -99,7 +110,10 @@ def _rtsp_extra_lines(extra):
 
 
 def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=True,
-                 rtsp_extra=None, format_ports=False, api_extra=None, api_listen=None):
+                 rtsp_extra=None, format_ports=False, api_extra=None, api_listen=None,
+                 rtsp_host="127.0.0.1", api_host="127.0.0.1"):
+    # rtsp_host / api_host: the listen address's host ("" for go2rtc's ":PORT", "[::1]", ...);
+    # the API must answer on 127.0.0.1 for the start-up wait (or pass wait=False).
     base = free_port_block(6)
     rtsp_port, api_port, rtp_port = base, base + 1, base + 2
     if format_ports:
@@ -108,9 +122,9 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
     workdir = Path(tempfile.mkdtemp(prefix="corecast-"))
     cfg = workdir / "corecast.yaml"
     cfg.write_text(
-        f"rtsp:\n  listen: \"127.0.0.1:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
+        f"rtsp:\n  listen: \"{rtsp_host}:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
         + _rtsp_extra_lines(rtsp_extra) +
-        f"api:\n  listen: \"{api_listen if api_listen is not None else f'127.0.0.1:{api_port}'}\"\n"
+        f"api:\n  listen: \"{api_listen if api_listen is not None else f'{api_host}:{api_port}'}\"\n"
         + _rtsp_extra_lines(api_extra) +
         f"shards: {shards}\n" + config_text
     )

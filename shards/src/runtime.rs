@@ -183,12 +183,14 @@ async fn shard_main(
 
 fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
     if let Some(addr) = config.rtsp.listen {
-        let l = glommio::net::TcpListener::bind(addr)
+        let l = crate::io::listen::tcp(addr, config.rtsp.dual_stack)
             .map_err(|e| format!("cannot listen for RTSP on {addr}: {e}"))?;
         glommio::spawn_local(crate::egress::rtsp::serve(shard.clone(), l)).detach();
         let port = config.rtsp.udp_rtp_port as u32 + 2 * shard.id as u32;
         if port < u16::MAX as u32 && config.rtsp.udp_rtp_port != 0 {
-            match crate::egress::udp::UdpPair::bind(addr.ip(), port as u16) {
+            let bound =
+                crate::egress::udp::UdpPair::bind(addr.ip(), port as u16, config.rtsp.dual_stack);
+            match bound {
                 Ok(pair) => {
                     let pair = Rc::new(pair);
                     crate::egress::udp::PAIR.with(|p| *p.borrow_mut() = Some(pair.clone()));
@@ -202,7 +204,7 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
         }
     }
     if let Some(addr) = config.api.listen {
-        let l = glommio::net::TcpListener::bind(addr)
+        let l = crate::io::listen::tcp(addr, config.api.dual_stack)
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
         glommio::spawn_local(crate::egress::http::serve(shard.clone(), l)).detach();
     }

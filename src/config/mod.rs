@@ -200,8 +200,12 @@ pub struct StreamConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RtspConfig {
-    /// Default ":8554" => 0.0.0.0:8554; "" => disabled (None).
+    /// Default ":8554" => 0.0.0.0:8554 with `dual_stack`; "" => disabled (None).
     pub listen: Option<SocketAddr>,
+    /// `listen` was written ":PORT" (no host): like go2rtc (Go), the server listens on IPv6
+    /// and IPv4 (`[::]:PORT` with IPV6_V6ONLY off, or 0.0.0.0:PORT where IPv6 is
+    /// unavailable); `listen` then holds 0.0.0.0:PORT. Also the RTP/RTCP UDP ports.
+    pub dual_stack: bool,
     /// Key `session_timeout`, default 60, 1..=86400.
     pub session_timeout_secs: u64,
     /// Key `rtp_port`, default 8000, even: shard i uses ports rtp_port+2i / rtp_port+2i+1
@@ -224,6 +228,8 @@ pub struct RtspConfig {
 pub struct ApiConfig {
     /// Default ":1984"; "" disables.
     pub listen: Option<SocketAddr>,
+    /// As `RtspConfig::dual_stack`: ":PORT" listens on IPv6 and IPv4.
+    pub dual_stack: bool,
     /// go2rtc `origin` ("*" enables CORS); "" reads as None.
     pub origin: Option<String>,
     /// URL prefix: "" or "/x" (a missing leading `/` is added, trailing ones dropped).
@@ -282,6 +288,7 @@ impl Default for RtspConfig {
     fn default() -> Self {
         RtspConfig {
             listen: default_listen(DEFAULT_RTSP_LISTEN),
+            dual_stack: is_dual_stack(DEFAULT_RTSP_LISTEN),
             session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
             udp_rtp_port: DEFAULT_RTP_PORT,
             ring_packets: DEFAULT_RING_PACKETS,
@@ -297,6 +304,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_listen(DEFAULT_API_LISTEN),
+            dual_stack: is_dual_stack(DEFAULT_API_LISTEN),
             origin: None,
             base_path: String::new(),
             local_auth: false,
@@ -323,6 +331,12 @@ impl Default for LogConfig {
 
 fn default_listen(s: &str) -> Option<SocketAddr> {
     parse_listen(s).ok().flatten()
+}
+
+/// A listen address without a host (":PORT") means every address, IPv6 and IPv4 (Go's
+/// `net.Listen`, so go2rtc's); "0.0.0.0:PORT" is IPv4 only and "[::]:PORT" IPv6 only.
+pub fn is_dual_stack(listen: &str) -> bool {
+    listen.starts_with(':')
 }
 
 impl LogConfig {
@@ -655,6 +669,7 @@ impl Cx<'_> {
 
     fn rtsp(&self, raw: RawRtsp, shards: Option<usize>) -> Result<RtspConfig, ConfigError> {
         let listen = self.listen("rtsp", raw.listen.as_deref(), DEFAULT_RTSP_LISTEN)?;
+        let dual_stack = is_dual_stack(raw.listen.as_deref().unwrap_or(DEFAULT_RTSP_LISTEN));
 
         let session_timeout_secs = raw.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT_SECS);
         if !(1..=MAX_SESSION_TIMEOUT_SECS).contains(&session_timeout_secs) {
@@ -700,6 +715,7 @@ impl Cx<'_> {
 
         Ok(RtspConfig {
             listen,
+            dual_stack,
             session_timeout_secs,
             udp_rtp_port: port,
             ring_packets: ring as usize,
@@ -750,6 +766,7 @@ impl Cx<'_> {
 
     fn api(&self, raw: RawApi) -> Result<ApiConfig, ConfigError> {
         let listen = self.listen("api", raw.listen.as_deref(), DEFAULT_API_LISTEN)?;
+        let dual_stack = is_dual_stack(raw.listen.as_deref().unwrap_or(DEFAULT_API_LISTEN));
         let base_path = raw.base_path.unwrap_or_default();
         let trimmed = base_path.trim_end_matches('/');
         let base_path = if trimmed.is_empty() || trimmed.starts_with('/') {
@@ -759,6 +776,7 @@ impl Cx<'_> {
         };
         Ok(ApiConfig {
             listen,
+            dual_stack,
             origin: non_empty(raw.origin),
             base_path,
             username: non_empty(raw.username),

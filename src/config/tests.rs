@@ -112,6 +112,10 @@ fn full_example() {
     assert_eq!(c.rtsp.udp_rtp_port, 8000);
     assert_eq!(c.rtsp.ring_packets, 4096);
     assert_eq!(c.api.listen, addr("0.0.0.0:1984"));
+    assert!(
+        c.rtsp.dual_stack && c.api.dual_stack,
+        "\":PORT\" is IPv6 and IPv4"
+    );
     assert_eq!(c.api.origin.as_deref(), Some("*"));
     assert_eq!(c.log.level, "info");
     assert_eq!(
@@ -158,6 +162,7 @@ fn empty_and_comment_only_give_defaults() {
     assert!(d.streams.is_empty());
     assert_eq!(d.rtsp.listen, addr("0.0.0.0:8554"));
     assert_eq!(d.api.listen, addr("0.0.0.0:1984"));
+    assert!(d.rtsp.dual_stack && d.api.dual_stack);
     assert_eq!(d.api.base_path, "");
     assert_eq!(d.log.level, "info");
     assert!(d.log.modules.is_empty());
@@ -281,6 +286,7 @@ webrtc:
 "#);
     assert_eq!(c.api.listen, addr("127.0.0.1:1984"));
     assert_eq!(c.rtsp.listen, addr("127.0.0.1:8554"));
+    assert!(!c.rtsp.dual_stack && !c.api.dual_stack);
     assert_eq!(
         c.warnings,
         ["line 7: section `webrtc` is not supported yet (ignored)"]
@@ -356,6 +362,28 @@ fn log_keys_that_are_not_modules_warn() {
     );
     assert_eq!(c.warnings, ["line 5: unknown key `log.my-mod` (ignored)",]);
     assert!(c.log.modules.is_empty());
+}
+
+#[test]
+fn listen_forms_as_go2rtc() {
+    for (form, listen, dual) in [
+        (":8554", "0.0.0.0:8554", true),
+        ("0.0.0.0:8554", "0.0.0.0:8554", false),
+        ("[::]:8554", "[::]:8554", false),
+        ("[::1]:8554", "[::1]:8554", false),
+        ("127.0.0.1:8554", "127.0.0.1:8554", false),
+    ] {
+        let api = form.replace("8554", "1984");
+        let c = ok(&format!(
+            "rtsp:\n  listen: \"{form}\"\napi:\n  listen: \"{api}\"\n"
+        ));
+        assert_eq!(
+            (c.rtsp.listen, c.rtsp.dual_stack),
+            (addr(listen), dual),
+            "{form}"
+        );
+        assert_eq!(c.api.dual_stack, dual, "{api}");
+    }
 }
 
 #[test]

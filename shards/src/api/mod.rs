@@ -886,10 +886,12 @@ pub fn metrics(shard: &Shard) -> Reply {
             loop_permille: s.loop_permille.load(Relaxed),
         });
     }
+    let mut body = corecast::api::metrics_text(&snap);
+    crate::muxers::snapshot::metrics(&mut body);
     Reply {
         status: 200,
         ctype: "text/plain; version=0.0.4; charset=utf-8",
-        body: corecast::api::metrics_text(&snap).into_bytes(),
+        body: body.into_bytes(),
     }
 }
 

@@ -12,7 +12,6 @@ use crate::io::conn::HttpConn;
 use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
 use bytes::Bytes;
-use corecast::codec::CodecKind;
 use corecast::http::{self, response, ws, Limits, Request};
 use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -351,7 +350,7 @@ impl Consumer {
             shard: shard.id,
             format_name,
             protocol,
-            remote_addr: peer.to_string(),
+            remote_addr: crate::io::listen::peer_text(peer),
             user_agent: req.header("user-agent").unwrap_or("").to_string(),
             tracks: Vec::new(),
             stats: ConsumerStats::default(),
@@ -538,8 +537,8 @@ async fn live(
     After::Close
 }
 
-/// `frame.mp4` (one keyframe as MP4) and `frame.jpeg` (JPEG track as is, or H.264/H.265
-/// decoded by ffmpeg).
+/// `frame.mp4` (one keyframe as MP4) and `frame.jpeg` (see `muxers::snapshot`: a JPEG
+/// track's picture, or a keyframe decoded, scaled and rotated by ffmpeg; `cache=`).
 async fn snapshot(
     shard: &Rc<Shard>,
     stream: &mut HttpConn,
@@ -550,32 +549,52 @@ async fn snapshot(
     let Some(name) = req.query("src").map(str::to_string) else {
         return send_reply(shard, stream, &req, Reply::text(400, "missing `src`"), &[]).await;
     };
+    let jpeg_query = match jpeg.then(|| muxers::snapshot::JpegQuery::parse(|k| req.query(k))) {
+        Some(Err(e)) => {
+            let r = Reply::text(400, format!("stream `{name}`: {e}"));
+            return send_reply(shard, stream, &req, r, &[]).await;
+        }
+        Some(Ok(q)) => Some(q),
+        None => None,
+    };
+    let cached = jpeg_query
+        .as_ref()
+        .filter(|_| shard.registry.lock().streams.contains_key(&name))
+        .and_then(|q| muxers::snapshot::cached(&name, q));
+    if let Some(b) = cached {
+        let reply = Reply {
+            status: 200,
+            ctype: "image/jpeg",
+            body: b.to_vec(),
+        };
+        let headers = [("Cache-Control", "no-cache".into())];
+        return send_reply(shard, stream, &req, reply, &headers).await;
+    }
     if let Err(r) = ensure_source(shard, &name, &req).await {
         return send_reply(shard, stream, &req, r, &[]).await;
     }
-    let reply = match muxers::keyframe(shard, &name).await {
-        Err(e) => Reply::text(e.status(), format!("stream `{name}`: {e}")),
-        Ok((_, frame, CodecKind::Mjpeg)) if jpeg => Reply {
-            status: 200,
-            ctype: "image/jpeg",
-            body: frame.units.iter().flat_map(|u| u.iter().copied()).collect(),
-        },
-        Ok((None, _, _)) => Reply::text(415, "frame.mp4 needs an H.264 or H.265 track"),
-        Ok((Some(cfg), frame, _)) if jpeg => match muxers::frame_jpeg(shard, cfg, frame).await {
+    let reply = match jpeg_query {
+        Some(q) => match muxers::snapshot::frame_jpeg(shard, &name, &q).await {
             Ok(b) => Reply {
                 status: 200,
                 ctype: "image/jpeg",
                 body: b.to_vec(),
             },
             Err(e) => {
-                warn!(stream = %name, error = %e, "snapshot failed");
+                if matches!(e, muxers::MuxError::Transcode(_) | muxers::MuxError::Busy) {
+                    warn!(stream = %name, error = %e, "snapshot failed");
+                }
                 Reply::text(e.status(), format!("stream `{name}`: {e}"))
             }
         },
-        Ok((Some(cfg), frame, _)) => Reply {
-            status: 200,
-            ctype: "video/mp4",
-            body: muxers::frame_mp4(cfg, frame).to_vec(),
+        None => match muxers::keyframe(shard, &name).await {
+            Err(e) => Reply::text(e.status(), format!("stream `{name}`: {e}")),
+            Ok((Some(cfg), frame, _)) => Reply {
+                status: 200,
+                ctype: "video/mp4",
+                body: muxers::frame_mp4(cfg, frame).to_vec(),
+            },
+            Ok((None, _, _)) => Reply::text(415, "frame.mp4 needs an H.264 or H.265 track"),
         },
     };
     send_reply(

@@ -221,8 +221,12 @@ impl Host for HostImpl {
         let producer = Arc::new(ProducerInfo {
             id: self.shard.registry.next_id(),
             protocol: "rtsp",
-            remote_addr: self.conn.peer.to_string(),
-            url: format!("rtsp://{}/{}", self.conn.peer, path),
+            remote_addr: crate::io::listen::peer_text(self.conn.peer),
+            url: format!(
+                "rtsp://{}/{}",
+                crate::io::listen::peer_text(self.conn.peer),
+                path
+            ),
             user_agent: self.user_agent.clone(),
             stats: ProducerStats::default(),
         });
@@ -343,7 +347,7 @@ impl Host for HostImpl {
             } else {
                 "rtsp+udp"
             },
-            remote_addr: self.conn.peer.to_string(),
+            remote_addr: crate::io::listen::peer_text(self.conn.peer),
             user_agent: self.user_agent.clone(),
             tracks: tracks.iter().map(|t| t.media_index).collect(),
             stats: ConsumerStats::default(),

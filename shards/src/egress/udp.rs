@@ -43,9 +43,10 @@ pub struct UdpPair {
 impl UdpPair {
     /// Binds `ip:port` and `ip:port+1`, ours alone (a second server on the same ports
     /// fails to bind rather than taking half of our datagrams).
-    pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<UdpPair> {
-        let rtp = crate::io::udp_bind::bind_exclusive(SocketAddr::new(ip, port))?;
-        let rtcp = crate::io::udp_bind::bind_exclusive(SocketAddr::new(ip, port + 1))?;
+    /// `dual_stack`: IPv6 and IPv4, as the RTSP listener (`io::listen`).
+    pub fn bind(ip: IpAddr, port: u16, dual_stack: bool) -> std::io::Result<UdpPair> {
+        let rtp = crate::io::listen::udp_exclusive(SocketAddr::new(ip, port), dual_stack)?;
+        let rtcp = crate::io::listen::udp_exclusive(SocketAddr::new(ip, port + 1), dual_stack)?;
         Ok(UdpPair {
             ports: (port, port + 1),
             rtp_fd: rtp.as_raw_fd(),

@@ -26,6 +26,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+pub mod snapshot;
+
 /// A muxer with no viewer of its variant for this long stops.
 const IDLE_STOP: Duration = Duration::from_secs(3);
 /// How long a muxer waits for in-band parameter sets the SDP lacks.
@@ -145,8 +147,6 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
 thread_local! {
     /// Muxers running on this shard (one shard per thread), by output.
     static MUXERS: RefCell<HashMap<OutputKey, Rc<MuxCtl>>> = RefCell::new(HashMap::new());
-    /// Snapshot (`frame.jpeg`) transcodes in flight on this shard.
-    static SNAPSHOTS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A running muxer's stop control, driven by events (see `reevaluate`).
@@ -848,172 +848,4 @@ pub fn frame_mp4(cfg: TrackConfig, frame: Frame) -> Bytes {
         b.extend_from_slice(&f.data);
     }
     b.freeze()
-}
-
-/// Concurrent snapshot transcodes per shard; more get 503 (each is an ffmpeg process).
-const MAX_SNAPSHOTS: usize = 2;
-
-/// A keyframe decoded to JPEG by ffmpeg (a child process), as go2rtc does.
-pub async fn frame_jpeg(
-    shard: &Rc<Shard>,
-    cfg: TrackConfig,
-    frame: Frame,
-) -> Result<Bytes, MuxError> {
-    if SNAPSHOTS.get() >= MAX_SNAPSHOTS {
-        return Err(MuxError::Busy);
-    }
-    // Annex-B: parameter sets first (a keyframe may not carry them), then the frame.
-    let mut input = Vec::new();
-    let (fmt, sets): (&str, Vec<Bytes>) = match &cfg {
-        TrackConfig::H264 { sps, pps } => ("h264", vec![sps.clone(), pps.clone()]),
-        TrackConfig::H265 { vps, sps, pps } => {
-            ("hevc", vec![vps.clone(), sps.clone(), pps.clone()])
-        }
-        TrackConfig::Aac { .. } => return Err(MuxError::NotVideo),
-    };
-    for nal in sets.iter().chain(frame.units.iter()) {
-        input.extend_from_slice(&[0, 0, 0, 1]);
-        input.extend_from_slice(nal);
-    }
-    let bin = shard.config.ffmpeg.bin.clone();
-    SNAPSHOTS.set(SNAPSHOTS.get() + 1);
-    let result = glommio::executor()
-        .spawn_blocking(move || transcode_jpeg(&bin, fmt, input))
-        .await;
-    SNAPSHOTS.set(SNAPSHOTS.get() - 1);
-    result.map(Bytes::from).map_err(MuxError::Transcode)
-}
-
-/// Runs `ffmpeg -f FMT -i - -frames:v 1 -f image2 -c:v mjpeg -`, bounded in time.
-fn transcode_jpeg(bin: &str, fmt: &str, input: Vec<u8>) -> Result<Vec<u8>, String> {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(bin);
-    // Let ffmpeg use every core rather than the shard's.
-    crate::io::fd::unpin_child(&mut cmd);
-    let mut child = cmd
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            fmt,
-            "-i",
-            "pipe:0",
-            "-frames:v",
-            "1",
-            "-f",
-            "image2",
-            "-c:v",
-            "mjpeg",
-            "pipe:1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run `{bin}`: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    // A watchdog: a stuck ffmpeg must not hold the snapshot slot forever. It signals only
-    // through the shared child, so never a pid that was reaped and perhaps reused.
-    let child = Watched::new(child);
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (d, dog) = (done.clone(), child.clone());
-    std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if d.load(std::sync::atomic::Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        dog.kill_if_running();
-    });
-    let mut jpeg = Vec::new();
-    let r = stdout
-        .by_ref()
-        .take(32 << 20)
-        .read_to_end(&mut jpeg)
-        .map_err(|e| e.to_string());
-    let mut err = String::new();
-    let _ = stderr.by_ref().take(4096).read_to_string(&mut err);
-    let status = child.wait().map_err(|e| e.to_string());
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = writer.join();
-    r?;
-    let status = status?;
-    if !status.success() || jpeg.len() < 4 || jpeg[..2] != [0xFF, 0xD8] {
-        return Err(format!(
-            "ffmpeg could not decode the keyframe ({status}): {}",
-            err.trim()
-        ));
-    }
-    Ok(jpeg)
-}
-
-/// A child shared between its waiter and a watchdog. Both go through the lock, and the
-/// child remembers once it was reaped, so a kill after the wait sends no signal (the pid may
-/// already belong to another process).
-#[derive(Clone)]
-struct Watched(Arc<std::sync::Mutex<std::process::Child>>);
-
-impl Watched {
-    fn new(child: std::process::Child) -> Self {
-        Watched(Arc::new(std::sync::Mutex::new(child)))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::process::Child> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// SIGKILL if the child is still running (and not yet reaped); true if it was signalled.
-    fn kill_if_running(&self) -> bool {
-        let mut c = self.lock();
-        match c.try_wait() {
-            Ok(None) => c.kill().is_ok(),
-            _ => false,
-        }
-    }
-
-    /// Reaps the child, polling so that the lock is never held while it runs.
-    fn wait(&self) -> std::io::Result<std::process::ExitStatus> {
-        loop {
-            if let Some(status) = self.lock().try_wait()? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-#[cfg(test)]
-mod watched_tests {
-    use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    #[test]
-    fn watchdog_never_signals_a_reaped_child() {
-        let child = std::process::Command::new("true").spawn().unwrap();
-        let w = Watched::new(child);
-        assert!(w.wait().unwrap().success());
-        // The pid is free for reuse now: the watchdog must not send anything.
-        assert!(!w.kill_if_running());
-    }
-
-    #[test]
-    fn watchdog_kills_a_stuck_child() {
-        let child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let w = Watched::new(child);
-        assert!(w.kill_if_running());
-        assert_eq!(w.wait().unwrap().signal(), Some(libc::SIGKILL));
-        assert!(!w.kill_if_running());
-    }
 }
