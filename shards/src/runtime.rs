@@ -114,14 +114,22 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     // go2rtc's boot lines, printed once every shard serves: tools wait for them (Home
     // Assistant reads stdout until `INF [api] listen addr=`).
+    // `:PORT` (dual-stack) is printed as written, as go2rtc does.
+    let shown = |a: std::net::SocketAddr, dual: bool| {
+        if dual {
+            format!(":{}", a.port())
+        } else {
+            a.to_string()
+        }
+    };
     if let Some(a) = config.api.listen {
-        info!(addr = %a, "[api] listen");
+        info!(addr = %shown(a, config.api.dual_stack), "[api] listen");
     }
     if let Some(p) = &config.api.unix_listen {
         info!(addr = %p, "[api] listen");
     }
     if let Some(a) = config.rtsp.listen {
-        info!(addr = %a, "[rtsp] listen");
+        info!(addr = %shown(a, config.rtsp.dual_stack), "[rtsp] listen");
     }
     info!(shards = nshards, "corecast started");
     // Shards run until the process ends; any that stops takes the server down loudly
