@@ -237,7 +237,8 @@ pub struct ApiConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     /// corecast's `api: allow_exec` (default false): whether sources that run programs
-    /// (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=` or `#input=`) and the `exec:` /
+    /// (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=`, `#input=` or `#drawtext=`) and
+    /// the `exec:` /
     /// `ffmpeg:` sections may be set through the API. Turning it on lets anyone who can write
     /// to the API run programs as the server's user: set `username`/`password` with it.
     pub allow_exec: bool,

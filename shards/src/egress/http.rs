@@ -10,6 +10,7 @@ use crate::core::hub::Shard;
 use crate::core::registry::{ConsumerInfo, ConsumerStats};
 use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
+use crate::sources::hardware;
 use bytes::Bytes;
 use corecast::codec::CodecKind;
 use corecast::http::{self, response, ws, Limits, Request};
@@ -221,6 +222,7 @@ async fn dispatch(
         "/api/streams" => api::streams_endpoint(shard, &req).await,
         "/api/config" => api::config_endpoint(shard, &req).await,
         "/api/schemes" if get => api::schemes(),
+        "/api/ffmpeg/hardware" if get => hardware::api(&shard.config.ffmpeg.bin).await,
         "/api/preload" => api::preload_endpoint(shard, &req),
         "/metrics" if get => api::metrics(shard),
         "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,
