@@ -1,6 +1,7 @@
 """go2rtc compatibility of `ffmpeg:` sources and read filters, checked with real readers:
-Frigate's `?video=copy&audio=aac`, repeated `#audio=` outputs, MP3 and PCM audio, `#hardware`
-on a machine without an accelerator, and `/api/ffmpeg/hardware`.
+Frigate's `?video=copy&audio=aac`, repeated `#audio=` outputs, MP3 and PCM audio, a later
+`ffmpeg:` source reading its own stream, `#hardware` on a machine without an accelerator,
+`/api/ffmpeg/hardware`, and a stream written as a mapping.
 
 All streams read the built-in `demo` stream (H.264 + AAC); one server serves every test.
 """
@@ -18,12 +19,15 @@ CONFIG = """streams:
   mp3: ffmpeg:demo#audio=mp3
   pcm: ffmpeg:demo#audio=pcm
   hw: ffmpeg:demo#video=h264#hardware
+  selfref: [rtsp://127.0.0.1:{port}/demo, ffmpeg:selfref#audio=opus]
+  mapped:
+    url: rtsp://127.0.0.1:{port}/demo
 """
 
 
 @pytest.fixture(scope="module")
 def srv():
-    s = start_server(CONFIG)
+    s = start_server(CONFIG, format_ports=True)
     yield s
     stop(s.proc)
 
@@ -60,6 +64,16 @@ def test_frigate_copy_filter_keeps_video(srv):
 def test_repeated_audio_gives_two_tracks(srv):
     streams = probe(srv.url("two_audio", "?video&audio=all"))
     assert streams == [("audio", "aac"), ("audio", "opus"), ("video", "h264")], srv.log()
+
+
+def test_later_ffmpeg_source_reads_its_own_stream(srv):
+    # go2rtc's idiom (Frigate's docs): the camera, plus opus transcoded from it on demand.
+    assert probe(srv.url("selfref", "?video&audio=opus")) == [
+        ("audio", "opus"), ("video", "h264")], srv.log()
+
+
+def test_stream_as_mapping_reads_url(srv):
+    assert probe(srv.url("mapped")) == [("audio", "aac"), ("video", "h264")], srv.log()
 
 
 @pytest.mark.parametrize("name,codec", [("mp3", "mp3"), ("pcm", "pcm_s16be")])

@@ -249,7 +249,9 @@ fn publisher_command(
     }
     match scheme(src) {
         "ffmpeg" => {
-            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..], hardware)?;
+            // go2rtc's idiom `cam: [rtsp://..., ffmpeg:cam#audio=opus]`: a later source may
+            // read its own stream (the earlier sources' tracks).
+            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..], hardware, true)?;
             let url = output_url(shard, &hidden)?;
             let own = output_url(shard, name)?;
             if let Some(last) = words.last_mut() {
@@ -510,7 +512,7 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
             "ffmpeg" => {
                 let hw = hardware_probe(&shard, src).await;
                 let spec = &src["ffmpeg:".len()..];
-                match ffmpeg_command(&shard, &name, spec, hw.as_deref().map(Vec::as_slice)) {
+                match ffmpeg_command(&shard, &name, spec, hw.as_deref().map(Vec::as_slice), false) {
                     Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
                     Err(e) => Err(e),
                 }
@@ -617,12 +619,13 @@ fn ffmpeg_command(
     name: &str,
     spec: &str,
     hardware: Option<&[HwResult]>,
+    read_self: bool,
 ) -> Result<Vec<String>, SourceError> {
     let output = output_url(shard, name)?;
     let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
     let known = |n: &str| -> Option<String> {
         let g = shard.registry.lock();
-        (n != name && g.streams.contains_key(n))
+        ((read_self || n != name) && g.streams.contains_key(n))
             .then(|| base.as_ref().map(|b| format!("{b}/{n}")))
             .flatten()
     };
