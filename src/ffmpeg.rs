@@ -6,9 +6,11 @@
 //!
 //! The arguments follow go2rtc's `internal/ffmpeg/ffmpeg.go` `parseArgs`,
 //! `pkg/ffmpeg/ffmpeg.go` `Args.String` and `internal/ffmpeg/hardware` `MakeHardware` (the
-//! unit tests compare with go2rtc's own expectations). Differences: the output always
-//! publishes over RTSP (go2rtc pipes a lone MJPEG/AAC/PCM track to its stdout), and a
-//! `#video=`/`#audio=` value must name a template (go2rtc also takes raw arguments there).
+//! unit tests compare with go2rtc's own expectations). Differences: the output publishes
+//! over RTSP except for a lone MJPEG track, which comes on stdout as in go2rtc (go2rtc also
+//! pipes a lone AAC or PCM track; RTSP carries those as well); `pcml` (little-endian PCM),
+//! which ffmpeg cannot send over RTSP, is refused; a `#video=`/`#audio=` value must name a
+//! template (go2rtc also takes raw arguments there).
 
 /// Built-in templates (go2rtc's `defaults`). The `ffmpeg:` config section overrides or adds
 /// to them by name.
@@ -32,6 +34,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "output",
         "-user_agent ffmpeg/corecast -rtsp_transport tcp -f rtsp {output}",
     ),
+    // A lone MJPEG track comes on stdout (go2rtc's pipe).
+    ("output/mjpeg", "-f mjpeg -"),
     // video
     (
         "h264",
@@ -41,7 +45,9 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "h265",
         "-c:v libx265 -g 50 -profile:v main -x265-params level=5.1:high-tier=0 -preset:v superfast -tune:v zerolatency -pix_fmt:v yuv420p",
     ),
-    ("mjpeg", "-c:v mjpeg"),
+    // go2rtc has `-c:v mjpeg`; corecast carries JPEG as RTP (RFC 2435), which takes only
+    // the standard Huffman tables (ffmpeg's default is optimised ones).
+    ("mjpeg", "-c:v mjpeg -huffman:v default"),
     ("raw", "-c:v rawvideo"),
     ("raw/gray8", "-c:v rawvideo -pix_fmt:v gray8"),
     ("raw/yuv420p", "-c:v rawvideo -pix_fmt:v yuv420p"),
@@ -72,7 +78,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("pcml/8000", "-c:a pcm_s16le -ar:a 8000 -ac:a 1"),
     ("pcml/16000", "-c:a pcm_s16le -ar:a 16000 -ac:a 1"),
     ("pcml/44100", "-c:a pcm_s16le -ar:a 44100 -ac:a 1"),
-    ("flac", "-c:a flac"),
     // hardware Intel and AMD on Linux (`-bf 0`: no B-frames, which live viewers need)
     (
         "h264/vaapi",
@@ -287,6 +292,9 @@ pub struct Env<'a> {
     pub output: &'a str,
     /// The hardware probe, for `#hardware` without an engine (None: not probed).
     pub hardware: Option<&'a [HwResult]>,
+    /// Whether the caller reads ffmpeg's stdout (go2rtc's pipe outputs); else every output
+    /// publishes to `output`.
+    pub stdout_ok: bool,
 }
 
 /// An argument list and what the caller should log about it.
@@ -296,6 +304,8 @@ pub struct Built {
     pub args: Vec<String>,
     /// Why `#hardware` fell back to software, if it did.
     pub hardware_note: Option<String>,
+    /// ffmpeg writes its output to stdout (MJPEG) instead of publishing it.
+    pub stdout: bool,
 }
 
 /// The `#key=value` parameters after INPUT, go2rtc's `ParseQuery` (a key without `=` has
@@ -349,6 +359,7 @@ pub fn build_args(
         stream_url,
         output,
         hardware: None,
+        stdout_ok: false,
     };
     build(source, &env).map(|b| b.args)
 }
@@ -530,8 +541,14 @@ pub fn build(source: &str, env: &Env) -> Result<Built, FfmpegError> {
     if !a.filters.is_empty() {
         args.extend(["-vf".into(), a.filters.join(",")]);
     }
+    // go2rtc's pipe output for a lone MJPEG track.
+    let stdout = env.stdout_ok
+        && a.video == 1
+        && a.audio == 0
+        && video[0].split('/').next() == Some("mjpeg");
+    let out_name = if stdout { "output/mjpeg" } else { "output" };
     let out =
-        template("output", custom).ok_or_else(|| FfmpegError::UnknownTemplate("output".into()))?;
+        template(out_name, custom).ok_or_else(|| FfmpegError::UnknownTemplate(out_name.into()))?;
     args.extend(
         split_command(out)?
             .into_iter()
@@ -540,6 +557,7 @@ pub fn build(source: &str, env: &Env) -> Result<Built, FfmpegError> {
     Ok(Built {
         args,
         hardware_note,
+        stdout,
     })
 }
 
@@ -547,6 +565,13 @@ pub fn build(source: &str, env: &Env) -> Result<Built, FfmpegError> {
 fn codec(kind: &str, v: &str, custom: &[(String, String)]) -> Result<String, FfmpegError> {
     if v.is_empty() || v == "copy" {
         return Ok(format!("-c:{kind} copy"));
+    }
+    if v.starts_with("pcml") && !custom.iter().any(|(k, _)| k == v) {
+        // ffmpeg's RTP muxer sends it without a payload format (no rtpmap): no reader can
+        // tell what it is. go2rtc pipes it as WAV, which corecast does not read.
+        return Err(FfmpegError::BadParam(format!(
+            "{kind}={v}: ffmpeg cannot send little-endian PCM over RTSP; use pcm (big-endian)"
+        )));
     }
     template(v, custom)
         .map(str::to_string)
@@ -811,6 +836,7 @@ mod tests {
             stream_url: &no_stream,
             output: "{output}",
             hardware: probe,
+            stdout_ok: true,
         };
         let mut v = vec!["ffmpeg".to_string()];
         v.extend(
@@ -831,7 +857,7 @@ mod tests {
     }
 
     /// Cases from go2rtc's internal/ffmpeg/ffmpeg_test.go (file, HTTP, RTSP, audio), with
-    /// the RTSP output (go2rtc pipes a lone MJPEG/AAC/PCM track to stdout instead).
+    /// the RTSP output for lone AAC/PCM tracks (go2rtc pipes those to stdout).
     #[test]
     fn go2rtc_parse_args() {
         const OUT: &str = "-user_agent ffmpeg/go2rtc -rtsp_transport tcp -f rtsp {output}";
@@ -842,7 +868,7 @@ mod tests {
             ("/media/bbb.mp4#video=h264", format!("ffmpeg -hide_banner -re -i /media/bbb.mp4 {X264} -an {OUT}")),
             ("/media/bbb.mp4#video=copy#audio=pcmu", format!("ffmpeg -hide_banner -re -i /media/bbb.mp4 -c:v copy -c:a pcm_mulaw -ar:a 8000 -ac:a 1 {OUT}")),
             ("/media/bbb.mp4#video=h265#rotate=-90", format!("ffmpeg -hide_banner -re -i /media/bbb.mp4 -c:v libx265 -g 50 -profile:v main -x265-params level=5.1:high-tier=0 -preset:v superfast -tune:v zerolatency -pix_fmt:v yuv420p -an -vf \"transpose=2\" {OUT}")),
-            ("/media/bbb.mp4#video=mjpeg", format!("ffmpeg -hide_banner -re -i /media/bbb.mp4 -c:v mjpeg -an {OUT}")),
+            ("/media/bbb.mp4#video=mjpeg", "ffmpeg -hide_banner -re -i /media/bbb.mp4 -c:v mjpeg -huffman:v default -an -f mjpeg -".into()),
             ("ffmpeg:test.mp4#raw=-ss 00:00:20", format!("ffmpeg -hide_banner -re -i ffmpeg:test.mp4 -ss 00:00:20 -c copy {OUT}")),
             ("http://example.com", format!("ffmpeg -hide_banner -fflags nobuffer -flags low_delay -i http://example.com -c copy {OUT}")),
             ("http://example.com#video=h264", format!("ffmpeg -hide_banner -fflags nobuffer -flags low_delay -i http://example.com {X264} -an {OUT}")),
@@ -882,7 +908,7 @@ mod tests {
             ("http:///example.com#video=h264#hardware=vaapi", format!("ffmpeg -hide_banner {VAAPI} -fflags nobuffer -flags low_delay -i http:///example.com {H264_VAAPI} -an -vf \"format=vaapi|nv12,hwupload,scale_vaapi=out_color_matrix=bt709:out_range=tv:format=nv12\" {OUT}")),
             ("rtsp://example.com#video=h264#rotate=180#hardware=vaapi", format!("ffmpeg -hide_banner {VAAPI} -allowed_media_types video {RTSP_IN} {H264_VAAPI} -an -vf \"format=vaapi|nv12,hwupload,transpose_vaapi=4,scale_vaapi=out_color_matrix=bt709:out_range=tv:format=nv12\" {OUT}")),
             ("rtsp://example.com#video=h265#width=1280#height=720#hardware=vaapi", format!("ffmpeg -hide_banner {VAAPI} -allowed_media_types video {RTSP_IN} -c:v hevc_vaapi -g 50 -bf 0 -profile:v main -level:v 5.1 -sei:v 0 -an -vf \"format=vaapi|nv12,hwupload,scale_vaapi=1280:720\" {OUT}")),
-            ("/media/bbb.mp4#video=mjpeg#hardware=vaapi", format!("ffmpeg -hide_banner {VAAPI} -re -i /media/bbb.mp4 -c:v mjpeg_vaapi -an -vf \"format=vaapi|nv12,hwupload\" {OUT}")),
+            ("/media/bbb.mp4#video=mjpeg#hardware=vaapi", format!("ffmpeg -hide_banner {VAAPI} -re -i /media/bbb.mp4 -c:v mjpeg_vaapi -an -vf \"format=vaapi|nv12,hwupload\" -f mjpeg -")),
             ("bbb.mp4#video=h264#hardware=rkmpp", format!("ffmpeg -hide_banner {RK} {OUT}")),
             ("bbb.mp4#video=h264#rotate=180#hardware=rkmpp", format!("ffmpeg -hide_banner {RK} -vf \"format=drm_prime|nv12,hwupload,vpp_rkrga=transpose=4\" {OUT}")),
             ("bbb.mp4#video=h264#height=320#hardware=rkmpp", format!("ffmpeg -hide_banner {RK} -vf \"format=drm_prime|nv12,hwupload,scale_rkrga=-1:320:force_original_aspect_ratio=0\" {OUT}")),
@@ -973,11 +999,6 @@ mod tests {
             "pcm/8000",
             "pcm/16000",
             "pcm/48000",
-            "pcml",
-            "pcml/8000",
-            "pcml/16000",
-            "pcml/44100",
-            "flac",
         ] {
             let kind = if ["h264", "h265", "mjpeg", "raw", "copy"]
                 .contains(&name.split('/').next().unwrap())
@@ -993,10 +1014,16 @@ mod tests {
             .unwrap()
             .join(" ");
         assert!(s.contains("-c:a libmp3lame -q:a 8 -vn"), "{s}");
-        let s = build_args("f#audio=pcml/44100", &[], &no_stream, "O")
+        for name in ["pcml", "pcml/8000", "pcml/16000", "pcml/44100"] {
+            assert!(template(name, &[]).is_some_and(|t| t.contains("pcm_s16le")));
+            let e = build_args(&format!("f#audio={name}"), &[], &no_stream, "O").unwrap_err();
+            assert!(e.to_string().contains("little-endian"), "{e}");
+        }
+        // Over RTSP unless the caller reads a lone MJPEG track from stdout.
+        let s = build_args("f#video=mjpeg", &[], &no_stream, "O")
             .unwrap()
             .join(" ");
-        assert!(s.contains("-c:a pcm_s16le -ar:a 44100 -ac:a 1"), "{s}");
+        assert!(s.ends_with("-f rtsp O"), "{s}");
     }
 
     #[test]
@@ -1064,6 +1091,7 @@ mod tests {
             stream_url: &no_stream,
             output: "O",
             hardware: p,
+            stdout_ok: false,
         };
         assert!(wants_hardware_probe("f.mp4#video=h264#hardware"));
         assert!(!wants_hardware_probe("f.mp4#video=h264#hardware=vaapi"));

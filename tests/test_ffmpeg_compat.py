@@ -1,6 +1,6 @@
 """go2rtc compatibility of `ffmpeg:` sources and read filters, checked with real readers:
 Frigate's `?video=copy&audio=aac`, repeated `#audio=` outputs, MP3 and PCM audio, a later
-`ffmpeg:` source reading its own stream, `#hardware` on a machine without an accelerator,
+`ffmpeg:` source reading its own stream, MJPEG, `#hardware` on a machine without an accelerator,
 `/api/ffmpeg/hardware`, and a stream written as a mapping.
 
 All streams read the built-in `demo` stream (H.264 + AAC); one server serves every test.
@@ -18,6 +18,7 @@ CONFIG = """streams:
   two_audio: ffmpeg:demo#video=copy#audio=copy#audio=opus
   mp3: ffmpeg:demo#audio=mp3
   pcm: ffmpeg:demo#audio=pcm
+  mjpeg: ffmpeg:demo#video=mjpeg
   hw: ffmpeg:demo#video=h264#hardware
   selfref: [rtsp://127.0.0.1:{port}/demo, ffmpeg:selfref#audio=opus]
   mapped:
@@ -76,10 +77,11 @@ def test_stream_as_mapping_reads_url(srv):
     assert probe(srv.url("mapped")) == [("audio", "aac"), ("video", "h264")], srv.log()
 
 
-@pytest.mark.parametrize("name,codec", [("mp3", "mp3"), ("pcm", "pcm_s16be")])
-def test_mp3_and_pcm_audio_decode(srv, name, codec):
-    assert probe(srv.url(name, "?audio")) == [("audio", codec)], srv.log()
-    progress = decode(srv.url(name, "?audio"))
+@pytest.mark.parametrize("name,kind,codec", [
+    ("mp3", "audio", "mp3"), ("pcm", "audio", "pcm_s16be"), ("mjpeg", "video", "mjpeg")])
+def test_mp3_pcm_and_mjpeg_decode(srv, name, kind, codec):
+    assert probe(srv.url(name, f"?{kind}")) == [(kind, codec)], srv.log()
+    progress = decode(srv.url(name, f"?{kind}"))
     assert "out_time_us=" in progress and "progress=end" in progress, progress
 
 

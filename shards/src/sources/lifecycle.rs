@@ -251,7 +251,8 @@ fn publisher_command(
         "ffmpeg" => {
             // go2rtc's idiom `cam: [rtsp://..., ffmpeg:cam#audio=opus]`: a later source may
             // read its own stream (the earlier sources' tracks).
-            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..], hardware, true)?;
+            let (mut words, _) =
+                ffmpeg_command(shard, name, &src["ffmpeg:".len()..], hardware, true)?;
             let url = output_url(shard, &hidden)?;
             let own = output_url(shard, name)?;
             if let Some(last) = words.last_mut() {
@@ -513,7 +514,7 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                 let hw = hardware_probe(&shard, src).await;
                 let spec = &src["ffmpeg:".len()..];
                 match ffmpeg_command(&shard, &name, spec, hw.as_deref().map(Vec::as_slice), false) {
-                    Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
+                    Ok((cmd, stdout)) => run_process(&shard, &name, cmd, &running, !stdout).await,
                     Err(e) => Err(e),
                 }
             }
@@ -614,18 +615,21 @@ async fn hardware_probe(shard: &Shard, src: &str) -> Option<Arc<Vec<HwResult>>> 
     Some(crate::sources::hardware::probe(&shard.config.ffmpeg.bin).await)
 }
 
+/// The command of an `ffmpeg:` source, and whether its media comes on stdout (a lone MJPEG
+/// track, as go2rtc) rather than published to us. `later`: a later source of the stream,
+/// which may read the stream itself and must publish.
 fn ffmpeg_command(
     shard: &Shard,
     name: &str,
     spec: &str,
     hardware: Option<&[HwResult]>,
-    read_self: bool,
-) -> Result<Vec<String>, SourceError> {
+    later: bool,
+) -> Result<(Vec<String>, bool), SourceError> {
     let output = output_url(shard, name)?;
     let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
     let known = |n: &str| -> Option<String> {
         let g = shard.registry.lock();
-        ((read_self || n != name) && g.streams.contains_key(n))
+        ((later || n != name) && g.streams.contains_key(n))
             .then(|| base.as_ref().map(|b| format!("{b}/{n}")))
             .flatten()
     };
@@ -634,6 +638,8 @@ fn ffmpeg_command(
         stream_url: &known,
         output: &output,
         hardware,
+        // A later source is pulled from where it publishes; a primary may use stdout.
+        stdout_ok: !later,
     };
     let built =
         corecast::ffmpeg::build(spec, &env).map_err(|e| SourceError::Ffmpeg(e.to_string()))?;
@@ -642,7 +648,7 @@ fn ffmpeg_command(
     }
     let mut cmd = vec![shard.config.ffmpeg.bin.clone()];
     cmd.extend(built.args);
-    Ok(cmd)
+    Ok((cmd, built.stdout))
 }
 
 async fn run_exec(
