@@ -222,7 +222,7 @@ async fn dispatch(
         "/api/streams" => api::streams_endpoint(shard, &req).await,
         "/api/config" => api::config_endpoint(shard, &req).await,
         "/api/schemes" if get => api::schemes(),
-        "/api/ffmpeg/hardware" if get => hardware::api(&shard.config.ffmpeg.bin).await,
+        "/api/ffmpeg/hardware" if get => hardware::api(&shard.config).await,
         "/api/preload" => api::preload_endpoint(shard, &req),
         "/metrics" if get => api::metrics(shard),
         "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,

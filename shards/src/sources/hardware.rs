@@ -4,6 +4,7 @@
 //! `#hardware` without an engine and `GET /api/ffmpeg/hardware`.
 
 use crate::api::Reply;
+use corecast::config::Config;
 use corecast::ffmpeg::{hw_checks, HwCheck, HwResult};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -26,8 +27,23 @@ static PROBE: Mutex<Option<(String, Arc<Vec<HwResult>>)>> = Mutex::new(None);
 /// (stream, note) pairs already logged, so a restarting source does not repeat itself.
 static LOGGED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
 
-/// The probe's results for `bin`, running it off the executor the first time.
-pub async fn probe(bin: &str) -> Arc<Vec<HwResult>> {
+/// The probe's results for the configured ffmpeg, running it off the executor the first
+/// time. A binary that `exec.allow_paths` does not admit is not run.
+pub async fn probe(config: &Config) -> Arc<Vec<HwResult>> {
+    let bin = config.ffmpeg.bin.as_str();
+    if !config.exec.allows(bin) {
+        let why = format!("ffmpeg binary `{bin}` is not in exec.allow_paths; nothing was run");
+        return Arc::new(
+            hw_checks()
+                .iter()
+                .map(|c| HwResult {
+                    engine: c.engine,
+                    codec: c.codec,
+                    error: Some(why.clone()),
+                })
+                .collect(),
+        );
+    }
     // Cached: no thread hop. `try_lock` keeps the executor from waiting on a running probe.
     if let Ok(g) = PROBE.try_lock() {
         if let Some((b, r)) = &*g {
@@ -155,8 +171,8 @@ struct Sources {
 
 /// `GET /api/ffmpeg/hardware`: go2rtc's answer, `{"sources":[{"name":"OK" or the error,
 /// "url":"ffmpeg:...#video=h264#hardware=vaapi"}, ...]}`.
-pub async fn api(bin: &str) -> Reply {
-    let results = probe(bin).await;
+pub async fn api(config: &Config) -> Reply {
+    let results = probe(config).await;
     let body = Sources {
         sources: results
             .iter()

@@ -612,7 +612,7 @@ async fn hardware_probe(shard: &Shard, src: &str) -> Option<Arc<Vec<HwResult>>> 
     if !corecast::ffmpeg::wants_hardware_probe(spec) {
         return None;
     }
-    Some(crate::sources::hardware::probe(&shard.config.ffmpeg.bin).await)
+    Some(crate::sources::hardware::probe(&shard.config).await)
 }
 
 /// The command of an `ffmpeg:` source, and whether its media comes on stdout (a lone MJPEG
