@@ -69,7 +69,7 @@ fn probe_blocking(bin: &str) -> Arc<Vec<HwResult>> {
     let results: Vec<HwResult> = std::thread::scope(|s| {
         let handles: Vec<_> = hw_checks()
             .iter()
-            .map(|c| s.spawn(move || run_check(bin, c)))
+            .map(|c| s.spawn(move || run_check(bin, c, CHECK_TIMEOUT)))
             .collect();
         handles
             .into_iter()
@@ -94,7 +94,7 @@ fn probe_blocking(bin: &str) -> Arc<Vec<HwResult>> {
 }
 
 /// Runs one check; None when it encoded, else why not.
-fn run_check(bin: &str, c: &HwCheck) -> Option<String> {
+fn run_check(bin: &str, c: &HwCheck, timeout: Duration) -> Option<String> {
     let mut child = match Command::new(bin)
         .args(["-hide_banner", "-nostdin", "-v", "error"])
         .args(c.args.split(' '))
@@ -106,7 +106,7 @@ fn run_check(bin: &str, c: &HwCheck) -> Option<String> {
         Ok(c) => c,
         Err(e) => return Some(format!("cannot run `{bin}`: {e}")),
     };
-    let until = Instant::now() + CHECK_TIMEOUT;
+    let until = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
@@ -114,10 +114,7 @@ fn run_check(bin: &str, c: &HwCheck) -> Option<String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Some(format!(
-                    "no answer within {}s (killed)",
-                    CHECK_TIMEOUT.as_secs()
-                ));
+                return Some(format!("no answer within {timeout:?} (killed)"));
             }
             Err(e) => return Some(format!("cannot wait for `{bin}`: {e}")),
         }
@@ -189,5 +186,55 @@ pub async fn api(config: &Config) -> Reply {
             body,
         },
         Err(e) => Reply::text(500, format!("json: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const CHECK: HwCheck = HwCheck {
+        engine: "vaapi",
+        codec: "h264",
+        args: "-f lavfi -i testsrc2 -t 1 -c h264_vaapi -f null -",
+    };
+
+    fn script(name: &str, body: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("corecast-hw-{}-{name}", std::process::id()));
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_check_reports_the_telling_line_a_timeout_or_a_missing_binary() {
+        let fail = script(
+            "fail",
+            "echo 'Failed to set value vaapi for option init_hw_device: No device' >&2\n\
+             echo 'Error parsing global options: No device' >&2\nexit 1",
+        );
+        let e = run_check(fail.to_str().unwrap(), &CHECK, Duration::from_secs(5));
+        assert_eq!(
+            e.as_deref(),
+            Some("Failed to set value vaapi for option init_hw_device: No device")
+        );
+        let hang = script("hang", "exec sleep 30");
+        let started = Instant::now();
+        let e = run_check(hang.to_str().unwrap(), &CHECK, Duration::from_millis(200)).unwrap();
+        assert!(
+            e.contains("killed") && started.elapsed() < Duration::from_secs(5),
+            "{e}"
+        );
+        let ok = script("ok", "exit 0");
+        assert_eq!(
+            run_check(ok.to_str().unwrap(), &CHECK, Duration::from_secs(5)),
+            None
+        );
+        let e = run_check("/nonexistent/ffmpeg", &CHECK, Duration::from_secs(1)).unwrap();
+        assert!(e.starts_with("cannot run `/nonexistent/ffmpeg`"), "{e}");
+        for p in [fail, hang, ok] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
