@@ -69,13 +69,25 @@ impl Filter {
                 _ => continue,
             };
             let v = v.to_ascii_lowercase();
-            let all = v.split(',').any(|c| c == "all");
-            let codecs = v
-                .split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty() && *c != "all")
-                .map(str::to_string)
-                .collect();
+            let names: Vec<&str> = v.split(',').map(str::trim).take(16).collect();
+            let all = names.contains(&"all");
+            // go2rtc (pkg/core/media.go): `copy` or an empty name means any codec, so
+            // Frigate's `?video=copy&audio=aac` gets the first video whatever its codec.
+            let any = names.iter().any(|c| c.is_empty() || *c == "copy");
+            let codecs = if any {
+                Vec::new()
+            } else {
+                names
+                    .iter()
+                    .filter(|c| **c != "all")
+                    .map(|c| match *c {
+                        // go2rtc's aliases for the same codecs.
+                        "mjpeg" | "jpeg" => "mjpeg".to_string(),
+                        "mpa" => "mp3".to_string(),
+                        c => c.to_string(),
+                    })
+                    .collect()
+            };
             wants.push(Want { kind, codecs, all });
         }
         Filter { wants }
@@ -133,6 +145,7 @@ pub fn codec_name(m: &Media) -> String {
         "PCMU" => "pcmu",
         "JPEG" => "mjpeg",
         "L16" => "pcm",
+        "MPA" => "mp3",
         "G722" => "g722",
         "VP8" => "vp8",
         "VP9" => "vp9",
@@ -207,6 +220,15 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\na=contro
             vec![0, 1],
             "two wants take two tracks"
         );
+        assert_eq!(sel(Some("video=copy")), vec![0], "copy: any video");
+        assert_eq!(
+            sel(Some("video=copy&audio=aac")),
+            vec![0, 3],
+            "Frigate's query"
+        );
+        assert_eq!(sel(Some("video=&audio=")), vec![0, 2], "empty: any codec");
+        assert_eq!(sel(Some("video=h265,copy")), vec![0], "copy in a list: any");
+        assert_eq!(sel(Some("video=copy,all")), vec![0, 1], "copy with all");
         assert_eq!(
             sel(Some("foo=bar")),
             vec![0, 2],

@@ -3,8 +3,9 @@
 //!
 //! go2rtc's rules, kept: a source from the API must not contain whitespace, and
 //! `exec: allow_paths` limits which programs a source may run at all. corecast adds one:
-//! sources that run programs (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=` or
-//! `#input=`, whose arguments reach ffmpeg, which can write any file) and the `exec:` /
+//! sources that run programs (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=`,
+//! `#input=` or `#drawtext=`, whose text reaches ffmpeg's arguments or filter graph, with
+//! which ffmpeg can read or write any file) and the `exec:` /
 //! `ffmpeg:` sections are refused from the API unless the file sets `api: allow_exec: true`.
 
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ use crate::config::Config;
 /// Schemes whose sources run a program named in the source itself.
 const PROGRAM_SCHEMES: &[&str] = &["exec", "echo", "expr"];
 /// `ffmpeg:` options whose values become ffmpeg arguments as written.
-const RAW_FFMPEG_OPTIONS: &[&str] = &["raw", "input"];
+const RAW_FFMPEG_OPTIONS: &[&str] = &["raw", "input", "drawtext"];
 
 /// Why a source or config from the API was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,10 +73,11 @@ pub fn runs_program(src: &str) -> Option<&'static str> {
                 .iter()
                 .any(|o| key.trim().eq_ignore_ascii_case(o))
             {
-                return Some(if key.trim().eq_ignore_ascii_case("raw") {
-                    "ffmpeg: with #raw="
-                } else {
-                    "ffmpeg: with #input="
+                let key = key.trim().to_ascii_lowercase();
+                return Some(match key.as_str() {
+                    "raw" => "ffmpeg: with #raw=",
+                    "input" => "ffmpeg: with #input=",
+                    _ => "ffmpeg: with #drawtext=",
                 });
             }
         }
@@ -214,6 +216,7 @@ mod tests {
             "ffmpeg:cam#raw=-y",
             "ffmpeg:cam#video=h264#Input=file",
             "ffmpeg:cam#raw",
+            "ffmpeg:cam#video=h264#drawtext=textfile=/etc/passwd",
         ] {
             let e = check_api_source(bad, false).unwrap_err();
             assert_eq!(e.status(), 403, "{bad:?}");

@@ -240,7 +240,8 @@ pub struct ApiConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     /// corecast's `api: allow_exec` (default false): whether sources that run programs
-    /// (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=` or `#input=`) and the `exec:` /
+    /// (`exec:`, `echo:`, `expr:`, and `ffmpeg:` with `#raw=`, `#input=` or `#drawtext=`) and
+    /// the `exec:` /
     /// `ffmpeg:` sections may be set through the API. Turning it on lets anyone who can write
     /// to the API run programs as the server's user: set `username`/`password` with it.
     pub allow_exec: bool,
@@ -603,50 +604,7 @@ impl Cx<'_> {
             if name.is_empty() {
                 return Err(self.error_at(key, line, "the stream name is empty"));
             }
-            let sources = match node {
-                // go2rtc: a stream without sources only takes published (pushed) media.
-                Node::Null => Vec::new(),
-                Node::Str(s) if s.is_empty() => Vec::new(),
-                Node::Str(s) => vec![s],
-                Node::Seq(items) => {
-                    let mut sources = Vec::with_capacity(items.len());
-                    for (i, item) in items.into_iter().enumerate() {
-                        let mut item_path = path.clone();
-                        item_path.push(Seg::Item(i));
-                        let item_line = self.lines.line_of(&item_path);
-                        match item {
-                            Node::Str(s) if !s.is_empty() => sources.push(s),
-                            // go2rtc logs and skips these too.
-                            Node::Str(_) | Node::Null => self.warnings.push((
-                                item_line,
-                                format!("`{key}`: empty source {} (ignored)", i + 1),
-                            )),
-                            other => {
-                                return Err(self.error_at(
-                                    key,
-                                    item_line,
-                                    format!(
-                                        "source {} must be a string, found {}",
-                                        i + 1,
-                                        other.kind()
-                                    ),
-                                ))
-                            }
-                        }
-                    }
-                    sources
-                }
-                other => {
-                    return Err(self.error_at(
-                        key,
-                        line,
-                        format!(
-                            "expected a source URL or a list of them, found {}",
-                            other.kind()
-                        ),
-                    ))
-                }
-            };
+            let sources = self.stream_sources(&key, path, line, node)?;
             out.push(StreamConfig {
                 name,
                 sources,
@@ -654,6 +612,89 @@ impl Cx<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// A stream's value in go2rtc's forms: a source, a list of them, nothing (publish-only),
+    /// or a mapping whose `url` holds one of these (go2rtc internal/streams `NewStream`).
+    fn stream_sources(
+        &mut self,
+        key: &str,
+        mut path: Vec<Seg>,
+        mut line: usize,
+        mut node: Node,
+    ) -> Result<Vec<String>, ConfigError> {
+        // go2rtc reads `url` of a mapping again as a stream value; a few levels suffice.
+        for _ in 0..4 {
+            let pairs = match node {
+                Node::Map(pairs) => pairs,
+                other => {
+                    node = other;
+                    break;
+                }
+            };
+            let mut url = Node::Null;
+            for (k, v) in pairs {
+                if k == "url" {
+                    url = v;
+                } else {
+                    let mut p = path.clone();
+                    p.push(Seg::Key(k.clone()));
+                    let l = self.lines.line_of(&p);
+                    self.warnings.push((
+                        l,
+                        format!("`{key}`: unknown key `{k}` (ignored; only `url` is read)"),
+                    ));
+                }
+            }
+            path.push(Seg::Key("url".into()));
+            line = self.lines.line_of(&path);
+            node = url;
+        }
+        let sources = match node {
+            // go2rtc: a stream without sources only takes published (pushed) media.
+            Node::Null => Vec::new(),
+            Node::Str(s) if s.is_empty() => Vec::new(),
+            Node::Str(s) => vec![s],
+            Node::Seq(items) => {
+                let mut sources = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    let mut item_path = path.clone();
+                    item_path.push(Seg::Item(i));
+                    let item_line = self.lines.line_of(&item_path);
+                    match item {
+                        Node::Str(s) if !s.is_empty() => sources.push(s),
+                        // go2rtc logs and skips these too.
+                        Node::Str(_) | Node::Null => self.warnings.push((
+                            item_line,
+                            format!("`{key}`: empty source {} (ignored)", i + 1),
+                        )),
+                        other => {
+                            return Err(self.error_at(
+                                key.to_string(),
+                                item_line,
+                                format!(
+                                    "source {} must be a string, found {}",
+                                    i + 1,
+                                    other.kind()
+                                ),
+                            ))
+                        }
+                    }
+                }
+                sources
+            }
+            other => {
+                return Err(self.error_at(
+                    key.to_string(),
+                    line,
+                    format!(
+                        "expected a source URL, a list of them or a mapping with `url`, found {}",
+                        other.kind()
+                    ),
+                ))
+            }
+        };
+        Ok(sources)
     }
 
     fn shards(&self, raw: Option<u64>) -> Result<Option<usize>, ConfigError> {

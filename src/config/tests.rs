@@ -564,9 +564,12 @@ fn error_listener_clash() {
 #[test]
 fn error_stream_values() {
     let m = err_at("streams:\n  ok: rtsp://a\n  cam: 42\n", 3, "streams.cam");
-    assert_eq!(m, "expected a source URL or a list of them, found a number");
-    let m = err_at("streams:\n  cam:\n    url: rtsp://a\n", 2, "streams.cam");
-    assert!(m.ends_with("found a mapping"), "{m}");
+    assert_eq!(
+        m,
+        "expected a source URL, a list of them or a mapping with `url`, found a number"
+    );
+    let m = err_at("streams:\n  cam:\n    url: 7\n", 3, "streams.cam");
+    assert!(m.ends_with("found a number"), "{m}");
     err_at("streams:\n  cam: true\n", 2, "streams.cam");
     let m = err_at(
         "streams:\n  cam:\n    - rtsp://a\n    - {x: 1}\n",
@@ -580,6 +583,29 @@ fn error_stream_values() {
     err_at("streams: {a: x, cam: 5}\n", 1, "streams.cam");
     err_at("streams:\n  cam: !secret abc\n", 2, "streams.cam");
     err_at("streams:\n  \"\": rtsp://a\n", 2, "streams.");
+}
+
+#[test]
+fn map_form_streams_read_url_as_go2rtc() {
+    let c = ok(
+        "streams:\n  a:\n    url: rtsp://a\n  b:\n    url: [rtsp://b, ffmpeg:b#audio=opus]\n  \
+                c: {url: null}\n  d: {}\n  e:\n    url: rtsp://e\n    name: x\n",
+    );
+    assert_eq!(stream(&c, "a").sources, vec!["rtsp://a"]);
+    assert_eq!(
+        stream(&c, "b").sources,
+        vec!["rtsp://b", "ffmpeg:b#audio=opus"]
+    );
+    assert!(stream(&c, "c").sources.is_empty(), "no url: publish-only");
+    assert!(stream(&c, "d").sources.is_empty());
+    assert_eq!(stream(&c, "e").sources, vec!["rtsp://e"]);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("unknown key `name`"),
+        "{:?}",
+        c.warnings
+    );
+    err_at("streams:\n  cam:\n    url: {url: 5}\n", 3, "streams.cam");
 }
 
 #[test]

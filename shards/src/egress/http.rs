@@ -11,6 +11,7 @@ use crate::core::registry::{ConsumerInfo, ConsumerStats};
 use crate::io::conn::HttpConn;
 use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
+use crate::sources::hardware;
 use bytes::Bytes;
 use corecast::http::{self, response, ws, Limits, Request};
 use corecast::packet::Packet;
@@ -265,6 +266,7 @@ async fn dispatch(
         "/api/streams" => api::streams_endpoint(shard, &req).await,
         "/api/config" => api::config_endpoint(shard, &req).await,
         "/api/schemes" if get => api::schemes(),
+        "/api/ffmpeg/hardware" if get => hardware::api(&shard.config).await,
         "/api/preload" => api::preload_endpoint(shard, &req).await,
         "/api/streams.dot" if get => api::streams_dot(shard, &req),
         "/api/log" => api::log_endpoint(&req),

@@ -10,6 +10,7 @@
 use crate::core::hub::{CtlMsg, RoomMsg, Shard};
 use crate::sources::pull::{Role, SecondaryState};
 use crate::sources::SourceError;
+use corecast::ffmpeg::HwResult;
 use corecast::filter::Filter;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -190,7 +192,9 @@ async fn secondary(
     // Programs that publish (ffmpeg:, exec with {output}) publish to a hidden stream that
     // we then pull like a camera.
     let mut child: Option<ChildGuard> = None;
-    let url = match publisher_command(&shard, &name, &src, index) {
+    let hw = hardware_probe(&shard, &src).await;
+    let url = match publisher_command(&shard, &name, &src, index, hw.as_deref().map(Vec::as_slice))
+    {
         Ok(Some((words, url))) => match spawn_quiet(&shard, &name, &words) {
             Ok(c) => {
                 child = Some(c);
@@ -237,6 +241,7 @@ fn publisher_command(
     name: &str,
     src: &str,
     index: usize,
+    hardware: Option<&[HwResult]>,
 ) -> Result<Option<(Vec<String>, String)>, SourceError> {
     let hidden = helper_name(name, index);
     if matches!(scheme(src), "ffmpeg") || (scheme(src) == "exec" && src.contains("{output}")) {
@@ -244,7 +249,10 @@ fn publisher_command(
     }
     match scheme(src) {
         "ffmpeg" => {
-            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..])?;
+            // go2rtc's idiom `cam: [rtsp://..., ffmpeg:cam#audio=opus]`: a later source may
+            // read its own stream (the earlier sources' tracks).
+            let (mut words, _) =
+                ffmpeg_command(shard, name, &src["ffmpeg:".len()..], hardware, true)?;
             let url = output_url(shard, &hidden)?;
             let own = output_url(shard, name)?;
             if let Some(last) = words.last_mut() {
@@ -502,10 +510,14 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                 crate::sources::pull::run(&shard, &name, src, &running).await
             }
             "exec" => run_exec(&shard, &name, &src["exec:".len()..], &running).await,
-            "ffmpeg" => match ffmpeg_command(&shard, &name, &src["ffmpeg:".len()..]) {
-                Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
-                Err(e) => Err(e),
-            },
+            "ffmpeg" => {
+                let hw = hardware_probe(&shard, src).await;
+                let spec = &src["ffmpeg:".len()..];
+                match ffmpeg_command(&shard, &name, spec, hw.as_deref().map(Vec::as_slice), false) {
+                    Ok((cmd, stdout)) => run_process(&shard, &name, cmd, &running, !stdout).await,
+                    Err(e) => Err(e),
+                }
+            }
             other => Err(SourceError::Scheme(other.to_string())),
         };
         if running.stopped() {
@@ -593,20 +605,50 @@ fn pct(s: &str) -> String {
     out
 }
 
-fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, SourceError> {
+/// The hardware probe when an `ffmpeg:` source asks for an automatic `#hardware` engine
+/// (it runs off the executor, once per process).
+async fn hardware_probe(shard: &Shard, src: &str) -> Option<Arc<Vec<HwResult>>> {
+    let spec = src.strip_prefix("ffmpeg:")?;
+    if !corecast::ffmpeg::wants_hardware_probe(spec) {
+        return None;
+    }
+    Some(crate::sources::hardware::probe(&shard.config).await)
+}
+
+/// The command of an `ffmpeg:` source, and whether its media comes on stdout (a lone MJPEG
+/// track, as go2rtc) rather than published to us. `later`: a later source of the stream,
+/// which may read the stream itself and must publish.
+fn ffmpeg_command(
+    shard: &Shard,
+    name: &str,
+    spec: &str,
+    hardware: Option<&[HwResult]>,
+    later: bool,
+) -> Result<(Vec<String>, bool), SourceError> {
     let output = output_url(shard, name)?;
     let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
     let known = |n: &str| -> Option<String> {
         let g = shard.registry.lock();
-        (n != name && g.streams.contains_key(n))
+        ((later || n != name) && g.streams.contains_key(n))
             .then(|| base.as_ref().map(|b| format!("{b}/{n}")))
             .flatten()
     };
-    let args = corecast::ffmpeg::build_args(spec, &shard.config.ffmpeg.templates, &known, &output)
-        .map_err(|e| SourceError::Ffmpeg(e.to_string()))?;
+    let env = corecast::ffmpeg::Env {
+        templates: &shard.config.ffmpeg.templates,
+        stream_url: &known,
+        output: &output,
+        hardware,
+        // A later source is pulled from where it publishes; a primary may use stdout.
+        stdout_ok: !later,
+    };
+    let built =
+        corecast::ffmpeg::build(spec, &env).map_err(|e| SourceError::Ffmpeg(e.to_string()))?;
+    if let Some(note) = &built.hardware_note {
+        crate::sources::hardware::log_note(name, note);
+    }
     let mut cmd = vec![shard.config.ffmpeg.bin.clone()];
-    cmd.extend(args);
-    Ok(cmd)
+    cmd.extend(built.args);
+    Ok((cmd, built.stdout))
 }
 
 async fn run_exec(

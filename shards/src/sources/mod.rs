@@ -4,6 +4,7 @@
 //! same Producer API.
 
 pub mod demo;
+pub mod hardware;
 pub mod lifecycle;
 pub mod pull;
 
