@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -285,3 +286,18 @@ def test_cli_version_and_bad_flags():
     assert out.returncode == 2 and "flag provided but not defined: -nope" in out.stderr, out
     out = subprocess.run([str(BIN), "-d"], capture_output=True, text=True, timeout=5)
     assert out.returncode == 1 and "not supported" in out.stderr, out
+
+
+def test_http_source_is_read_through_ffmpeg(server_factory):
+    """Home Assistant hands over cameras whose source is an http(s) URL; /api/schemes lists
+    it and the stream plays (here: our own MPEG-TS output read back over HTTP)."""
+    srv = server_factory()
+    schemes = srv.api("/api/schemes")
+    assert {"http", "https", "rtmp"} <= set(schemes), schemes
+    src = f"http://127.0.0.1:{srv.api_port}/api/stream.ts?src=demo"
+    status, body = _get(f"http://127.0.0.1:{srv.api_port}/api/streams?name=web&src="
+                        + urllib.parse.quote(src, safe=""), method="PUT")
+    assert status == 200, body
+    r = ffmpeg_read(srv.url("web"), duration=2)
+    o, e = r.communicate(timeout=30)
+    assert decoded_frames(o) >= 25, e[-800:] + srv.log()

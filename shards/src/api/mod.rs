@@ -27,7 +27,10 @@ use tracing::{info, warn};
 pub const GO2RTC_API_VERSION: &str = "1.9.14";
 
 /// Source schemes this build can pull (`/api/schemes`).
-pub const SCHEMES: &[&str] = &["rtsp", "rtsps", "rtspx", "ffmpeg", "exec"];
+/// `http(s)://` and `rtmp(s)://` are read through ffmpeg (`-c copy`).
+pub const SCHEMES: &[&str] = &[
+    "rtsp", "rtsps", "rtspx", "ffmpeg", "exec", "http", "https", "rtmp", "rtmps",
+];
 
 /// Where API config writes go: the file the server started from, else `corecast.yaml`.
 static CONFIG_PATH: OnceLock<PathBuf> = OnceLock::new();

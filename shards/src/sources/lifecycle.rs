@@ -518,6 +518,36 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                     Err(e) => Err(e),
                 }
             }
+            // go2rtc reads these natively; we read them through ffmpeg, streams copied
+            // (Home Assistant hands over cameras whose source is an http(s) or rtmp URL).
+            // ffmpeg remuxes to MPEG-TS on stdout, which our demuxer reads like an `exec:`
+            // source's: copied streams need no RTSP-ready headers (ADTS AAC has none).
+            "http" | "https" | "rtmp" | "rtmps" => {
+                let words: Vec<String> = [
+                    shard.config.ffmpeg.bin.as_str(),
+                    "-hide_banner",
+                    "-fflags",
+                    "nobuffer",
+                    "-flags",
+                    "low_delay",
+                    // ffmpeg's default 5 s of probing would outlast a reader's wait.
+                    "-analyzeduration",
+                    "1000000",
+                    "-probesize",
+                    "500000",
+                    "-i",
+                    src.as_str(),
+                    "-c",
+                    "copy",
+                    "-f",
+                    "mpegts",
+                    "-",
+                ]
+                .iter()
+                .map(|w| w.to_string())
+                .collect();
+                run_process(&shard, &name, words, &running, false).await
+            }
             other => Err(SourceError::Scheme(other.to_string())),
         };
         if running.stopped() {
