@@ -869,7 +869,7 @@ pub async fn frame_jpeg(
         TrackConfig::H265 { vps, sps, pps } => {
             ("hevc", vec![vps.clone(), sps.clone(), pps.clone()])
         }
-        TrackConfig::Aac { .. } => return Err(MuxError::NotVideo),
+        _ => return Err(MuxError::NotVideo),
     };
     for nal in sets.iter().chain(frame.units.iter()) {
         input.extend_from_slice(&[0, 0, 0, 1]);
