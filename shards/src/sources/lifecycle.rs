@@ -244,7 +244,9 @@ fn publisher_command(
     }
     match scheme(src) {
         "ffmpeg" => {
-            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..])?;
+            // A later source may read its own stream (go2rtc's `cam: [rtsp://cam,
+            // ffmpeg:cam#audio=aac]`): it publishes to a helper stream, so no loop.
+            let mut words = ffmpeg_command(shard, name, &src["ffmpeg:".len()..], true)?;
             let url = output_url(shard, &hidden)?;
             let own = output_url(shard, name)?;
             if let Some(last) = words.last_mut() {
@@ -502,7 +504,7 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                 crate::sources::pull::run(&shard, &name, src, &running).await
             }
             "exec" => run_exec(&shard, &name, &src["exec:".len()..], &running).await,
-            "ffmpeg" => match ffmpeg_command(&shard, &name, &src["ffmpeg:".len()..]) {
+            "ffmpeg" => match ffmpeg_command(&shard, &name, &src["ffmpeg:".len()..], false) {
                 Ok(cmd) => run_process(&shard, &name, cmd, &running, true).await,
                 Err(e) => Err(e),
             },
@@ -593,12 +595,17 @@ fn pct(s: &str) -> String {
     out
 }
 
-fn ffmpeg_command(shard: &Shard, name: &str, spec: &str) -> Result<Vec<String>, SourceError> {
+fn ffmpeg_command(
+    shard: &Shard,
+    name: &str,
+    spec: &str,
+    read_self: bool,
+) -> Result<Vec<String>, SourceError> {
     let output = output_url(shard, name)?;
     let base = output.rsplit_once('/').map(|(b, _)| b.to_string());
     let known = |n: &str| -> Option<String> {
         let g = shard.registry.lock();
-        (n != name && g.streams.contains_key(n))
+        ((read_self || n != name) && g.streams.contains_key(n))
             .then(|| base.as_ref().map(|b| format!("{b}/{n}")))
             .flatten()
     };
