@@ -372,7 +372,9 @@ async fn mp4_tracks(
         Reply::text(
             415,
             format!(
-                "stream `{name}` has no track for this viewer (stream: {have}; accepted: {query})"
+                "stream `{name}` ({have}) has no track this viewer accepts ({query}); \
+                 MP4 carries {}",
+                muxers::MP4_CARRIES
             ),
         )
     })

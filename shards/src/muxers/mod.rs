@@ -91,7 +91,7 @@ impl MuxError {
 fn supported(v: Variant) -> &'static str {
     match v {
         Variant::Mp4 | Variant::Ts => "H.264, H.265, AAC",
-        Variant::Mp4Tracks { .. } => "H.264, H.265, AAC, Opus, PCMA/PCMU/L16 as FLAC",
+        Variant::Mp4Tracks { .. } => MP4_CARRIES,
         Variant::Aac => "AAC",
         Variant::Mjpeg => "JPEG; use frame.jpeg for H.264/H.265",
     }
@@ -151,6 +151,9 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
         Variant::Mjpeg => jpeg.into_iter().collect(),
     }
 }
+
+/// What fMP4 viewers can get, for messages.
+pub const MP4_CARRIES: &str = "H.264, H.265, AAC, Opus, PCMA/PCMU/L16 as FLAC";
 
 /// Codecs (go2rtc's names) the fMP4 muxer carries, in the order a viewer accepting several
 /// gets them: H.264 before H.265; AAC first, then Opus (both as they are), then PCM (which
