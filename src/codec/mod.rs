@@ -2,6 +2,8 @@
 //! parameter-set discovery, and the packetizers for the elementary streams we ingest.
 
 pub mod aac;
+pub mod flac;
+pub mod g711;
 pub mod h264;
 pub mod h265;
 

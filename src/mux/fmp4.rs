@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::params::VideoInfo;
 use super::timing::TrackClock;
 use super::{nal_class, Fragment, Frame, NalClass, TrackConfig};
+use crate::codec::flac;
 
 /// `sample_depends_on` = 2 (an I picture, or audio).
 const SYNC_SAMPLE_FLAGS: u32 = 0x0200_0000;
@@ -40,6 +41,8 @@ struct Track {
     started: bool,
     /// The last sample, waiting for the next one to know its duration.
     pending: Option<Sample>,
+    /// FLAC: number of the next frame's first sample.
+    flac_next: u64,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,7 @@ impl LiveFmp4 {
                 started: !config.is_video(),
                 config,
                 pending: None,
+                flac_next: 0,
             })
             .collect();
         LiveFmp4 {
@@ -108,7 +112,7 @@ impl LiveFmp4 {
             return;
         };
         let track = &mut self.tracks[index];
-        let units = sample_units(&track.config, frame.units);
+        let units = sample_units(&track.config, &mut track.flac_next, frame.units);
         if units.is_empty() {
             return;
         }
@@ -201,10 +205,34 @@ impl LiveFmp4 {
 }
 
 /// The units that go into a sample: video without AUD and parameter sets (those live in the
-/// sample entry) and empty units; AAC exactly the first frame.
-fn sample_units(config: &TrackConfig, units: Vec<Bytes>) -> Vec<Bytes> {
+/// sample entry) and empty units; AAC and Opus exactly the first frame; PCM one FLAC frame
+/// (`flac_next` numbers its first sample).
+fn sample_units(config: &TrackConfig, flac_next: &mut u64, units: Vec<Bytes>) -> Vec<Bytes> {
     match config {
-        TrackConfig::Aac { .. } => units
+        TrackConfig::Flac {
+            pcm,
+            sample_rate,
+            channels,
+        } => {
+            let mut samples = Vec::new();
+            for u in &units {
+                pcm.decode(u, &mut samples);
+            }
+            let per_instant = usize::from(*channels);
+            // A partial last sample instant (a truncated packet) is dropped; a packet larger
+            // than a FLAC block allows keeps its first block.
+            let instants = (samples.len() / per_instant).min(flac::MAX_BLOCK);
+            samples.truncate(instants * per_instant);
+            let mut out = Vec::new();
+            match flac::encode_frame(&samples, *channels, *sample_rate, *flac_next, &mut out) {
+                Ok(()) => {
+                    *flac_next = flac_next.wrapping_add(instants as u64);
+                    vec![out.into()]
+                }
+                Err(_) => Vec::new(),
+            }
+        }
+        TrackConfig::Aac { .. } | TrackConfig::Opus { .. } => units
             .into_iter()
             .filter(|u| !u.is_empty())
             .take(1)
@@ -336,6 +364,8 @@ fn write_sample_entry(out: &mut Vec<u8>, config: &TrackConfig, video: Option<&Vi
         TrackConfig::H264 { .. } => b"avc1",
         TrackConfig::H265 { .. } => b"hvc1",
         TrackConfig::Aac { .. } => b"mp4a",
+        TrackConfig::Opus { .. } => b"Opus",
+        TrackConfig::Flac { .. } => b"fLaC",
     };
     write_box(out, name, |out| {
         out.extend_from_slice(&[0; 6]);
@@ -354,17 +384,47 @@ fn write_sample_entry(out: &mut Vec<u8>, config: &TrackConfig, video: Option<&Vi
                 sample_rate,
                 channels,
             } => {
-                out.extend_from_slice(&[0; 8]);
-                out.extend_from_slice(&u16::from(*channels).to_be_bytes());
-                out.extend_from_slice(&16u16.to_be_bytes()); // samplesize
-                put_u32(out, 0); // pre_defined, reserved
-                                 // 16.16 fixed point; rates over 65535 Hz do not fit and are left to the esds.
-                let rate = u16::try_from(*sample_rate).map_or(0, |r| u32::from(r) << 16);
-                put_u32(out, rate);
+                write_audio_fields(out, *channels, *sample_rate);
                 write_esds(out, config);
+            }
+            TrackConfig::Opus { channels } => {
+                // Opus in ISOBMFF (opus-codec.org): samplerate 48000, dOps follows.
+                let channels = (*channels).clamp(1, 2);
+                write_audio_fields(out, channels, 48_000);
+                write_box(out, b"dOps", |out| {
+                    out.push(0); // Version
+                    out.push(channels); // OutputChannelCount
+                                        // PreSkip 0: a live viewer joins mid-stream, there is no start to trim.
+                    out.extend_from_slice(&0u16.to_be_bytes());
+                    put_u32(out, 48_000); // InputSampleRate
+                    out.extend_from_slice(&0i16.to_be_bytes()); // OutputGain
+                    out.push(0); // ChannelMappingFamily 0: mono or stereo
+                });
+            }
+            TrackConfig::Flac {
+                sample_rate,
+                channels,
+                ..
+            } => {
+                // FLAC in ISOBMFF (xiph.org): dfLa holds the STREAMINFO block.
+                write_audio_fields(out, *channels, *sample_rate);
+                write_full_box(out, b"dfLa", 0, 0, |out| {
+                    out.extend_from_slice(&flac::streaminfo_block(*sample_rate, *channels));
+                });
             }
         }
     });
+}
+
+/// AudioSampleEntry fields after data_reference_index.
+fn write_audio_fields(out: &mut Vec<u8>, channels: u8, sample_rate: u32) {
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&u16::from(channels).to_be_bytes());
+    out.extend_from_slice(&16u16.to_be_bytes()); // samplesize
+    put_u32(out, 0); // pre_defined, reserved
+                     // 16.16 fixed point; rates over 65535 Hz do not fit and are left to the decoder config.
+    let rate = u16::try_from(sample_rate).map_or(0, |r| u32::from(r) << 16);
+    put_u32(out, rate);
 }
 
 fn write_visual_fields(out: &mut Vec<u8>, video: Option<&VideoInfo>) {
@@ -553,7 +613,11 @@ mod tests {
         let entries = boxes(&stsd[8..]);
         assert_eq!(entries.len(), 1);
         let (name, body) = entries[0];
-        let fixed = if &name == b"mp4a" { 28 } else { 78 };
+        let fixed = if [b"mp4a", b"Opus", b"fLaC"].contains(&&name) {
+            28
+        } else {
+            78
+        };
         (name, &body[fixed..])
     }
 
@@ -636,6 +700,116 @@ mod tests {
             at += 5 + len;
         }
         assert_eq!(at, hvcc.len());
+    }
+
+    fn audio_frame(track: usize, timestamp: u64, payload: &[u8]) -> Frame {
+        Frame {
+            track,
+            timestamp,
+            arrival: timestamp * 125,
+            keyframe: true,
+            units: vec![Bytes::copy_from_slice(payload)],
+        }
+    }
+
+    #[test]
+    fn opus_sample_entry_and_samples() {
+        let mut mux = LiveFmp4::new(vec![(1, TrackConfig::Opus { channels: 2 })]);
+        assert_eq!(mux.codecs(), "opus");
+        let init = mux.init();
+        let trak = path(&init, &[b"moov", b"trak"]);
+        assert_eq!(u32_at(path(trak, &[b"mdia", b"mdhd"]), 12), 48_000);
+        assert_eq!(&path(trak, &[b"mdia", b"hdlr"])[8..12], b"soun");
+        let stsd = path(trak, &[b"mdia", b"minf", b"stbl", b"stsd"]);
+        let (_, entry) = boxes(&stsd[8..])[0];
+        // channelcount 2, samplesize 16, samplerate 48000 in 16.16.
+        assert_eq!(&entry[16..20], &[0, 2, 0, 16]);
+        assert_eq!(u32_at(entry, 24), 48_000 << 16);
+        let (format, children) = sample_entry(trak);
+        assert_eq!(&format, b"Opus");
+        let dops = child(children, b"dOps");
+        assert_eq!(dops, &[0, 2, 0, 0, 0, 0, 0xbb, 0x80, 0, 0, 0]);
+        let mut out = Vec::new();
+        for i in 0..3u64 {
+            mux.push(audio_frame(1, 960 * i, &[0xfc, i as u8]), &mut out);
+        }
+        mux.flush(&mut out);
+        assert_eq!(out.len(), 3);
+        for (i, f) in out.iter().enumerate() {
+            let p = parse_fragment(&f.data);
+            assert!(f.keyframe && p.sync);
+            assert_eq!((p.decode_time, p.duration), (960 * i as u64, 960));
+            assert_eq!(p.sample, [0xfc, i as u8]);
+        }
+    }
+
+    #[test]
+    fn pcm_becomes_flac() {
+        let config = TrackConfig::Flac {
+            pcm: crate::mux::Pcm::Alaw,
+            sample_rate: 8000,
+            channels: 1,
+        };
+        let mut mux = LiveFmp4::new(vec![(0, config)]);
+        assert_eq!(mux.codecs(), "flac");
+        let init = mux.init();
+        let trak = path(&init, &[b"moov", b"trak"]);
+        assert_eq!(u32_at(path(trak, &[b"mdia", b"mdhd"]), 12), 8000);
+        let (format, children) = sample_entry(trak);
+        assert_eq!(&format, b"fLaC");
+        let dfla = child(children, b"dfLa");
+        assert_eq!(&dfla[..4], &[0, 0, 0, 0], "full box v0");
+        assert_eq!(&dfla[4..], &flac::streaminfo_block(8000, 1)[..]);
+        let mut out = Vec::new();
+        let alaw = [0xd5u8; 160];
+        for i in 0..3u64 {
+            mux.push(audio_frame(0, 160 * i, &alaw), &mut out);
+        }
+        // An odd-sized L16 payload would lose its partial sample; an empty one gives nothing.
+        mux.push(audio_frame(0, 480, &[]), &mut out);
+        mux.flush(&mut out);
+        assert_eq!(out.len(), 3);
+        for (i, f) in out.iter().enumerate() {
+            let p = parse_fragment(&f.data);
+            assert_eq!((p.decode_time, p.duration), (160 * i as u64, 160));
+            let frame = &p.sample;
+            assert_eq!(&frame[..2], &[0xff, 0xf9]);
+            assert_eq!(
+                flac::crc16(frame),
+                0,
+                "CRC-16 over the frame and its footer"
+            );
+            // Sample number: 0, 160, 320 (two-byte coding from 128 on).
+            let header_len = if i == 0 { 7 } else { 8 };
+            assert_eq!(flac::crc8(&frame[..header_len]), frame[header_len]);
+            // A-law 0xd5 is +8: every verbatim sample.
+            let body = &frame[header_len + 2..frame.len() - 2];
+            assert_eq!(body.len(), 320);
+            assert!(body.chunks(2).all(|s| s == [0, 8]));
+        }
+    }
+
+    #[test]
+    fn l16_stereo_flac() {
+        let config = TrackConfig::Flac {
+            pcm: crate::mux::Pcm::L16,
+            sample_rate: 16000,
+            channels: 2,
+        };
+        let mut mux = LiveFmp4::new(vec![(0, config)]);
+        let mut out = Vec::new();
+        // Two instants of (L, R) = (1, -1), then a stray byte.
+        mux.push(
+            audio_frame(0, 0, &[0, 1, 0xff, 0xff, 0, 1, 0xff, 0xff, 7]),
+            &mut out,
+        );
+        mux.flush(&mut out);
+        let frame = parse_fragment(&out[0].data).sample;
+        assert_eq!(frame[3], 0x18, "two independent channels, 16 bits");
+        assert_eq!(&frame[5..7], &[0, 1], "block size 2");
+        let body = &frame[8..frame.len() - 2];
+        assert_eq!(body, &[2, 0, 1, 0, 1, 2, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(flac::crc16(&frame), 0);
     }
 
     struct Parsed {

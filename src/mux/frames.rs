@@ -30,7 +30,8 @@ pub struct Frame {
 }
 
 /// Turns the stream's RTP packets into frames, per track, for the tracks it supports (H.264,
-/// H.265, AAC mpeg4-generic AAC-hbr, JPEG/RFC 2435); other tracks are ignored. Never panics on
+/// H.265, AAC mpeg4-generic AAC-hbr, JPEG/RFC 2435, and Opus, G.711 and L16 one frame per
+/// packet); other tracks are ignored. Never panics on
 /// hostile payloads; memory is bounded by one access unit of
 /// [`h264::MAX_ACCESS_UNIT`] per track.
 #[derive(Debug)]
@@ -70,6 +71,8 @@ enum Depacketizer {
         frame_ticks: u64,
     },
     Jpeg(jpeg::JpegDepacketizer),
+    /// One packet is one frame: Opus (RFC 7587), G.711 and L16 (RFC 3551).
+    Whole,
 }
 
 impl FrameAssembler {
@@ -155,6 +158,8 @@ impl Track {
                 }
             }
             CodecKind::Mjpeg => Depacketizer::Jpeg(jpeg::JpegDepacketizer::default()),
+            CodecKind::Opus | CodecKind::Pcma | CodecKind::Pcmu => Depacketizer::Whole,
+            CodecKind::Other if map.encoding.eq_ignore_ascii_case("L16") => Depacketizer::Whole,
             _ => return None,
         };
         Some(Track {
@@ -172,7 +177,7 @@ impl Track {
             Depacketizer::H264(d) => *d = h264::Depacketizer::new(),
             Depacketizer::H265(d) => *d = h265::Depacketizer::new(),
             Depacketizer::Jpeg(d) => d.reset(),
-            Depacketizer::Aac { .. } => {}
+            Depacketizer::Aac { .. } | Depacketizer::Whole => {}
         }
         self.current = None;
         self.previous = None;
@@ -182,6 +187,18 @@ impl Track {
         let payload = pkt.payload();
         let mut units = Vec::new();
         match &mut self.depacketizer {
+            Depacketizer::Whole => {
+                if !payload.is_empty() {
+                    out.push(Frame {
+                        track: index,
+                        timestamp: pkt.timestamp,
+                        arrival: pkt.arrival,
+                        keyframe: true,
+                        units: vec![pkt.data.slice_ref(payload)],
+                    });
+                }
+                return;
+            }
             Depacketizer::Aac { frame_ticks } => {
                 let Ok(aus) = aac::depacketize_rfc3640(payload) else {
                     tracing::debug!(seq = pkt.seq, "mux: malformed RFC 3640 payload");
@@ -309,7 +326,8 @@ mod tests {
             vec![
                 (0, CodecKind::H264),
                 (1, CodecKind::Aac),
-                (2, CodecKind::H265)
+                (2, CodecKind::H265),
+                (3, CodecKind::Pcma)
             ]
         );
         let unsupported = crate::sdp::parse(
@@ -493,6 +511,6 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n",
         // Whatever came out is well formed.
         assert!(out
             .iter()
-            .all(|f| f.track <= 2 && f.units.iter().all(|u| !u.is_empty())));
+            .all(|f| f.track <= 3 && f.units.iter().all(|u| !u.is_empty())));
     }
 }

@@ -17,7 +17,7 @@ mod test_support;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use crate::codec::{h264, h265, CodecKind};
+use crate::codec::{flac, g711, h264, h265, CodecKind};
 pub use fmp4::LiveFmp4;
 pub use frames::{Frame, FrameAssembler};
 use params::{parse_audio_specific_config, parse_h264_sps, parse_h265_sps, VideoInfo};
@@ -41,6 +41,51 @@ pub enum TrackConfig {
         sample_rate: u32,
         channels: u8,
     },
+    /// Opus (RFC 7587): 48 kHz in RTP and in MP4 whatever the encoder's rate.
+    Opus {
+        channels: u8,
+    },
+    /// PCM audio (G.711 or L16) that the fMP4 muxer re-encodes as FLAC, as go2rtc does for
+    /// MSE: browsers play FLAC in MP4 but not G.711.
+    Flac {
+        pcm: Pcm,
+        sample_rate: u32,
+        channels: u8,
+    },
+}
+
+/// The PCM flavours carried as FLAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pcm {
+    /// G.711 A-law (PCMA).
+    Alaw,
+    /// G.711 µ-law (PCMU).
+    Ulaw,
+    /// 16-bit big-endian linear PCM (RFC 3551 L16).
+    L16,
+}
+
+impl Pcm {
+    /// Bytes per sample per channel on the wire.
+    pub fn sample_bytes(self) -> usize {
+        match self {
+            Pcm::Alaw | Pcm::Ulaw => 1,
+            Pcm::L16 => 2,
+        }
+    }
+
+    /// Appends the payload's samples as linear PCM; a trailing partial L16 sample is dropped.
+    pub fn decode(self, payload: &[u8], out: &mut Vec<i16>) {
+        match self {
+            Pcm::Alaw => out.extend(payload.iter().map(|&b| g711::alaw_to_linear(b))),
+            Pcm::Ulaw => out.extend(payload.iter().map(|&b| g711::ulaw_to_linear(b))),
+            Pcm::L16 => out.extend(
+                payload
+                    .chunks_exact(2)
+                    .map(|s| i16::from_be_bytes([s[0], s[1]])),
+            ),
+        }
+    }
 }
 
 impl TrackConfig {
@@ -49,6 +94,23 @@ impl TrackConfig {
     /// are missing or garbage.
     pub fn from_media(m: &crate::sdp::Media) -> Option<TrackConfig> {
         let (kind, map) = m.codec()?;
+        let pcm = match kind {
+            CodecKind::Opus => return Some(TrackConfig::Opus { channels: 2 }),
+            CodecKind::Pcma => Some(Pcm::Alaw),
+            CodecKind::Pcmu => Some(Pcm::Ulaw),
+            CodecKind::Other if map.encoding.eq_ignore_ascii_case("L16") => Some(Pcm::L16),
+            _ => None,
+        };
+        if let Some(pcm) = pcm {
+            let channels = map.channels.unwrap_or(1);
+            let ok = (1..=u16::from(flac::MAX_CHANNELS)).contains(&channels)
+                && (1..=flac::MAX_SAMPLE_RATE).contains(&map.clock_rate);
+            return ok.then_some(TrackConfig::Flac {
+                pcm,
+                sample_rate: map.clock_rate,
+                channels: channels as u8,
+            });
+        }
         let fmtp = m.fmtp_for(map.payload_type)?;
         match kind {
             CodecKind::H264 => {
@@ -133,28 +195,35 @@ impl TrackConfig {
                 Some(asc) => format!("mp4a.40.{}", asc.object_type),
                 None => "mp4a.40.2".to_owned(),
             },
+            TrackConfig::Opus { .. } => "opus".to_owned(),
+            TrackConfig::Flac { .. } => "flac".to_owned(),
         }
     }
 
-    /// MP4 timescale: 90000 for video, the sample rate for AAC.
+    /// MP4 timescale: 90000 for video, the sample rate for audio (48000 for Opus).
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Aac { sample_rate, .. } => (*sample_rate).max(1),
-            _ => 90_000,
+            TrackConfig::Aac { sample_rate, .. } | TrackConfig::Flac { sample_rate, .. } => {
+                (*sample_rate).max(1)
+            }
+            TrackConfig::Opus { .. } => 48_000,
+            TrackConfig::H264 { .. } | TrackConfig::H265 { .. } => 90_000,
         }
     }
 
     pub fn is_video(&self) -> bool {
-        !matches!(self, TrackConfig::Aac { .. })
+        matches!(self, TrackConfig::H264 { .. } | TrackConfig::H265 { .. })
     }
 
     /// Length of one sample when the next one never comes, in [`Self::timescale`] units:
-    /// 1/30 s of video, one 1024-sample AAC frame.
+    /// 1/30 s of video, one 1024-sample AAC frame, 20 ms of Opus or PCM (the usual packet).
     pub(crate) fn default_duration(&self) -> u64 {
-        if self.is_video() {
-            3000
-        } else {
-            1024
+        match self {
+            TrackConfig::H264 { .. } | TrackConfig::H265 { .. } => 3000,
+            TrackConfig::Aac { .. } => 1024,
+            TrackConfig::Opus { .. } | TrackConfig::Flac { .. } => {
+                u64::from(self.timescale() / 50).max(1)
+            }
         }
     }
 
@@ -162,7 +231,7 @@ impl TrackConfig {
         match self {
             TrackConfig::H264 { sps, .. } => parse_h264_sps(sps),
             TrackConfig::H265 { sps, .. } => parse_h265_sps(sps),
-            TrackConfig::Aac { .. } => None,
+            TrackConfig::Aac { .. } | TrackConfig::Opus { .. } | TrackConfig::Flac { .. } => None,
         }
     }
 }
@@ -322,7 +391,16 @@ m=audio 0 RTP/AVP 8\r\n";
             ("mp4a.40.2".into(), 48000)
         );
         assert!(!aac.is_video());
-        assert_eq!(configs[3], None);
+        // G.711 (static payload type 8, no rtpmap) is carried as FLAC.
+        assert_eq!(
+            configs[3],
+            Some(TrackConfig::Flac {
+                pcm: Pcm::Alaw,
+                sample_rate: 8000,
+                channels: 1
+            })
+        );
+        assert_eq!(configs[3].as_ref().unwrap().codec_string(), "flac");
     }
 
     #[test]
@@ -349,11 +427,25 @@ m=audio 0 RTP/AVP 8\r\n";
             ("MPEG4-GENERIC/48000", "config="),
             ("MPEG4-GENERIC/48000", "config=0000"),
             ("MPEG4-GENERIC/48000", "mode=AAC-hbr"),
-            ("PCMA/8000", "config=1190"),
+            ("PCMA/8000/9", ""), // more channels than FLAC frames say
+            ("L16/0", ""),
             ("MP4A-LATM/48000", "config=1190"),
         ] {
             assert_eq!(with_fmtp(rtpmap, fmtp), None, "{rtpmap} {fmtp}");
         }
+        assert_eq!(
+            with_fmtp("L16/16000/2", ""),
+            Some(TrackConfig::Flac {
+                pcm: Pcm::L16,
+                sample_rate: 16000,
+                channels: 2
+            })
+        );
+        assert_eq!(
+            with_fmtp("opus/48000/2", "sprop-stereo=1"),
+            Some(TrackConfig::Opus { channels: 2 })
+        );
+        assert_eq!(TrackConfig::Opus { channels: 2 }.timescale(), 48_000);
         // Missing base64 padding is tolerated.
         assert!(with_fmtp("H264/90000", "sprop-parameter-sets=Z00AHpWoKA9oAPGU,aO48gA").is_some());
     }
@@ -526,6 +618,66 @@ m=audio 0 RTP/AVP 8\r\n";
         }
     }
 
+    /// Hostile audio packets (odd sizes, empty, huge) through the assembler and the FLAC and
+    /// Opus paths of the fMP4 muxer: no panic, every fragment well formed.
+    #[test]
+    fn garbage_audio_through_flac_and_opus() {
+        let text = "v=0\r\ns=x\r\n\
+m=audio 0 RTP/AVP 0\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/44100/2\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n\
+m=audio 0 RTP/AVP 98\r\na=rtpmap:98 L16/8000/8\r\n";
+        let sdp = sdp::parse(text).unwrap();
+        let configs: Vec<(usize, TrackConfig)> = sdp
+            .medias
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((i, TrackConfig::from_media(m)?)))
+            .collect();
+        assert_eq!(configs.len(), 4);
+        let mut assembler = FrameAssembler::new(&sdp);
+        let mut mp4 = LiveFmp4::new(configs);
+        assert_eq!(mp4.codecs(), "flac,flac,opus,flac");
+        let (mut frames, mut out) = (Vec::new(), Vec::new());
+        let mut x = 0x9e37_79b9u32;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for seq in 0..2_000u64 {
+            let mut data = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let len = match rand() % 10 {
+                0 => 0,
+                1 => 65_000,
+                _ => (rand() % 1_500) as usize,
+            };
+            data.extend((0..len).map(|_| rand() as u8));
+            let pkt = crate::packet::Packet {
+                data: data.into(),
+                track: (rand() % 4) as u8,
+                seq,
+                timestamp: seq * 160 + u64::from(rand() % 3),
+                marker: true,
+                keyframe: true,
+                arrival: seq * 20_000,
+                payload_offset: 12,
+            };
+            assembler.push(&pkt, &mut frames);
+            for frame in frames.drain(..) {
+                mp4.push(frame, &mut out);
+            }
+        }
+        mp4.flush(&mut out);
+        assert!(out.len() > 500);
+        for f in &out {
+            let moof = u32::from_be_bytes(f.data[..4].try_into().unwrap()) as usize;
+            let mdat = u32::from_be_bytes(f.data[moof..moof + 4].try_into().unwrap()) as usize;
+            assert_eq!(moof + mdat, f.data.len());
+        }
+    }
+
     #[test]
     fn hot_struct_sizes() {
         // Printed so growth is noticed in review: one of each per frame per viewer stream.
@@ -594,5 +746,38 @@ m=audio 0 RTP/AVP 8\r\n";
         mp4.flush(&mut mp4_out);
         write("h265.mp4", Some(mp4.init()), &mp4_out);
         write("h265.ts", None, &ts_out);
+
+        // 2 s of a 440 Hz tone as A-law, 20 ms packets, carried as FLAC.
+        let config = TrackConfig::Flac {
+            pcm: Pcm::Alaw,
+            sample_rate: 8000,
+            channels: 1,
+        };
+        let mut mp4 = fmp4::LiveFmp4::new(vec![(0, config)]);
+        let mut mp4_out = Vec::new();
+        for packet in 0..100u64 {
+            let alaw: Vec<u8> = (0..160u64)
+                .map(|i| {
+                    let t = (packet * 160 + i) as f64 / 8000.0;
+                    let v = (t * 440.0 * std::f64::consts::TAU).sin();
+                    // A-law code of a positive or negative mid-level sample.
+                    if v >= 0.0 {
+                        0xfa
+                    } else {
+                        0x7a
+                    }
+                })
+                .collect();
+            let frame = Frame {
+                track: 0,
+                timestamp: packet * 160,
+                arrival: packet * 20_000,
+                keyframe: true,
+                units: vec![alaw.into()],
+            };
+            mp4.push(frame, &mut mp4_out);
+        }
+        mp4.flush(&mut mp4_out);
+        write("flac.mp4", Some(mp4.init()), &mp4_out);
     }
 }

@@ -64,6 +64,8 @@ impl LiveTs {
         let (mut video_pid, mut audio_pid) = (Some(VIDEO_PID), Some(AUDIO_PID));
         let tracks: Vec<Track> = tracks
             .into_iter()
+            // MPEG-TS here carries H.264, H.265 and AAC (ADTS) only.
+            .filter(|(_, c)| c.is_video() || matches!(c, TrackConfig::Aac { .. }))
             .map(|(sdp_index, config)| {
                 let is_video = config.is_video();
                 let pid = if is_video {
@@ -85,7 +87,8 @@ impl LiveTs {
                 let stream_type = match config {
                     TrackConfig::H264 { .. } => STREAM_TYPE_H264,
                     TrackConfig::H265 { .. } => STREAM_TYPE_H265,
-                    TrackConfig::Aac { .. } => STREAM_TYPE_AAC_ADTS,
+                    // Only AAC is left of the audio codecs (filtered above).
+                    _ => STREAM_TYPE_AAC_ADTS,
                 };
                 let default_step = if is_video {
                     3000
@@ -198,6 +201,7 @@ fn elementary_stream(config: &TrackConfig, keyframe: bool, units: &[Bytes]) -> O
             es.extend_from_slice(&adts_header(config, frame.len())?);
             es.extend_from_slice(frame);
         }
+        TrackConfig::Opus { .. } | TrackConfig::Flac { .. } => return None,
         TrackConfig::H264 { .. } | TrackConfig::H265 { .. } => {
             let h265 = matches!(config, TrackConfig::H265 { .. });
             let body = || {
@@ -213,7 +217,7 @@ fn elementary_stream(config: &TrackConfig, keyframe: bool, units: &[Bytes]) -> O
                 let sets: Vec<&Bytes> = match config {
                     TrackConfig::H264 { sps, pps } => vec![sps, pps],
                     TrackConfig::H265 { vps, sps, pps } => vec![vps, sps, pps],
-                    TrackConfig::Aac { .. } => vec![],
+                    _ => vec![],
                 };
                 for nal in sets.into_iter().filter(|n| !n.is_empty()) {
                     es.extend_from_slice(&START_CODE);

@@ -168,6 +168,12 @@ pub struct MuxInfo {
 pub enum Variant {
     /// Fragmented MP4 (init segment + moof/mdat): `stream.mp4` and MSE.
     Mp4,
+    /// Fragmented MP4 of the tracks one viewer's query or browser codecs chose (SDP media
+    /// indexes): viewers that chose alike share its muxer.
+    Mp4Tracks {
+        video: Option<u16>,
+        audio: Option<u16>,
+    },
     /// MPEG-TS: `stream.ts`.
     Ts,
     /// ADTS AAC: `stream.aac`.
@@ -179,7 +185,7 @@ pub enum Variant {
 impl Variant {
     pub fn tag(self) -> &'static str {
         match self {
-            Variant::Mp4 => "mp4",
+            Variant::Mp4 | Variant::Mp4Tracks { .. } => "mp4",
             Variant::Ts => "ts",
             Variant::Aac => "aac",
             Variant::Mjpeg => "mjpeg",

@@ -346,6 +346,7 @@ impl Consumer {
         req: &Request,
         format_name: &'static str,
         protocol: &'static str,
+        tracks: Vec<usize>,
     ) -> Consumer {
         let info = Arc::new(ConsumerInfo {
             id: shard.registry.next_id(),
@@ -354,7 +355,7 @@ impl Consumer {
             protocol,
             remote_addr: crate::io::listen::peer_text(peer),
             user_agent: req.header("user-agent").unwrap_or("").to_string(),
-            tracks: Vec::new(),
+            tracks,
             stats: ConsumerStats::default(),
         });
         shard.viewer_joined(name, info.clone());
@@ -395,6 +396,54 @@ async fn ensure_source(shard: &Rc<Shard>, name: &str, req: &Request) -> Result<(
         .map_err(|e| Reply::text(502, format!("stream `{name}`: {e}")))
 }
 
+/// Starts the stream's source for an fMP4 viewer that accepts `accept`, dialling the stream's
+/// later sources when only they carry what it accepts (as RTSP readers' filters do), then
+/// picks its tracks. The error names the stream, its codecs and what was accepted.
+async fn mp4_tracks(
+    shard: &Rc<Shard>,
+    name: &str,
+    req: &Request,
+    accept: &corecast::filter::Filter,
+) -> Result<Variant, Reply> {
+    if !shard.registry.lock().streams.contains_key(name) {
+        return Err(Reply::text(404, format!("stream `{name}` not found")));
+    }
+    let ua = req.header("user-agent").unwrap_or("");
+    let query = muxers::accept_query(accept);
+    crate::sources::lifecycle::ensure(shard, name, Some(&query), ua)
+        .await
+        .map_err(|e| Reply::text(502, format!("stream `{name}`: {e}")))?;
+    let sdp = shard
+        .registry
+        .reader_sdp(name)
+        .ok_or_else(|| Reply::text(404, format!("stream `{name}` is not live")))?;
+    muxers::choose_mp4(&sdp, accept).ok_or_else(|| {
+        let have = muxers::stream_codecs(&sdp);
+        Reply::text(
+            415,
+            format!(
+                "stream `{name}` ({have}) has no track this viewer accepts ({query}); \
+                 MP4 carries {}",
+                muxers::MP4_CARRIES
+            ),
+        )
+    })
+}
+
+/// `attachment; filename="NAME"` with quotes, backslashes and control characters dropped
+/// (they would end the header or the quoted string), at most 255 characters.
+fn attachment(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .take(255)
+        .collect();
+    if clean.is_empty() {
+        return String::new();
+    }
+    format!("attachment; filename=\"{clean}\"")
+}
+
 /// `stream.mp4` / `stream.ts` / `stream.aac` / `stream.mjpeg`: the shared muxer's output, live, until the
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
@@ -402,15 +451,24 @@ async fn live(
     stream: &mut HttpConn,
     peer: SocketAddr,
     req: Request,
-    v: Variant,
+    mut v: Variant,
 ) -> After {
     let Some(name) = req.query("src").map(str::to_string) else {
         return send_reply(shard, stream, &req, Reply::text(400, "missing `src`"), &[]).await;
     };
-    if let Err(r) = ensure_source(shard, &name, &req).await {
+    // MP4: the tracks this query accepts (go2rtc's `mp4`, `video=`, `audio=`), later sources
+    // dialled when only they carry them.
+    let started = if v == Variant::Mp4 {
+        let accept = muxers::mp4_accept(&req.query);
+        mp4_tracks(shard, &name, &req, &accept).await.map(|t| v = t)
+    } else {
+        ensure_source(shard, &name, &req).await
+    };
+    if let Err(r) = started {
         return send_reply(shard, stream, &req, r, &[]).await;
     }
-    let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http");
+    let tracks = muxers::mp4_consumer_tracks(v);
+    let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http", tracks);
     let mut reader = match muxers::attach(shard, &name, v).await {
         Ok(r) => r,
         Err(e) => {
@@ -430,16 +488,27 @@ async fn live(
         .and_then(|d| d.parse::<u64>().ok())
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(1 << 32))));
     let ctype = match v {
-        Variant::Mp4 => "video/mp4",
-        Variant::Ts => "video/mp2t",
-        Variant::Aac => "audio/aac",
-        Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame",
+        // go2rtc names the codecs, as for MSE.
+        Variant::Mp4 | Variant::Mp4Tracks { .. } => {
+            format!("video/mp4; codecs=\"{}\"", reader.info.codecs)
+        }
+        Variant::Ts => "video/mp2t".into(),
+        Variant::Aac => "audio/aac".into(),
+        Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame".into(),
     };
+    // go2rtc's `filename=`: a download rather than a player.
+    let disposition = req
+        .query("filename")
+        .map(attachment)
+        .filter(|d| !d.is_empty());
     // HTTP/1.0 clients get a body delimited by the close instead of chunks.
     let chunked = req.version >= 1;
     let common = common_headers(shard);
     let mut headers: Vec<(&str, &str)> =
-        vec![("Content-Type", ctype), ("Cache-Control", "no-cache")];
+        vec![("Content-Type", &ctype), ("Cache-Control", "no-cache")];
+    if let Some(d) = &disposition {
+        headers.push(("Content-Disposition", d));
+    }
     headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
     let head = if chunked {
         response::head(200, &headers, None, false)
@@ -630,22 +699,6 @@ fn ws_json(kind: &str, value: &str) -> Vec<u8> {
     ws::text_frame(&text)
 }
 
-/// Does the client's codec list (MSE `isTypeSupported` results) cover our video codec?
-/// An empty list means "anything".
-fn client_accepts(client: &str, ours: &str) -> bool {
-    if client.trim().is_empty() {
-        return true;
-    }
-    let families: Vec<&str> = client
-        .split(',')
-        .map(|c| c.trim().split('.').next().unwrap_or(""))
-        .collect();
-    ours.split(',')
-        .map(|c| c.split('.').next().unwrap_or(""))
-        .filter(|f| *f == "avc1" || *f == "hvc1" || *f == "hev1")
-        .all(|f| families.contains(&f) || (f == "hev1" && families.contains(&"hvc1")))
-}
-
 /// `GET /api/ws?src=NAME`: go2rtc's WebSocket protocol. Supported message: `mse` (answer
 /// the codecs, then binary fMP4: init segment, fragments). Anything else gets an `error`
 /// message and the socket stays open.
@@ -830,29 +883,24 @@ async fn on_ws_text(
             let Some(name) = name else {
                 return ws_json("error", "missing `src` in the WebSocket URL");
             };
-            if let Err(r) = ensure_source(shard, name, req).await {
-                return ws_json("error", String::from_utf8_lossy(&r.body).trim());
-            }
-            let consumer = Consumer::register(shard, name, peer, req, "mse", "ws");
-            let reader = match muxers::attach(shard, name, Variant::Mp4).await {
-                Ok(r) => r,
-                Err(e) => return ws_json("error", &format!("stream `{name}`: {e}")),
-            };
+            // The browser's codec list picks the tracks (and so the muxer) it gets.
             let client = msg
                 .value
                 .as_ref()
                 .and_then(|v| simd_json::prelude::ValueAsScalar::as_str(v))
                 .unwrap_or("")
                 .to_string();
-            if !client_accepts(&client, &reader.info.codecs) {
-                return ws_json(
-                    "error",
-                    &format!(
-                        "the browser cannot play {} (it supports {client})",
-                        reader.info.codecs
-                    ),
-                );
-            }
+            let accept = muxers::mse_accept(&client);
+            let v = match mp4_tracks(shard, name, req, &accept).await {
+                Ok(v) => v,
+                Err(r) => return ws_json("error", String::from_utf8_lossy(&r.body).trim()),
+            };
+            let tracks = muxers::mp4_consumer_tracks(v);
+            let consumer = Consumer::register(shard, name, peer, req, "mse", "ws", tracks);
+            let reader = match muxers::attach(shard, name, v).await {
+                Ok(r) => r,
+                Err(e) => return ws_json("error", &format!("stream `{name}`: {e}")),
+            };
             info!(stream = name, %peer, codecs = %reader.info.codecs, "mse viewer started");
             // go2rtc answers the MIME type players pass to addSourceBuffer as is.
             let mime = format!("video/mp4; codecs=\"{}\"", reader.info.codecs);
@@ -880,16 +928,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codec_negotiation() {
-        assert!(client_accepts(
-            "avc1.640029,mp4a.40.2",
-            "avc1.4D401E,mp4a.40.2"
-        ));
-        assert!(client_accepts("", "hvc1.1.6.L93.B0"));
-        assert!(!client_accepts("avc1.640029,mp4a.40.2", "hvc1.1.6.L93.B0"));
-        assert!(client_accepts(
-            "avc1.640029,hvc1.1.6.L153.B0",
-            "hvc1.1.6.L93.B0,mp4a.40.2"
-        ));
+    fn attachment_header() {
+        assert_eq!(attachment("cam.mp4"), "attachment; filename=\"cam.mp4\"");
+        assert_eq!(
+            attachment("a\"b\r\nX-Evil: 1\\.mp4"),
+            "attachment; filename=\"abX-Evil: 1.mp4\""
+        );
+        assert_eq!(attachment("\r\n"), "");
+        assert_eq!(attachment(&"x".repeat(1000)).len(), 255 + 23);
     }
 }

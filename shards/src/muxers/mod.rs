@@ -14,6 +14,7 @@ use crate::core::registry::{MuxInfo, OutputKey, ProducerInfo, ProducerStats};
 use bytes::{Bytes, BytesMut};
 use corecast::codec::CodecKind;
 use corecast::fanout;
+use corecast::filter::{Filter, Kind, Want};
 use corecast::mux::{self, Fragment, Frame, FrameAssembler, LiveFmp4, LiveTs, TrackConfig};
 use corecast::packet::Packet;
 use corecast::ring::{Cursor, Next};
@@ -92,6 +93,7 @@ impl MuxError {
 fn supported(v: Variant) -> &'static str {
     match v {
         Variant::Mp4 | Variant::Ts => "H.264, H.265, AAC",
+        Variant::Mp4Tracks { .. } => MP4_CARRIES,
         Variant::Aac => "AAC",
         Variant::Mjpeg => "JPEG; use frame.jpeg for H.264/H.265",
     }
@@ -105,7 +107,7 @@ trait Formats {
 impl Formats for Variant {
     fn formats(self) -> &'static [&'static str] {
         match self {
-            Variant::Mp4 => &["mp4", "mse"],
+            Variant::Mp4 | Variant::Mp4Tracks { .. } => &["mp4", "mse"],
             Variant::Ts => &["ts"],
             Variant::Aac => &["aac"],
             Variant::Mjpeg => &["mjpeg"],
@@ -139,9 +141,178 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
     }
     match v {
         Variant::Mp4 | Variant::Ts => video.into_iter().chain(audio).collect(),
+        Variant::Mp4Tracks { video, audio } => [video, audio]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                let i = usize::from(i);
+                Some((i, sdp.medias.get(i)?.codec()?.0))
+            })
+            .collect(),
         Variant::Aac => audio.into_iter().collect(),
         Variant::Mjpeg => jpeg.into_iter().collect(),
     }
+}
+
+/// What fMP4 viewers can get, for messages.
+pub const MP4_CARRIES: &str = "H.264, H.265, AAC, Opus, PCMA/PCMU/L16 as FLAC";
+
+/// Codecs (go2rtc's names) the fMP4 muxer carries, in the order a viewer accepting several
+/// gets them: H.264 before H.265; AAC first, then Opus (both as they are), then PCM (which
+/// costs a FLAC encode).
+const MP4_VIDEO: [&str; 2] = ["h264", "h265"];
+const MP4_AUDIO: [&str; 5] = ["aac", "opus", "pcma", "pcmu", "pcm"];
+
+fn want(kind: Kind, codecs: &[&str]) -> Want {
+    Want {
+        kind,
+        codecs: codecs.iter().map(|c| c.to_string()).collect(),
+        all: false,
+    }
+}
+
+/// go2rtc's default for MP4 viewers: H.264/H.265 and AAC.
+fn mp4_default() -> Filter {
+    Filter {
+        wants: vec![
+            want(Kind::Video, &MP4_VIDEO),
+            want(Kind::Audio, &MP4_AUDIO[..1]),
+        ],
+    }
+}
+
+/// What a `stream.mp4` viewer accepts, from its query as go2rtc reads it: `mp4` is H.264 or
+/// H.265 and AAC, `mp4=flac` adds PCMA/PCMU/L16 (sent as FLAC), any other `mp4=` value
+/// (`all`) adds Opus too; without `mp4`, `video=`/`audio=` filters as on RTSP; else the
+/// default.
+pub fn mp4_accept(query: &[(String, String)]) -> Filter {
+    if let Some((_, v)) = query.iter().find(|(k, _)| k == "mp4") {
+        let mut f = mp4_default();
+        let audio = match v.as_str() {
+            "" => &MP4_AUDIO[..1],
+            "flac" => &["aac", "pcma", "pcmu", "pcm"][..],
+            _ => &MP4_AUDIO[..],
+        };
+        f.wants[1] = want(Kind::Audio, audio);
+        return f;
+    }
+    let raw: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k == "video" || k == "audio")
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect();
+    if raw.is_empty() {
+        return mp4_default();
+    }
+    Filter::parse(Some(&raw.join("&")), None)
+}
+
+/// What a browser accepts from its MSE codec list (`isTypeSupported` results, go2rtc's
+/// player sends e.g. `avc1.640029,hvc1.1.6.L153.B0,mp4a.40.2,flac,opus`): `flac` stands for
+/// the PCM codecs we re-encode. An empty list gets the MP4 default (as in go2rtc).
+pub fn mse_accept(codecs: &str) -> Filter {
+    if codecs.trim().is_empty() {
+        return mp4_default();
+    }
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    for c in codecs.split(',').take(64) {
+        let c = c.trim().to_ascii_lowercase();
+        let family = c.split('.').next().unwrap_or("");
+        match family {
+            "avc1" | "avc3" => video.push("h264"),
+            "hvc1" | "hev1" => video.push("h265"),
+            "mp4a" if c.starts_with("mp4a.40.") => audio.push("aac"),
+            "opus" => audio.push("opus"),
+            "flac" => audio.extend(["pcma", "pcmu", "pcm"]),
+            _ => {}
+        }
+    }
+    let ordered = |all: &[&'static str], have: &[&str]| -> Vec<&'static str> {
+        all.iter().copied().filter(|c| have.contains(c)).collect()
+    };
+    let mut wants = Vec::new();
+    for (kind, all, have) in [
+        (Kind::Video, &MP4_VIDEO[..], video),
+        (Kind::Audio, &MP4_AUDIO[..], audio),
+    ] {
+        let codecs = ordered(all, &have);
+        if !codecs.is_empty() {
+            wants.push(want(kind, &codecs));
+        }
+    }
+    Filter { wants }
+}
+
+/// The accepted codecs as a reader query (`video=h264,h265&audio=aac`), which is how the
+/// source lifecycle learns what a viewer needs from later sources. A want without codecs
+/// means the ones fMP4 carries.
+pub fn accept_query(f: &Filter) -> String {
+    f.wants
+        .iter()
+        .map(|w| {
+            let (k, all) = match w.kind {
+                Kind::Video => ("video", &MP4_VIDEO[..]),
+                Kind::Audio => ("audio", &MP4_AUDIO[..]),
+            };
+            let codecs: Vec<&str> = if w.codecs.is_empty() {
+                all.to_vec()
+            } else {
+                w.codecs.iter().map(String::as_str).collect()
+            };
+            format!("{k}={}", codecs.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The fMP4 tracks for a viewer: for its first video want and its first audio want, the
+/// first codec in the want's order that the stream has (its first such track) and fMP4
+/// carries. None when nothing matches.
+pub fn choose_mp4(sdp: &Sdp, accept: &Filter) -> Option<Variant> {
+    let pick = |kind: Kind| -> Option<u16> {
+        let w = accept.wants.iter().find(|w| w.kind == kind)?;
+        let carried: &[&str] = match kind {
+            Kind::Video => &MP4_VIDEO,
+            Kind::Audio => &MP4_AUDIO,
+        };
+        let codecs: Vec<&str> = if w.codecs.is_empty() {
+            carried.to_vec()
+        } else {
+            w.codecs
+                .iter()
+                .map(String::as_str)
+                .filter(|c| carried.contains(c))
+                .collect()
+        };
+        codecs.iter().find_map(|c| {
+            let one = Filter {
+                wants: vec![want(kind, &[c])],
+            };
+            // A PCM track the FLAC encoder cannot take (say, 9 channels) is skipped.
+            one.select(sdp)
+                .into_iter()
+                .find(|&i| TrackConfig::from_media(&sdp.medias[i]).is_some() || kind == Kind::Video)
+                .and_then(|i| u16::try_from(i).ok())
+        })
+    };
+    let (video, audio) = (pick(Kind::Video), pick(Kind::Audio));
+    (video.is_some() || audio.is_some()).then_some(Variant::Mp4Tracks { video, audio })
+}
+
+/// The stream's codecs by go2rtc name, for messages (`h264, pcma`).
+pub fn stream_codecs(sdp: &Sdp) -> String {
+    sdp.medias
+        .iter()
+        .map(corecast::filter::codec_name)
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 thread_local! {
@@ -311,13 +482,32 @@ impl Drop for OwnedGuard {
 }
 
 fn viewers_of(shard: &Shard, name: &str, v: Variant) -> usize {
+    // Viewers of chosen tracks register them (`mp4_consumer_tracks`): each such muxer
+    // counts only its own.
+    let tracks = match v {
+        Variant::Mp4Tracks { .. } => Some(mp4_consumer_tracks(v)),
+        _ => None,
+    };
     let g = shard.registry.lock();
     g.streams.get(name).map_or(0, |e| {
         e.consumers
             .iter()
             .filter(|c| v.formats().contains(&c.format_name))
+            .filter(|c| tracks.as_ref().is_none_or(|t| c.tracks == *t))
             .count()
     })
+}
+
+/// The SDP media indexes a viewer of `v` receives, as its consumer entry records them.
+pub fn mp4_consumer_tracks(v: Variant) -> Vec<usize> {
+    match v {
+        Variant::Mp4Tracks { video, audio } => [video, audio]
+            .into_iter()
+            .flatten()
+            .map(usize::from)
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Waits for data past `pos` in `s`, or `limit`.
@@ -360,7 +550,16 @@ impl FrameFeed {
     /// The feed of `name` on this shard, made on first use.
     pub fn of(shard: &Rc<Shard>, name: &str) -> Result<Rc<FrameFeed>, MuxError> {
         if let Some(f) = FEEDS.with(|m| m.borrow().get(name).and_then(std::rc::Weak::upgrade)) {
-            if !f.src.is_closed() {
+            // A later source may have added tracks since: then a new feed (with a new
+            // assembler) serves the new muxer; older muxers keep theirs.
+            let medias = {
+                let g = shard.registry.lock();
+                g.streams
+                    .get(name)
+                    .and_then(|e| e.sdp.as_ref())
+                    .map_or(0, |s| s.medias.len())
+            };
+            if !f.src.is_closed() && f.sdp.medias.len() >= medias {
                 return Ok(f);
             }
         }
@@ -533,7 +732,7 @@ async fn run_muxer(
                         .filter_map(|(i, c)| c.clone().map(|c| (*i, c)))
                         .collect();
                     let (m, info) = match v {
-                        Variant::Mp4 => {
+                        Variant::Mp4 | Variant::Mp4Tracks { .. } => {
                             let mut m = LiveFmp4::new(tracks);
                             for (i, _) in &wanted {
                                 m.set_clock_rate(*i, sdp.medias[*i].clock_rate());

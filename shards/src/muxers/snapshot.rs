@@ -290,7 +290,7 @@ fn annex_b(cfg: &TrackConfig, frame: &Frame) -> Result<(&'static str, Vec<u8>), 
         TrackConfig::H265 { vps, sps, pps } => {
             ("hevc", vec![vps.clone(), sps.clone(), pps.clone()])
         }
-        TrackConfig::Aac { .. } => return Err(MuxError::NotVideo),
+        _ => return Err(MuxError::NotVideo),
     };
     let mut input = Vec::new();
     for nal in sets.iter().chain(frame.units.iter()) {
