@@ -27,6 +27,9 @@ struct Track {
     /// RTP clock rate from the SDP (for continuing a previous producer's timestamps).
     clock_rate: u32,
     continuation: Continuation,
+    /// RTP timestamp (extended) of the last packet flagged as a keyframe start: the other
+    /// packets of that picture (a multi-slice IDR's later slices) are not starts.
+    last_key_ts: Option<u64>,
 }
 
 /// Where a track's previous producer left off (see [`Ingest::continue_from`]).
@@ -114,6 +117,7 @@ impl Ingest {
                     pps: None,
                     clock_rate: m.clock_rate().max(1),
                     continuation: Continuation::None,
+                    last_key_ts: None,
                 }
             })
             .collect();
@@ -164,7 +168,6 @@ impl Ingest {
         let payload = data
             .get(v.payload_offset..v.payload_offset + v.payload_len)
             .unwrap_or(&[]);
-        let keyframe = t.sync_source && codec::starts_keyframe(t.codec, payload);
         let learned = if t.has_sprop {
             None
         } else {
@@ -172,6 +175,14 @@ impl Ingest {
         };
         let mut seq = t.seq.extend(v.sequence);
         let mut timestamp = t.ts.extend(v.timestamp);
+        // Only the first packet of a keyframe's picture is where a reader may start: one
+        // that joined at a later slice would get a picture with its top missing.
+        let keyframe = t.sync_source
+            && t.last_key_ts != Some(timestamp)
+            && codec::starts_keyframe(t.codec, payload);
+        if keyframe {
+            t.last_key_ts = Some(timestamp);
+        }
         let payload_offset = v.payload_offset as u16;
         if let Continuation::Pending(tail) = t.continuation {
             let gap_us = now.saturating_sub(tail.arrival) as i128;
@@ -339,5 +350,21 @@ mod tests {
         let (a, _) = new.packet(1, data.clone(), 7_000_000).unwrap();
         assert_eq!(a.data.as_ptr(), data.as_ptr());
         assert_eq!((a.rtp_seq(), a.rtp_timestamp()), (50, 77));
+    }
+
+    /// A multi-slice IDR (x264 `tune=zerolatency` slices every picture): only its first
+    /// packet is a keyframe start, so a joining reader gets the whole picture.
+    #[test]
+    fn only_the_first_slice_of_an_idr_is_a_keyframe_start() {
+        let mut ing = Ingest::new(&sdp());
+        let idr = [0x65, 0x88, 0x80];
+        let flags: Vec<bool> = [(1, 3000), (2, 3000), (3, 3000), (4, 6000), (5, 9000)]
+            .iter()
+            .map(|&(seq, ts)| {
+                let nal: &[u8] = if ts == 6000 { &[0x41, 0x9a] } else { &idr };
+                ing.packet(0, rtp(seq, ts, 1, nal), 0).unwrap().0.keyframe
+            })
+            .collect();
+        assert_eq!(flags, [true, false, false, false, true]);
     }
 }

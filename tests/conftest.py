@@ -261,8 +261,9 @@ class GstServer:
     the same port (the upstream-restart test)."""
 
     def __init__(self, port, path="/test", tracks="video", user=None, password=None,
-                 protocols="all", max_seconds=300, tls_pem=None):
+                 protocols="all", max_seconds=300, tls_pem=None, backchannel=False):
         self.port, self.path, self.tracks = port, path, tracks
+        self.backchannel = backchannel
         self.tls_pem = tls_pem
         self.user, self.password, self.protocols = user, password, protocols
         self.max_seconds = max_seconds
@@ -283,6 +284,8 @@ class GstServer:
             cmd += ["--user", self.user, "--password", self.password]
         if self.tls_pem is not None:
             cmd += ["--tls-pem", str(self.tls_pem)]
+        if self.backchannel:
+            cmd += ["--backchannel"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.log_path, "a"),
                                      text=True)
         deadline = time.time() + timeout
@@ -316,10 +319,10 @@ def gst_server():
     started = []
 
     def make(tracks="video", user=None, password=None, protocols="all", path="/test",
-             max_seconds=300, tls_pem=None):
+             max_seconds=300, tls_pem=None, backchannel=False):
         g = GstServer(free_port_block(1), path=path, tracks=tracks, user=user,
                       password=password, protocols=protocols, max_seconds=max_seconds,
-                      tls_pem=tls_pem)
+                      tls_pem=tls_pem, backchannel=backchannel)
         started.append(g)
         return g.start()
 

@@ -69,6 +69,8 @@ def main():
     ap.add_argument("--protocols", choices=sorted(PROTOCOLS), default="all")
     ap.add_argument("--max-seconds", type=float, default=300)
     ap.add_argument("--tls-pem", help="PEM file with certificate and key: serve RTSPS")
+    ap.add_argument("--backchannel", action="store_true",
+                    help="an ONVIF server whose camera has a PCMA speaker (backchannel)")
     args = ap.parse_args()
     if (args.user is None) != (args.password is None):
         ap.error("--user and --password go together")
@@ -78,13 +80,25 @@ def main():
     if not tracks:
         ap.error("--tracks: at least one track")
 
-    server = GstRtspServer.RTSPServer()
+    if args.backchannel:
+        # GStreamer's ONVIF server describes the speaker only to clients that send
+        # `Require: www.onvif.org/ver20/backchannel`, as cameras do.
+        server = GstRtspServer.RTSPOnvifServer()
+        factory = GstRtspServer.RTSPOnvifMediaFactory()
+        factory.set_backchannel_launch(
+            "( capsfilter caps=\"application/x-rtp, media=audio, payload=8, clock-rate=8000, "
+            "encoding-name=PCMA\" name=depay_backchannel ! rtppcmadepay ! fakesink async=false )")
+    else:
+        server = GstRtspServer.RTSPServer()
+        factory = GstRtspServer.RTSPMediaFactory()
     server.set_address(args.address)
     server.set_service(str(args.port))
 
-    factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(tracks))
-    factory.set_shared(True)
+    # gst-rtsp-server's ONVIF example: a backchannel media is per client, of the ONVIF type.
+    factory.set_shared(not args.backchannel)
+    if args.backchannel:
+        factory.set_media_gtype(GstRtspServer.RTSPOnvifMedia)
     factory.set_protocols(PROTOCOLS[args.protocols])
 
     if args.tls_pem is not None:

@@ -301,3 +301,25 @@ def test_http_source_is_read_through_ffmpeg(server_factory):
     r = ffmpeg_read(srv.url("web"), duration=2)
     o, e = r.communicate(timeout=30)
     assert decoded_frames(o) >= 25, e[-800:] + srv.log()
+
+
+def test_probe_lists_a_cameras_speaker(server_factory, gst_server):
+    """A camera with an ONVIF backchannel (GStreamer's ONVIF server describes it only when
+    asked with `Require: www.onvif.org/ver20/backchannel`): the probe lists it as
+    `audio, sendonly, PCMA/8000` (Frigate enables two-way talk on it), and the camera's
+    video still plays."""
+    gst = gst_server(tracks="video", backchannel=True)
+    srv = server_factory(f"streams:\n  door: {gst.url()}\n")
+    probed = srv.api("/api/streams?src=door&video=all&audio=all&microphone")
+    medias = [m for p in probed["producers"] for m in p.get("medias", [])]
+    assert "audio, sendonly, PCMA/8000" in medias, probed
+    assert "video, recvonly, H264" in medias, probed
+    r = ffmpeg_read(srv.url("door"), duration=2)
+    o, e = r.communicate(timeout=20)
+    assert decoded_frames(o) >= 25, e[-800:]
+    # Readers are not offered the speaker.
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type",
+                          "-of", "json", srv.url("door")], capture_output=True, text=True,
+                         timeout=20)
+    kinds = [s["codec_type"] for s in json.loads(out.stdout)["streams"]]
+    assert kinds == ["video"], kinds

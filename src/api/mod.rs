@@ -19,6 +19,8 @@ pub struct StreamSnapshot {
     pub error: Option<String>,
     /// The connected producer and the SDP it announced.
     pub producer: Option<(ProducerSnapshot, Option<Sdp>)>,
+    /// The camera's backchannel medias ("PCMA/8000"), listed with the producer's.
+    pub backchannel: Vec<String>,
     pub consumers: Vec<ConsumerSnapshot>,
 }
 
@@ -358,10 +360,23 @@ pub fn streams_json(snapshot: Vec<StreamSnapshot>) -> BTreeMap<String, StreamJso
         .collect()
 }
 
+/// go2rtc's `Codec.String()`: NAME[/rate unless 90000][/channels].
+pub fn codec_words(r: &crate::sdp::RtpMap) -> String {
+    let mut full = r.encoding.to_ascii_uppercase();
+    if r.clock_rate != 0 && r.clock_rate != 90_000 {
+        full.push_str(&format!("/{}", r.clock_rate));
+    }
+    if let Some(ch) = r.channels.filter(|c| *c > 0) {
+        full.push_str(&format!("/{ch}"));
+    }
+    full
+}
+
 /// One stream (`GET /api/streams?src=`).
 pub fn stream_json(s: StreamSnapshot) -> StreamJson {
+    let backchannel = s.backchannel;
     let live = s.producer.map(|(p, sdp)| {
-        let (medias, codecs) = sdp
+        let (mut medias, codecs): (Vec<String>, Vec<Codec>) = sdp
             .map(|sdp| {
                 sdp.medias
                     .iter()
@@ -370,16 +385,10 @@ pub fn stream_json(s: StreamSnapshot) -> StreamJson {
                             .codec()
                             .map(|(_, r)| r.encoding.clone())
                             .unwrap_or_else(|| m.formats.join(" "));
-                        // go2rtc's `Codec.String()`: NAME[/rate unless 90000][/channels].
-                        let mut full = name.to_ascii_uppercase();
-                        if let Some((_, r)) = m.codec() {
-                            if r.clock_rate != 0 && r.clock_rate != 90_000 {
-                                full.push_str(&format!("/{}", r.clock_rate));
-                            }
-                            if let Some(ch) = r.channels.filter(|c| *c > 0) {
-                                full.push_str(&format!("/{ch}"));
-                            }
-                        }
+                        let full = match m.codec() {
+                            Some((_, r)) => codec_words(r),
+                            None => name.to_ascii_uppercase(),
+                        };
                         // A camera's ONVIF backchannel (`a=sendonly` in its SDP) is audio
                         // we would send: go2rtc shows it as `sendonly` (Frigate's two-way talk).
                         let dir = if m.lines.iter().any(|l| l.trim() == "a=sendonly") {
@@ -398,6 +407,7 @@ pub fn stream_json(s: StreamSnapshot) -> StreamJson {
                     .unzip()
             })
             .unwrap_or_default();
+        medias.extend(backchannel.iter().map(|c| format!("audio, sendonly, {c}")));
         ProducerJson {
             id: p.id,
             format_name: p.protocol,
@@ -540,7 +550,10 @@ mod tests {
         };
         assert_eq!(
             live.medias,
-            ["video, recvonly, H264", "audio, recvonly, MPEG4-GENERIC"]
+            [
+                "video, recvonly, H264",
+                "audio, recvonly, MPEG4-GENERIC/48000/2"
+            ]
         );
         assert_eq!(live.codecs[0].codec_name, "h264");
         assert_eq!(p.consumers.as_ref().map(Vec::len), Some(1));

@@ -71,8 +71,11 @@ pub enum ClientTransport {
 /// go2rtc-style options after `#` in a source URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceOptions {
-    /// `#backchannel=0` gives `false`. The client never asks for the ONVIF backchannel
-    /// (no `Require: www.onvif.org/ver20/backchannel`); kept for the driver and config.
+    /// Ask the camera for its ONVIF audio backchannel (`Require:
+    /// www.onvif.org/ver20/backchannel` on DESCRIBE), so its SDP lists the speaker. go2rtc's
+    /// rule: on by default, but a URL with any `#` option asks only with `#backchannel=1`.
+    /// A camera that refuses the header is asked again without it. The backchannel media is
+    /// reported, never set up.
     pub backchannel: bool,
     pub media: MediaFilter,
     /// `#timeout=N`: the driver's read timeout in seconds (the client has no clock of its own).
@@ -232,6 +235,10 @@ fn percent_decode(s: &str) -> Option<String> {
 
 fn parse_options(fragment: &str) -> Result<SourceOptions, ClientError> {
     let mut o = SourceOptions::default();
+    // go2rtc: any `#` option turns the backchannel request off unless it says 1.
+    if !fragment.trim_matches('#').is_empty() {
+        o.backchannel = false;
+    }
     for part in fragment.split('#').filter(|p| !p.is_empty()) {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         let bad = || ClientError::Url(format!("bad value in option {part:?}"));
@@ -463,6 +470,8 @@ pub struct Client {
     events: VecDeque<ClientEvent>,
     auth: Option<AuthState>,
     use_get_parameter: bool,
+    /// The DESCRIBE in flight (or answered) asked for the ONVIF backchannel.
+    backchannel_asked: bool,
     /// Content-Base/Location as given (or the request URL), with a `/` appended.
     join_base: String,
     /// Aggregate control URL for PLAY, keepalives and TEARDOWN.
@@ -495,6 +504,7 @@ impl Client {
             events: VecDeque::new(),
             auth: None,
             use_get_parameter: false,
+            backchannel_asked: false,
             tracks: Vec::new(),
             next_setup: 0,
             awaiting_ports: false,
@@ -511,6 +521,13 @@ impl Client {
 
     pub fn state(&self) -> ClientState {
         self.state
+    }
+
+    /// Whether the camera was described with the ONVIF backchannel (its SDP then lists the
+    /// speaker). Some servers then refuse SETUP or PLAY unless the backchannel is set up
+    /// too; the driver connects again without asking (go2rtc reconnects likewise).
+    pub fn backchannel_asked(&self) -> bool {
+        self.backchannel_asked
     }
 
     pub fn url(&self) -> &SourceUrl {
@@ -804,6 +821,13 @@ impl Client {
                 }
             }
             Step::Teardown => Ok(()),
+            // A camera without the ONVIF backchannel may refuse the `Require` header (551,
+            // or anything else): ask again without it, as go2rtc does.
+            Step::Describe if !ok && flight.request.headers.get("Require").is_some() => {
+                let req = self.describe_request(false);
+                self.send(Step::Describe, req, 0);
+                Ok(())
+            }
             _ if !ok => Err(status_error()),
             Step::Options => {
                 self.use_get_parameter = resp
@@ -812,8 +836,7 @@ impl Client {
                     .flat_map(|v| v.split(','))
                     .any(|m| m.trim() == "GET_PARAMETER");
                 self.state = ClientState::Describe;
-                let req = Request::new(Method::Describe, self.url.request_url.clone())
-                    .with_header("Accept", "application/sdp");
+                let req = self.describe_request(self.url.options.backchannel);
                 self.send(Step::Describe, req, 0);
                 Ok(())
             }
@@ -823,6 +846,17 @@ impl Client {
                 self.on_play(&resp);
                 Ok(())
             }
+        }
+    }
+
+    fn describe_request(&mut self, backchannel: bool) -> Request {
+        self.backchannel_asked = backchannel;
+        let req = Request::new(Method::Describe, self.url.request_url.clone())
+            .with_header("Accept", "application/sdp");
+        if backchannel {
+            req.with_header("Require", BACKCHANNEL_REQUIRE)
+        } else {
+            req
         }
     }
 
@@ -1167,8 +1201,11 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
+/// The ONVIF option that makes a camera describe its speaker.
+const BACKCHANNEL_REQUIRE: &str = "www.onvif.org/ver20/backchannel";
+
 /// The ONVIF audio backchannel as a camera describes it: audio the camera *receives*.
-fn is_backchannel(m: &sdp::Media) -> bool {
+pub fn is_backchannel(m: &sdp::Media) -> bool {
     m.kind.eq_ignore_ascii_case("audio") && m.lines.iter().any(|l| l.trim() == "a=sendonly")
 }
 
@@ -2391,8 +2428,18 @@ mod tests {
     fn error_statuses() {
         let mut run = Run::new("rtsp://cam/nope");
         run.feed(&msg("RTSP/1.0 200 OK\nCSeq: 1", "")).unwrap();
+        // The first DESCRIBE asks for the ONVIF backchannel; refused, it is asked again
+        // without (go2rtc), and only that answer's error counts.
+        let first = run.pending.pop_back().unwrap();
+        assert_eq!(first.headers.get("Require"), Some(BACKCHANNEL_REQUIRE));
+        run.pending.clear();
+        run.feed(&msg("RTSP/1.0 551 Option not supported\nCSeq: 2", ""))
+            .unwrap();
+        let again = run.pending.pop_front().unwrap();
+        assert_eq!(again.method, Method::Describe);
+        assert_eq!(again.headers.get("Require"), None);
         let e = run
-            .feed(&msg("RTSP/1.0 404 Not Found\nCSeq: 2", ""))
+            .feed(&msg("RTSP/1.0 404 Not Found\nCSeq: 3", ""))
             .unwrap_err();
         assert_eq!(
             e,

@@ -131,6 +131,7 @@ fn streams(reg: &Registry, only: Option<&str>) -> BTreeMap<String, StreamJson> {
                 sources: e.sources.clone(),
                 preload: e.preload.clone(),
                 error: e.error.clone(),
+                backchannel: e.backchannel.clone(),
                 producer: e.producer.as_ref().map(|p| {
                     (
                         ProducerSnapshot {
@@ -932,7 +933,8 @@ mod tests {
     fn sources_are_checked() {
         assert!(check_source("rtsp://cam/1", false).is_ok());
         assert!(check_source("ffmpeg:rtsp://cam#video=h264", false).is_ok());
-        assert!(check_source("http://x", false).is_err());
+        assert!(check_source("http://x", false).is_ok());
+        assert!(check_source("gopher://x", false).is_err());
         assert!(check_source("rtsp://a b", true).is_err());
         assert!(check_source("exec:/bin/true", false).is_err());
         assert!(check_source("exec:/bin/true", true).is_ok());

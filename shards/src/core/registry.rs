@@ -141,6 +141,9 @@ pub struct StreamEntry {
     pub persistent: bool,
     /// go2rtc `preload`: the source runs with no reader; the value is the filter query.
     pub preload: Option<String>,
+    /// A pulled camera's ONVIF backchannel medias (go2rtc's codec words, "PCMA/8000"):
+    /// reported by the API as `audio, sendonly, ...`, never set up.
+    pub backchannel: Vec<String>,
     /// A muxer's output stream (`NAME\0VARIANT`): its init segment and codecs.
     pub mux: Option<MuxInfo>,
     /// A helper stream the engine made for the named stream (a later `ffmpeg:`/`exec`
@@ -248,6 +251,7 @@ impl StreamEntry {
             sources_exhausted: false,
             persistent,
             preload: None,
+            backchannel: Vec::new(),
             mux: None,
             resume_sdp: None,
             helper_of: None,

@@ -875,13 +875,17 @@ async fn on_ws_text(
         Ok(m) => m,
         Err(e) => return ws_json("error", &format!("invalid message: {e}")),
     };
-    match msg.kind.as_str() {
+    // go2rtc prefixes an error with the type it answers ("mse: ..."): its player falls back
+    // to another mode when the error starts with the mode it asked for.
+    let kind = msg.kind.as_str();
+    let fail = |e: &str| ws_json("error", &format!("{kind}: {e}"));
+    match kind {
         "mse" => {
             if playing.is_some() {
-                return ws_json("error", "mse already started on this socket");
+                return fail("already started on this socket");
             }
             let Some(name) = name else {
-                return ws_json("error", "missing `src` in the WebSocket URL");
+                return fail("missing `src` in the WebSocket URL");
             };
             // The browser's codec list picks the tracks (and so the muxer) it gets.
             let client = msg
@@ -893,13 +897,13 @@ async fn on_ws_text(
             let accept = muxers::mse_accept(&client);
             let v = match mp4_tracks(shard, name, req, &accept).await {
                 Ok(v) => v,
-                Err(r) => return ws_json("error", String::from_utf8_lossy(&r.body).trim()),
+                Err(r) => return fail(String::from_utf8_lossy(&r.body).trim()),
             };
             let tracks = muxers::mp4_consumer_tracks(v);
             let consumer = Consumer::register(shard, name, peer, req, "mse", "ws", tracks);
             let reader = match muxers::attach(shard, name, v).await {
                 Ok(r) => r,
-                Err(e) => return ws_json("error", &format!("stream `{name}`: {e}")),
+                Err(e) => return fail(&format!("stream `{name}`: {e}")),
             };
             info!(stream = name, %peer, codecs = %reader.info.codecs, "mse viewer started");
             // go2rtc answers the MIME type players pass to addSourceBuffer as is.
@@ -916,10 +920,7 @@ async fn on_ws_text(
             *playing = Some((reader, consumer));
             out
         }
-        other => ws_json(
-            "error",
-            &format!("unsupported message type `{other}` (this server speaks `mse`)"),
-        ),
+        _ => fail("unsupported message type (this server speaks `mse`)"),
     }
 }
 

@@ -42,6 +42,10 @@ struct Owned {
 thread_local! {
     // One per shard thread: the pull sources' owned streams.
     static PULLED: Pulled = Pulled::default();
+    // Sources that failed to play after being described with the ONVIF backchannel: asked
+    // without it from then on (for the process lifetime; bounded by the configured
+    // sources, as only their URLs land here).
+    static NO_BACKCHANNEL: RefCell<std::collections::HashSet<String>> = RefCell::default();
 }
 
 /// Claims the stream for a source with this SDP, or reuses the claim of a previous
@@ -152,7 +156,10 @@ pub async fn run_feed(
     running: &Rc<Running>,
     role: Role<'_>,
 ) -> Result<(), SourceError> {
-    let url = client::parse_source_url(src).map_err(|e| SourceError::BadUrl(e.to_string()))?;
+    let mut url = client::parse_source_url(src).map_err(|e| SourceError::BadUrl(e.to_string()))?;
+    if NO_BACKCHANNEL.with(|n| n.borrow().contains(src)) {
+        url.options.backchannel = false;
+    }
     let timeout = Duration::from_secs(url.options.timeout_secs.unwrap_or(5).clamp(1, 300));
     let addr = resolve(&url.host, url.port).await?;
     let udp = matches!(url.options.transport, ClientTransport::Udp);
@@ -182,6 +189,7 @@ pub async fn run_feed(
     let mut buf = BytesMut::new();
     let mut quirks_logged = 0u32;
     let mut last_rx = shard.clock.now();
+    let mut played = false;
     let result: Result<(), SourceError> = 'feed: loop {
         if running.stopped() {
             client.teardown();
@@ -217,7 +225,14 @@ pub async fn run_feed(
                 }
                 ClientEvent::Described { sdp, selected } => {
                     let f = match &role {
-                        Role::Primary => primary_feed(shard, name, src, &sdp, &selected)?,
+                        Role::Primary => primary_feed(
+                            shard,
+                            name,
+                            src,
+                            &sdp,
+                            &selected,
+                            client.backchannel_asked(),
+                        )?,
                         Role::Secondary {
                             wants,
                             added,
@@ -236,6 +251,7 @@ pub async fn run_feed(
                     *feed.borrow_mut() = Some(f);
                 }
                 ClientEvent::Playing { .. } => {
+                    played = true;
                     info!(stream = name, source = %redact(src), transport = if udp { "udp" } else { "tcp" }, "source playing");
                     set_error(shard, name, None);
                 }
@@ -315,6 +331,10 @@ pub async fn run_feed(
     };
     drop(udp_tasks);
     drop(udp_sockets);
+    if result.is_err() && !played && client.backchannel_asked() {
+        debug!(stream = name, source = %redact(src), "asking this camera without the ONVIF backchannel from now on");
+        NO_BACKCHANNEL.with(|n| n.borrow_mut().insert(src.to_string()));
+    }
     result
 }
 
@@ -324,9 +344,23 @@ fn primary_feed(
     src: &str,
     sdp: &Sdp,
     selected: &[usize],
+    asked_backchannel: bool,
 ) -> Result<Feed, SourceError> {
     let stream_sdp = corecast::filter::filtered(sdp, selected);
     let (owned, resumed) = own(shard, name, &stream_sdp, src, "rtsp")?;
+    let backchannel: Vec<String> = sdp
+        .medias
+        .iter()
+        .filter(|m| corecast::rtsp::client::is_backchannel(m))
+        .filter_map(|m| m.codec().map(|(_, r)| corecast::api::codec_words(r)))
+        .collect();
+    // Described without asking, the SDP cannot list the speaker: keep what an earlier,
+    // asking connection learned.
+    if asked_backchannel {
+        if let Some(e) = shard.registry.lock().streams.get_mut(name) {
+            e.backchannel = backchannel;
+        }
+    }
     let mut map = vec![None; sdp.medias.len()];
     for (track, &m) in selected.iter().enumerate() {
         if let Some(slot) = map.get_mut(m) {
