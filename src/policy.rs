@@ -134,6 +134,13 @@ pub fn check_api_config(current: &Config, new: &Config, allow_exec: bool) -> Res
                 key: "api.allow_exec",
             });
         }
+        // The socket path is replaced at start (go2rtc unlinks it): from the API it would
+        // delete any file the server may delete.
+        if new.api.unix_listen != current.api.unix_listen {
+            return Err(Refused::Section {
+                key: "api.unix_listen",
+            });
+        }
     }
     Ok(())
 }
@@ -144,6 +151,13 @@ pub fn check_api_config(current: &Config, new: &Config, allow_exec: bool) -> Res
 pub fn source_program(src: &str, ffmpeg_bin: &str) -> Option<String> {
     let scheme = scheme(src);
     if scheme.eq_ignore_ascii_case("ffmpeg") {
+        return Some(ffmpeg_bin.to_owned());
+    }
+    // Read through ffmpeg (`shards` sources): http(s):// and rtmp(s):// cameras.
+    if ["http", "https", "rtmp", "rtmps"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
         return Some(ffmpeg_bin.to_owned());
     }
     if PROGRAM_SCHEMES
@@ -258,6 +272,7 @@ mod tests {
             "ffmpeg:\n  h264: \"-y /tmp/x\"\n",
             "exec:\n  allow_paths: [sh]\n",
             "api:\n  allow_exec: true\n",
+            "api:\n  unix_listen: /etc/passwd\n",
         ] {
             let text = format!("streams:\n  a: exec:ffmpeg -re -i x -f rtsp {{output}}\n{section}");
             let new = parse(&text, "t").unwrap();
@@ -318,6 +333,7 @@ mod tests {
             Some("/usr/bin/ffmpeg")
         );
         assert_eq!(source_program("rtsp://cam", "ff"), None);
+        assert_eq!(source_program("http://cam/x", "ff").as_deref(), Some("ff"));
         assert_eq!(source_program("exec:", "ff"), None);
         let cfg = parse("exec:\n  allow_paths: [ffmpeg]\n", "t").unwrap();
         assert!(cfg.exec.allows("ffmpeg"));

@@ -153,8 +153,9 @@ def test_home_assistant_bundled_mode(procs):
 
     async def run():
         conn = aiohttp.UnixConnector(path=str(sock))
-        auth = aiohttp.BasicAuth("hass", "s3cret")
-        async with aiohttp.ClientSession(connector=conn, auth=auth) as s:
+        import base64
+        auth = {"Authorization": "Basic " + base64.b64encode(b"hass:s3cret").decode()}
+        async with aiohttp.ClientSession(connector=conn, headers=auth) as s:
             base_url = "http://localhost"
 
             async def get(path, **kw):
@@ -236,7 +237,10 @@ def test_probe_connects_an_idle_camera(server_factory, gst_server):
 
 
 def test_log_dot_restart_exit(server_factory):
-    srv = server_factory()
+    # No `shards:`: one per core, also after the restart (whose thread was a pinned shard's).
+    srv = server_factory(shards="")
+    cores = srv.api("/api")["shard_count"]
+    assert cores == os.cpu_count(), cores
     base = f"http://127.0.0.1:{srv.api_port}"
     status, body = _get(base + "/api/log")
     assert status == 200
@@ -259,6 +263,7 @@ def test_log_dot_restart_exit(server_factory):
             time.sleep(0.1)
     assert restarted, srv.log()
     assert srv.proc.pid == pid and srv.alive()
+    assert srv.api("/api")["shard_count"] == cores
     assert _get(base + "/api/exit?code=200", method="POST")[0] == 400
     assert _get(base + "/api/exit?code=3", method="POST")[0] == 200
     assert srv.proc.wait(timeout=10) == 3
@@ -323,3 +328,52 @@ def test_probe_lists_a_cameras_speaker(server_factory, gst_server):
                          timeout=20)
     kinds = [s["codec_type"] for s in json.loads(out.stdout)["streams"]]
     assert kinds == ["video"], kinds
+
+
+def test_api_refuses_socket_path_changes_and_cross_origin_writes(server_factory):
+    srv = server_factory()
+    base = f"http://127.0.0.1:{srv.api_port}"
+    # unix_listen is replaced at start: from the API it could delete any file.
+    req = urllib.request.Request(base + "/api/config", method="PATCH",
+                                 data=b"api:\n  unix_listen: /tmp/victim\n")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        status = 200
+    except urllib.error.HTTPError as e:
+        status = e.code
+    assert status == 403
+    # A page on another origin cannot change streams through a visitor's browser.
+    url = base + "/api/streams?name=x&src=rtsp://127.0.0.1:1/x"
+    req = urllib.request.Request(url, method="PUT", headers={"Origin": "http://evil.example"})
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        status = 200
+    except urllib.error.HTTPError as e:
+        status = e.code
+    assert status == 403
+    assert "x" not in srv.streams()
+    # The web UI's own origin may.
+    req = urllib.request.Request(url, method="PUT",
+                                 headers={"Origin": f"http://127.0.0.1:{srv.api_port}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    assert "x" in srv.streams()
+
+
+def test_source_passwords_stay_out_of_logs_and_errors(server_factory):
+    """An http camera with credentials in userinfo and query: its failing ffmpeg's messages
+    reach the debug log, /api/log and the stream's error, never the passwords."""
+    srv = server_factory("log:\n  level: debug\nstreams:\n"
+                         "  cam: http://admin:S3cretPw@127.0.0.1:1/snap?pwd=T0kenValue\n")
+    base = f"http://127.0.0.1:{srv.api_port}"
+    subprocess.run(["ffprobe", "-v", "quiet", "-rw_timeout", "3000000", srv.url("cam")],
+                   timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and not srv.streams()["cam"].get("error"):
+        time.sleep(0.1)
+    err = srv.streams()["cam"].get("error") or ""
+    assert err, srv.streams()["cam"]
+    # (/api/streams lists the configured source URL as go2rtc does: Home Assistant compares
+    # it with its camera's source, password included.)
+    everything = err + _get(base + "/api/log")[1].decode() + srv.log()
+    assert "S3cretPw" not in everything and "T0kenValue" not in everything

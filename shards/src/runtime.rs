@@ -60,6 +60,10 @@ pub fn run(config: Config) -> Result<(), String> {
                 // memlock limit suffices.
                 .io_memory(512 << 10)
                 .ring_depth(256)
+                // Blocking work (snapshot transcodes, config writes, the hardware probe)
+                // gets a few unpinned threads: glommio's default is one per shard, so a
+                // 10 s transcode would queue a config write behind it.
+                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(4))
         };
         let (registry2, config2, mesh2, ready2) = (
             registry.clone(),
@@ -218,8 +222,12 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
     }
     // One shard serves the Unix socket (local control traffic: Home Assistant's API calls).
     if let (Some(path), 0) = (&config.api.unix_listen, shard.id) {
-        // go2rtc removes a stale socket file first.
-        let _ = std::fs::remove_file(path);
+        // go2rtc removes a stale socket file first; we remove only a socket, never
+        // another kind of file that happens to be at that path.
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            let _ = std::fs::remove_file(path);
+        }
         let l = glommio::net::UnixListener::bind(path)
             .map_err(|e| format!("cannot listen for HTTP on unix socket {path}: {e}"))?;
         glommio::spawn_local(crate::egress::http::serve_unix(shard.clone(), l)).detach();

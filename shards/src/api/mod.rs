@@ -365,14 +365,21 @@ async fn post_streams(shard: &Rc<Shard>, req: &Request) -> Reply {
             format!("streams: `{bin}` is not in `exec.allow_paths`; cannot publish"),
         );
     }
-    let Some(port) = shard.config.rtsp.listen.map(|a| a.port()) else {
+    // Our own RTSP server, as our `ffmpeg:` sources read it (with credentials when
+    // `local_auth` asks for them, the right host for any `rtsp.listen`).
+    let input = match crate::sources::lifecycle::output_url(shard, src) {
+        Ok(u) => u,
+        Err(e) => return Reply::text(503, format!("streams: {e}")),
+    };
+    // Bounded: each publish is an ffmpeg process for as long as the destination takes it.
+    if PUBLISHING.load(Relaxed) >= MAX_PUBLISHING {
         return Reply::text(
             503,
-            "streams: the RTSP server is off; nothing to publish from",
+            format!("streams: {MAX_PUBLISHING} publishes already running"),
         );
-    };
-    let input = format!("rtsp://127.0.0.1:{port}/{src}");
-    let args: Vec<String> = [
+    }
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args([
         "-hide_banner",
         "-loglevel",
         "error",
@@ -385,27 +392,35 @@ async fn post_streams(shard: &Rc<Shard>, req: &Request) -> Reply {
         "-f",
         format,
         dst,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    match std::process::Command::new(&bin)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    crate::io::fd::unpin_child(&mut cmd);
+    // fork/exec off the shard's thread.
+    let spawned = off_thread(move || cmd.spawn()).await;
+    match spawned {
         Ok(mut child) => {
             info!(stream = src, to = %crate::sources::lifecycle::redact(dst), pid = child.id(), "publishing through ffmpeg");
+            PUBLISHING.fetch_add(1, Relaxed);
             // Reaped when it ends (the destination closes or the stream goes away).
             std::thread::spawn(move || {
                 let _ = child.wait();
+                PUBLISHING.fetch_sub(1, Relaxed);
             });
             Reply::empty(200)
         }
         Err(e) => Reply::text(500, format!("streams: cannot run `{bin}`: {e}")),
     }
 }
+
+/// `POST /api/streams?dst=` publishes running at once (process-wide).
+static PUBLISHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_PUBLISHING: usize = 16;
 
 /// `GET /api/streams.dot`: the streams as a Graphviz graph (go2rtc's debug view), URLs with
 /// their passwords masked.
@@ -481,9 +496,12 @@ pub fn restart_endpoint(req: &Request) -> Reply {
         use std::os::unix::process::CommandExt;
         // Lets the reply reach the client before the process image is replaced.
         std::thread::sleep(Duration::from_millis(200));
-        let err = std::process::Command::new(&exe)
-            .args(std::env::args_os().skip(1))
-            .exec();
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(std::env::args_os().skip(1));
+        // This thread belongs to a pinned shard and exec keeps its CPU mask: without this
+        // the new process would see one core and start one shard.
+        crate::io::fd::unpin_child(&mut cmd);
+        let err = cmd.exec();
         tracing::error!(path = %exe.display(), error = %err, "restart failed");
     });
     Reply::empty(200)

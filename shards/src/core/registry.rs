@@ -141,7 +141,7 @@ pub struct StreamEntry {
     pub persistent: bool,
     /// go2rtc `preload`: the source runs with no reader; the value is the filter query.
     pub preload: Option<String>,
-    /// A pulled camera's ONVIF backchannel medias (go2rtc's codec words, "PCMA/8000"):
+    /// A pulled camera's ONVIF backchannel medias (cleared when the sources change) (go2rtc's codec words, "PCMA/8000"):
     /// reported by the API as `audio, sendonly, ...`, never set up.
     pub backchannel: Vec<String>,
     /// A muxer's output stream (`NAME\0VARIANT`): its init segment and codecs.
@@ -299,6 +299,9 @@ impl Registry {
         g.streams
             .entry(name.to_string())
             .and_modify(|e| {
+                if e.sources != sources {
+                    e.backchannel.clear();
+                }
                 e.sources = sources.clone();
                 e.persistent = true;
             })

@@ -246,6 +246,25 @@ async fn dispatch(
             return send_reply(shard, stream, &req, Reply::text(404, "not found"), &[]).await;
         }
     }
+    // A web page elsewhere must not drive the API through the visitor's browser (CSRF: a
+    // form POST needs no CORS). Browsers send `Origin` with such requests; without
+    // `api: origin: "*"` (which opts in to cross-origin use, as Frigate's config does) a
+    // changing request from another origin is refused. Server-side clients send no Origin.
+    if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+        && api.origin.as_deref() != Some("*")
+    {
+        if let Some(origin) = req.header("origin") {
+            let from = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
+            if Some(from) != req.header("host") {
+                warn!(%peer, origin, "cross-origin API request refused");
+                let reply = Reply::text(
+                    403,
+                    "cross-origin request refused (api: origin: \"*\" allows it)",
+                );
+                return send_reply(shard, stream, &req, reply, &[]).await;
+            }
+        }
+    }
     if req.method == "OPTIONS" {
         let reply = Reply {
             status: 204,

@@ -526,6 +526,8 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
                 let words: Vec<String> = [
                     shard.config.ffmpeg.bin.as_str(),
                     "-hide_banner",
+                    "-loglevel",
+                    "error",
                     "-fflags",
                     "nobuffer",
                     "-flags",
@@ -591,19 +593,62 @@ fn scheme(src: &str) -> &str {
 
 /// The URL without its password, for logs.
 pub fn redact(src: &str) -> String {
+    let secrets = url_secrets(src);
     if let Some((scheme, rest)) = src.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if !host.contains('/') || userinfo.contains(':') || !userinfo.contains('/') {
-                let user = userinfo.split(':').next().unwrap_or("");
-                return format!("{scheme}://{user}:***@{host}");
+        // The last `@` before the path ends the userinfo (a password may contain `@`).
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+            let user = userinfo.split(':').next().unwrap_or("");
+            return mask(&format!("{scheme}://{user}:***@{host}"), &secrets);
+        }
+    }
+    mask(src, &secrets)
+}
+
+/// Secrets a URL carries: the userinfo's password, and query values whose key names one
+/// (`?user=admin&pwd=...`, common on HTTP cameras).
+pub fn url_secrets(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in src.split_whitespace() {
+        let Some((_, rest)) = word.split_once("://") else {
+            continue;
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some((_, pass)) = rest[..at].split_once(':') {
+                out.push(pass.to_string());
+            }
+        }
+        if let Some((_, query)) = rest.split_once('?') {
+            for pair in query.split(['&', '#']) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let k = k.to_ascii_lowercase();
+                if ["pass", "pwd", "token", "secret", "key", "auth"]
+                    .iter()
+                    .any(|s| k.contains(s))
+                {
+                    out.push(v.to_string());
+                }
             }
         }
     }
-    src.to_string()
+    // Very short values would mask unrelated text; they are not secrets worth the name.
+    out.retain(|s| s.len() >= 3);
+    out
+}
+
+/// `text` with every secret replaced by `***`.
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 /// Where an `{output}` program publishes: this stream on our own RTSP server.
-fn output_url(shard: &Shard, name: &str) -> Result<String, SourceError> {
+pub(crate) fn output_url(shard: &Shard, name: &str) -> Result<String, SourceError> {
     let addr = shard.config.rtsp.listen.ok_or(SourceError::NoRtspServer)?;
     let ip = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
@@ -726,7 +771,10 @@ async fn run_process(
         .split_first()
         .ok_or_else(|| SourceError::Command("empty command".into()))?;
     check_allowed(shard, name, bin)?;
-    debug!(stream = name, command = %words.join(" "), "spawning");
+    // Passwords in the command (source URLs, our own RTSP credentials) stay out of logs,
+    // `/api/log` and the stream's error, which ffmpeg's messages may end up in.
+    let secrets: Vec<String> = words.iter().flat_map(|w| url_secrets(w)).collect();
+    debug!(stream = name, command = %mask(&words.join(" "), &secrets), "spawning");
     let child = Command::new(bin)
         .args(args)
         .process_group(0)
@@ -783,7 +831,7 @@ async fn run_process(
                     progressed = true;
                     for &b in &buf[..n] {
                         if b == b'\n' || err_line.len() > 4096 {
-                            let line = String::from_utf8_lossy(&err_line).trim().to_string();
+                            let line = mask(String::from_utf8_lossy(&err_line).trim(), &secrets);
                             if !line.is_empty() {
                                 debug!(stream = name, "{line}");
                                 last_err = line;
@@ -832,12 +880,24 @@ async fn run_process(
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{mask, redact, url_secrets};
 
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact("rtsp://admin:pw@cam/x"), "rtsp://admin:***@cam/x");
         assert_eq!(redact("rtsp://cam/x"), "rtsp://cam/x");
         assert_eq!(redact("exec:ffmpeg -i x"), "exec:ffmpeg -i x");
+        // A password with `@`, and passwords in the query (HTTP cameras).
+        assert_eq!(redact("rtsp://admin:p@ss@cam/x"), "rtsp://admin:***@cam/x");
+        assert_eq!(
+            redact("http://cam/snap.cgi?user=admin&pwd=hunter2&ch=1"),
+            "http://cam/snap.cgi?user=admin&pwd=***&ch=1"
+        );
+        let secrets = url_secrets("ffmpeg -i http://u:s3cret@cam/x?token=abcdef -f rtsp x");
+        assert_eq!(secrets, ["s3cret", "abcdef"]);
+        assert_eq!(
+            mask("cam/x?token=abcdef: 401 Unauthorized (s3cret)", &secrets),
+            "cam/x?token=***: 401 Unauthorized (***)"
+        );
     }
 }

@@ -333,7 +333,14 @@ pub async fn run_feed(
     drop(udp_sockets);
     if result.is_err() && !played && client.backchannel_asked() {
         debug!(stream = name, source = %redact(src), "asking this camera without the ONVIF backchannel from now on");
-        NO_BACKCHANNEL.with(|n| n.borrow_mut().insert(src.to_string()));
+        NO_BACKCHANNEL.with(|n| {
+            let mut n = n.borrow_mut();
+            // Bounded: API-made streams could otherwise add URLs without end.
+            if n.len() >= 4096 {
+                n.clear();
+            }
+            n.insert(src.to_string());
+        });
     }
     result
 }
