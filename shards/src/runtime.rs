@@ -176,6 +176,10 @@ async fn shard_main(
         glommio::spawn_local(crate::sources::demo::run(sh)).detach();
     }
     glommio::spawn_local(crate::api::sample_loop_utilization(shard.clone())).detach();
+    if config.fanout.egress_tick_us > 0 {
+        let tick = Duration::from_micros(config.fanout.egress_tick_us);
+        glommio::spawn_local(shard.clone().egress_loop(tick)).detach();
+    }
     // go2rtc `preload:` sources run from the start, on their owner.
     let preloaded: Vec<String> = {
         let g = shard.registry.lock();

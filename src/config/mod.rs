@@ -129,6 +129,9 @@ impl Default for FfmpegConfig {
     }
 }
 
+/// Default `fanout: egress_tick_us` (see BENCHMARKS.md, "Egress tick").
+pub const DEFAULT_EGRESS_TICK_US: u64 = 2000;
+
 /// corecast's `fanout:` section (see `corecast::fanout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutConfig {
@@ -140,6 +143,10 @@ pub struct FanoutConfig {
     /// and continue with it; after that they are ended. 0 ends them at once. Default
     /// 10000, at most 600000.
     pub resume_ms: u64,
+    /// `egress_tick_us`: arrivals are collected and viewers woken (and other shards sent
+    /// the batch) at most once per this many microseconds per shard; 0 wakes them after
+    /// every receive, as before. At most 50000.
+    pub egress_tick_us: u64,
 }
 
 impl Default for FanoutConfig {
@@ -147,6 +154,7 @@ impl Default for FanoutConfig {
         FanoutConfig {
             max_lag_ms: crate::fanout::DEFAULT_MAX_LAG_US / 1000,
             resume_ms: 10_000,
+            egress_tick_us: DEFAULT_EGRESS_TICK_US,
         }
     }
 }
@@ -497,9 +505,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be at most 600000 milliseconds, got {resume_ms}"),
         ));
     }
+    let egress_tick_us = raw_fanout.egress_tick_us.unwrap_or(DEFAULT_EGRESS_TICK_US);
+    if egress_tick_us > 50_000 {
+        return Err(cx.error(
+            &["fanout", "egress_tick_us"],
+            format!("must be at most 50000 microseconds, got {egress_tick_us}"),
+        ));
+    }
     let fanout = FanoutConfig {
         max_lag_ms,
         resume_ms,
+        egress_tick_us,
     };
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawFanout {
     pub max_lag_ms: Option<u64>,
     pub resume_ms: Option<u64>,
+    pub egress_tick_us: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +91,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "fanout",
     "fanout.max_lag_ms",
     "fanout.resume_ms",
+    "fanout.egress_tick_us",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",

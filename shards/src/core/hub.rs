@@ -113,6 +113,8 @@ pub struct LocalStream {
     remote: RefCell<Vec<bool>>,
     /// Owned streams: packets waiting for the next flush, per shard.
     pending: RefCell<Vec<Vec<Packet>>>,
+    /// Waiting in the shard's egress tick (see `Shard::flush`).
+    dirty: Cell<bool>,
 }
 
 impl LocalStream {
@@ -142,6 +144,7 @@ impl LocalStream {
             local_viewers: Cell::new(0),
             remote: RefCell::new(vec![false; nshards]),
             pending: RefCell::new((0..nshards).map(|_| Vec::new()).collect()),
+            dirty: Cell::new(false),
         }
     }
 
@@ -291,6 +294,11 @@ pub struct Shard {
     /// Owned streams whose producer left while viewers stayed, by name: the next producer
     /// of the name takes them over (see `leave_owned`).
     orphans: RefCell<HashMap<String, Rc<LocalStream>>>,
+    /// The egress tick (`fanout: egress_tick_us`): streams with arrivals not yet flushed,
+    /// the tick task's waker, whether that task runs, and when it last flushed.
+    dirty: RefCell<Vec<Rc<LocalStream>>>,
+    egress_waker: RefCell<Option<Waker>>,
+    egress_running: Cell<bool>,
 }
 
 impl Shard {
@@ -315,6 +323,9 @@ impl Shard {
             )),
             rooms: RefCell::new(None),
             orphans: RefCell::new(HashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            egress_waker: RefCell::new(None),
+            egress_running: Cell::new(false),
         })
     }
 
@@ -598,8 +609,49 @@ impl Shard {
         }
     }
 
-    /// Ends a producer tick: wakes local viewers, relays the batch to mirroring shards.
-    pub fn flush(&self, stream: &LocalStream) {
+    /// Ends a receive turn. Without an egress tick (or before its task runs: benches,
+    /// tests) the stream is flushed now; with one, the stream waits for the shard's next
+    /// tick, so a viewer is woken (and writes) at most once per tick however the publisher
+    /// paces its packets, and each mirroring shard gets one batch per tick.
+    pub fn flush(&self, stream: &Rc<LocalStream>) {
+        if !self.egress_running.get() {
+            return self.flush_now(stream);
+        }
+        if !stream.dirty.replace(true) {
+            self.dirty.borrow_mut().push(stream.clone());
+            if let Some(w) = self.egress_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The egress tick task (`fanout: egress_tick_us` > 0): after the first arrival of a
+    /// quiet period it lets one tick pass, collecting every arrival of every stream of the
+    /// shard, then flushes them all.
+    pub async fn egress_loop(self: Rc<Self>, tick: std::time::Duration) {
+        self.egress_running.set(true);
+        let mut batch: Vec<Rc<LocalStream>> = Vec::new();
+        loop {
+            futures_lite::future::poll_fn(|cx| {
+                if self.dirty.borrow().is_empty() {
+                    *self.egress_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            glommio::timer::sleep(tick).await;
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            for s in batch.drain(..) {
+                s.dirty.set(false);
+                self.flush_now(&s);
+            }
+        }
+    }
+
+    /// Wakes local viewers and relays the batch to mirroring shards.
+    fn flush_now(&self, stream: &LocalStream) {
         stream.tick.set(self.clock.now());
         stream.notify();
         let mut pending = stream.pending.borrow_mut();
