@@ -22,7 +22,7 @@ Y
   for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18984/api && break; sleep 0.1; done
   ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i /tmp/rp/clip.mp4 -c copy -f rtsp -rtsp_transport tcp rtsp://127.0.0.1:18554/cam &
   PUB=$!
-  for i in $(seq 100); do curl -s http://127.0.0.1:18984/api/streams | grep -q '"online":true' && break; sleep 0.1; done
+  for i in $(seq 100); do curl -s "http://127.0.0.1:18984/api/streams?src=cam" | grep -q '"online":true' && break; sleep 0.1; done
   printf '{"round":%s,"egress_tick_us":%s,"result":' $round $tick >> $OUT
   $PERF view --url rtsp://127.0.0.1:18554/cam --viewers $V --duration 15 --server-pid $SRV --json-only | tail -1 | tr -d '\n' >> $OUT
   echo '}' >> $OUT
