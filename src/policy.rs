@@ -190,8 +190,14 @@ pub fn startup_warnings(cfg: &Config) -> Vec<String> {
     };
     let open = cfg.api.username.is_none() || cfg.api.password.is_none();
     if open && !addr.ip().is_loopback() {
+        // `:PORT` is both IPv4 and IPv6: say it as written.
+        let shown = if cfg.api.dual_stack {
+            format!(":{}", addr.port())
+        } else {
+            addr.to_string()
+        };
         out.push(format!(
-            "the HTTP API listens on {addr} without `api: username/password`: anyone who can \
+            "the HTTP API listens on {shown} without `api: username/password`: anyone who can \
              reach this port can change streams and the config{}",
             if cfg.api.allow_exec {
                 ", and with `api: allow_exec: true` run programs on this machine"
