@@ -346,6 +346,34 @@ impl Args {
     }
 }
 
+/// Arguments (without the binary) that read an `http(s)://` or `rtmp(s)://` URL with the
+/// `global` and `http` templates (config overrides apply) and remux it, streams copied, to
+/// MPEG-TS on stdout: a camera go2rtc reads natively, read here by ffmpeg.
+pub fn copy_to_stdout(url: &str, custom: &[(String, String)]) -> Result<Vec<String>, FfmpegError> {
+    let mut out = split_command(template("global", custom).unwrap_or(""))?;
+    // ffmpeg's default 5 s of probing would outlast a reader's wait for the source.
+    out.extend(
+        [
+            "-loglevel",
+            "error",
+            "-analyzeduration",
+            "1000000",
+            "-probesize",
+            "500000",
+        ]
+        .map(String::from),
+    );
+    let input =
+        template("http", custom).ok_or_else(|| FfmpegError::UnknownTemplate("http".into()))?;
+    out.extend(
+        split_command(input)?
+            .into_iter()
+            .map(|w| w.replacen("{input}", url, 1)),
+    );
+    out.extend(["-c", "copy", "-f", "mpegts", "-"].map(String::from));
+    Ok(out)
+}
+
 /// Builds the argument list (without the binary) for `ffmpeg:` source text (after the
 /// `ffmpeg:` prefix) without a hardware probe. See `build`.
 pub fn build_args(
@@ -806,6 +834,25 @@ mod tests {
 
     fn no_stream(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn copy_to_stdout_uses_the_templates() {
+        let args = copy_to_stdout("http://cam/video.ts", &[]).unwrap();
+        assert_eq!(
+            args.join(" "),
+            "-hide_banner -loglevel error -analyzeduration 1000000 -probesize 500000 \
+             -fflags nobuffer -flags low_delay -i http://cam/video.ts -c copy -f mpegts -"
+        );
+        // A config override of the `http` input template applies, as for `ffmpeg:` sources.
+        let custom = [(
+            "http".to_string(),
+            "-rw_timeout 5000000 -i {input}".to_string(),
+        )];
+        let args = copy_to_stdout("rtmp://cam/live", &custom).unwrap();
+        assert!(args
+            .join(" ")
+            .contains("-rw_timeout 5000000 -i rtmp://cam/live -c copy"));
     }
 
     /// go2rtc's `shell.QuoteSplit`, to read its expected command lines as argument lists.

@@ -127,18 +127,9 @@ async fn handle(shard: Rc<Shard>, mut stream: HttpConn, peer: SocketAddr) {
                     After::Close => break,
                 }
             }
-            // The timer also covers Unix sockets, which have no read timeout in glommio.
-            Ok(None) => match futures_lite::future::or(
-                async { Some(stream.read(&mut chunk).await) },
-                async {
-                    glommio::timer::sleep(IDLE_TIMEOUT).await;
-                    None
-                },
-            )
-            .await
-            {
-                None | Some(Ok(0)) | Some(Err(_)) => break,
-                Some(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(None) => match stream.read_idle(&mut chunk, IDLE_TIMEOUT).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
             },
             Err(e) => {
                 let status = e.status();

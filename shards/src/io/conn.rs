@@ -20,6 +20,26 @@ impl HttpConn {
         };
     }
 
+    /// Reads, giving up after `idle` without data: TCP through its socket read timeout
+    /// (set by the caller), a Unix socket (no timeouts in glommio) through a timer.
+    pub async fn read_idle(
+        &mut self,
+        buf: &mut [u8],
+        idle: std::time::Duration,
+    ) -> io::Result<usize> {
+        use futures_lite::AsyncReadExt;
+        match self {
+            HttpConn::Tcp(s) => s.read(buf).await,
+            HttpConn::Unix(s) => {
+                futures_lite::future::or(s.read(buf), async {
+                    glommio::timer::sleep(idle).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                })
+                .await
+            }
+        }
+    }
+
     /// Only TCP sockets have timeouts in glommio; Unix peers are local processes.
     pub fn set_read_timeout(&self, d: Option<std::time::Duration>) {
         if let HttpConn::Tcp(s) = self {

@@ -523,32 +523,14 @@ async fn run(shard: Rc<Shard>, name: String, sources: Vec<String>, running: Rc<R
             // ffmpeg remuxes to MPEG-TS on stdout, which our demuxer reads like an `exec:`
             // source's: copied streams need no RTSP-ready headers (ADTS AAC has none).
             "http" | "https" | "rtmp" | "rtmps" => {
-                let words: Vec<String> = [
-                    shard.config.ffmpeg.bin.as_str(),
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-fflags",
-                    "nobuffer",
-                    "-flags",
-                    "low_delay",
-                    // ffmpeg's default 5 s of probing would outlast a reader's wait.
-                    "-analyzeduration",
-                    "1000000",
-                    "-probesize",
-                    "500000",
-                    "-i",
-                    src.as_str(),
-                    "-c",
-                    "copy",
-                    "-f",
-                    "mpegts",
-                    "-",
-                ]
-                .iter()
-                .map(|w| w.to_string())
-                .collect();
-                run_process(&shard, &name, words, &running, false).await
+                match corecast::ffmpeg::copy_to_stdout(src, &shard.config.ffmpeg.templates) {
+                    Ok(args) => {
+                        let mut words = vec![shard.config.ffmpeg.bin.clone()];
+                        words.extend(args);
+                        run_process(&shard, &name, words, &running, false).await
+                    }
+                    Err(e) => Err(SourceError::Command(e.to_string())),
+                }
             }
             other => Err(SourceError::Scheme(other.to_string())),
         };
