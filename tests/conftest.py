@@ -5,10 +5,12 @@ Each server gets its own ports so tests never collide, and every process is kill
 the end of its test.
 """
 import errno
+import contextlib
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -352,3 +354,78 @@ def tcp_connections(port):
             if f[3] == "01" and int(f[2].rsplit(":", 1)[1], 16) == port:
                 conns.append(l)
     return conns
+
+
+def wait_for(pred, timeout=15, step=0.2):
+    """Polls `pred` until it returns something true or the deadline passes; its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def wait_live(srv, name="demo", timeout=15):
+    """Waits until stream `name` has a producer (raises with the server log otherwise)."""
+    return srv.wait_producer(name, timeout=timeout)
+
+
+# --- Headless Chromium over the DevTools protocol (browser tests) ---
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+class Cdp:
+    """Just enough of the Chrome DevTools Protocol: evaluate JS, take a screenshot."""
+
+    def __init__(self, ws_url):
+        import websocket  # websocket-client
+        self.ws = websocket.create_connection(ws_url, timeout=20)
+        self.next_id = 0
+
+    def call(self, method, **params):
+        self.next_id += 1
+        mid = self.next_id
+        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == mid:
+                if "error" in msg:
+                    raise AssertionError(msg["error"])
+                return msg["result"]
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        return r["result"].get("value")
+
+
+@contextlib.contextmanager
+def chromium_page(debug_port):
+    """Headless Chromium (fresh profile) with one page under DevTools control: yields a
+    `Cdp` for it; the browser is killed and its profile removed afterwards."""
+    profile = tempfile.mkdtemp(prefix="corecast-chromium-")
+    chrome = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
+         f"--remote-debugging-port={debug_port}", "--remote-allow-origins=*", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def page():
+            try:
+                tabs = json.loads(urllib.request.urlopen(
+                    f"http://127.0.0.1:{debug_port}/json/list", timeout=2).read())
+            except OSError:
+                return None
+            return next((t for t in tabs if t.get("type") == "page"), None)
+        tab = wait_for(page, timeout=30, step=0.3)
+        assert tab, "chromium did not expose a page"
+        cdp = Cdp(tab["webSocketDebuggerUrl"])
+        cdp.call("Page.enable")
+        yield cdp
+    finally:
+        chrome.kill()
+        chrome.wait()
+        shutil.rmtree(profile, ignore_errors=True)

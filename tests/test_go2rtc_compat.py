@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import select
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import (BIN, Server, decoded_frames, ffmpeg_read, free_port_block, stop,
+from conftest import (BIN, decoded_frames, ffmpeg_read, free_port_block,
                       wait_http)
 
 GO2RTC_CLIENT_VERSION = "0.4.0"

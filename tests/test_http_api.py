@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import start_server, stop
+from conftest import start_server, stop, wait_for
 
 
 def req(srv, method, path, body=None, headers=None, port=None):
@@ -24,16 +24,6 @@ def req(srv, method, path, body=None, headers=None, port=None):
     data = r.read()
     c.close()
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
-
-
-def wait_for(pred, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 # --- minimal WebSocket client (RFC 6455), enough to speak go2rtc's protocol ---

@@ -5,27 +5,15 @@ import json
 import os
 import re
 import selectors
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ARTIFACTS, decoded_frames, ffmpeg_publish
-
-
-def wait_live(srv, name="demo", timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s = srv.streams().get(name)
-        if s and s.get("online"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{name} not live:\n{srv.log()}")
+from conftest import CHROMIUM, ARTIFACTS, chromium_page, decoded_frames, ffmpeg_publish, wait_live
 
 
 def probe(url):
@@ -166,58 +154,12 @@ def test_200_mp4_viewers_share_one_muxer(server_factory):
     assert muxers_now() == 0, "the muxer kept running without viewers"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-class Cdp:
-    """Just enough of the Chrome DevTools Protocol: evaluate JS, take a screenshot."""
-
-    def __init__(self, ws_url):
-        import websocket  # websocket-client
-        self.ws = websocket.create_connection(ws_url, timeout=20)
-        self.next_id = 0
-
-    def call(self, method, **params):
-        self.next_id += 1
-        mid = self.next_id
-        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == mid:
-                if "error" in msg:
-                    raise AssertionError(msg["error"])
-                return msg["result"]
-
-    def eval(self, expr):
-        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
-        return r["result"].get("value")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (tests/run.sh installs it)")
 def test_chromium_plays_stream_html_with_mse(server_factory, tmp_path):
     srv = server_factory()
     wait_live(srv)
-    port = srv.api_port + 3
-    profile = tempfile.mkdtemp(prefix="corecast-chromium-")
     url = f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo"
-    chrome = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-         f"--remote-debugging-port={port}", "--remote-allow-origins=*", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 30
-        page = None
-        while time.time() < deadline and page is None:
-            try:
-                tabs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2).read())
-                page = next((t for t in tabs if t.get("type") == "page"), None)
-            except OSError:
-                time.sleep(0.3)
-        assert page, "chromium did not expose a page"
-        cdp = Cdp(page["webSocketDebuggerUrl"])
-        cdp.call("Page.enable")
+    with chromium_page(srv.api_port + 3) as cdp:
         cdp.call("Page.navigate", url=url)
         probe_js = """JSON.stringify((() => { const v = document.getElementById('video');
             const q = v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
@@ -245,10 +187,6 @@ def test_chromium_plays_stream_html_with_mse(server_factory, tmp_path):
         assert end["t"] - start["t"] >= 3.0, (start, end)
         assert end["frames"] > start["frames"] >= 0, (start, end)
         assert end["state"] == "playing", end
-    finally:
-        chrome.kill()
-        chrome.wait()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_mjpeg_stream_and_snapshot_from_a_jpeg_track(server_factory, tmp_path):

@@ -4,12 +4,11 @@ ffmpeg decodes from rtsp://[::1]:PORT and what the API answers on http://[::1]:P
 import json
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from conftest import decoded_frames, ffmpeg_publish, ffmpeg_read
+from conftest import decoded_frames, ffmpeg_publish, ffmpeg_read, wait_live
 
 
 def has_ipv6():
@@ -22,16 +21,6 @@ def has_ipv6():
 
 
 pytestmark = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this host")
-
-
-def wait_live(srv, name="demo", timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s = srv.streams().get(name)
-        if s and s.get("online"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{name} not live:\n{srv.log()}")
 
 
 def read_frames(url, transport):

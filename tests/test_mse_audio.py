@@ -3,28 +3,13 @@ Chromium plays a G.711 (PCMA) camera through MSE as FLAC and an Opus publisher a
 with audio decoded; a browser without FLAC gets AAC from the stream's later ffmpeg: source;
 ffprobe/ffmpeg read stream.mp4's `mp4=flac` audio, and `filename=` makes a download."""
 import json
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
 
 import pytest
 
-from conftest import ffmpeg_publish
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def poll(pred, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
+from conftest import CHROMIUM, chromium_page, ffmpeg_publish, wait_for
 
 def audio_of(path):
     """(codecs by kind, audio samples ffmpeg decoded, its stderr) of a file."""
@@ -46,30 +31,6 @@ def audio_of(path):
     return kinds, (samples[0] if samples else 0), dec.stderr
 
 
-class Cdp:
-    """Just enough of the Chrome DevTools Protocol to navigate and evaluate JS."""
-
-    def __init__(self, ws_url):
-        import websocket  # websocket-client
-        self.ws = websocket.create_connection(ws_url, timeout=20)
-        self.next_id = 0
-
-    def call(self, method, **params):
-        self.next_id += 1
-        mid = self.next_id
-        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == mid:
-                if "error" in msg:
-                    raise AssertionError(msg["error"])
-                return msg["result"]
-
-    def eval(self, expr):
-        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
-        return r["result"].get("value")
-
-
 PROBE_JS = """JSON.stringify((() => { const v = document.getElementById('video');
     const p = window.corecastPlayer || {};
     return {t: v ? v.currentTime : -1, audio: v ? (v.webkitAudioDecodedByteCount || 0) : -1,
@@ -85,26 +46,7 @@ def test_chromium_plays_pcma_as_flac_and_opus(server_factory, gst_server, clip, 
     procs.append(ffmpeg_publish(srv.url("op"), clip, loop=True,
                                 extra=["-c:a", "libopus", "-b:a", "48k"]))
     srv.wait_producer("op")
-    port = srv.api_port + 3
-    profile = tempfile.mkdtemp(prefix="corecast-chromium-")
-    chrome = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-         f"--remote-debugging-port={port}", "--remote-allow-origins=*", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def page():
-            try:
-                tabs = json.loads(urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/json/list", timeout=2).read())
-            except OSError:
-                return None
-            return next((t for t in tabs if t.get("type") == "page"), None)
-        tab = poll(page, timeout=30, step=0.3)
-        assert tab, "chromium did not expose a page"
-        cdp = Cdp(tab["webSocketDebuggerUrl"])
-        cdp.call("Page.enable")
+    with chromium_page(srv.api_port + 3) as cdp:
         for name, codec in [("pcma", "flac"), ("op", "opus")]:
             cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src={name}")
             # Playing, with audio bytes through Chromium's audio decoder.
@@ -113,13 +55,9 @@ def test_chromium_plays_pcma_as_flac_and_opus(server_factory, gst_server, clip, 
             def sounding():
                 state.update(json.loads(cdp.eval(PROBE_JS) or "{}"))
                 return state.get("t", 0) > 1.0 and state.get("audio", 0) > 0
-            assert poll(sounding, timeout=20, step=0.25), f"{name}: {state}\n{srv.log()}"
+            assert wait_for(sounding, timeout=20, step=0.25), f"{name}: {state}\n{srv.log()}"
             assert state["err"] is None and state["state"] == "playing", state
             assert f",{codec}" in state["codecs"], state
-    finally:
-        chrome.kill()
-        chrome.wait()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_pcma_camera_over_http_flac_aac_fallback_and_filename(server_factory, gst_server, tmp_path):

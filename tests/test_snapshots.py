@@ -3,24 +3,15 @@ rotate, cache=, and many concurrent requests, checked by what ffprobe decodes.""
 import json
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import wait_live
+
 MJPEG_SOURCE = ("streams:\n  mj: exec:ffmpeg -hide_banner -loglevel error -re -f lavfi"
                 " -i testsrc=size=320x240:rate=10"
                 " -pix_fmt yuvj420p -c:v mjpeg -huffman default -q:v 5 -f mjpeg -\n")
-
-
-def wait_live(srv, name="demo", timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        s = srv.streams().get(name)
-        if s and s.get("online"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{name} not live:\n{srv.log()}")
 
 
 def get(srv, query, timeout=20):

@@ -3,13 +3,14 @@
 //! and the TS output stays whole 188-byte packets.
 #![no_main]
 
-use bytes::Bytes;
 use corecast::mux::fmp4::LiveFmp4;
 use corecast::mux::ts::LiveTs;
-use corecast::mux::{FrameAssembler, TrackConfig};
-use corecast::packet::Packet;
-use corecast::{rtp, sdp};
+use corecast::mux::FrameAssembler;
+use corecast::sdp;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/records.rs"]
+mod records;
 
 const SDP: &str = "v=0\r\n\
 o=- 0 0 IN IP4 127.0.0.1\r\n\
@@ -27,59 +28,22 @@ a=fmtp:98 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength
 
 fuzz_target!(|data: &[u8]| {
     let sdp = sdp::parse(SDP).expect("fixed SDP parses");
-    let configs: Vec<(usize, TrackConfig)> = sdp
-        .medias
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| Some((i, TrackConfig::from_media(m)?)))
-        .collect();
+    let configs = records::track_configs(&sdp);
     assert_eq!(configs.len(), 3);
     let mut assembler = FrameAssembler::new(&sdp);
     let mut mp4 = LiveFmp4::new(configs.clone());
     let mut ts = LiveTs::new(configs);
     let (mut frames, mut mp4_out, mut ts_out) = (Vec::new(), Vec::new(), Vec::new());
-    let mut seq = [0u64; 4];
-    let mut timestamp = [0u64; 4];
-    let mut arrival = 0;
-
-    // Records of [control, length, payload...]: the control byte picks the track (3 is not
-    // in the SDP), the marker, a timestamp step and a sequence skip.
-    let mut rest = data;
-    while let [control, len, tail @ ..] = rest {
-        let (payload, next) = tail.split_at(usize::from(*len).min(tail.len()));
-        rest = next;
-        let track = usize::from(control & 3);
-        let marker = control & 4 != 0;
-        timestamp[track] += u64::from((control >> 3) & 3) * 1500;
-        seq[track] += 1 + u64::from(control >> 7);
-        arrival += 1000;
-        let mut packet = Vec::with_capacity(rtp::HEADER_LEN + payload.len());
-        rtp::write_header(
-            &mut packet,
-            96 + track as u8,
-            marker,
-            seq[track] as u16,
-            timestamp[track] as u32,
-            1,
-        );
-        packet.extend_from_slice(payload);
-        let pkt = Packet {
-            data: Bytes::from(packet),
-            track: track as u8,
-            seq: seq[track],
-            timestamp: timestamp[track],
-            marker,
-            keyframe: false,
-            arrival,
-            payload_offset: rtp::HEADER_LEN as u16,
-        };
+    // Track 3 is not in the SDP.
+    records::for_each_packet(data, 1500, |pkt| {
+        let track = usize::from(pkt.track);
         assembler.push(&pkt, &mut frames);
         for frame in frames.drain(..) {
             assert_eq!(frame.track, track);
             mp4.push(frame.clone(), &mut mp4_out);
             ts.push(frame, &mut ts_out);
         }
-    }
+    });
     mp4.flush(&mut mp4_out);
     for fragment in &ts_out {
         assert_eq!(fragment.data.len() % 188, 0);
