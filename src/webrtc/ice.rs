@@ -1,0 +1,1 @@
+//! ICE-lite agent (placeholder)
