@@ -571,7 +571,8 @@ impl<'o> Builder<'o> {
         self
     }
 
-    fn attribute(&mut self, ty: u16, value: &[u8]) -> &mut Self {
+    /// Any attribute, raw (value cut to what the length field can say).
+    pub fn attribute(&mut self, ty: u16, value: &[u8]) -> &mut Self {
         let len = value.len().min(u16::MAX as usize - 4);
         self.out.extend_from_slice(&ty.to_be_bytes());
         self.out.extend_from_slice(&(len as u16).to_be_bytes());
