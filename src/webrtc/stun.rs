@@ -530,8 +530,8 @@ impl Default for Crc32 {
 /// Writes a STUN message into the caller's buffer, attribute by attribute. The header's
 /// length is kept current, so the bytes are a valid message after every call.
 ///
-/// Text attributes longer than their RFC limits are cut (at a character boundary for
-/// `&str` input), so a message stays far below 64 KiB.
+/// Text attributes longer than their RFC limits are cut (at a UTF-8 character boundary),
+/// so a message stays far below 64 KiB.
 pub struct Builder<'o> {
     out: &'o mut Vec<u8>,
     start: usize,
@@ -591,8 +591,8 @@ impl<'o> Builder<'o> {
         )
     }
 
-    pub fn software(&mut self, software: &str) -> &mut Self {
-        self.attribute(attr::SOFTWARE, cut(software.as_bytes(), MAX_TEXT))
+    pub fn software(&mut self, software: &[u8]) -> &mut Self {
+        self.attribute(attr::SOFTWARE, cut(software, MAX_TEXT))
     }
 
     pub fn xor_mapped_address(&mut self, addr: SocketAddr) -> &mut Self {

@@ -68,7 +68,7 @@ fn rfc5769_request_built_byte_for_byte() {
     let mut out = vec![0xaa]; // the builder appends after what is there
     Builder::new(&mut out, Class::Request, METHOD_BINDING, &TID)
         .padding(b' ')
-        .software("STUN test client")
+        .software(b"STUN test client")
         .priority(0x6e00_01ff)
         .ice_controlled(0x932f_f9b1_5126_3b36)
         .username(b"evtj:h6vY")
@@ -96,7 +96,7 @@ fn rfc5769_responses_parse_and_build_byte_for_byte() {
         let mut out = Vec::new();
         Builder::new(&mut out, Class::Success, METHOD_BINDING, &TID)
             .padding(b' ')
-            .software("test vector")
+            .software(b"test vector")
             .xor_mapped_address(addr)
             .integrity(&integrity_key(PASSWORD))
             .fingerprint();
@@ -265,7 +265,7 @@ fn builder_cuts_long_text() {
     let mut out = Vec::new();
     let long = "é".repeat(500); // 1000 bytes
     Builder::new(&mut out, Class::Error, METHOD_BINDING, &TID)
-        .software(&long)
+        .software(long.as_bytes())
         .error_code(401, long.as_bytes())
         .username(&[b'u'; 600]);
     let m = Message::parse(&out).unwrap();
