@@ -282,36 +282,33 @@ impl IceLite {
             self.stats.ignored += 1;
             return None;
         }
-        let reject = |this: &mut Self, code: u16, reason: &str, signed: bool| {
+        // `why` goes to the log only: the answer carries the standard phrase, short, so an
+        // error answer to a spoofed source is hardly bigger than the request.
+        let reject = |this: &mut Self, code: u16, why: &str, signed: bool| {
             this.stats.rejected += 1;
-            tracing::debug!(ice = %this.local.ufrag, peer = %from, "ICE: check rejected: {code} {reason}");
-            Some(this.error_response(&msg, code, reason, signed))
+            tracing::debug!(ice = %this.local.ufrag, peer = %from, "ICE: check rejected: {code} {why}");
+            Some(this.error_response(&msg, code, signed))
         };
         if msg.method != METHOD_BINDING {
-            return reject(self, 400, "Bad Request: not a binding", false);
+            return reject(self, 400, "not a binding request", false);
         }
         // RFC 8489 §9.1.3: short-term credential checks, in this order.
         let (Some(username), true) = (msg.username, msg.has_integrity()) else {
-            return reject(
-                self,
-                400,
-                "Bad Request: USERNAME and MESSAGE-INTEGRITY needed",
-                false,
-            );
+            return reject(self, 400, "USERNAME or MESSAGE-INTEGRITY missing", false);
         };
         if username != self.expected_username.as_slice() {
-            return reject(self, 401, "Unauthenticated: unknown USERNAME", false);
+            return reject(self, 401, "USERNAME is not local:remote", false);
         }
         if !msg.verify_integrity(&self.key) {
-            return reject(self, 401, "Unauthenticated: MESSAGE-INTEGRITY", false);
+            return reject(self, 401, "MESSAGE-INTEGRITY does not verify", false);
         }
         if !msg.unknown_required.is_empty() {
-            return reject(self, 420, "Unknown Attribute", true);
+            return reject(self, 420, "unknown comprehension-required attribute", true);
         }
         if msg.ice_controlled.is_some() {
             // The peer thinks it is controlled too. A lite agent is always controlled
             // (RFC 8445 §6.1.1), so the full agent must switch: RFC 8445 §7.3.1.1 487.
-            return reject(self, 487, "Role Conflict", true);
+            return reject(self, 487, "peer sent ICE-CONTROLLED to a lite agent", true);
         }
         self.valid_check(from, msg.priority.unwrap_or(0), msg.use_candidate, now);
         let mut out = Vec::with_capacity(64);
@@ -327,10 +324,17 @@ impl IceLite {
         Some(out)
     }
 
-    fn error_response(&self, msg: &Message<'_>, code: u16, reason: &str, signed: bool) -> Vec<u8> {
+    fn error_response(&self, msg: &Message<'_>, code: u16, signed: bool) -> Vec<u8> {
+        let reason: &[u8] = match code {
+            400 => b"Bad Request",
+            401 => b"Unauthenticated",
+            420 => b"Unknown Attribute",
+            487 => b"Role Conflict",
+            _ => b"",
+        };
         let mut out = Vec::with_capacity(96);
         let mut b = Builder::new(&mut out, Class::Error, msg.method, &msg.transaction_id);
-        b.error_code(code, reason.as_bytes());
+        b.error_code(code, reason);
         if code == 420 {
             b.unknown_attributes(msg.unknown_required.as_slice());
         }

@@ -202,6 +202,8 @@ fn authentication_failures_are_answered_unsigned() {
         let reply = a.handle_stun(from, &check.bytes(), 1).unwrap();
         assert_eq!(error_code(&reply), Some(code));
         assert!(!Message::parse(&reply).unwrap().has_integrity());
+        // Short standard phrase: an answer to a spoofed source stays small.
+        assert_eq!(reply.len(), 52);
     }
     // No USERNAME / no MESSAGE-INTEGRITY: 400.
     let mut out = Vec::new();
