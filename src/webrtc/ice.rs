@@ -110,18 +110,30 @@ pub enum IceError {
 
 impl Credentials {
     /// Fresh local credentials from a cryptographic random source (`ring::rand::SystemRandom`
-    /// in the server; a fixed source in tests).
+    /// in the server).
     pub fn random(rng: &dyn SecureRandom) -> Result<Self, IceError> {
+        Self::random_with_prefix(rng, "")
+    }
+
+    /// Like [`random`](Self::random) with `prefix` before the random ufrag, so that a shard
+    /// that receives a check for a session it does not own can tell which shard does from
+    /// the ufrag alone. Characters of `prefix` that are not ICE characters are left out.
+    pub fn random_with_prefix(rng: &dyn SecureRandom, prefix: &str) -> Result<Self, IceError> {
         let mut bytes = [0u8; UFRAG_LEN + PWD_LEN];
         rng.fill(&mut bytes).map_err(|_| IceError::Random)?;
         // 64 symbols: the low 6 bits of a uniform byte are uniform.
-        let text: String = bytes
+        let mut text = bytes
             .iter()
-            .map(|b| char::from(ICE_CHARS[usize::from(b & 63)]))
+            .map(|b| char::from(ICE_CHARS[usize::from(b & 63)]));
+        let mut ufrag: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii() && ICE_CHARS.contains(&(*c as u8)))
+            .take(32)
             .collect();
+        ufrag.extend(text.by_ref().take(UFRAG_LEN));
         Ok(Credentials {
-            ufrag: text[..UFRAG_LEN].to_string(),
-            pwd: text[UFRAG_LEN..].to_string(),
+            ufrag,
+            pwd: text.collect(),
         })
     }
 }
@@ -252,9 +264,11 @@ impl IceLite {
                 .any(|p| p.remote == from && now < p.last_valid.saturating_add(CONSENT_TIMEOUT))
     }
 
-    /// Remote addresses that passed a check (nominated ones marked), for stats.
-    pub fn remotes(&self) -> impl Iterator<Item = (Remote, bool)> + '_ {
-        self.pairs.iter().map(|p| (p.remote, p.nominated))
+    /// Remote addresses that passed a check: `(remote, nominated, PRIORITY of its check)`.
+    pub fn remotes(&self) -> impl Iterator<Item = (Remote, bool, u32)> + '_ {
+        self.pairs
+            .iter()
+            .map(|p| (p.remote, p.nominated, p.priority))
     }
 
     /// Answer a STUN datagram from `from`. Returns the datagram to send back to `from`, if

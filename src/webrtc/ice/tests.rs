@@ -115,6 +115,7 @@ fn nomination_selects_and_sticks() {
     assert_eq!(a.selected(), Some(Remote::udp(z)));
     let nominated: Vec<_> = a.remotes().filter(|r| r.1).map(|r| r.0).collect();
     assert_eq!(nominated, vec![Remote::udp(x), Remote::udp(z)]);
+    assert!(a.remotes().all(|r| r.2 == 0x6e7f_1eff));
 }
 
 #[test]
@@ -345,6 +346,26 @@ fn random_credentials_use_ice_chars() {
         .all(|c| ICE_CHARS.contains(&c)));
     assert_ne!(a, b);
     assert!(!format!("{a:?}").contains(&a.pwd));
+    let c = Credentials::random_with_prefix(&rng, "s3:é").unwrap();
+    assert_eq!(&c.ufrag[..2], "s3");
+    assert_eq!((c.ufrag.len(), c.pwd.len()), (2 + UFRAG_LEN, PWD_LEN));
+}
+
+#[test]
+fn per_session_size() {
+    // Memory per WebRTC viewer is budgeted (issue #12: <= 32 KiB); this shows growth.
+    let a = agent(0);
+    let heap = a.expected_username.capacity()
+        + a.remote_ufrag.capacity()
+        + a.remote_pwd.capacity()
+        + a.local.ufrag.capacity()
+        + a.local.pwd.capacity()
+        + MAX_REMOTES * std::mem::size_of::<Pair>();
+    eprintln!(
+        "IceLite: {} bytes inline, <= {heap} bytes on the heap",
+        std::mem::size_of::<IceLite>()
+    );
+    assert!(std::mem::size_of::<IceLite>() + heap < 2048);
 }
 
 #[test]
