@@ -20,3 +20,4 @@ pub mod ring;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod webrtc;

@@ -1,0 +1,3 @@
+pub mod dtls;
+pub mod sdp;
+pub mod srtp;
