@@ -210,7 +210,7 @@ impl fmt::Debug for SrtpKeys {
 #[derive(Debug)]
 pub enum DtlsEvent {
     /// Handshake done, peer certificate verified, SRTP keys ready (reported once).
-    Connected(SrtpKeys),
+    Connected(Box<SrtpKeys>),
     /// The peer sent close_notify: the session is over.
     Closed,
 }
@@ -382,11 +382,11 @@ impl DtlsSession {
         let (send, recv) = contexts_from_keying_material(profile, &km, self.role)
             .map_err(|e| DtlsError::Srtp(e.to_string()))?;
         self.reported = true;
-        Ok(DtlsEvent::Connected(SrtpKeys {
+        Ok(DtlsEvent::Connected(Box::new(SrtpKeys {
             profile,
             send,
             recv,
-        }))
+        })))
     }
 
     /// Sends close_notify (drain with [`poll`](Self::poll)).
@@ -424,12 +424,12 @@ mod tests {
             let mut to_server = Vec::new();
             let mut to_client = Vec::new();
             match client.poll(&mut |p| to_server.push(p.to_vec())) {
-                Ok(Some(DtlsEvent::Connected(k))) => c_keys = Some(k),
+                Ok(Some(DtlsEvent::Connected(k))) => c_keys = Some(*k),
                 Ok(_) => {}
                 Err(e) => return (Ok(s_keys), Err(e)),
             }
             match server.poll(&mut |p| to_client.push(p.to_vec())) {
-                Ok(Some(DtlsEvent::Connected(k))) => s_keys = Some(k),
+                Ok(Some(DtlsEvent::Connected(k))) => s_keys = Some(*k),
                 Ok(_) => {}
                 Err(e) => return (Err(e), Ok(c_keys)),
             }
