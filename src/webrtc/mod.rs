@@ -1,7 +1,10 @@
 //! WebRTC building blocks, sans-IO: STUN and the ICE-lite agent, RFC 4571 framing for
 //! ICE-TCP (and, beside them, DTLS, SRTP and SDP). The shard drivers own the sockets.
 
+pub mod dtls;
 pub mod ice;
+pub mod sdp;
+pub mod srtp;
 pub mod stun;
 pub mod tcp_framing;
 

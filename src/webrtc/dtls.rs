@@ -1,0 +1,602 @@
+//! DTLS 1.2 for WebRTC: a thin wrapper over the sans-IO `dimpl` crate.
+//!
+//! One ECDSA P-256 self-signed certificate per process ([`Identity::process`]); its SHA-256
+//! fingerprint goes into every SDP answer. A [`DtlsSession`] is one association in the
+//! client or server role: feed it datagrams and time, drain the datagrams it wants sent,
+//! and it reports [`DtlsEvent::Connected`] once the handshake finished, the peer's
+//! certificate matched the fingerprint from its SDP, and the DTLS-SRTP keys were exported
+//! — as two [`SrtpContext`]s (ours to send, theirs to receive).
+//!
+//! dimpl runs on its pure-Rust `rust-crypto` backend (no C toolchain in the build). Time is
+//! an argument (`Instant`, as dimpl takes it); nothing here reads the clock.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use dimpl::{Config, Dtls, DtlsCertificate, Output};
+use ring::digest;
+use thiserror::Error;
+use tracing::debug;
+
+use super::srtp::{contexts_from_keying_material, Role, SrtpContext, SrtpProfile};
+
+/// Largest datagram handed to DTLS: a DTLS record is at most 2^14 + 2048 bytes, several fit
+/// a datagram, and RFC 4571 framing caps TCP frames at 65535.
+pub const MAX_DATAGRAM_LEN: usize = 65_535;
+/// Output records are built for this MTU (ICE-TCP and UDP alike; WebRTC stacks use ~1200).
+const DTLS_MTU: usize = 1200;
+
+/// What went wrong with DTLS. Every error from a [`DtlsSession`] ends that session (dimpl's
+/// errors are fatal); malformed records are dropped inside dimpl and are not errors.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DtlsError {
+    #[error("DTLS certificate: {0}")]
+    Certificate(String),
+    #[error("DTLS: {0}")]
+    Protocol(String),
+    #[error("DTLS: datagram of {0} bytes is too long")]
+    TooLong(usize),
+    #[error("DTLS: peer certificate fingerprint {got} does not match the SDP's {want}")]
+    FingerprintMismatch { got: String, want: String },
+    #[error("DTLS: connected without a peer certificate")]
+    NoPeerCertificate,
+    #[error("DTLS: connected without DTLS-SRTP keying material (no use_srtp profile agreed)")]
+    NoKeyingMaterial,
+    #[error("DTLS-SRTP: {0}")]
+    Srtp(String),
+    #[error("fingerprint: {0}")]
+    BadFingerprint(String),
+}
+
+/// A SHA-256 certificate fingerprint (`a=fingerprint:sha-256 AA:BB:...`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Fingerprint of a DER certificate.
+    pub fn of_der(der: &[u8]) -> Self {
+        let d = digest::digest(&digest::SHA256, der);
+        let mut fp = [0u8; 32];
+        fp.copy_from_slice(d.as_ref());
+        Self(fp)
+    }
+
+    /// Parses the value of an `a=fingerprint:` attribute: `sha-256` (any case) then 32
+    /// colon-separated hex bytes. Other hash functions are refused: browsers send SHA-256.
+    pub fn parse_sdp(value: &str) -> Result<Self, DtlsError> {
+        let value = value.trim();
+        let (hash, hex) = value
+            .split_once(' ')
+            .ok_or_else(|| DtlsError::BadFingerprint(format!("no hash function in {value:?}")))?;
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            return Err(DtlsError::BadFingerprint(format!(
+                "hash function {hash:?}, only sha-256 is supported"
+            )));
+        }
+        let hex = hex.trim();
+        let mut fp = [0u8; 32];
+        let mut n = 0;
+        for part in hex.split(':') {
+            let b = (part.len() == 2)
+                .then(|| u8::from_str_radix(part, 16).ok())
+                .flatten()
+                .ok_or_else(|| DtlsError::BadFingerprint(format!("bad byte {part:?}")))?;
+            if n == fp.len() {
+                return Err(DtlsError::BadFingerprint("more than 32 bytes".into()));
+            }
+            fp[n] = b;
+            n += 1;
+        }
+        if n != fp.len() {
+            return Err(DtlsError::BadFingerprint(format!("{n} bytes, want 32")));
+        }
+        Ok(Self(fp))
+    }
+
+    /// The `a=fingerprint:` value: `sha-256 AA:BB:...`.
+    pub fn to_sdp(&self) -> String {
+        format!("sha-256 {self}")
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// Our DTLS identity: certificate, key, fingerprint and the shared dimpl configuration.
+pub struct Identity {
+    cert: DtlsCertificate,
+    fingerprint: Fingerprint,
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Generates a fresh ECDSA P-256 self-signed certificate.
+    pub fn generate() -> Result<Self, DtlsError> {
+        use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SerialNumber};
+        let err = |e: rcgen::Error| DtlsError::Certificate(e.to_string());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "corecast");
+        params.distinguished_name = dn;
+        // Firefox refuses two certificates with the same issuer and serial in one profile
+        // (mediasoup #127): a random serial per process.
+        let mut serial = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+            .map_err(|_| DtlsError::Certificate("no system randomness".into()))?;
+        serial[0] &= 0x7f; // positive INTEGER
+        params.serial_number = Some(SerialNumber::from(serial.to_vec()));
+        let cert = params.self_signed(&key).map_err(err)?;
+        let der = cert.der().to_vec();
+        Self::from_der(der, key.serialize_der())
+    }
+
+    /// An identity from a DER certificate and its PKCS#8 (or SEC1) DER private key.
+    pub fn from_der(certificate: Vec<u8>, private_key: Vec<u8>) -> Result<Self, DtlsError> {
+        let config = Config::builder()
+            .mtu(DTLS_MTU)
+            .build()
+            .map_err(|e| DtlsError::Certificate(format!("dimpl config: {e}")))?;
+        Ok(Self {
+            fingerprint: Fingerprint::of_der(&certificate),
+            cert: DtlsCertificate {
+                certificate,
+                private_key,
+            },
+            config: Arc::new(config),
+        })
+    }
+
+    /// The process's identity, generated on first use and shared by every shard.
+    pub fn process() -> Result<Arc<Identity>, DtlsError> {
+        static ID: OnceLock<Result<Arc<Identity>, DtlsError>> = OnceLock::new();
+        ID.get_or_init(|| Identity::generate().map(Arc::new))
+            .clone()
+    }
+
+    /// SHA-256 fingerprint of our certificate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// DER of our certificate.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert.certificate
+    }
+}
+
+/// The SRTP contexts of an established association.
+pub struct SrtpKeys {
+    pub profile: SrtpProfile,
+    /// Protects what we send.
+    pub send: SrtpContext,
+    /// Unprotects what the peer sends.
+    pub recv: SrtpContext,
+}
+
+impl fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpKeys")
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+/// What a [`DtlsSession::poll`] reports besides datagrams.
+#[derive(Debug)]
+pub enum DtlsEvent {
+    /// Handshake done, peer certificate verified, SRTP keys ready (reported once).
+    Connected(Box<SrtpKeys>),
+    /// The peer sent close_notify: the session is over.
+    Closed,
+}
+
+/// True for a datagram DTLS should see: RFC 7983 demultiplexing by the first byte
+/// (20..=63 DTLS, 0..=3 STUN, 128..=191 RTP/RTCP).
+pub fn is_dtls(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(20..=63))
+}
+
+/// One DTLS association with one peer.
+pub struct DtlsSession {
+    dtls: Dtls,
+    role: Role,
+    remote_fingerprint: Fingerprint,
+    buf: Vec<u8>,
+    next_timeout: Option<Instant>,
+    peer_verified: bool,
+    connected: bool,
+    keys: Option<(dimpl::KeyingMaterial, dimpl::SrtpProfile)>,
+    reported: bool,
+    closed: bool,
+}
+
+impl fmt::Debug for DtlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsSession")
+            .field("role", &self.role)
+            .field("connected", &self.connected)
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+fn profile_of(p: dimpl::SrtpProfile) -> Option<SrtpProfile> {
+    match p {
+        dimpl::SrtpProfile::AES128_CM_SHA1_80 => Some(SrtpProfile::Aes128CmHmacSha1_80),
+        dimpl::SrtpProfile::AEAD_AES_128_GCM => Some(SrtpProfile::AeadAes128Gcm),
+        dimpl::SrtpProfile::AEAD_AES_256_GCM => Some(SrtpProfile::AeadAes256Gcm),
+        _ => None,
+    }
+}
+
+impl DtlsSession {
+    /// A session in `role` (from the SDP `a=setup:` negotiation) that accepts only a peer
+    /// whose certificate has `remote_fingerprint` (from the peer's SDP). A client starts
+    /// its handshake on the first [`poll`](Self::poll).
+    pub fn new(
+        identity: &Identity,
+        role: Role,
+        remote_fingerprint: Fingerprint,
+        now: Instant,
+    ) -> Self {
+        let mut dtls = Dtls::new_12(identity.config.clone(), identity.cert.clone(), now);
+        if role == Role::Client {
+            dtls.set_active(true);
+        }
+        Self {
+            dtls,
+            role,
+            remote_fingerprint,
+            buf: vec![0u8; 2048],
+            next_timeout: None,
+            peer_verified: false,
+            connected: false,
+            keys: None,
+            reported: false,
+            closed: false,
+        }
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True once [`DtlsEvent::Connected`] was reported.
+    pub fn is_connected(&self) -> bool {
+        self.reported
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to be called next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.next_timeout
+    }
+
+    /// Feeds one received datagram (already demultiplexed as DTLS); follow with
+    /// [`poll`](Self::poll).
+    pub fn handle_datagram(&mut self, datagram: &[u8], now: Instant) -> Result<(), DtlsError> {
+        if datagram.len() > MAX_DATAGRAM_LEN {
+            return Err(DtlsError::TooLong(datagram.len()));
+        }
+        // dimpl's retransmit timers look at the time it last saw.
+        self.dtls
+            .handle_timeout(now)
+            .map_err(|e| DtlsError::Protocol(e.to_string()))?;
+        self.dtls
+            .handle_packet(datagram)
+            .map_err(|e| DtlsError::Protocol(e.to_string()))
+    }
+
+    /// Advances timers (retransmissions, handshake timeout); follow with
+    /// [`poll`](Self::poll).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
+        self.dtls
+            .handle_timeout(now)
+            .map_err(|e| DtlsError::Protocol(e.to_string()))
+    }
+
+    /// Drains what dimpl produced: each datagram to send goes to `transmit`; returns an
+    /// event when one happened (call again until `Ok(None)`).
+    pub fn poll(
+        &mut self,
+        transmit: &mut dyn FnMut(&[u8]),
+    ) -> Result<Option<DtlsEvent>, DtlsError> {
+        loop {
+            if self.closed {
+                return Ok(None);
+            }
+            if self.connected && self.keys.is_some() && !self.reported {
+                return self.report().map(Some);
+            }
+            match self.dtls.poll_output(&mut self.buf) {
+                Output::Packet(p) => transmit(p),
+                Output::BufferTooSmall { needed } => {
+                    if needed > MAX_DATAGRAM_LEN {
+                        return Err(DtlsError::TooLong(needed));
+                    }
+                    self.buf.resize(needed, 0);
+                }
+                Output::Timeout(t) => {
+                    self.next_timeout = Some(t);
+                    return Ok(None);
+                }
+                Output::PeerCert(der) => {
+                    let got = Fingerprint::of_der(der);
+                    if got != self.remote_fingerprint {
+                        return Err(DtlsError::FingerprintMismatch {
+                            got: got.to_string(),
+                            want: self.remote_fingerprint.to_string(),
+                        });
+                    }
+                    self.peer_verified = true;
+                }
+                Output::Connected => self.connected = true,
+                Output::KeyingMaterial(km, profile) => self.keys = Some((km, profile)),
+                Output::ApplicationData(d) => {
+                    // No data channels: SCTP over DTLS is not served.
+                    debug!(len = d.len(), "DTLS application data ignored");
+                }
+                Output::CloseNotify => {
+                    self.closed = true;
+                    return Ok(Some(DtlsEvent::Closed));
+                }
+                // dimpl may grow new outputs; none of them concern SRTP.
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+    }
+
+    fn report(&mut self) -> Result<DtlsEvent, DtlsError> {
+        if !self.peer_verified {
+            return Err(DtlsError::NoPeerCertificate);
+        }
+        let (km, profile) = self.keys.take().ok_or(DtlsError::NoKeyingMaterial)?;
+        let profile = profile_of(profile)
+            .ok_or_else(|| DtlsError::Srtp(format!("unknown profile {profile}")))?;
+        let (send, recv) = contexts_from_keying_material(profile, &km, self.role)
+            .map_err(|e| DtlsError::Srtp(e.to_string()))?;
+        self.reported = true;
+        Ok(DtlsEvent::Connected(Box::new(SrtpKeys {
+            profile,
+            send,
+            recv,
+        })))
+    }
+
+    /// Sends close_notify (drain with [`poll`](Self::poll)).
+    pub fn close(&mut self) -> Result<(), DtlsError> {
+        self.dtls
+            .close()
+            .map_err(|e| DtlsError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Runs a client and a server against each other in memory with a fake clock; `tamper`
+    /// may drop or alter datagrams. Returns what each side reported.
+    fn handshake(
+        server_id: &Identity,
+        client_id: &Identity,
+        server_expects: Fingerprint,
+        client_expects: Fingerprint,
+        mut tamper: impl FnMut(usize, &mut Vec<u8>) -> bool,
+    ) -> (
+        Result<Option<SrtpKeys>, DtlsError>,
+        Result<Option<SrtpKeys>, DtlsError>,
+    ) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut server = DtlsSession::new(server_id, Role::Server, server_expects, now);
+        let mut client = DtlsSession::new(client_id, Role::Client, client_expects, now);
+        let (mut s_keys, mut c_keys) = (None, None);
+        let mut n = 0usize;
+        for _round in 0..200 {
+            let mut to_server = Vec::new();
+            let mut to_client = Vec::new();
+            match client.poll(&mut |p| to_server.push(p.to_vec())) {
+                Ok(Some(DtlsEvent::Connected(k))) => c_keys = Some(*k),
+                Ok(_) => {}
+                Err(e) => return (Ok(s_keys), Err(e)),
+            }
+            match server.poll(&mut |p| to_client.push(p.to_vec())) {
+                Ok(Some(DtlsEvent::Connected(k))) => s_keys = Some(*k),
+                Ok(_) => {}
+                Err(e) => return (Err(e), Ok(c_keys)),
+            }
+            if s_keys.is_some() && c_keys.is_some() {
+                break;
+            }
+            now += Duration::from_millis(10);
+            for mut p in to_server {
+                n += 1;
+                if tamper(n, &mut p) {
+                    if let Err(e) = server.handle_datagram(&p, now) {
+                        return (Err(e), Ok(c_keys));
+                    }
+                }
+            }
+            for mut p in to_client {
+                n += 1;
+                if tamper(n, &mut p) {
+                    if let Err(e) = client.handle_datagram(&p, now) {
+                        return (Ok(s_keys), Err(e));
+                    }
+                }
+            }
+            // Let retransmission timers fire when a flight was lost.
+            for s in [&mut server, &mut client] {
+                if s.next_timeout().is_some_and(|t| t <= now) {
+                    s.handle_timeout(now).unwrap();
+                }
+            }
+            if now - t0 > Duration::from_secs(30) {
+                break;
+            }
+            now += Duration::from_millis(100);
+        }
+        (Ok(s_keys), Ok(c_keys))
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 96, 0, 0, 0, 0, 0x10, 0, 1, 2, 3, 4];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(b"media payload");
+        p
+    }
+
+    #[test]
+    fn handshake_in_memory_agrees_on_srtp_keys() {
+        let server_id = Identity::generate().unwrap();
+        let client_id = Identity::generate().unwrap();
+        let (s, c) = handshake(
+            &server_id,
+            &client_id,
+            client_id.fingerprint(),
+            server_id.fingerprint(),
+            |_, _| true,
+        );
+        let mut s = s.unwrap().expect("server connected");
+        let mut c = c.unwrap().expect("client connected");
+        assert_eq!(s.profile, c.profile);
+        // dimpl prefers AEAD_AES_256_GCM when both offer everything.
+        assert_eq!(s.profile, SrtpProfile::AeadAes256Gcm);
+
+        // Server -> client and client -> server, through each other's contexts.
+        let mut wire = Vec::new();
+        s.send.protect_rtp_packet(&rtp(1), &mut wire).unwrap();
+        let n = c.recv.unprotect_rtp(&mut wire).unwrap();
+        assert_eq!(wire[..n], rtp(1)[..]);
+        c.send.protect_rtp_packet(&rtp(7), &mut wire).unwrap();
+        let n = s.recv.unprotect_rtp(&mut wire).unwrap();
+        assert_eq!(wire[..n], rtp(7)[..]);
+        // A context does not open its own direction's packets (keys differ per side).
+        s.send.protect_rtp_packet(&rtp(2), &mut wire).unwrap();
+        assert!(s.recv.unprotect_rtp(&mut wire).is_err());
+    }
+
+    #[test]
+    fn handshake_survives_lost_datagrams() {
+        let server_id = Identity::generate().unwrap();
+        let client_id = Identity::generate().unwrap();
+        // Drop the 1st and 4th datagram: retransmission timers must recover.
+        let (s, c) = handshake(
+            &server_id,
+            &client_id,
+            client_id.fingerprint(),
+            server_id.fingerprint(),
+            |n, _| n != 1 && n != 4,
+        );
+        assert!(s.unwrap().is_some() && c.unwrap().is_some());
+    }
+
+    #[test]
+    fn wrong_fingerprint_is_refused() {
+        let server_id = Identity::generate().unwrap();
+        let client_id = Identity::generate().unwrap();
+        let other = Identity::generate().unwrap();
+        // The server expects another certificate than the client presents.
+        let (s, _c) = handshake(
+            &server_id,
+            &client_id,
+            other.fingerprint(),
+            server_id.fingerprint(),
+            |_, _| true,
+        );
+        assert!(matches!(s, Err(DtlsError::FingerprintMismatch { .. })));
+        // And the client refuses a server that is not the one in the SDP.
+        let (_s, c) = handshake(
+            &server_id,
+            &client_id,
+            client_id.fingerprint(),
+            other.fingerprint(),
+            |_, _| true,
+        );
+        assert!(matches!(c, Err(DtlsError::FingerprintMismatch { .. })));
+    }
+
+    #[test]
+    fn garbage_datagrams_do_not_panic() {
+        let id = Identity::generate().unwrap();
+        let now = Instant::now();
+        let mut s = DtlsSession::new(&id, Role::Server, id.fingerprint(), now);
+        let mut sink = |_: &[u8]| {};
+        let mut junk = Vec::new();
+        for n in 0..300usize {
+            junk.push((n * 131 % 251) as u8);
+            let mut d = junk.clone();
+            d[0] = 20 + (n % 44) as u8; // looks like DTLS by its first byte
+                                        // A fatal error ends the session; start a new one and keep feeding.
+            if s.handle_datagram(&d, now).is_err() || s.poll(&mut sink).is_err() {
+                s = DtlsSession::new(&id, Role::Server, id.fingerprint(), now);
+            }
+        }
+        // A ClientHello-shaped record header with lengths past the end.
+        let mut d = vec![
+            22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 0xff, 0xff, 0xff,
+        ];
+        d.extend_from_slice(&[0; 40]);
+        let _ = s.handle_datagram(&d, now);
+        let _ = s.poll(&mut sink);
+        assert!(matches!(
+            s.handle_datagram(&vec![22; MAX_DATAGRAM_LEN + 1], now),
+            Err(DtlsError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn fingerprint_sdp_roundtrip_and_errors() {
+        let id = Identity::process().unwrap();
+        assert!(Arc::ptr_eq(&id, &Identity::process().unwrap()));
+        let sdp = id.fingerprint().to_sdp();
+        assert!(sdp.starts_with("sha-256 "));
+        assert_eq!(sdp.len(), 8 + 32 * 3 - 1);
+        assert_eq!(Fingerprint::parse_sdp(&sdp).unwrap(), id.fingerprint());
+        assert_eq!(
+            Fingerprint::parse_sdp(&sdp.to_lowercase().replace("sha-256", "SHA-256")).unwrap(),
+            id.fingerprint()
+        );
+        for bad in [
+            "",
+            "sha-256",
+            "sha-1 AA:BB",
+            "sha-256 AA:BB",
+            "sha-256 ZZ:BB",
+            "sha-256 A:BB",
+            &format!("{sdp}:00"),
+            &sdp[..sdp.len() - 1],
+        ] {
+            assert!(Fingerprint::parse_sdp(bad).is_err(), "{bad:?}");
+        }
+        assert!(is_dtls(&[22, 1]) && !is_dtls(&[0, 1]) && !is_dtls(&[0x80]) && !is_dtls(&[]));
+    }
+}
