@@ -26,6 +26,9 @@ pub struct CompareResult {
     pub kind: &'static str,
     pub peers: Vec<String>,
     pub rounds: usize,
+    /// `synthetic` or `ffmpeg` (real publishers), the same for every peer.
+    pub publisher_kind: &'static str,
+    pub source: String,
     pub summary: BTreeMap<String, PeerSummary>,
     /// "corecast/<peer>" → metric → ratio (of medians).
     pub ratios: BTreeMap<String, BTreeMap<String, Option<f64>>>,
@@ -152,6 +155,8 @@ pub fn run(
         kind: "compare",
         peers: peers_list.iter().map(|k| k.name().to_string()).collect(),
         rounds,
+        publisher_kind: p.publisher_kind(),
+        source: runs.first().map(|r| r.source.clone()).unwrap_or_default(),
         summary,
         ratios,
         runs,
@@ -161,6 +166,10 @@ pub fn run(
 
 pub fn table(c: &CompareResult) -> String {
     let mut s = String::new();
+    s.push_str(&format!(
+        "  publishers: {} ({})\n",
+        c.publisher_kind, c.source
+    ));
     s.push_str(&format!(
         "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
         "server",

@@ -41,6 +41,28 @@ struct Global {
     /// path → (stream id, SDP as announced)
     streams: Mutex<HashMap<String, (usize, String)>>,
     inboxes: Vec<Inbox>,
+    /// Camera farm: a path that nobody announced and that ends in a number N is served
+    /// from the announced stream `{prefix}{N % count}` (`--alias`).
+    alias: Option<(String, usize)>,
+}
+
+impl Global {
+    /// The stream a reader of `path` gets: announced under that path, or its alias.
+    fn lookup(&self, path: &str) -> Option<(usize, String)> {
+        let streams = self.streams.lock().unwrap();
+        if let Some(e) = streams.get(path) {
+            return Some(e.clone());
+        }
+        let (prefix, count) = self.alias.as_ref()?;
+        streams.get(&alias_of(path, prefix, *count)?).cloned()
+    }
+}
+
+/// `cam17` with prefix `src` and count 4 → `src1`.
+fn alias_of(path: &str, prefix: &str, count: usize) -> Option<String> {
+    let digits = path.len() - path.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let n: usize = path[path.len() - digits..].parse().ok()?;
+    Some(format!("{prefix}{}", n % count.max(1)))
 }
 
 enum Role {
@@ -67,7 +89,12 @@ struct Conn {
     dropped: u64,
 }
 
-pub fn run(listen: SocketAddr, threads: usize, udp_port: u16) -> Result<(), String> {
+pub fn run(
+    listen: SocketAddr,
+    threads: usize,
+    udp_port: u16,
+    alias: Option<(String, usize)>,
+) -> Result<(), String> {
     let threads = threads.max(1);
     let mut inboxes = Vec::new();
     for _ in 0..threads {
@@ -84,6 +111,7 @@ pub fn run(listen: SocketAddr, threads: usize, udp_port: u16) -> Result<(), Stri
     let global = Arc::new(Global {
         streams: Mutex::new(HashMap::new()),
         inboxes,
+        alias,
     });
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -483,20 +511,17 @@ impl Thread {
                     "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, TEARDOWN, GET_PARAMETER",
                 );
             }
-            Method::Describe => {
-                let streams = self.g.streams.lock().unwrap();
-                match streams.get(&path) {
-                    Some((_, sdp)) => {
-                        resp = resp
-                            .with_header(
-                                "Content-Base",
-                                format!("{}/", req.uri.trim_end_matches('/')),
-                            )
-                            .with_body("application/sdp", sdp.clone().into_bytes());
-                    }
-                    None => resp = Response::new(404),
+            Method::Describe => match self.g.lookup(&path) {
+                Some((_, sdp)) => {
+                    resp = resp
+                        .with_header(
+                            "Content-Base",
+                            format!("{}/", req.uri.trim_end_matches('/')),
+                        )
+                        .with_body("application/sdp", sdp.into_bytes());
                 }
-            }
+                None => resp = Response::new(404),
+            },
             Method::Announce => {
                 let sdp = String::from_utf8_lossy(&req.body).to_string();
                 let mut streams = self.g.streams.lock().unwrap();
@@ -529,13 +554,7 @@ impl Thread {
                         resp = resp.with_header("Transport", t.to_string());
                     }
                     Some(t) => {
-                        let sid = self
-                            .g
-                            .streams
-                            .lock()
-                            .unwrap()
-                            .get(&stream_path)
-                            .map(|e| e.0);
+                        let sid = self.g.lookup(&stream_path).map(|e| e.0);
                         if sid.is_none() {
                             resp = Response::new(404);
                         } else {
@@ -701,11 +720,13 @@ fn path_of(uri: &str) -> String {
     rest.trim_end_matches('/').to_string()
 }
 
-/// `perf0/trackID=1` → (`perf0`, 1).
+/// `perf0/trackID=1` (ours) or `cam/streamid=1` (ffmpeg's) → (`perf0`, 1).
 fn split_track(path: &str) -> (String, usize) {
     if let Some((base, last)) = path.rsplit_once('/') {
-        if let Some(n) = last.strip_prefix("trackID=") {
-            return (base.to_string(), n.parse().unwrap_or(0));
+        for prefix in ["trackID=", "streamid="] {
+            if let Some(n) = last.strip_prefix(prefix) {
+                return (base.to_string(), n.parse().unwrap_or(0));
+            }
         }
     }
     (path.to_string(), 0)
@@ -722,5 +743,8 @@ mod tests {
         assert_eq!(path_of("rtsp://127.0.0.1:1/a/b?x=1"), "a/b");
         assert_eq!(split_track("perf0/trackID=1"), ("perf0".into(), 1));
         assert_eq!(split_track("perf0"), ("perf0".into(), 0));
+        assert_eq!(split_track("cam3/streamid=1"), ("cam3".into(), 1));
+        assert_eq!(alias_of("cam17", "src", 4).as_deref(), Some("src1"));
+        assert_eq!(alias_of("cam", "src", 4), None);
     }
 }

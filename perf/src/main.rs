@@ -8,6 +8,7 @@
 
 mod client;
 mod compare;
+mod ffpub;
 mod floor;
 mod frames;
 mod hist;
@@ -80,22 +81,67 @@ struct SourceArgs {
     /// Frames per second (synthetic bursts; file pacing).
     #[arg(long, default_value_t = 25)]
     fps: u32,
-    /// Synthetic: a keyframe every N frames.
-    #[arg(long, default_value_t = 25)]
-    gop: u32,
+    /// A keyframe every N frames (default: 25 for synthetic, 2 s for --publisher ffmpeg).
+    #[arg(long)]
+    gop: Option<u32>,
     /// Demo clip: video only (no AAC track).
     #[arg(long)]
     no_audio: bool,
+    /// Who publishes: the harness (synthetic/demo/file, see --source) or ffmpeg
+    /// processes looping a generated H.264 + AAC clip (`-re -c copy -f rtsp`, packet by
+    /// packet, like a camera); the clip takes --bitrate, --fps, --gop.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    publisher: PublisherKind,
+    /// Where generated clips are cached.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/perf-clips"))]
+    clip_dir: PathBuf,
+    /// Clip picture size.
+    #[arg(long, default_value = "640x360")]
+    clip_size: String,
+    /// Clip length before it loops, seconds.
+    #[arg(long, default_value_t = 20)]
+    clip_secs: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PublisherKind {
+    /// corecast-perf's own publisher (RTSP ANNOUNCE/RECORD, per-frame bursts).
+    Synthetic,
+    /// ffmpeg -re -stream_loop -1 -i clip -c copy -f rtsp -rtsp_transport tcp.
+    Ffmpeg,
 }
 
 impl SourceArgs {
+    fn clip(&self) -> Result<Option<ffpub::ClipSpec>, String> {
+        if self.publisher != PublisherKind::Ffmpeg {
+            return Ok(None);
+        }
+        let (w, h) = self
+            .clip_size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+            .ok_or_else(|| format!("bad --clip-size {:?} (WxH)", self.clip_size))?;
+        if self.fps == 0 || self.fps > 120 || self.bitrate < 10_000 {
+            return Err("clip: --fps 1..120 and --bitrate >= 10k".into());
+        }
+        Ok(Some(ffpub::ClipSpec {
+            bitrate: self.bitrate,
+            fps: self.fps,
+            gop: self.gop.unwrap_or(2 * self.fps).max(1),
+            width: w,
+            height: h,
+            secs: self.clip_secs.max(2),
+            dir: self.clip_dir.clone(),
+        }))
+    }
+
     fn spec(&self) -> Result<SourceSpec, String> {
         Ok(match self.source {
             SourceKind::Synthetic => SourceSpec::Synthetic {
                 bitrate: self.bitrate,
                 packet_size: self.packet_size,
                 fps: self.fps,
-                gop: self.gop,
+                gop: self.gop.unwrap_or(25),
             },
             SourceKind::Demo => SourceSpec::Demo {
                 audio: !self.no_audio,
@@ -264,12 +310,15 @@ struct ScenarioArgs {
     /// swarm/compare, 45 for soak.
     #[arg(long)]
     prefill: Option<f64>,
+    /// Every viewer's window figures (packets, bytes, frames, losses) in the JSON.
+    #[arg(long)]
+    per_viewer: bool,
     #[command(flatten)]
     src: SourceArgs,
 }
 
 impl ScenarioArgs {
-    fn params(&self) -> Result<SwarmParams, String> {
+    fn params(&self, log_dir: &std::path::Path) -> Result<SwarmParams, String> {
         let total = self.publishers * self.viewers;
         Ok(SwarmParams {
             publishers: self.publishers,
@@ -291,6 +340,9 @@ impl ScenarioArgs {
             settle_secs: 5.0,
             idle: self.idle,
             prefill_secs: self.prefill.unwrap_or(0.0),
+            ffmpeg_clip: self.src.clip()?,
+            log_dir: log_dir.to_path_buf(),
+            per_viewer: self.per_viewer,
         })
     }
 }
@@ -353,6 +405,19 @@ struct FloorArgs {
     /// Thread i uses UDP ports udp_port+2i and +2i+1.
     #[arg(long, default_value_t = 18_600)]
     udp_port: u16,
+    /// Camera farm: PREFIX:COUNT serves any path ending in a number N that nobody
+    /// announced from the announced stream PREFIX{N % COUNT} (`nvr` uses it).
+    #[arg(long, value_parser = parse_alias)]
+    alias: Option<(String, usize)>,
+}
+
+fn parse_alias(s: &str) -> Result<(String, usize), String> {
+    let (p, n) = s.rsplit_once(':').ok_or("PREFIX:COUNT")?;
+    let n: usize = n.parse().map_err(|e| format!("{n}: {e}"))?;
+    if n == 0 {
+        return Err("COUNT must be at least 1".into());
+    }
+    Ok((p.to_string(), n))
 }
 
 fn main() -> ExitCode {
@@ -371,6 +436,7 @@ fn main() -> ExitCode {
                 a.threads
             },
             a.udp_port,
+            a.alias,
         ),
     };
     match r {
@@ -538,7 +604,7 @@ fn cmd_view(a: ViewArgs) -> Result<(), String> {
 }
 
 fn cmd_swarm(a: SwarmArgs) -> Result<(), String> {
-    let p = a.scenario.params()?;
+    let p = a.scenario.params(&a.server.log_dir)?;
     nofile_note(p.publishers * p.viewers_per_stream * 2);
     let mut server = a.server.server(&p.stream_names())?;
     let r = swarm::run(&server, &p);
@@ -552,7 +618,7 @@ fn cmd_swarm(a: SwarmArgs) -> Result<(), String> {
 }
 
 fn cmd_soak(a: SoakArgs) -> Result<(), String> {
-    let mut p = a.scenario.params()?;
+    let mut p = a.scenario.params(&a.server.log_dir)?;
     p.churn = Some(Churn {
         min_life_s: a.life_min,
         max_life_s: a.life_max.max(a.life_min),
@@ -574,7 +640,7 @@ fn cmd_soak(a: SoakArgs) -> Result<(), String> {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<(), String> {
-    let p = a.scenario.params()?;
+    let p = a.scenario.params(&a.server.log_dir)?;
     nofile_note(p.publishers * p.viewers_per_stream * 2);
     let json_only = a.scenario.json_only;
     let c = compare::run(&a.peers, &a.server.opts(), &p, a.rounds, |r| {

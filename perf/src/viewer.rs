@@ -142,6 +142,18 @@ impl Totals {
     }
 }
 
+/// One viewer's account of the measurement window (viewers playing throughout it).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ViewerWindow {
+    pub packets: u64,
+    pub bytes: u64,
+    /// RTP marker bits on the first track (video for our sources and for ffmpeg's clip):
+    /// the frames this viewer received completely enough to know they ended.
+    pub frames: u64,
+    /// Packets missing from the RTP sequence numbers, all tracks.
+    pub lost: u64,
+}
+
 /// One worker's account of the measurement window.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
@@ -153,6 +165,7 @@ pub struct WorkerReport {
     pub cpu_s: f64,
     /// Per-viewer packets in the window, for viewers playing throughout it.
     pub per_viewer_packets: Vec<u64>,
+    pub per_viewer: Vec<ViewerWindow>,
     pub all_time: Totals,
 }
 
@@ -169,6 +182,7 @@ pub struct ViewReport {
     pub failures: BTreeMap<String, u64>,
     pub workers_cpu_s: f64,
     pub per_viewer_packets: Vec<u64>,
+    pub per_viewer: Vec<ViewerWindow>,
     pub all_time: Totals,
 }
 
@@ -243,6 +257,7 @@ impl Viewers {
             }
             r.workers_cpu_s += w.cpu_s;
             r.per_viewer_packets.extend(w.per_viewer_packets);
+            r.per_viewer.extend(w.per_viewer);
             r.all_time.add(&w.all_time);
         }
         r.window_secs = secs.iter().copied().fold(0.0, f64::max);
@@ -280,6 +295,8 @@ struct Counters {
     rtcp: u64,
     bad: u64,
     latency_samples: u64,
+    /// Marker bits on the first track's RTP packets (frames).
+    frames: u64,
     /// Synthetic packets sent before our PLAY was answered: the ring backlog a joining
     /// viewer gets (from the last keyframe), not live latency; counted, not timed.
     backlog: u64,
@@ -301,9 +318,24 @@ struct Viewer {
     next_keepalive: u64,
     end_at: u64,
     window_start_packets: Option<u64>,
+    /// The viewer's counters when the window opened (if it was playing then).
+    window_start: Option<ViewerWindow>,
 }
 
 impl Viewer {
+    fn snapshot(&self) -> ViewerWindow {
+        ViewerWindow {
+            packets: self.c.packets,
+            bytes: self.c.bytes,
+            frames: self.c.frames,
+            lost: self
+                .tracks
+                .iter()
+                .map(|t| t.seq.expected.saturating_sub(t.seq.received))
+                .sum(),
+        }
+    }
+
     fn totals(&self, t: &mut Totals) {
         t.bytes += self.c.bytes;
         t.packets += self.c.packets;
@@ -421,6 +453,7 @@ impl Worker {
                     self.latency.reset();
                     for v in self.slots.iter_mut().flatten() {
                         v.window_start_packets = (v.state == St::Playing).then_some(v.c.packets);
+                        v.window_start = (v.state == St::Playing).then(|| v.snapshot());
                     }
                 }
                 if p >= PHASE_END && phase < PHASE_END && start_ns > 0 {
@@ -433,6 +466,21 @@ impl Worker {
                         .flatten()
                         .filter(|v| v.state == St::Playing)
                         .filter_map(|v| v.window_start_packets.map(|s| v.c.packets - s))
+                        .collect();
+                    report.per_viewer = self
+                        .slots
+                        .iter()
+                        .flatten()
+                        .filter(|v| v.state == St::Playing)
+                        .filter_map(|v| {
+                            let (a, b) = (v.window_start?, v.snapshot());
+                            Some(ViewerWindow {
+                                packets: b.packets - a.packets,
+                                bytes: b.bytes - a.bytes,
+                                frames: b.frames - a.frames,
+                                lost: b.lost.saturating_sub(a.lost),
+                            })
+                        })
                         .collect();
                 }
                 phase = p;
@@ -597,6 +645,7 @@ impl Worker {
             next_keepalive: u64::MAX,
             end_at: life,
             window_start_packets: None,
+            window_start: None,
         });
         if let Err(e) = self.epoll(
             libc::EPOLL_CTL_ADD,
@@ -977,6 +1026,7 @@ impl Worker {
                         &mut self.latency,
                         data,
                         now,
+                        track == 0,
                     );
                 }
             }
@@ -1006,15 +1056,17 @@ fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result
     let Viewer { c, tracks, .. } = v;
     frames::split(buf, |it| {
         if let Item::Frame { channel, data } = it {
+            let mut first = true;
             for t in tracks.iter_mut() {
                 if channel == t.rtp_ch {
-                    on_rtp(c, &mut t.seq, hist, data, now);
+                    on_rtp(c, &mut t.seq, hist, data, now, first);
                     return;
                 }
                 if channel == t.rtcp_ch {
                     c.rtcp += 1;
                     return;
                 }
+                first = false;
             }
             c.bad += 1;
         }
@@ -1022,12 +1074,22 @@ fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result
 }
 
 #[inline]
-fn on_rtp(c: &mut Counters, seq: &mut SeqTracker, hist: &mut Histogram, data: &[u8], now: u64) {
+fn on_rtp(
+    c: &mut Counters,
+    seq: &mut SeqTracker,
+    hist: &mut Histogram,
+    data: &[u8],
+    now: u64,
+    first_track: bool,
+) {
     c.bytes += data.len() as u64;
     c.packets += 1;
     if data.len() < 12 || data[0] >> 6 != 2 {
         c.bad += 1;
         return;
+    }
+    if first_track && data[1] & 0x80 != 0 {
+        c.frames += 1;
     }
     seq.push(u16::from_be_bytes([data[2], data[3]]));
     if let Some(sent) = source::send_time(data) {
