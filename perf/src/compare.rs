@@ -13,6 +13,7 @@ pub struct PeerSummary {
     pub server_cpu_pct: f64,
     pub server_cpu_s_per_gbit: f64,
     pub rss_per_viewer_kib: f64,
+    pub rss_per_stream_kib: f64,
     pub rss_per_viewer_released_kib: Option<f64>,
     pub latency_p50_us: Option<f64>,
     pub latency_p99_us: Option<f64>,
@@ -86,6 +87,17 @@ pub fn run(
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
     }
+    summarize(peers_list, p, rounds, runs, errors)
+}
+
+/// Per-peer medians and corecast/peer ratios of runs made in turns.
+pub fn summarize(
+    peers_list: &[PeerKind],
+    p: &SwarmParams,
+    rounds: usize,
+    runs: Vec<SwarmResult>,
+    errors: Vec<String>,
+) -> CompareResult {
     let mut summary = BTreeMap::new();
     for &k in peers_list {
         let rs: Vec<&SwarmResult> = runs.iter().filter(|r| r.server == k.name()).collect();
@@ -102,6 +114,7 @@ pub fn run(
                 server_cpu_pct: r3(m(&|r| r.server_cpu_pct)),
                 server_cpu_s_per_gbit: r3(m(&|r| r.server_cpu_s_per_gbit)),
                 rss_per_viewer_kib: r3(m(&|r| r.rss_per_viewer_kib)),
+                rss_per_stream_kib: r3(m(&|r| r.rss_per_stream_kib)),
                 rss_per_viewer_released_kib: median_opt(
                     rs.iter().map(|r| r.rss_per_viewer_released_kib).collect(),
                 ),
@@ -171,7 +184,7 @@ pub fn table(c: &CompareResult) -> String {
         c.publisher_kind, c.source
     ));
     s.push_str(&format!(
-        "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
+        "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
         "server",
         "run",
         "Mbit/s",
@@ -179,6 +192,7 @@ pub fn table(c: &CompareResult) -> String {
         "srvCPU%",
         "CPU-s/Gbit",
         "KiB/view",
+        "KiB/strm",
         "p50 us",
         "p99 us",
         "fails",
@@ -190,7 +204,7 @@ pub fn table(c: &CompareResult) -> String {
         let n = counts.entry(r.server.as_str()).or_default();
         *n += 1;
         s.push_str(&format!(
-            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9} {:>9} {:>6} {:>7.1}\n",
+            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9.0} {:>9} {:>9} {:>6} {:>7.1}\n",
             r.server,
             n,
             r.delivered_mbps,
@@ -198,6 +212,7 @@ pub fn table(c: &CompareResult) -> String {
             r.server_cpu_pct,
             r.server_cpu_s_per_gbit,
             r.rss_per_viewer_kib,
+            r.rss_per_stream_kib,
             o(r.latency_us.p50),
             o(r.latency_us.p99),
             r.connect_failures,
@@ -207,7 +222,7 @@ pub fn table(c: &CompareResult) -> String {
     s.push_str("  medians:\n");
     for (name, m) in &c.summary {
         s.push_str(&format!(
-            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9} {:>9} {:>6} {:>7.1}\n",
+            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9.0} {:>9} {:>9} {:>6} {:>7.1}\n",
             name,
             m.runs,
             m.delivered_mbps,
@@ -215,6 +230,7 @@ pub fn table(c: &CompareResult) -> String {
             m.server_cpu_pct,
             m.server_cpu_s_per_gbit,
             m.rss_per_viewer_kib,
+            m.rss_per_stream_kib,
             o(m.latency_p50_us),
             o(m.latency_p99_us),
             m.connect_failures,

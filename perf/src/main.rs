@@ -12,6 +12,7 @@ mod ffpub;
 mod floor;
 mod frames;
 mod hist;
+mod nvr;
 mod peers;
 mod procstat;
 mod publisher;
@@ -53,6 +54,9 @@ enum Cmd {
     Compare(CompareArgs),
     /// Run the raw-send floor server (used by `compare`; runnable alone).
     Floor(FloorArgs),
+    /// N cameras (pulled from a camera farm, or published by ffmpeg) x K consumers each,
+    /// corecast and the floor in turns.
+    Nvr(NvrArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -251,6 +255,9 @@ impl ServerArgs {
             python: self.python.clone(),
             gst_script: self.gst_script.clone(),
             log_dir: self.log_dir.clone(),
+            pull_streams: Vec::new(),
+            preload: false,
+            alias: None,
         }
     }
 
@@ -273,8 +280,8 @@ struct ScenarioArgs {
     /// Streams (one publisher each).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
-    /// Viewers per stream.
-    #[arg(long, default_value_t = 100)]
+    /// Viewers per stream (nvr: consumers per camera).
+    #[arg(long, visible_alias = "consumers", default_value_t = 100)]
     viewers: usize,
     #[arg(long, value_enum, default_value = "tcp")]
     transport: Transport,
@@ -343,6 +350,7 @@ impl ScenarioArgs {
             ffmpeg_clip: self.src.clip()?,
             log_dir: log_dir.to_path_buf(),
             per_viewer: self.per_viewer,
+            external_sources: false,
         })
     }
 }
@@ -397,6 +405,36 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+struct NvrArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Cameras (streams).
+    #[arg(long, default_value_t = 100)]
+    cameras: usize,
+    /// pull: corecast pulls every camera over RTSP from a camera farm; publish: one ffmpeg
+    /// publisher per camera pushes into the server.
+    #[arg(long, value_enum, default_value = "pull")]
+    camera_kind: nvr::CameraKind,
+    /// ffmpeg publishers feeding the camera farm (camera I is source I % F).
+    #[arg(long, default_value_t = 4)]
+    farm_sources: usize,
+    /// corecast keeps every camera pulled with no consumer (`preload:`).
+    #[arg(long)]
+    preload: bool,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "corecast,floor"
+    )]
+    peers: Vec<PeerKind>,
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+}
+
+#[derive(Args)]
 struct FloorArgs {
     #[arg(long, default_value = "127.0.0.1:8556")]
     listen: SocketAddr,
@@ -428,6 +466,7 @@ fn main() -> ExitCode {
         Cmd::Swarm(a) => cmd_swarm(a),
         Cmd::Soak(a) => cmd_soak(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Nvr(a) => cmd_nvr(a),
         Cmd::Floor(a) => floor::run(
             a.listen,
             if a.threads == 0 {
@@ -653,6 +692,43 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
     });
     if !json_only {
         print!("{}", compare::table(&c));
+    }
+    println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
+    if c.runs.is_empty() {
+        return Err("no run succeeded".into());
+    }
+    Ok(())
+}
+
+fn cmd_nvr(mut a: NvrArgs) -> Result<(), String> {
+    // Cameras are real publishers (ffmpeg), whatever --publisher says.
+    a.scenario.src.publisher = PublisherKind::Ffmpeg;
+    a.scenario.publishers = a.cameras.max(1);
+    let p = a.scenario.params(&a.server.log_dir)?;
+    nofile_note(a.cameras * (a.scenario.viewers + 1) * 2);
+    let json_only = a.scenario.json_only;
+    let n = nvr::NvrParams {
+        cameras: a.cameras.max(1),
+        kind: a.camera_kind,
+        farm_sources: a.farm_sources,
+        preload: a.preload,
+    };
+    let c = nvr::run(&a.peers, &a.server.opts(), &p, &n, a.rounds, |r| {
+        if !json_only {
+            eprintln!(
+                "  done: {:<16} {:.2} Mbit/s, loss {:.4} %, server CPU {:.1} % ({:.4} CPU-s/Gbit), RSS {:.0} KiB per camera, frames/viewer {}..{}",
+                r.server, r.delivered_mbps, r.loss_pct, r.server_cpu_pct, r.server_cpu_s_per_gbit,
+                r.rss_per_stream_kib, r.per_viewer_frames_min, r.per_viewer_frames_max
+            );
+        }
+    });
+    if !json_only {
+        print!("{}", compare::table(&c));
+        for r in &c.runs {
+            for n in &r.notes {
+                println!("  note ({}): {n}", r.server);
+            }
+        }
     }
     println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
     if c.runs.is_empty() {

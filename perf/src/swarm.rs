@@ -43,6 +43,9 @@ pub struct SwarmParams {
     pub log_dir: std::path::PathBuf,
     /// Put every viewer's window figures (packets, frames, losses) in the JSON.
     pub per_viewer: bool,
+    /// The streams exist on the server already (pulled cameras): start no publishers;
+    /// `publishers` is then the number of streams.
+    pub external_sources: bool,
 }
 
 /// The publishers of a run: ours (synthetic/demo/file) or ffmpeg processes.
@@ -87,7 +90,7 @@ pub fn start_publishers(
     p: &SwarmParams,
     names: &[String],
 ) -> Result<Option<Pubs>, String> {
-    if names.is_empty() {
+    if names.is_empty() || p.external_sources {
         return Ok(None);
     }
     if let Some(clip) = &p.ffmpeg_clip {
@@ -244,6 +247,12 @@ pub struct SwarmResult {
     pub server_cpu_pct: f64,
     pub server_cpu_s_per_gbit: f64,
     pub server_rss_baseline_kib: u64,
+    /// RSS before any publisher connected (pulled cameras: before any viewer, the pulls
+    /// starting on demand).
+    pub server_rss_before_publishers_kib: u64,
+    /// (RSS at the end of the window - RSS before publishers) / streams: what one stream
+    /// with its viewers costs.
+    pub rss_per_stream_kib: f64,
     pub server_rss_after_kib: u64,
     /// (RSS at the end of the window - RSS before viewers) / viewers playing. Includes
     /// whatever else grew meanwhile (stream rings filling up).
@@ -303,15 +312,20 @@ fn probe(pid: u32) -> Result<Probe, String> {
 
 /// Publishers up, viewers connected: everything a run needs before its window.
 struct Running {
-    publishers: Pubs,
+    publishers: Option<Pubs>,
     viewers: Viewers,
     baseline: Sample,
+    /// Server RSS before any publisher connected (external sources: = baseline).
+    rss_before_publishers: u64,
     notes: Vec<String>,
 }
 
 fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Running, String> {
     let mut notes = Vec::new();
     let names = p.stream_names();
+    let rss_before_publishers = (!p.external_sources)
+        .then(|| procstat::sample(server.pid).map(|s| s.rss_kib))
+        .flatten();
     let publishers = start_publishers(server, p, &names)?;
     // One GOP so that every stream has a keyframe for joining viewers.
     let gop_s = p
@@ -320,6 +334,7 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
         .map_or(1.0, |c| c.gop as f64 / c.fps.max(1) as f64);
     std::thread::sleep(secs(gop_s + 0.3).max(secs(p.prefill_secs)));
     let baseline = procstat::sample(server.pid).ok_or("server died before viewers joined")?;
+    let rss_before_publishers = rss_before_publishers.unwrap_or(baseline.rss_kib);
     let total = p.publishers.max(1) * p.viewers_per_stream;
     let urls: Vec<String> = if names.is_empty() {
         server.streams.iter().map(|n| server.url(n)).collect()
@@ -347,17 +362,30 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
     if !viewers.wait_ramp(secs(p.ramp_secs + p.connect_timeout_secs + 10.0)) {
         notes.push("ramp-up did not complete in time".into());
     }
-    let publishers = publishers.ok_or("no publishers")?;
+    if publishers.is_none() && !p.external_sources {
+        return Err("no publishers".into());
+    }
     Ok(Running {
         publishers,
         viewers,
         baseline,
+        rss_before_publishers,
         notes,
     })
 }
 
 /// Runs one swarm against `server` and returns its figures.
 pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
+    run_with(server, p, None)
+}
+
+/// `run`, with publishers started elsewhere (a camera farm's, for pulled cameras) whose
+/// frames are counted in the window like our own.
+pub fn run_with(
+    server: &Server,
+    p: &SwarmParams,
+    mut ext: Option<&mut Pubs>,
+) -> Result<SwarmResult, String> {
     let (nofile, ok) = util::raise_nofile(65_536);
     let total = p.publishers * p.viewers_per_stream;
     let mut notes = Vec::new();
@@ -374,7 +402,11 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     let mut r = bring_up(server, p, None)?;
     notes.append(&mut r.notes);
     std::thread::sleep(secs(p.warmup_secs));
-    let pub_a = r.publishers.stats();
+    let pub_a = match (&mut r.publishers, &mut ext) {
+        (Some(p), _) => p.stats(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let a = probe(server.pid)?;
     r.viewers.set_phase(viewer::PHASE_MEASURE);
     let deadline = Instant::now() + secs(p.duration_secs);
@@ -389,7 +421,11 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     }
     let b = probe(server.pid)?;
     r.viewers.set_phase(viewer::PHASE_END);
-    let pub_b = r.publishers.stats();
+    let pub_b = match (&mut r.publishers, &mut ext) {
+        (Some(p), _) => p.stats(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let playing = r
         .viewers
         .shared
@@ -402,7 +438,11 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     // without the growth of the streams' own buffers (rings filling) during the run.
     std::thread::sleep(secs(p.settle_secs.min(3.0)));
     let left = procstat::sample(server.pid);
-    let pubs = r.publishers.stop();
+    let pubs = match (r.publishers, ext) {
+        (Some(p), _) => p.stop(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let mut out = summarize(server, p, &a, &b, &rep, r.baseline, playing, &shared);
     out.kind = "swarm";
     if let Some(left) = left {
@@ -414,6 +454,11 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
         }
     }
     out.server_api = api;
+    out.server_rss_before_publishers_kib = r.rss_before_publishers;
+    out.rss_per_stream_kib = round2(
+        (out.server_rss_after_kib as f64 - r.rss_before_publishers as f64)
+            / p.publishers.max(1) as f64,
+    );
     out.publisher = pubs;
     out.publisher.packets = pub_b.packets - pub_a.packets;
     out.publisher.bytes = pub_b.bytes.saturating_sub(pub_a.bytes);
@@ -421,7 +466,7 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     if p.ffmpeg_clip.is_some() {
         // Frames each stream's publisher sent during the window, against what each
         // viewer received (one publisher per stream, all at the clip's rate).
-        let per_stream = out.publisher.frames as f64 / p.publishers.max(1) as f64;
+        let per_stream = out.publisher.frames as f64 / out.publisher.publishers.max(1) as f64;
         out.publisher_frames_per_stream = Some(round2(per_stream));
         out.viewers_below_90pct_frames = Some(
             out.per_viewer
@@ -543,6 +588,8 @@ fn summarize(
             0.0
         },
         server_rss_baseline_kib: baseline.rss_kib,
+        server_rss_before_publishers_kib: 0,
+        rss_per_stream_kib: 0.0,
         server_rss_after_kib: b.server.rss_kib,
         rss_per_viewer_kib: if playing > 0 {
             round2((b.server.rss_kib as f64 - baseline.rss_kib as f64) / playing as f64)
@@ -717,6 +764,13 @@ pub fn table(r: &SwarmResult) -> String {
         ),
     );
     row(
+        "server RSS per stream",
+        format!(
+            "{} KiB before publishers -> {} KiB per stream with its viewers",
+            r.server_rss_before_publishers_kib, r.rss_per_stream_kib
+        ),
+    );
+    row(
         "generator CPU",
         format!(
             "{} s = {} % of a core ({} CPU-s/Gbit; viewer threads {} s; {} reads/s)",
@@ -847,7 +901,7 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
         });
     }
     let after = procstat::sample(server.pid).ok_or("server died")?;
-    let pubs = r.publishers.stop();
+    let pubs = r.publishers.map(|p| p.stop()).unwrap_or_default();
     if pubs.dropped_bursts > 0 {
         notes.push(format!("publishers dropped {} bursts", pubs.dropped_bursts));
     }
