@@ -12,6 +12,7 @@ mod ffpub;
 mod floor;
 mod frames;
 mod hist;
+mod mp4view;
 mod nvr;
 mod peers;
 mod procstat;
@@ -327,6 +328,16 @@ struct ScenarioArgs {
 impl ScenarioArgs {
     fn params(&self, log_dir: &std::path::Path) -> Result<SwarmParams, String> {
         let total = self.publishers * self.viewers;
+        if self.transport == Transport::HttpMp4
+            && self.src.publisher == PublisherKind::Synthetic
+            && self.src.source == SourceKind::Synthetic
+        {
+            // The muxer needs real H.264 parameter sets, which synthetic payloads lack.
+            return Err(
+                "stream.mp4 viewers need real H.264: use --publisher ffmpeg or --source demo"
+                    .into(),
+            );
+        }
         Ok(SwarmParams {
             publishers: self.publishers,
             viewers_per_stream: self.viewers,

@@ -336,10 +336,23 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
     let baseline = procstat::sample(server.pid).ok_or("server died before viewers joined")?;
     let rss_before_publishers = rss_before_publishers.unwrap_or(baseline.rss_kib);
     let total = p.publishers.max(1) * p.viewers_per_stream;
-    let urls: Vec<String> = if names.is_empty() {
-        server.streams.iter().map(|n| server.url(n)).collect()
+    let names = if names.is_empty() {
+        server.streams.clone()
     } else {
-        names.iter().map(|n| server.url(n)).collect()
+        names
+    };
+    let urls: Vec<String> = match (p.transport, server.api) {
+        (Transport::HttpMp4, Some(api)) => names
+            .iter()
+            .map(|n| format!("http://{api}/api/stream.mp4?src={n}"))
+            .collect(),
+        (Transport::HttpMp4, None) => {
+            return Err(format!(
+                "stream.mp4 viewers need corecast's API; {} has none",
+                server.name
+            ))
+        }
+        _ => names.iter().map(|n| server.url(n)).collect(),
     };
     let max_packet = match &p.source {
         SourceSpec::Synthetic { packet_size, .. } => packet_size + 64,
@@ -390,7 +403,7 @@ pub fn run_with(
     let total = p.publishers * p.viewers_per_stream;
     let mut notes = Vec::new();
     let per_viewer_fds = match p.transport {
-        Transport::Tcp => 1,
+        Transport::Tcp | Transport::HttpMp4 => 1,
         Transport::Udp => 5,
     };
     if !ok && (total * per_viewer_fds + 64) as u64 > nofile {
@@ -646,13 +659,14 @@ pub fn table(r: &SwarmResult) -> String {
     row(
         "scenario",
         format!(
-            "{} streams x {} viewers = {} RTSP/{} viewers{}; publish {}; {}",
+            "{} streams x {} viewers = {} {} viewers{}; publish {}; {}",
             r.publishers,
             r.viewers_per_stream,
             r.viewers,
             match r.transport {
-                Transport::Tcp => "TCP",
-                Transport::Udp => "UDP",
+                Transport::Tcp => "RTSP/TCP",
+                Transport::Udp => "RTSP/UDP",
+                Transport::HttpMp4 => "HTTP stream.mp4",
             },
             if r.idle {
                 " (idle: paused after PLAY)"

@@ -6,6 +6,7 @@
 use crate::client;
 use crate::frames::{self, Item};
 use crate::hist::Histogram;
+use crate::mp4view::{self, Mp4Body};
 use crate::seq::SeqTracker;
 use crate::source;
 use crate::util::{now_ns, thread_cpu, Rng};
@@ -33,6 +34,9 @@ pub enum Transport {
     #[default]
     Tcp,
     Udp,
+    /// HTTP `GET /api/stream.mp4?src=NAME` (corecast's API): bytes and `moof` fragments.
+    #[serde(rename = "http-mp4")]
+    HttpMp4,
 }
 
 /// Viewers leave after a random lifetime and are replaced (soak).
@@ -271,6 +275,8 @@ enum St {
     Describe,
     Setup(usize),
     Play,
+    /// stream.mp4: waiting for the response head.
+    HttpHead,
     Playing,
 }
 
@@ -320,6 +326,8 @@ struct Viewer {
     window_start_packets: Option<u64>,
     /// The viewer's counters when the window opened (if it was playing then).
     window_start: Option<ViewerWindow>,
+    /// stream.mp4 viewers: the body parser.
+    mp4: Option<Box<Mp4Body>>,
 }
 
 impl Viewer {
@@ -552,7 +560,7 @@ impl Worker {
                 }
                 continue;
             }
-            if ka > 0 && now >= v.next_keepalive {
+            if ka > 0 && now >= v.next_keepalive && v.mp4.is_none() {
                 v.next_keepalive = now + ka;
                 let url = self.cfg.urls[v.url_idx].clone();
                 if send_request(v, Method::GetParameter, &url).is_err() {
@@ -646,6 +654,7 @@ impl Worker {
             end_at: life,
             window_start_packets: None,
             window_start: None,
+            mp4: None,
         });
         if let Err(e) = self.epoll(
             libc::EPOLL_CTL_ADD,
@@ -686,7 +695,7 @@ impl Worker {
         self.to_free.push(i);
         if v.state == St::Playing {
             self.shared.playing.fetch_sub(1, AcqRel);
-            if how != Close::Disconnect {
+            if how != Close::Disconnect && v.mp4.is_none() {
                 let url = self.cfg.urls[v.url_idx].clone();
                 let _ = send_request(&mut v, Method::Teardown, &url);
             }
@@ -740,10 +749,15 @@ impl Worker {
             self.fail(i, format!("connect: {e}"));
             return;
         }
-        v.state = St::Describe;
         let fd = v.sock.as_raw_fd();
         let url = self.cfg.urls[v.url_idx].clone();
-        let r = send_request(v, Method::Describe, &url);
+        let r = if self.cfg.transport == Transport::HttpMp4 {
+            v.state = St::HttpHead;
+            send_http_get(v, &url)
+        } else {
+            v.state = St::Describe;
+            send_request(v, Method::Describe, &url)
+        };
         if let Err(e) = r.and_then(|_| {
             self.epoll(
                 libc::EPOLL_CTL_MOD,
@@ -775,6 +789,10 @@ impl Worker {
             }
         };
         hs.buf.extend_from_slice(&self.rbuf[..n]);
+        if v.state == St::HttpHead {
+            self.on_http_head(i);
+            return;
+        }
         loop {
             let v = self.slots[i].as_mut().unwrap();
             let hs = v.hs.as_mut().unwrap();
@@ -802,6 +820,33 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// stream.mp4: the response head; the body bytes after it are media.
+    fn on_http_head(&mut self, i: usize) {
+        let v = self.slots[i].as_mut().unwrap();
+        let buf = &v.hs.as_ref().unwrap().buf;
+        let (len, chunked) = match mp4view::parse_head(buf) {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail(i, e);
+                return;
+            }
+        };
+        let now = now_ns();
+        let rest = v.hs.take().unwrap().buf.split_off(len);
+        v.mp4 = Some(Box::new(Mp4Body::new(chunked)));
+        v.state = St::Playing;
+        v.c.live_from = now;
+        self.connect.record(now - v.started);
+        self.shared.in_handshake.fetch_sub(1, AcqRel);
+        self.shared.playing.fetch_add(1, AcqRel);
+        self.shared.plays.fetch_add(1, Relaxed);
+        v.carry.extend_from_slice(&rest);
+        if !v.carry.is_empty() {
+            self.consume_carry(i);
         }
     }
 
@@ -886,6 +931,7 @@ impl Worker {
                 format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1),
                 None,
             ),
+            Transport::HttpMp4 => return Err("stream.mp4 viewers do not SETUP".into()),
             Transport::Udp => {
                 let (a, b) = udp_pair().map_err(|e| format!("udp bind: {e}"))?;
                 let port = a
@@ -1053,6 +1099,14 @@ fn key(slot: usize, kind: u64) -> u64 {
 
 /// Processes complete interleaved frames in `buf`; returns bytes consumed.
 fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result<usize, usize> {
+    if let Some(m) = v.mp4.as_mut() {
+        // stream.mp4: every byte is body; a fragment counts as a packet and a frame.
+        m.feed(buf).map_err(|_| 0usize)?;
+        v.c.bytes = m.counts.bytes;
+        v.c.packets = m.counts.fragments;
+        v.c.frames = m.counts.fragments;
+        return Ok(buf.len());
+    }
     let Viewer { c, tracks, .. } = v;
     frames::split(buf, |it| {
         if let Item::Frame { channel, data } = it {
@@ -1110,6 +1164,24 @@ fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// `http://host:port/api/stream.mp4?src=x` → one HTTP/1.1 GET (chunked answer, as
+/// browsers get it).
+fn send_http_get(v: &mut Viewer, url: &str) -> io::Result<()> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corecast-perf\r\n\r\n");
+    let mut off = 0;
+    let b = req.as_bytes();
+    while off < b.len() {
+        match v.sock.send(&b[off..]) {
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn send_request(v: &mut Viewer, method: Method, url: &str) -> io::Result<()> {
