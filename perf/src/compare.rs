@@ -30,6 +30,8 @@ pub struct CompareResult {
     /// `synthetic` or `ffmpeg` (real publishers), the same for every peer.
     pub publisher_kind: &'static str,
     pub source: String,
+    /// The floor's write tick (0 = once per read from the publisher).
+    pub floor_tick_ms: u64,
     pub summary: BTreeMap<String, PeerSummary>,
     /// "corecast/<peer>" → metric → ratio (of medians).
     pub ratios: BTreeMap<String, BTreeMap<String, Option<f64>>>,
@@ -87,7 +89,9 @@ pub fn run(
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
     }
-    summarize(peers_list, p, rounds, runs, errors)
+    let mut c = summarize(peers_list, p, rounds, runs, errors);
+    c.floor_tick_ms = opts.floor_tick_ms;
+    c
 }
 
 /// Per-peer medians and corecast/peer ratios of runs made in turns.
@@ -170,6 +174,7 @@ pub fn summarize(
         rounds,
         publisher_kind: p.publisher_kind(),
         source: runs.first().map(|r| r.source.clone()).unwrap_or_default(),
+        floor_tick_ms: 0,
         summary,
         ratios,
         runs,
@@ -180,8 +185,14 @@ pub fn summarize(
 pub fn table(c: &CompareResult) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "  publishers: {} ({})\n",
-        c.publisher_kind, c.source
+        "  publishers: {} ({}); floor writes {}\n",
+        c.publisher_kind,
+        c.source,
+        if c.floor_tick_ms == 0 {
+            "once per read from the publisher".to_string()
+        } else {
+            format!("each viewer once per {} ms", c.floor_tick_ms)
+        }
     ));
     s.push_str(&format!(
         "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7}\n",

@@ -94,6 +94,7 @@ pub fn run(
     threads: usize,
     udp_port: u16,
     alias: Option<(String, usize)>,
+    tick_ms: u64,
 ) -> Result<(), String> {
     let threads = threads.max(1);
     let mut inboxes = Vec::new();
@@ -124,7 +125,11 @@ pub fn run(
         handles.push(
             std::thread::Builder::new()
                 .name(format!("floor-{t}"))
-                .spawn(move || Thread::new(t, g, listener, rtp, rtcp, port).run())
+                .spawn(move || {
+                    let mut th = Thread::new(t, g, listener, rtp, rtcp, port);
+                    th.tick_ns = tick_ms * 1_000_000;
+                    th.run()
+                })
                 .map_err(|e| e.to_string())?,
         );
     }
@@ -160,6 +165,9 @@ struct Thread {
     free: Vec<usize>,
     readers: HashMap<usize, Vec<usize>>,
     rbuf: Vec<u8>,
+    /// `--tick-ms`: publisher reads are held and written to viewers once per tick.
+    tick_ns: u64,
+    held: HashMap<usize, Batch>,
 }
 
 impl Thread {
@@ -185,6 +193,8 @@ impl Thread {
             free: Vec::new(),
             readers: HashMap::new(),
             rbuf: vec![0; 256 * 1024],
+            tick_ns: 0,
+            held: HashMap::new(),
         }
     }
 
@@ -204,10 +214,21 @@ impl Thread {
         let efd = self.g.inboxes[self.id].efd;
         self.ctl(libc::EPOLL_CTL_ADD, efd, libc::EPOLLIN as u32, KEY_INBOX);
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
+        let mut next_tick = crate::util::now_ns() + self.tick_ns;
         loop {
+            let timeout = if self.tick_ns == 0 {
+                1000
+            } else {
+                let now = crate::util::now_ns();
+                if now >= next_tick {
+                    self.tick();
+                    next_tick = now + self.tick_ns;
+                }
+                (next_tick.saturating_sub(now) / 1_000_000).max(1) as i32
+            };
             // SAFETY: valid buffer.
             let n = unsafe {
-                libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 1000)
+                libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout)
             };
             for ev in events.iter().take(n.max(0) as usize) {
                 let (flags, key) = (ev.events, ev.u64);
@@ -349,20 +370,7 @@ impl Thread {
                     self.request(i, req);
                 }
             }
-            if !batch.packets.is_empty() {
-                let batch = Arc::new(batch);
-                self.deliver(sid, &batch);
-                for (t, inbox) in self.g.inboxes.iter().enumerate() {
-                    if t != self.id {
-                        inbox.queue.lock().unwrap().push((sid, batch.clone()));
-                        let one = 1u64;
-                        // SAFETY: writing 8 bytes from a u64 to an eventfd.
-                        unsafe {
-                            libc::write(inbox.efd, &one as *const u64 as *const libc::c_void, 8)
-                        };
-                    }
-                }
-            }
+            self.publish(sid, batch);
             return;
         }
         loop {
@@ -428,8 +436,51 @@ impl Thread {
         })
         .unwrap_or(data.len());
         c.rbuf.extend_from_slice(&data[used..]);
-        if !batch.packets.is_empty() {
-            self.deliver(sid, &Arc::new(batch));
+        self.publish(sid, batch);
+    }
+
+    /// Media read from a publisher: out now (per read), or held until the next tick.
+    fn publish(&mut self, sid: usize, batch: Batch) {
+        if batch.packets.is_empty() {
+            return;
+        }
+        if self.tick_ns == 0 {
+            self.send_batch(sid, batch);
+            return;
+        }
+        let held = self.held.entry(sid).or_insert_with(|| Batch {
+            bytes: Vec::with_capacity(64 * 1024),
+            packets: Vec::new(),
+        });
+        let base = held.bytes.len();
+        held.bytes.extend_from_slice(&batch.bytes);
+        held.packets.extend(
+            batch
+                .packets
+                .iter()
+                .map(|&(off, len, ch)| (base + off, len, ch)),
+        );
+    }
+
+    /// Every held batch out (`--tick-ms`).
+    fn tick(&mut self) {
+        let held: Vec<(usize, Batch)> = self.held.drain().collect();
+        for (sid, b) in held {
+            self.send_batch(sid, b);
+        }
+    }
+
+    /// To this thread's viewers, and once to each other thread.
+    fn send_batch(&mut self, sid: usize, batch: Batch) {
+        let batch = Arc::new(batch);
+        self.deliver(sid, &batch);
+        for (t, inbox) in self.g.inboxes.iter().enumerate() {
+            if t != self.id {
+                inbox.queue.lock().unwrap().push((sid, batch.clone()));
+                let one = 1u64;
+                // SAFETY: writing 8 bytes from a u64 to an eventfd.
+                unsafe { libc::write(inbox.efd, &one as *const u64 as *const libc::c_void, 8) };
+            }
         }
     }
 

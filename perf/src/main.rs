@@ -246,6 +246,10 @@ struct ServerArgs {
     /// Where generated configs and server logs go.
     #[arg(long, default_value = "/tmp/corecast-perf")]
     log_dir: PathBuf,
+    /// The floor writes each viewer once per this many ms (0: once per read from the
+    /// publisher, which with ffmpeg means about once per packet).
+    #[arg(long, default_value_t = 0)]
+    floor_tick_ms: u64,
 }
 
 impl ServerArgs {
@@ -259,6 +263,7 @@ impl ServerArgs {
             pull_streams: Vec::new(),
             preload: false,
             alias: None,
+            floor_tick_ms: self.floor_tick_ms,
         }
     }
 
@@ -458,6 +463,10 @@ struct FloorArgs {
     /// announced from the announced stream PREFIX{N % COUNT} (`nvr` uses it).
     #[arg(long, value_parser = parse_alias)]
     alias: Option<(String, usize)>,
+    /// Hold what publishers send and write it to viewers once per tick (0: per read from
+    /// the publisher).
+    #[arg(long, default_value_t = 0)]
+    tick_ms: u64,
 }
 
 fn parse_alias(s: &str) -> Result<(String, usize), String> {
@@ -487,6 +496,7 @@ fn main() -> ExitCode {
             },
             a.udp_port,
             a.alias,
+            a.tick_ms,
         ),
     };
     match r {

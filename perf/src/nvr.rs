@@ -77,6 +77,7 @@ pub fn run(
         }
     }
     let mut c = compare::summarize(peers_list, &p, rounds, runs, errors);
+    c.floor_tick_ms = opts.floor_tick_ms;
     c.kind = "nvr";
     c
 }
@@ -96,6 +97,13 @@ fn pull_turn(
     let mut farm_opts = opts.clone();
     farm_opts.alias = Some(("src".into(), f));
     farm_opts.threads = 1;
+    // As a camera source the farm forwards each publisher read at once (a camera's
+    // pacing); as the floor under test it keeps the floor's tick.
+    farm_opts.floor_tick_ms = if k == PeerKind::Floor {
+        opts.floor_tick_ms
+    } else {
+        0
+    };
     let mut farm = peers::start(PeerKind::Floor, &farm_opts, &[])?;
     let urls: Vec<String> = (0..f).map(|i| farm.url(&format!("src{i}"))).collect();
     let mut pubs = Pubs::Ffmpeg(FfPublishers::start(

@@ -42,6 +42,8 @@ pub struct PeerOpts {
     pub preload: bool,
     /// floor: serve unannounced numbered paths from PREFIX{N % COUNT} (camera farm).
     pub alias: Option<(String, usize)>,
+    /// floor: write viewers once per this many ms (0 = per publisher read).
+    pub floor_tick_ms: u64,
 }
 
 /// A server the harness measures.
@@ -192,6 +194,9 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
                 .arg(threads.to_string())
                 .arg("--udp-port")
                 .arg(udp.to_string());
+            if opts.floor_tick_ms > 0 {
+                c.arg("--tick-ms").arg(opts.floor_tick_ms.to_string());
+            }
             if let Some((prefix, count)) = &opts.alias {
                 c.arg("--alias").arg(format!("{prefix}:{count}"));
             }
