@@ -56,3 +56,51 @@ def test_real_publisher_300_viewers_every_viewer_gets_its_frames(server_factory,
     assert reader.returncode == 0, err[-2000:]
     assert decoded_frames(progress) >= 0.9 * 4 * FPS, progress[-500:]
     stop(srv.proc)
+
+
+CLIP = ["--bitrate", "500k", "--fps", str(FPS), "--gop", str(FPS),
+        "--clip-size", "320x240", "--clip-secs", "10"]
+
+
+def _json(out):
+    return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+
+
+def test_nvr_pulled_cameras(tmp_path):
+    """`corecast-perf nvr`: corecast pulls 10 cameras from the harness's camera farm (the
+    floor fed by ffmpeg) on demand, 2 consumers each; every consumer gets the frames."""
+    out = subprocess.run(
+        [str(PERF), "nvr", "--camera-kind", "pull", "--cameras", "10", "--consumers", "2",
+         "--farm-sources", "2", "--peers", "corecast", "--server-bin", str(ROOT / "target" / "release" / "corecast"),
+         "--warmup", "1", "--duration", "3", "--json-only", "--log-dir", str(tmp_path)] + CLIP,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    c = _json(out.stdout)
+    assert c["kind"] == "nvr" and c["publisher_kind"] == "ffmpeg" and not c["errors"], c["errors"]
+    r = c["runs"][0]
+    assert r["viewers_playing"] == 20 and r["connect_failures"] == 0, r["failure_reasons"]
+    # The server agrees: 20 consumers of 10 pulled streams.
+    assert r["server_api"]["consumers"] == 20
+    assert r["publisher_frames_per_stream"] >= 0.8 * FPS * r["window_s"], r["publisher"]
+    assert r["viewers_below_90pct_frames"] == 0, (r["per_viewer_frames_min"], r["publisher_frames_per_stream"])
+    assert r["per_viewer_lost_max"] == 0
+    assert r["rss_per_stream_kib"] > 0
+
+
+def test_stream_mp4_viewers(tmp_path):
+    """`--transport http-mp4`: 20 stream.mp4 viewers of a real publisher each receive
+    fragments (moof) at least at the video frame rate."""
+    out = subprocess.run(
+        [str(PERF), "swarm", "--publisher", "ffmpeg", "--transport", "http-mp4",
+         "--viewers", "20", "--server-bin", str(ROOT / "target" / "release" / "corecast"),
+         "--warmup", "1", "--duration", "3", "--json-only", "--log-dir", str(tmp_path)] + CLIP,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = _json(out.stdout)
+    assert r["transport"] == "http-mp4"
+    assert r["viewers_playing"] == 20 and r["connect_failures"] == 0, r["failure_reasons"]
+    assert r["server_api"]["consumers"] == 20
+    assert r["per_viewer_frames_min"] >= 0.9 * r["publisher_frames_per_stream"], r
+    assert r["delivered_mbps"] > 0.5 * 20 * 0.5, r["delivered_mbps"]
