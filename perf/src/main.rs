@@ -518,6 +518,9 @@ fn nofile_note(needed: usize) {
 }
 
 fn cmd_publish(a: PublishArgs) -> Result<(), String> {
+    if let Some(clip) = a.src.clip()? {
+        return publish_ffmpeg(&a, &clip);
+    }
     let spec = a.src.spec()?;
     let specs: Vec<PubSpec> = (0..a.count.max(1))
         .map(|i| {
@@ -755,5 +758,50 @@ fn cmd_nvr(mut a: NvrArgs) -> Result<(), String> {
     if c.runs.is_empty() {
         return Err("no run succeeded".into());
     }
+    Ok(())
+}
+
+/// `publish --publisher ffmpeg`: one ffmpeg per URL until --duration (0 = until killed).
+fn publish_ffmpeg(a: &PublishArgs, clip: &ffpub::ClipSpec) -> Result<(), String> {
+    let u = a
+        .url
+        .as_ref()
+        .ok_or("--publisher ffmpeg needs --url rtsp://host:port/name")?;
+    let urls: Vec<String> = (0..a.count.max(1))
+        .map(|i| {
+            if a.count > 1 {
+                format!("{u}{i}")
+            } else {
+                u.clone()
+            }
+        })
+        .collect();
+    let path = clip.ensure()?;
+    let mut pubs = ffpub::FfPublishers::start(
+        &urls,
+        &path,
+        std::path::Path::new("/tmp/corecast-perf"),
+        Duration::from_secs(20),
+    )?;
+    eprintln!("publishing {} stream(s): {}", urls.len(), clip.describe());
+    let start = Instant::now();
+    let mut last = pubs.stats();
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let s = pubs.stats();
+        eprintln!(
+            "t={:>5.0}s  {:.1} frames/s per stream, {} of {} publishers running",
+            start.elapsed().as_secs_f64(),
+            (s.frames - last.frames) as f64 / 5.0 / urls.len() as f64,
+            s.alive,
+            urls.len()
+        );
+        last = s;
+        if s.alive == 0 || (a.duration > 0.0 && start.elapsed().as_secs_f64() >= a.duration) {
+            break;
+        }
+    }
+    pubs.stop();
+    println!("{}", serde_json::to_string(&last).unwrap_or_default());
     Ok(())
 }
