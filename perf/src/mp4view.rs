@@ -6,6 +6,9 @@
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Longest chunk-size line accepted (hex digits, extensions, CRLF).
 const MAX_CHUNK_LINE: usize = 256;
+/// `moov` and `moof` boxes up to this size are kept whole and parsed (track types, video
+/// samples); larger ones are only counted.
+const MAX_PARSED_BOX: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -26,6 +29,9 @@ pub struct Mp4Counts {
     pub fragments: u64,
     /// Top-level boxes of any type.
     pub boxes: u64,
+    /// Video samples (frames): `trun` sample counts of the video track's `traf`s, the
+    /// video track known from the init segment's `moov` (`hdlr` = `vide`).
+    pub video_frames: u64,
 }
 
 #[derive(Debug)]
@@ -38,6 +44,9 @@ pub struct Mp4Body {
     hdr_len: usize,
     /// Bytes of the current box's payload still to skip.
     skip: u64,
+    /// A `moov`/`moof` being collected (its type and payload so far, and size).
+    keep: Option<([u8; 4], Vec<u8>, usize)>,
+    video_track: Option<u32>,
     pub counts: Mp4Counts,
 }
 
@@ -71,6 +80,8 @@ impl Mp4Body {
             hdr: [0; 16],
             hdr_len: 0,
             skip: 0,
+            keep: None,
+            video_track: None,
             counts: Mp4Counts::default(),
         }
     }
@@ -132,6 +143,14 @@ impl Mp4Body {
             if self.skip > 0 {
                 let n = (self.skip as usize).min(buf.len());
                 self.skip -= n as u64;
+                if let Some((kind, data, want)) = self.keep.as_mut() {
+                    data.extend_from_slice(&buf[..n]);
+                    if data.len() == *want {
+                        let (kind, data) = (*kind, std::mem::take(data));
+                        self.keep = None;
+                        self.parsed(&kind, &data);
+                    }
+                }
                 buf = &buf[n..];
                 continue;
             }
@@ -161,14 +180,90 @@ impl Mp4Body {
                 return Err(format!("bad box size {size}"));
             }
             self.counts.boxes += 1;
-            if &self.hdr[4..8] == b"moof" {
+            let kind: [u8; 4] = self.hdr[4..8].try_into().unwrap();
+            if &kind == b"moof" {
                 self.counts.fragments += 1;
             }
             self.skip = size - want as u64;
             self.hdr_len = 0;
+            if (&kind == b"moof" || &kind == b"moov") && self.skip <= MAX_PARSED_BOX {
+                if self.skip == 0 {
+                    self.parsed(&kind, &[]);
+                } else {
+                    let n = self.skip as usize;
+                    self.keep = Some((kind, Vec::with_capacity(n), n));
+                }
+            }
         }
         Ok(())
     }
+
+    /// A whole `moov` (learn the video track) or `moof` (count its video samples).
+    fn parsed(&mut self, kind: &[u8; 4], payload: &[u8]) {
+        if kind == b"moov" {
+            for (k, trak) in children(payload) {
+                if k != *b"trak" {
+                    continue;
+                }
+                let mut id = None;
+                let mut video = false;
+                for (k, b) in children(trak) {
+                    if k == *b"tkhd" && !b.is_empty() {
+                        // version 1: 8-byte times; then the track ID.
+                        let at = if b[0] == 1 { 4 + 16 } else { 4 + 8 };
+                        id = be32(b, at);
+                    }
+                    if k == *b"mdia" {
+                        for (k, h) in children(b) {
+                            if k == *b"hdlr" && h.get(8..12) == Some(b"vide") {
+                                video = true;
+                            }
+                        }
+                    }
+                }
+                if video && self.video_track.is_none() {
+                    self.video_track = id;
+                }
+            }
+            return;
+        }
+        for (k, traf) in children(payload) {
+            if k != *b"traf" {
+                continue;
+            }
+            let mut track = None;
+            let mut samples = 0u64;
+            for (k, b) in children(traf) {
+                if k == *b"tfhd" {
+                    track = be32(b, 4);
+                }
+                if k == *b"trun" {
+                    samples += be32(b, 4).unwrap_or(0) as u64;
+                }
+            }
+            if track.is_some() && track == self.video_track {
+                self.counts.video_frames += samples;
+            }
+        }
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The child boxes of a container payload (32-bit sizes; stops at anything malformed).
+fn children(mut b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    std::iter::from_fn(move || {
+        let size = be32(b, 0)? as usize;
+        let kind: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+        if size < 8 || size > b.len() {
+            return None;
+        }
+        let payload = &b[8..size];
+        b = &b[size..];
+        Some((kind, payload))
+    })
 }
 
 #[cfg(test)]
@@ -182,11 +277,48 @@ mod tests {
         b
     }
 
+    fn wrap(kind: &[u8; 4], parts: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = parts.concat();
+        let mut b = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend(body);
+        b
+    }
+
+    fn trak(id: u32, handler: &[u8; 4]) -> Vec<u8> {
+        let mut tkhd = vec![0u8; 12];
+        tkhd.extend_from_slice(&id.to_be_bytes());
+        tkhd.extend_from_slice(&[0; 60]);
+        let mut hdlr = vec![0u8; 8];
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0; 13]);
+        wrap(
+            b"trak",
+            &[
+                wrap(b"tkhd", &[tkhd]),
+                wrap(b"mdia", &[wrap(b"hdlr", &[hdlr])]),
+            ],
+        )
+    }
+
+    fn traf(id: u32, samples: u32) -> Vec<u8> {
+        let mut tfhd = vec![0u8; 4];
+        tfhd.extend_from_slice(&id.to_be_bytes());
+        let mut trun = vec![0u8; 4];
+        trun.extend_from_slice(&samples.to_be_bytes());
+        trun.extend_from_slice(&[0; 8]);
+        wrap(b"traf", &[wrap(b"tfhd", &[tfhd]), wrap(b"trun", &[trun])])
+    }
+
     fn stream() -> Vec<u8> {
         let mut s = mp4_box(b"ftyp", 16);
-        s.extend(mp4_box(b"moov", 300));
+        // Audio first, so the video track is found by its handler, not its position.
+        s.extend(wrap(b"moov", &[trak(2, b"soun"), trak(1, b"vide")]));
         for _ in 0..3 {
-            s.extend(mp4_box(b"moof", 90));
+            s.extend(wrap(
+                b"moof",
+                &[mp4_box(b"mfhd", 8), traf(1, 1), traf(2, 2)],
+            ));
             s.extend(mp4_box(b"mdat", 1000));
         }
         // A 64-bit-size box.
@@ -220,6 +352,7 @@ mod tests {
             bytes: body.len() as u64,
             fragments: 3,
             boxes: 9,
+            video_frames: 3,
         };
         let wire = chunked(&body, &[100, 7, 1500]);
         for split in 0..wire.len() {

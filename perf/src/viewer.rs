@@ -1100,11 +1100,12 @@ fn key(slot: usize, kind: u64) -> u64 {
 /// Processes complete interleaved frames in `buf`; returns bytes consumed.
 fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result<usize, usize> {
     if let Some(m) = v.mp4.as_mut() {
-        // stream.mp4: every byte is body; a fragment counts as a packet and a frame.
+        // stream.mp4: every byte is body; a fragment counts as a packet, a video sample
+        // as a frame.
         m.feed(buf).map_err(|_| 0usize)?;
         v.c.bytes = m.counts.bytes;
         v.c.packets = m.counts.fragments;
-        v.c.frames = m.counts.fragments;
+        v.c.frames = m.counts.video_frames;
         return Ok(buf.len());
     }
     let Viewer { c, tracks, .. } = v;
