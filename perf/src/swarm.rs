@@ -834,6 +834,9 @@ pub struct RssPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakResult {
     pub kind: &'static str,
+    /// `synthetic` or `ffmpeg`.
+    pub publisher_kind: &'static str,
+    pub source: String,
     pub server: String,
     pub server_pid: u32,
     pub viewers_target: usize,
@@ -937,6 +940,8 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
     let _ = t0;
     Ok(SoakResult {
         kind: "soak",
+        publisher_kind: p.publisher_kind(),
+        source: p.describe_source(),
         server: server.name.clone(),
         server_pid: server.pid,
         viewers_target: p.publishers.max(1) * p.viewers_per_stream,
@@ -986,8 +991,16 @@ fn slope_per_min(points: &[(f64, f64)]) -> f64 {
 pub fn soak_table(r: &SoakResult) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "  soak of {} (pid {}): {} RTSP/{:?} viewers, lifetimes {:.0}-{:.0} s, {} s\n",
-        r.server, r.server_pid, r.viewers_target, r.transport, r.life_s.0, r.life_s.1, r.duration_s
+        "  soak of {} (pid {}): {} RTSP/{:?} viewers, lifetimes {:.0}-{:.0} s, {} s; publishers {} ({})\n",
+        r.server,
+        r.server_pid,
+        r.viewers_target,
+        r.transport,
+        r.life_s.0,
+        r.life_s.1,
+        r.duration_s,
+        r.publisher_kind,
+        r.source
     ));
     s.push_str("       t_s    rss_KiB  playing    joins   leaves\n");
     for p in &r.samples {
