@@ -20,14 +20,20 @@ pub struct RtspUrl {
 }
 
 pub fn parse_url(url: &str) -> Result<RtspUrl, String> {
-    let rest = url
-        .strip_prefix("rtsp://")
-        .ok_or_else(|| format!("not an rtsp:// URL: {url}"))?;
+    // http:// for stream.mp4 viewers.
+    let (rest, port) = match url.strip_prefix("rtsp://") {
+        Some(r) => (r, 554),
+        None => (
+            url.strip_prefix("http://")
+                .ok_or_else(|| format!("not an rtsp:// URL: {url}"))?,
+            80,
+        ),
+    };
     let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
     let hostport = if auth.contains(':') {
         auth.to_string()
     } else {
-        format!("{auth}:554")
+        format!("{auth}:{port}")
     };
     let addr = hostport
         .to_socket_addrs()

@@ -13,6 +13,7 @@ pub struct PeerSummary {
     pub server_cpu_pct: f64,
     pub server_cpu_s_per_gbit: f64,
     pub rss_per_viewer_kib: f64,
+    pub rss_per_stream_kib: f64,
     pub rss_per_viewer_released_kib: Option<f64>,
     pub latency_p50_us: Option<f64>,
     pub latency_p99_us: Option<f64>,
@@ -26,6 +27,11 @@ pub struct CompareResult {
     pub kind: &'static str,
     pub peers: Vec<String>,
     pub rounds: usize,
+    /// `synthetic` or `ffmpeg` (real publishers), the same for every peer.
+    pub publisher_kind: &'static str,
+    pub source: String,
+    /// The floor's write tick (0 = once per read from the publisher).
+    pub floor_tick_ms: u64,
     pub summary: BTreeMap<String, PeerSummary>,
     /// "corecast/<peer>" → metric → ratio (of medians).
     pub ratios: BTreeMap<String, BTreeMap<String, Option<f64>>>,
@@ -83,6 +89,19 @@ pub fn run(
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
     }
+    let mut c = summarize(peers_list, p, rounds, runs, errors);
+    c.floor_tick_ms = opts.floor_tick_ms;
+    c
+}
+
+/// Per-peer medians and corecast/peer ratios of runs made in turns.
+pub fn summarize(
+    peers_list: &[PeerKind],
+    p: &SwarmParams,
+    rounds: usize,
+    runs: Vec<SwarmResult>,
+    errors: Vec<String>,
+) -> CompareResult {
     let mut summary = BTreeMap::new();
     for &k in peers_list {
         let rs: Vec<&SwarmResult> = runs.iter().filter(|r| r.server == k.name()).collect();
@@ -99,6 +118,7 @@ pub fn run(
                 server_cpu_pct: r3(m(&|r| r.server_cpu_pct)),
                 server_cpu_s_per_gbit: r3(m(&|r| r.server_cpu_s_per_gbit)),
                 rss_per_viewer_kib: r3(m(&|r| r.rss_per_viewer_kib)),
+                rss_per_stream_kib: r3(m(&|r| r.rss_per_stream_kib)),
                 rss_per_viewer_released_kib: median_opt(
                     rs.iter().map(|r| r.rss_per_viewer_released_kib).collect(),
                 ),
@@ -152,6 +172,9 @@ pub fn run(
         kind: "compare",
         peers: peers_list.iter().map(|k| k.name().to_string()).collect(),
         rounds,
+        publisher_kind: p.publisher_kind(),
+        source: runs.first().map(|r| r.source.clone()).unwrap_or_default(),
+        floor_tick_ms: 0,
         summary,
         ratios,
         runs,
@@ -162,7 +185,17 @@ pub fn run(
 pub fn table(c: &CompareResult) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
+        "  publishers: {} ({}); floor writes {}\n",
+        c.publisher_kind,
+        c.source,
+        if c.floor_tick_ms == 0 {
+            "once per read from the publisher".to_string()
+        } else {
+            format!("each viewer once per {} ms", c.floor_tick_ms)
+        }
+    ));
+    s.push_str(&format!(
+        "  {:<16} {:>5} {:>9} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
         "server",
         "run",
         "Mbit/s",
@@ -170,6 +203,7 @@ pub fn table(c: &CompareResult) -> String {
         "srvCPU%",
         "CPU-s/Gbit",
         "KiB/view",
+        "KiB/strm",
         "p50 us",
         "p99 us",
         "fails",
@@ -181,7 +215,7 @@ pub fn table(c: &CompareResult) -> String {
         let n = counts.entry(r.server.as_str()).or_default();
         *n += 1;
         s.push_str(&format!(
-            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9} {:>9} {:>6} {:>7.1}\n",
+            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9.0} {:>9} {:>9} {:>6} {:>7.1}\n",
             r.server,
             n,
             r.delivered_mbps,
@@ -189,6 +223,7 @@ pub fn table(c: &CompareResult) -> String {
             r.server_cpu_pct,
             r.server_cpu_s_per_gbit,
             r.rss_per_viewer_kib,
+            r.rss_per_stream_kib,
             o(r.latency_us.p50),
             o(r.latency_us.p99),
             r.connect_failures,
@@ -198,7 +233,7 @@ pub fn table(c: &CompareResult) -> String {
     s.push_str("  medians:\n");
     for (name, m) in &c.summary {
         s.push_str(&format!(
-            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9} {:>9} {:>6} {:>7.1}\n",
+            "  {:<16} {:>5} {:>9.2} {:>8.4} {:>8.1} {:>10.4} {:>9.2} {:>9.0} {:>9} {:>9} {:>6} {:>7.1}\n",
             name,
             m.runs,
             m.delivered_mbps,
@@ -206,6 +241,7 @@ pub fn table(c: &CompareResult) -> String {
             m.server_cpu_pct,
             m.server_cpu_s_per_gbit,
             m.rss_per_viewer_kib,
+            m.rss_per_stream_kib,
             o(m.latency_p50_us),
             o(m.latency_p99_us),
             m.connect_failures,

@@ -41,6 +41,28 @@ struct Global {
     /// path → (stream id, SDP as announced)
     streams: Mutex<HashMap<String, (usize, String)>>,
     inboxes: Vec<Inbox>,
+    /// Camera farm: a path that nobody announced and that ends in a number N is served
+    /// from the announced stream `{prefix}{N % count}` (`--alias`).
+    alias: Option<(String, usize)>,
+}
+
+impl Global {
+    /// The stream a reader of `path` gets: announced under that path, or its alias.
+    fn lookup(&self, path: &str) -> Option<(usize, String)> {
+        let streams = self.streams.lock().unwrap();
+        if let Some(e) = streams.get(path) {
+            return Some(e.clone());
+        }
+        let (prefix, count) = self.alias.as_ref()?;
+        streams.get(&alias_of(path, prefix, *count)?).cloned()
+    }
+}
+
+/// `cam17` with prefix `src` and count 4 → `src1`.
+fn alias_of(path: &str, prefix: &str, count: usize) -> Option<String> {
+    let digits = path.len() - path.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let n: usize = path[path.len() - digits..].parse().ok()?;
+    Some(format!("{prefix}{}", n % count.max(1)))
 }
 
 enum Role {
@@ -67,7 +89,13 @@ struct Conn {
     dropped: u64,
 }
 
-pub fn run(listen: SocketAddr, threads: usize, udp_port: u16) -> Result<(), String> {
+pub fn run(
+    listen: SocketAddr,
+    threads: usize,
+    udp_port: u16,
+    alias: Option<(String, usize)>,
+    tick_ms: u64,
+) -> Result<(), String> {
     let threads = threads.max(1);
     let mut inboxes = Vec::new();
     for _ in 0..threads {
@@ -84,6 +112,7 @@ pub fn run(listen: SocketAddr, threads: usize, udp_port: u16) -> Result<(), Stri
     let global = Arc::new(Global {
         streams: Mutex::new(HashMap::new()),
         inboxes,
+        alias,
     });
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -96,7 +125,11 @@ pub fn run(listen: SocketAddr, threads: usize, udp_port: u16) -> Result<(), Stri
         handles.push(
             std::thread::Builder::new()
                 .name(format!("floor-{t}"))
-                .spawn(move || Thread::new(t, g, listener, rtp, rtcp, port).run())
+                .spawn(move || {
+                    let mut th = Thread::new(t, g, listener, rtp, rtcp, port);
+                    th.tick_ns = tick_ms * 1_000_000;
+                    th.run()
+                })
                 .map_err(|e| e.to_string())?,
         );
     }
@@ -132,6 +165,9 @@ struct Thread {
     free: Vec<usize>,
     readers: HashMap<usize, Vec<usize>>,
     rbuf: Vec<u8>,
+    /// `--tick-ms`: publisher reads are held and written to viewers once per tick.
+    tick_ns: u64,
+    held: HashMap<usize, Batch>,
 }
 
 impl Thread {
@@ -157,6 +193,8 @@ impl Thread {
             free: Vec::new(),
             readers: HashMap::new(),
             rbuf: vec![0; 256 * 1024],
+            tick_ns: 0,
+            held: HashMap::new(),
         }
     }
 
@@ -176,10 +214,21 @@ impl Thread {
         let efd = self.g.inboxes[self.id].efd;
         self.ctl(libc::EPOLL_CTL_ADD, efd, libc::EPOLLIN as u32, KEY_INBOX);
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
+        let mut next_tick = crate::util::now_ns() + self.tick_ns;
         loop {
+            let timeout = if self.tick_ns == 0 {
+                1000
+            } else {
+                let now = crate::util::now_ns();
+                if now >= next_tick {
+                    self.tick();
+                    next_tick = now + self.tick_ns;
+                }
+                (next_tick.saturating_sub(now) / 1_000_000).max(1) as i32
+            };
             // SAFETY: valid buffer.
             let n = unsafe {
-                libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, 1000)
+                libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout)
             };
             for ev in events.iter().take(n.max(0) as usize) {
                 let (flags, key) = (ev.events, ev.u64);
@@ -321,20 +370,7 @@ impl Thread {
                     self.request(i, req);
                 }
             }
-            if !batch.packets.is_empty() {
-                let batch = Arc::new(batch);
-                self.deliver(sid, &batch);
-                for (t, inbox) in self.g.inboxes.iter().enumerate() {
-                    if t != self.id {
-                        inbox.queue.lock().unwrap().push((sid, batch.clone()));
-                        let one = 1u64;
-                        // SAFETY: writing 8 bytes from a u64 to an eventfd.
-                        unsafe {
-                            libc::write(inbox.efd, &one as *const u64 as *const libc::c_void, 8)
-                        };
-                    }
-                }
-            }
+            self.publish(sid, batch);
             return;
         }
         loop {
@@ -400,8 +436,51 @@ impl Thread {
         })
         .unwrap_or(data.len());
         c.rbuf.extend_from_slice(&data[used..]);
-        if !batch.packets.is_empty() {
-            self.deliver(sid, &Arc::new(batch));
+        self.publish(sid, batch);
+    }
+
+    /// Media read from a publisher: out now (per read), or held until the next tick.
+    fn publish(&mut self, sid: usize, batch: Batch) {
+        if batch.packets.is_empty() {
+            return;
+        }
+        if self.tick_ns == 0 {
+            self.send_batch(sid, batch);
+            return;
+        }
+        let held = self.held.entry(sid).or_insert_with(|| Batch {
+            bytes: Vec::with_capacity(64 * 1024),
+            packets: Vec::new(),
+        });
+        let base = held.bytes.len();
+        held.bytes.extend_from_slice(&batch.bytes);
+        held.packets.extend(
+            batch
+                .packets
+                .iter()
+                .map(|&(off, len, ch)| (base + off, len, ch)),
+        );
+    }
+
+    /// Every held batch out (`--tick-ms`).
+    fn tick(&mut self) {
+        let held: Vec<(usize, Batch)> = self.held.drain().collect();
+        for (sid, b) in held {
+            self.send_batch(sid, b);
+        }
+    }
+
+    /// To this thread's viewers, and once to each other thread.
+    fn send_batch(&mut self, sid: usize, batch: Batch) {
+        let batch = Arc::new(batch);
+        self.deliver(sid, &batch);
+        for (t, inbox) in self.g.inboxes.iter().enumerate() {
+            if t != self.id {
+                inbox.queue.lock().unwrap().push((sid, batch.clone()));
+                let one = 1u64;
+                // SAFETY: writing 8 bytes from a u64 to an eventfd.
+                unsafe { libc::write(inbox.efd, &one as *const u64 as *const libc::c_void, 8) };
+            }
         }
     }
 
@@ -483,20 +562,17 @@ impl Thread {
                     "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, TEARDOWN, GET_PARAMETER",
                 );
             }
-            Method::Describe => {
-                let streams = self.g.streams.lock().unwrap();
-                match streams.get(&path) {
-                    Some((_, sdp)) => {
-                        resp = resp
-                            .with_header(
-                                "Content-Base",
-                                format!("{}/", req.uri.trim_end_matches('/')),
-                            )
-                            .with_body("application/sdp", sdp.clone().into_bytes());
-                    }
-                    None => resp = Response::new(404),
+            Method::Describe => match self.g.lookup(&path) {
+                Some((_, sdp)) => {
+                    resp = resp
+                        .with_header(
+                            "Content-Base",
+                            format!("{}/", req.uri.trim_end_matches('/')),
+                        )
+                        .with_body("application/sdp", sdp.into_bytes());
                 }
-            }
+                None => resp = Response::new(404),
+            },
             Method::Announce => {
                 let sdp = String::from_utf8_lossy(&req.body).to_string();
                 let mut streams = self.g.streams.lock().unwrap();
@@ -529,13 +605,7 @@ impl Thread {
                         resp = resp.with_header("Transport", t.to_string());
                     }
                     Some(t) => {
-                        let sid = self
-                            .g
-                            .streams
-                            .lock()
-                            .unwrap()
-                            .get(&stream_path)
-                            .map(|e| e.0);
+                        let sid = self.g.lookup(&stream_path).map(|e| e.0);
                         if sid.is_none() {
                             resp = Response::new(404);
                         } else {
@@ -701,11 +771,13 @@ fn path_of(uri: &str) -> String {
     rest.trim_end_matches('/').to_string()
 }
 
-/// `perf0/trackID=1` → (`perf0`, 1).
+/// `perf0/trackID=1` (ours) or `cam/streamid=1` (ffmpeg's) → (`perf0`, 1).
 fn split_track(path: &str) -> (String, usize) {
     if let Some((base, last)) = path.rsplit_once('/') {
-        if let Some(n) = last.strip_prefix("trackID=") {
-            return (base.to_string(), n.parse().unwrap_or(0));
+        for prefix in ["trackID=", "streamid="] {
+            if let Some(n) = last.strip_prefix(prefix) {
+                return (base.to_string(), n.parse().unwrap_or(0));
+            }
         }
     }
     (path.to_string(), 0)
@@ -722,5 +794,8 @@ mod tests {
         assert_eq!(path_of("rtsp://127.0.0.1:1/a/b?x=1"), "a/b");
         assert_eq!(split_track("perf0/trackID=1"), ("perf0".into(), 1));
         assert_eq!(split_track("perf0"), ("perf0".into(), 0));
+        assert_eq!(split_track("cam3/streamid=1"), ("cam3".into(), 1));
+        assert_eq!(alias_of("cam17", "src", 4).as_deref(), Some("src1"));
+        assert_eq!(alias_of("cam", "src", 4), None);
     }
 }

@@ -8,9 +8,12 @@
 
 mod client;
 mod compare;
+mod ffpub;
 mod floor;
 mod frames;
 mod hist;
+mod mp4view;
+mod nvr;
 mod peers;
 mod procstat;
 mod publisher;
@@ -52,6 +55,9 @@ enum Cmd {
     Compare(CompareArgs),
     /// Run the raw-send floor server (used by `compare`; runnable alone).
     Floor(FloorArgs),
+    /// N cameras (pulled from a camera farm, or published by ffmpeg) x K consumers each,
+    /// corecast and the floor in turns.
+    Nvr(NvrArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -80,22 +86,67 @@ struct SourceArgs {
     /// Frames per second (synthetic bursts; file pacing).
     #[arg(long, default_value_t = 25)]
     fps: u32,
-    /// Synthetic: a keyframe every N frames.
-    #[arg(long, default_value_t = 25)]
-    gop: u32,
+    /// A keyframe every N frames (default: 25 for synthetic, 2 s for --publisher ffmpeg).
+    #[arg(long)]
+    gop: Option<u32>,
     /// Demo clip: video only (no AAC track).
     #[arg(long)]
     no_audio: bool,
+    /// Who publishes: the harness (synthetic/demo/file, see --source) or ffmpeg
+    /// processes looping a generated H.264 + AAC clip (`-re -c copy -f rtsp`, packet by
+    /// packet, like a camera); the clip takes --bitrate, --fps, --gop.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    publisher: PublisherKind,
+    /// Where generated clips are cached.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/perf-clips"))]
+    clip_dir: PathBuf,
+    /// Clip picture size.
+    #[arg(long, default_value = "640x360")]
+    clip_size: String,
+    /// Clip length before it loops, seconds.
+    #[arg(long, default_value_t = 20)]
+    clip_secs: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PublisherKind {
+    /// corecast-perf's own publisher (RTSP ANNOUNCE/RECORD, per-frame bursts).
+    Synthetic,
+    /// ffmpeg -re -stream_loop -1 -i clip -c copy -f rtsp -rtsp_transport tcp.
+    Ffmpeg,
 }
 
 impl SourceArgs {
+    fn clip(&self) -> Result<Option<ffpub::ClipSpec>, String> {
+        if self.publisher != PublisherKind::Ffmpeg {
+            return Ok(None);
+        }
+        let (w, h) = self
+            .clip_size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+            .ok_or_else(|| format!("bad --clip-size {:?} (WxH)", self.clip_size))?;
+        if self.fps == 0 || self.fps > 120 || self.bitrate < 10_000 {
+            return Err("clip: --fps 1..120 and --bitrate >= 10k".into());
+        }
+        Ok(Some(ffpub::ClipSpec {
+            bitrate: self.bitrate,
+            fps: self.fps,
+            gop: self.gop.unwrap_or(2 * self.fps).max(1),
+            width: w,
+            height: h,
+            secs: self.clip_secs.max(2),
+            dir: self.clip_dir.clone(),
+        }))
+    }
+
     fn spec(&self) -> Result<SourceSpec, String> {
         Ok(match self.source {
             SourceKind::Synthetic => SourceSpec::Synthetic {
                 bitrate: self.bitrate,
                 packet_size: self.packet_size,
                 fps: self.fps,
-                gop: self.gop,
+                gop: self.gop.unwrap_or(25),
             },
             SourceKind::Demo => SourceSpec::Demo {
                 audio: !self.no_audio,
@@ -195,6 +246,10 @@ struct ServerArgs {
     /// Where generated configs and server logs go.
     #[arg(long, default_value = "/tmp/corecast-perf")]
     log_dir: PathBuf,
+    /// The floor writes each viewer once per this many ms (0: once per read from the
+    /// publisher, which with ffmpeg means about once per packet).
+    #[arg(long, default_value_t = 0)]
+    floor_tick_ms: u64,
 }
 
 impl ServerArgs {
@@ -205,6 +260,10 @@ impl ServerArgs {
             python: self.python.clone(),
             gst_script: self.gst_script.clone(),
             log_dir: self.log_dir.clone(),
+            pull_streams: Vec::new(),
+            preload: false,
+            alias: None,
+            floor_tick_ms: self.floor_tick_ms,
         }
     }
 
@@ -227,8 +286,8 @@ struct ScenarioArgs {
     /// Streams (one publisher each).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
-    /// Viewers per stream.
-    #[arg(long, default_value_t = 100)]
+    /// Viewers per stream (nvr: consumers per camera).
+    #[arg(long, visible_alias = "consumers", default_value_t = 100)]
     viewers: usize,
     #[arg(long, value_enum, default_value = "tcp")]
     transport: Transport,
@@ -264,13 +323,26 @@ struct ScenarioArgs {
     /// swarm/compare, 45 for soak.
     #[arg(long)]
     prefill: Option<f64>,
+    /// Every viewer's window figures (packets, bytes, frames, losses) in the JSON.
+    #[arg(long)]
+    per_viewer: bool,
     #[command(flatten)]
     src: SourceArgs,
 }
 
 impl ScenarioArgs {
-    fn params(&self) -> Result<SwarmParams, String> {
+    fn params(&self, log_dir: &std::path::Path) -> Result<SwarmParams, String> {
         let total = self.publishers * self.viewers;
+        if self.transport == Transport::HttpMp4
+            && self.src.publisher == PublisherKind::Synthetic
+            && self.src.source == SourceKind::Synthetic
+        {
+            // The muxer needs real H.264 parameter sets, which synthetic payloads lack.
+            return Err(
+                "stream.mp4 viewers need real H.264: use --publisher ffmpeg or --source demo"
+                    .into(),
+            );
+        }
         Ok(SwarmParams {
             publishers: self.publishers,
             viewers_per_stream: self.viewers,
@@ -291,6 +363,10 @@ impl ScenarioArgs {
             settle_secs: 5.0,
             idle: self.idle,
             prefill_secs: self.prefill.unwrap_or(0.0),
+            ffmpeg_clip: self.src.clip()?,
+            log_dir: log_dir.to_path_buf(),
+            per_viewer: self.per_viewer,
+            external_sources: false,
         })
     }
 }
@@ -345,6 +421,36 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+struct NvrArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Cameras (streams).
+    #[arg(long, default_value_t = 100)]
+    cameras: usize,
+    /// pull: corecast pulls every camera over RTSP from a camera farm; publish: one ffmpeg
+    /// publisher per camera pushes into the server.
+    #[arg(long, value_enum, default_value = "pull")]
+    camera_kind: nvr::CameraKind,
+    /// ffmpeg publishers feeding the camera farm (camera I is source I % F).
+    #[arg(long, default_value_t = 4)]
+    farm_sources: usize,
+    /// corecast keeps every camera pulled with no consumer (`preload:`).
+    #[arg(long)]
+    preload: bool,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "corecast,floor"
+    )]
+    peers: Vec<PeerKind>,
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+}
+
+#[derive(Args)]
 struct FloorArgs {
     #[arg(long, default_value = "127.0.0.1:8556")]
     listen: SocketAddr,
@@ -353,6 +459,23 @@ struct FloorArgs {
     /// Thread i uses UDP ports udp_port+2i and +2i+1.
     #[arg(long, default_value_t = 18_600)]
     udp_port: u16,
+    /// Camera farm: PREFIX:COUNT serves any path ending in a number N that nobody
+    /// announced from the announced stream PREFIX{N % COUNT} (`nvr` uses it).
+    #[arg(long, value_parser = parse_alias)]
+    alias: Option<(String, usize)>,
+    /// Hold what publishers send and write it to viewers once per tick (0: per read from
+    /// the publisher).
+    #[arg(long, default_value_t = 0)]
+    tick_ms: u64,
+}
+
+fn parse_alias(s: &str) -> Result<(String, usize), String> {
+    let (p, n) = s.rsplit_once(':').ok_or("PREFIX:COUNT")?;
+    let n: usize = n.parse().map_err(|e| format!("{n}: {e}"))?;
+    if n == 0 {
+        return Err("COUNT must be at least 1".into());
+    }
+    Ok((p.to_string(), n))
 }
 
 fn main() -> ExitCode {
@@ -363,6 +486,7 @@ fn main() -> ExitCode {
         Cmd::Swarm(a) => cmd_swarm(a),
         Cmd::Soak(a) => cmd_soak(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Nvr(a) => cmd_nvr(a),
         Cmd::Floor(a) => floor::run(
             a.listen,
             if a.threads == 0 {
@@ -371,6 +495,8 @@ fn main() -> ExitCode {
                 a.threads
             },
             a.udp_port,
+            a.alias,
+            a.tick_ms,
         ),
     };
     match r {
@@ -392,6 +518,9 @@ fn nofile_note(needed: usize) {
 }
 
 fn cmd_publish(a: PublishArgs) -> Result<(), String> {
+    if let Some(clip) = a.src.clip()? {
+        return publish_ffmpeg(&a, &clip);
+    }
     let spec = a.src.spec()?;
     let specs: Vec<PubSpec> = (0..a.count.max(1))
         .map(|i| {
@@ -538,7 +667,7 @@ fn cmd_view(a: ViewArgs) -> Result<(), String> {
 }
 
 fn cmd_swarm(a: SwarmArgs) -> Result<(), String> {
-    let p = a.scenario.params()?;
+    let p = a.scenario.params(&a.server.log_dir)?;
     nofile_note(p.publishers * p.viewers_per_stream * 2);
     let mut server = a.server.server(&p.stream_names())?;
     let r = swarm::run(&server, &p);
@@ -552,7 +681,7 @@ fn cmd_swarm(a: SwarmArgs) -> Result<(), String> {
 }
 
 fn cmd_soak(a: SoakArgs) -> Result<(), String> {
-    let mut p = a.scenario.params()?;
+    let mut p = a.scenario.params(&a.server.log_dir)?;
     p.churn = Some(Churn {
         min_life_s: a.life_min,
         max_life_s: a.life_max.max(a.life_min),
@@ -574,7 +703,7 @@ fn cmd_soak(a: SoakArgs) -> Result<(), String> {
 }
 
 fn cmd_compare(a: CompareArgs) -> Result<(), String> {
-    let p = a.scenario.params()?;
+    let p = a.scenario.params(&a.server.log_dir)?;
     nofile_note(p.publishers * p.viewers_per_stream * 2);
     let json_only = a.scenario.json_only;
     let c = compare::run(&a.peers, &a.server.opts(), &p, a.rounds, |r| {
@@ -592,5 +721,87 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
     if c.runs.is_empty() {
         return Err("no run succeeded".into());
     }
+    Ok(())
+}
+
+fn cmd_nvr(mut a: NvrArgs) -> Result<(), String> {
+    // Cameras are real publishers (ffmpeg), whatever --publisher says.
+    a.scenario.src.publisher = PublisherKind::Ffmpeg;
+    a.scenario.publishers = a.cameras.max(1);
+    let p = a.scenario.params(&a.server.log_dir)?;
+    nofile_note(a.cameras * (a.scenario.viewers + 1) * 2);
+    let json_only = a.scenario.json_only;
+    let n = nvr::NvrParams {
+        cameras: a.cameras.max(1),
+        kind: a.camera_kind,
+        farm_sources: a.farm_sources,
+        preload: a.preload,
+    };
+    let c = nvr::run(&a.peers, &a.server.opts(), &p, &n, a.rounds, |r| {
+        if !json_only {
+            eprintln!(
+                "  done: {:<16} {:.2} Mbit/s, loss {:.4} %, server CPU {:.1} % ({:.4} CPU-s/Gbit), RSS {:.0} KiB per camera, frames/viewer {}..{}",
+                r.server, r.delivered_mbps, r.loss_pct, r.server_cpu_pct, r.server_cpu_s_per_gbit,
+                r.rss_per_stream_kib, r.per_viewer_frames_min, r.per_viewer_frames_max
+            );
+        }
+    });
+    if !json_only {
+        print!("{}", compare::table(&c));
+        for r in &c.runs {
+            for n in &r.notes {
+                println!("  note ({}): {n}", r.server);
+            }
+        }
+    }
+    println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
+    if c.runs.is_empty() {
+        return Err("no run succeeded".into());
+    }
+    Ok(())
+}
+
+/// `publish --publisher ffmpeg`: one ffmpeg per URL until --duration (0 = until killed).
+fn publish_ffmpeg(a: &PublishArgs, clip: &ffpub::ClipSpec) -> Result<(), String> {
+    let u = a
+        .url
+        .as_ref()
+        .ok_or("--publisher ffmpeg needs --url rtsp://host:port/name")?;
+    let urls: Vec<String> = (0..a.count.max(1))
+        .map(|i| {
+            if a.count > 1 {
+                format!("{u}{i}")
+            } else {
+                u.clone()
+            }
+        })
+        .collect();
+    let path = clip.ensure()?;
+    let mut pubs = ffpub::FfPublishers::start(
+        &urls,
+        &path,
+        std::path::Path::new("/tmp/corecast-perf"),
+        Duration::from_secs(20),
+    )?;
+    eprintln!("publishing {} stream(s): {}", urls.len(), clip.describe());
+    let start = Instant::now();
+    let mut last = pubs.stats();
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let s = pubs.stats();
+        eprintln!(
+            "t={:>5.0}s  {:.1} frames/s per stream, {} of {} publishers running",
+            start.elapsed().as_secs_f64(),
+            (s.frames - last.frames) as f64 / 5.0 / urls.len() as f64,
+            s.alive,
+            urls.len()
+        );
+        last = s;
+        if s.alive == 0 || (a.duration > 0.0 && start.elapsed().as_secs_f64() >= a.duration) {
+            break;
+        }
+    }
+    pubs.stop();
+    println!("{}", serde_json::to_string(&last).unwrap_or_default());
     Ok(())
 }

@@ -36,6 +36,14 @@ pub struct PeerOpts {
     pub python: String,
     pub gst_script: PathBuf,
     pub log_dir: PathBuf,
+    /// corecast: extra `streams:` entries (name, source URL), e.g. cameras to pull.
+    pub pull_streams: Vec<(String, String)>,
+    /// corecast: keep the pull streams connected with no viewer (`preload:`).
+    pub preload: bool,
+    /// floor: serve unannounced numbered paths from PREFIX{N % COUNT} (camera farm).
+    pub alias: Option<(String, usize)>,
+    /// floor: write viewers once per this many ms (0 = per publisher read).
+    pub floor_tick_ms: u64,
 }
 
 /// A server the harness measures.
@@ -150,8 +158,18 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             api = Some(SocketAddr::from(([127, 0, 0, 1], api_port)));
             // `demo:` declared publish-only turns the built-in demo stream off, so the
             // server's CPU is spent on the benchmark streams only.
+            let mut pulls = String::new();
+            for (name, url) in &opts.pull_streams {
+                pulls.push_str(&format!("  {name}: {url}\n"));
+            }
+            if opts.preload && !opts.pull_streams.is_empty() {
+                pulls.push_str("preload:\n");
+                for (name, _) in &opts.pull_streams {
+                    pulls.push_str(&format!("  {name}:\n"));
+                }
+            }
             let config = format!(
-                "streams:\n  demo:\nrtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nshards: {threads}\nlog:\n  level: warn\n"
+                "streams:\n  demo:\n{pulls}rtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nshards: {threads}\nlog:\n  level: warn\n"
             );
             let cfg_path = opts.log_dir.join(format!("corecast-{port}.yaml"));
             std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;
@@ -176,6 +194,12 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
                 .arg(threads.to_string())
                 .arg("--udp-port")
                 .arg(udp.to_string());
+            if opts.floor_tick_ms > 0 {
+                c.arg("--tick-ms").arg(opts.floor_tick_ms.to_string());
+            }
+            if let Some((prefix, count)) = &opts.alias {
+                c.arg("--alias").arg(format!("{prefix}:{count}"));
+            }
             c
         }
         PeerKind::Gst => {
@@ -199,6 +223,8 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(logf))
         .stderr(Stdio::from(logf2));
+    // No server outlives the harness, whatever way it ends.
+    crate::ffpub::kill_with_parent(&mut cmd);
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", kind.name()))?;

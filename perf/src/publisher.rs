@@ -44,7 +44,11 @@ pub struct PubCounters {
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PubStats {
+    /// `synthetic` (this harness's RTSP publisher) or `ffmpeg` (real publishers).
+    pub kind: &'static str,
     pub publishers: usize,
+    /// ffmpeg publishers: video frames sent (their `-progress` `frame=`).
+    pub frames: u64,
     pub packets: u64,
     pub bytes: u64,
     pub late_bursts: u64,
@@ -56,7 +60,9 @@ pub struct PubStats {
 impl PubCounters {
     pub fn snapshot(&self, publishers: usize, nominal_mbps: f64) -> PubStats {
         PubStats {
+            kind: "synthetic",
             publishers,
+            frames: 0,
             packets: self.packets.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             late_bursts: self.late_bursts.load(Relaxed),

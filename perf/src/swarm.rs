@@ -1,6 +1,7 @@
 //! Scenarios: P publishers × V viewers each, measured over a window; the soak variant with
 //! viewers joining and leaving while the server's RSS is sampled.
 
+use crate::ffpub::{ClipSpec, FfPublishers};
 use crate::hist::Histogram;
 use crate::peers::{self, ApiTotals, Server};
 use crate::procstat::{self, Sample};
@@ -35,6 +36,99 @@ pub struct SwarmParams {
     /// Seconds the publishers run before the baseline RSS is taken (lets the server's
     /// per-stream buffers fill, so that their growth is not counted against viewers).
     pub prefill_secs: f64,
+    /// Real publishers: ffmpeg looping this clip (`-re -c copy -f rtsp`), one per stream,
+    /// instead of the harness's synthetic publisher.
+    pub ffmpeg_clip: Option<ClipSpec>,
+    /// Where ffmpeg publishers write their logs and progress files.
+    pub log_dir: std::path::PathBuf,
+    /// Put every viewer's window figures (packets, frames, losses) in the JSON.
+    pub per_viewer: bool,
+    /// The streams exist on the server already (pulled cameras): start no publishers;
+    /// `publishers` is then the number of streams.
+    pub external_sources: bool,
+}
+
+/// The publishers of a run: ours (synthetic/demo/file) or ffmpeg processes.
+pub enum Pubs {
+    Synthetic(Publishers),
+    Ffmpeg(FfPublishers),
+}
+
+impl Pubs {
+    pub fn stats(&mut self) -> PubStats {
+        match self {
+            Pubs::Synthetic(p) => p.stats(),
+            Pubs::Ffmpeg(f) => {
+                let s = f.stats();
+                PubStats {
+                    kind: "ffmpeg",
+                    publishers: f.count(),
+                    frames: s.frames,
+                    bytes: s.bytes,
+                    errors: (f.count() - s.alive) as u64,
+                    ..PubStats::default()
+                }
+            }
+        }
+    }
+
+    pub fn stop(mut self) -> PubStats {
+        let s = self.stats();
+        match self {
+            Pubs::Synthetic(p) => p.stop(),
+            Pubs::Ffmpeg(mut f) => {
+                f.stop();
+                s
+            }
+        }
+    }
+}
+
+/// Starts the publishers of `names` on `server`: ffmpeg processes or the harness's own.
+pub fn start_publishers(
+    server: &Server,
+    p: &SwarmParams,
+    names: &[String],
+) -> Result<Option<Pubs>, String> {
+    if names.is_empty() || p.external_sources {
+        return Ok(None);
+    }
+    if let Some(clip) = &p.ffmpeg_clip {
+        if server.raw_udp_base.is_some() {
+            return Err(format!(
+                "--publisher ffmpeg publishes over RTSP; {} takes plain RTP (use corecast or floor)",
+                server.name
+            ));
+        }
+        if p.publish_udp {
+            return Err("--publisher ffmpeg publishes over RTSP/TCP (drop --publish-udp)".into());
+        }
+        let path = clip.ensure()?;
+        let urls: Vec<String> = names.iter().map(|n| server.url(n)).collect();
+        let f = FfPublishers::start(&urls, &path, &p.log_dir, Duration::from_secs(20))
+            .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
+        return Ok(Some(Pubs::Ffmpeg(f)));
+    }
+    let specs: Vec<PubSpec> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let target = server.publish_target(i, n, p.publish_udp);
+            let source = if matches!(target, crate::publisher::PubTarget::RawUdp(_)) {
+                p.source.video_only()
+            } else {
+                p.source.clone()
+            };
+            PubSpec {
+                target,
+                source,
+                seed: util::now_ns() ^ ((i as u64 + 1) * 0x9E37_79B9),
+            }
+        })
+        .collect();
+    Publishers::start(specs)
+        .map(|p| Some(Pubs::Synthetic(p)))
+        .map_err(|e| format!("{e}\n{}", server.log_tail()))
 }
 
 impl SwarmParams {
@@ -44,7 +138,18 @@ impl SwarmParams {
             .collect()
     }
 
+    pub fn publisher_kind(&self) -> &'static str {
+        if self.ffmpeg_clip.is_some() {
+            "ffmpeg"
+        } else {
+            "synthetic"
+        }
+    }
+
     fn describe_source(&self) -> String {
+        if let Some(c) = &self.ffmpeg_clip {
+            return c.describe();
+        }
         match &self.source {
             SourceSpec::Synthetic {
                 bitrate,
@@ -142,6 +247,12 @@ pub struct SwarmResult {
     pub server_cpu_pct: f64,
     pub server_cpu_s_per_gbit: f64,
     pub server_rss_baseline_kib: u64,
+    /// RSS before any publisher connected (pulled cameras: before any viewer, the pulls
+    /// starting on demand).
+    pub server_rss_before_publishers_kib: u64,
+    /// (RSS at the end of the window - RSS before publishers) / streams: what one stream
+    /// with its viewers costs.
+    pub rss_per_stream_kib: f64,
     pub server_rss_after_kib: u64,
     /// (RSS at the end of the window - RSS before viewers) / viewers playing. Includes
     /// whatever else grew meanwhile (stream rings filling up).
@@ -163,6 +274,20 @@ pub struct SwarmResult {
     pub server_os_threads: u64,
     pub server_api: Option<ApiTotals>,
     pub publisher: PubStats,
+    /// `synthetic` or `ffmpeg` (real publishers).
+    pub publisher_kind: &'static str,
+    /// ffmpeg publishers: video frames one stream's publisher sent during the window.
+    pub publisher_frames_per_stream: Option<f64>,
+    /// Video frames (RTP marker bits on the first track) per viewer in the window.
+    pub per_viewer_frames_min: u64,
+    pub per_viewer_frames_max: u64,
+    /// Most packets any one viewer lost (sequence gaps) in the window.
+    pub per_viewer_lost_max: u64,
+    /// ffmpeg publishers: viewers that got fewer than 90 % of the frames sent.
+    pub viewers_below_90pct_frames: Option<usize>,
+    /// Every viewer's window (with `--per-viewer`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_viewer: Vec<viewer::ViewerWindow>,
     pub notes: Vec<String>,
 }
 
@@ -187,45 +312,47 @@ fn probe(pid: u32) -> Result<Probe, String> {
 
 /// Publishers up, viewers connected: everything a run needs before its window.
 struct Running {
-    publishers: Publishers,
+    publishers: Option<Pubs>,
     viewers: Viewers,
     baseline: Sample,
+    /// Server RSS before any publisher connected (external sources: = baseline).
+    rss_before_publishers: u64,
     notes: Vec<String>,
 }
 
 fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Running, String> {
     let mut notes = Vec::new();
     let names = p.stream_names();
-    let specs: Vec<PubSpec> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let target = server.publish_target(i, n, p.publish_udp);
-            let source = if matches!(target, crate::publisher::PubTarget::RawUdp(_)) {
-                p.source.video_only()
-            } else {
-                p.source.clone()
-            };
-            PubSpec {
-                target,
-                source,
-                seed: util::now_ns() ^ ((i as u64 + 1) * 0x9E37_79B9),
-            }
-        })
-        .collect();
-    let publishers = if specs.is_empty() {
-        None
-    } else {
-        Some(Publishers::start(specs).map_err(|e| format!("{e}\n{}", server.log_tail()))?)
-    };
-    // One GOP (1 s) so that every stream has a keyframe for joining viewers.
-    std::thread::sleep(Duration::from_millis(1300).max(secs(p.prefill_secs)));
+    let rss_before_publishers = (!p.external_sources)
+        .then(|| procstat::sample(server.pid).map(|s| s.rss_kib))
+        .flatten();
+    let publishers = start_publishers(server, p, &names)?;
+    // One GOP so that every stream has a keyframe for joining viewers.
+    let gop_s = p
+        .ffmpeg_clip
+        .as_ref()
+        .map_or(1.0, |c| c.gop as f64 / c.fps.max(1) as f64);
+    std::thread::sleep(secs(gop_s + 0.3).max(secs(p.prefill_secs)));
     let baseline = procstat::sample(server.pid).ok_or("server died before viewers joined")?;
+    let rss_before_publishers = rss_before_publishers.unwrap_or(baseline.rss_kib);
     let total = p.publishers.max(1) * p.viewers_per_stream;
-    let urls: Vec<String> = if names.is_empty() {
-        server.streams.iter().map(|n| server.url(n)).collect()
+    let names = if names.is_empty() {
+        server.streams.clone()
     } else {
-        names.iter().map(|n| server.url(n)).collect()
+        names
+    };
+    let urls: Vec<String> = match (p.transport, server.api) {
+        (Transport::HttpMp4, Some(api)) => names
+            .iter()
+            .map(|n| format!("http://{api}/api/stream.mp4?src={n}"))
+            .collect(),
+        (Transport::HttpMp4, None) => {
+            return Err(format!(
+                "stream.mp4 viewers need corecast's API; {} has none",
+                server.name
+            ))
+        }
+        _ => names.iter().map(|n| server.url(n)).collect(),
     };
     let max_packet = match &p.source {
         SourceSpec::Synthetic { packet_size, .. } => packet_size + 64,
@@ -248,22 +375,35 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
     if !viewers.wait_ramp(secs(p.ramp_secs + p.connect_timeout_secs + 10.0)) {
         notes.push("ramp-up did not complete in time".into());
     }
-    let publishers = publishers.ok_or("no publishers")?;
+    if publishers.is_none() && !p.external_sources {
+        return Err("no publishers".into());
+    }
     Ok(Running {
         publishers,
         viewers,
         baseline,
+        rss_before_publishers,
         notes,
     })
 }
 
 /// Runs one swarm against `server` and returns its figures.
 pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
+    run_with(server, p, None)
+}
+
+/// `run`, with publishers started elsewhere (a camera farm's, for pulled cameras) whose
+/// frames are counted in the window like our own.
+pub fn run_with(
+    server: &Server,
+    p: &SwarmParams,
+    mut ext: Option<&mut Pubs>,
+) -> Result<SwarmResult, String> {
     let (nofile, ok) = util::raise_nofile(65_536);
     let total = p.publishers * p.viewers_per_stream;
     let mut notes = Vec::new();
     let per_viewer_fds = match p.transport {
-        Transport::Tcp => 1,
+        Transport::Tcp | Transport::HttpMp4 => 1,
         Transport::Udp => 5,
     };
     if !ok && (total * per_viewer_fds + 64) as u64 > nofile {
@@ -275,8 +415,12 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     let mut r = bring_up(server, p, None)?;
     notes.append(&mut r.notes);
     std::thread::sleep(secs(p.warmup_secs));
+    let pub_a = match (&mut r.publishers, &mut ext) {
+        (Some(p), _) => p.stats(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let a = probe(server.pid)?;
-    let pub_a = r.publishers.stats();
     r.viewers.set_phase(viewer::PHASE_MEASURE);
     let deadline = Instant::now() + secs(p.duration_secs);
     while Instant::now() < deadline {
@@ -290,20 +434,28 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
     }
     let b = probe(server.pid)?;
     r.viewers.set_phase(viewer::PHASE_END);
+    let pub_b = match (&mut r.publishers, &mut ext) {
+        (Some(p), _) => p.stats(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let playing = r
         .viewers
         .shared
         .playing
         .load(std::sync::atomic::Ordering::Acquire);
     let api = server.api.and_then(|a| peers::api_totals(a).ok());
-    let pub_b = r.publishers.stats();
     let shared = r.viewers.shared.clone();
     let rep = r.viewers.finish();
     // RSS once the viewers are gone but the streams still run: what the viewers held,
     // without the growth of the streams' own buffers (rings filling) during the run.
     std::thread::sleep(secs(p.settle_secs.min(3.0)));
     let left = procstat::sample(server.pid);
-    let pubs = r.publishers.stop();
+    let pubs = match (r.publishers, ext) {
+        (Some(p), _) => p.stop(),
+        (None, Some(e)) => e.stats(),
+        _ => PubStats::default(),
+    };
     let mut out = summarize(server, p, &a, &b, &rep, r.baseline, playing, &shared);
     out.kind = "swarm";
     if let Some(left) = left {
@@ -315,9 +467,30 @@ pub fn run(server: &Server, p: &SwarmParams) -> Result<SwarmResult, String> {
         }
     }
     out.server_api = api;
+    out.server_rss_before_publishers_kib = r.rss_before_publishers;
+    out.rss_per_stream_kib = round2(
+        (out.server_rss_after_kib as f64 - r.rss_before_publishers as f64)
+            / p.publishers.max(1) as f64,
+    );
     out.publisher = pubs;
     out.publisher.packets = pub_b.packets - pub_a.packets;
-    out.publisher.bytes = pub_b.bytes - pub_a.bytes;
+    out.publisher.bytes = pub_b.bytes.saturating_sub(pub_a.bytes);
+    out.publisher.frames = pub_b.frames.saturating_sub(pub_a.frames);
+    if p.ffmpeg_clip.is_some() {
+        // Frames each stream's publisher sent during the window, against what each
+        // viewer received (one publisher per stream, all at the clip's rate).
+        let per_stream = out.publisher.frames as f64 / out.publisher.publishers.max(1) as f64;
+        out.publisher_frames_per_stream = Some(round2(per_stream));
+        out.viewers_below_90pct_frames = Some(
+            out.per_viewer
+                .iter()
+                .filter(|v| (v.frames as f64) < 0.9 * per_stream)
+                .count(),
+        );
+    }
+    if !p.per_viewer {
+        out.per_viewer.clear();
+    }
     if out.publisher.dropped_bursts > 0 || out.publisher.late_bursts > 0 {
         notes.push(format!(
             "publishers: {} late and {} dropped bursts (generator or server congested)",
@@ -347,6 +520,12 @@ fn summarize(
     let server_cpu = b.server.cpu_s() - a.server.cpu_s();
     let gen_cpu = (b.gen.0 + b.gen.1) - (a.gen.0 + a.gen.1);
     let nominal = match &p.source {
+        // ffmpeg's clip: its nominal video rate plus 64 kbit/s AAC (RTP headers not
+        // counted: an estimate, the delivered figure is measured).
+        _ if p.ffmpeg_clip.is_some() => p
+            .ffmpeg_clip
+            .as_ref()
+            .map_or(0.0, |c| (c.bitrate + 64_000) as f64 / 1e6),
         SourceSpec::Synthetic {
             bitrate,
             packet_size,
@@ -422,6 +601,8 @@ fn summarize(
             0.0
         },
         server_rss_baseline_kib: baseline.rss_kib,
+        server_rss_before_publishers_kib: 0,
+        rss_per_stream_kib: 0.0,
         server_rss_after_kib: b.server.rss_kib,
         rss_per_viewer_kib: if playing > 0 {
             round2((b.server.rss_kib as f64 - baseline.rss_kib as f64) / playing as f64)
@@ -450,6 +631,13 @@ fn summarize(
         server_os_threads: b.server.threads,
         server_api: None,
         publisher: PubStats::default(),
+        publisher_kind: p.publisher_kind(),
+        publisher_frames_per_stream: None,
+        per_viewer_frames_min: rep.per_viewer.iter().map(|v| v.frames).min().unwrap_or(0),
+        per_viewer_frames_max: rep.per_viewer.iter().map(|v| v.frames).max().unwrap_or(0),
+        per_viewer_lost_max: rep.per_viewer.iter().map(|v| v.lost).max().unwrap_or(0),
+        viewers_below_90pct_frames: None,
+        per_viewer: rep.per_viewer.clone(),
         notes: Vec::new(),
     }
 }
@@ -471,13 +659,14 @@ pub fn table(r: &SwarmResult) -> String {
     row(
         "scenario",
         format!(
-            "{} streams x {} viewers = {} RTSP/{} viewers{}; publish {}; {}",
+            "{} streams x {} viewers = {} {} viewers{}; publish {}; {}",
             r.publishers,
             r.viewers_per_stream,
             r.viewers,
             match r.transport {
-                Transport::Tcp => "TCP",
-                Transport::Udp => "UDP",
+                Transport::Tcp => "RTSP/TCP",
+                Transport::Udp => "RTSP/UDP",
+                Transport::HttpMp4 => "HTTP stream.mp4",
             },
             if r.idle {
                 " (idle: paused after PLAY)"
@@ -486,6 +675,17 @@ pub fn table(r: &SwarmResult) -> String {
             },
             r.publish_transport,
             r.source
+        ),
+    );
+    row(
+        "publishers",
+        format!(
+            "{} ({})",
+            r.publisher_kind,
+            match r.publisher_frames_per_stream {
+                Some(f) => format!("{f} frames per stream sent in the window"),
+                None => "send time in every payload".into(),
+            }
         ),
     );
     row("window", format!("{} s", r.window_s));
@@ -518,6 +718,19 @@ pub fn table(r: &SwarmResult) -> String {
         format!(
             "min {} max {} (starved {})",
             r.per_viewer_pps_min, r.per_viewer_pps_max, r.starved_viewers
+        ),
+    );
+    row(
+        "per-viewer frames, lost",
+        format!(
+            "frames min {} max {}{}; most lost by one viewer {}",
+            r.per_viewer_frames_min,
+            r.per_viewer_frames_max,
+            r.viewers_below_90pct_frames
+                .map_or(String::new(), |n| format!(
+                    " ({n} viewers below 90 % of sent)"
+                )),
+            r.per_viewer_lost_max
         ),
     );
     row(
@@ -562,6 +775,13 @@ pub fn table(r: &SwarmResult) -> String {
                 .map_or("-".into(), |x| x.to_string()),
             r.rss_per_viewer_released_kib
                 .map_or("-".into(), |x| x.to_string())
+        ),
+    );
+    row(
+        "server RSS per stream",
+        format!(
+            "{} KiB before publishers -> {} KiB per stream with its viewers",
+            r.server_rss_before_publishers_kib, r.rss_per_stream_kib
         ),
     );
     row(
@@ -614,6 +834,9 @@ pub struct RssPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakResult {
     pub kind: &'static str,
+    /// `synthetic` or `ffmpeg`.
+    pub publisher_kind: &'static str,
+    pub source: String,
     pub server: String,
     pub server_pid: u32,
     pub viewers_target: usize,
@@ -695,7 +918,7 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
         });
     }
     let after = procstat::sample(server.pid).ok_or("server died")?;
-    let pubs = r.publishers.stop();
+    let pubs = r.publishers.map(|p| p.stop()).unwrap_or_default();
     if pubs.dropped_bursts > 0 {
         notes.push(format!("publishers dropped {} bursts", pubs.dropped_bursts));
     }
@@ -717,6 +940,8 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
     let _ = t0;
     Ok(SoakResult {
         kind: "soak",
+        publisher_kind: p.publisher_kind(),
+        source: p.describe_source(),
         server: server.name.clone(),
         server_pid: server.pid,
         viewers_target: p.publishers.max(1) * p.viewers_per_stream,
@@ -766,8 +991,16 @@ fn slope_per_min(points: &[(f64, f64)]) -> f64 {
 pub fn soak_table(r: &SoakResult) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "  soak of {} (pid {}): {} RTSP/{:?} viewers, lifetimes {:.0}-{:.0} s, {} s\n",
-        r.server, r.server_pid, r.viewers_target, r.transport, r.life_s.0, r.life_s.1, r.duration_s
+        "  soak of {} (pid {}): {} RTSP/{:?} viewers, lifetimes {:.0}-{:.0} s, {} s; publishers {} ({})\n",
+        r.server,
+        r.server_pid,
+        r.viewers_target,
+        r.transport,
+        r.life_s.0,
+        r.life_s.1,
+        r.duration_s,
+        r.publisher_kind,
+        r.source
     ));
     s.push_str("       t_s    rss_KiB  playing    joins   leaves\n");
     for p in &r.samples {

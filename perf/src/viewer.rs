@@ -6,6 +6,7 @@
 use crate::client;
 use crate::frames::{self, Item};
 use crate::hist::Histogram;
+use crate::mp4view::{self, Mp4Body};
 use crate::seq::SeqTracker;
 use crate::source;
 use crate::util::{now_ns, thread_cpu, Rng};
@@ -33,6 +34,9 @@ pub enum Transport {
     #[default]
     Tcp,
     Udp,
+    /// HTTP `GET /api/stream.mp4?src=NAME` (corecast's API): bytes and `moof` fragments.
+    #[serde(rename = "http-mp4")]
+    HttpMp4,
 }
 
 /// Viewers leave after a random lifetime and are replaced (soak).
@@ -142,6 +146,18 @@ impl Totals {
     }
 }
 
+/// One viewer's account of the measurement window (viewers playing throughout it).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ViewerWindow {
+    pub packets: u64,
+    pub bytes: u64,
+    /// RTP marker bits on the first track (video for our sources and for ffmpeg's clip):
+    /// the frames this viewer received completely enough to know they ended.
+    pub frames: u64,
+    /// Packets missing from the RTP sequence numbers, all tracks.
+    pub lost: u64,
+}
+
 /// One worker's account of the measurement window.
 #[derive(Debug, Default)]
 pub struct WorkerReport {
@@ -153,6 +169,7 @@ pub struct WorkerReport {
     pub cpu_s: f64,
     /// Per-viewer packets in the window, for viewers playing throughout it.
     pub per_viewer_packets: Vec<u64>,
+    pub per_viewer: Vec<ViewerWindow>,
     pub all_time: Totals,
 }
 
@@ -169,6 +186,7 @@ pub struct ViewReport {
     pub failures: BTreeMap<String, u64>,
     pub workers_cpu_s: f64,
     pub per_viewer_packets: Vec<u64>,
+    pub per_viewer: Vec<ViewerWindow>,
     pub all_time: Totals,
 }
 
@@ -243,6 +261,7 @@ impl Viewers {
             }
             r.workers_cpu_s += w.cpu_s;
             r.per_viewer_packets.extend(w.per_viewer_packets);
+            r.per_viewer.extend(w.per_viewer);
             r.all_time.add(&w.all_time);
         }
         r.window_secs = secs.iter().copied().fold(0.0, f64::max);
@@ -256,6 +275,8 @@ enum St {
     Describe,
     Setup(usize),
     Play,
+    /// stream.mp4: waiting for the response head.
+    HttpHead,
     Playing,
 }
 
@@ -280,6 +301,8 @@ struct Counters {
     rtcp: u64,
     bad: u64,
     latency_samples: u64,
+    /// Marker bits on the first track's RTP packets (frames).
+    frames: u64,
     /// Synthetic packets sent before our PLAY was answered: the ring backlog a joining
     /// viewer gets (from the last keyframe), not live latency; counted, not timed.
     backlog: u64,
@@ -301,9 +324,26 @@ struct Viewer {
     next_keepalive: u64,
     end_at: u64,
     window_start_packets: Option<u64>,
+    /// The viewer's counters when the window opened (if it was playing then).
+    window_start: Option<ViewerWindow>,
+    /// stream.mp4 viewers: the body parser.
+    mp4: Option<Box<Mp4Body>>,
 }
 
 impl Viewer {
+    fn snapshot(&self) -> ViewerWindow {
+        ViewerWindow {
+            packets: self.c.packets,
+            bytes: self.c.bytes,
+            frames: self.c.frames,
+            lost: self
+                .tracks
+                .iter()
+                .map(|t| t.seq.expected.saturating_sub(t.seq.received))
+                .sum(),
+        }
+    }
+
     fn totals(&self, t: &mut Totals) {
         t.bytes += self.c.bytes;
         t.packets += self.c.packets;
@@ -421,6 +461,7 @@ impl Worker {
                     self.latency.reset();
                     for v in self.slots.iter_mut().flatten() {
                         v.window_start_packets = (v.state == St::Playing).then_some(v.c.packets);
+                        v.window_start = (v.state == St::Playing).then(|| v.snapshot());
                     }
                 }
                 if p >= PHASE_END && phase < PHASE_END && start_ns > 0 {
@@ -433,6 +474,21 @@ impl Worker {
                         .flatten()
                         .filter(|v| v.state == St::Playing)
                         .filter_map(|v| v.window_start_packets.map(|s| v.c.packets - s))
+                        .collect();
+                    report.per_viewer = self
+                        .slots
+                        .iter()
+                        .flatten()
+                        .filter(|v| v.state == St::Playing)
+                        .filter_map(|v| {
+                            let (a, b) = (v.window_start?, v.snapshot());
+                            Some(ViewerWindow {
+                                packets: b.packets - a.packets,
+                                bytes: b.bytes - a.bytes,
+                                frames: b.frames - a.frames,
+                                lost: b.lost.saturating_sub(a.lost),
+                            })
+                        })
                         .collect();
                 }
                 phase = p;
@@ -504,7 +560,7 @@ impl Worker {
                 }
                 continue;
             }
-            if ka > 0 && now >= v.next_keepalive {
+            if ka > 0 && now >= v.next_keepalive && v.mp4.is_none() {
                 v.next_keepalive = now + ka;
                 let url = self.cfg.urls[v.url_idx].clone();
                 if send_request(v, Method::GetParameter, &url).is_err() {
@@ -597,6 +653,8 @@ impl Worker {
             next_keepalive: u64::MAX,
             end_at: life,
             window_start_packets: None,
+            window_start: None,
+            mp4: None,
         });
         if let Err(e) = self.epoll(
             libc::EPOLL_CTL_ADD,
@@ -637,7 +695,7 @@ impl Worker {
         self.to_free.push(i);
         if v.state == St::Playing {
             self.shared.playing.fetch_sub(1, AcqRel);
-            if how != Close::Disconnect {
+            if how != Close::Disconnect && v.mp4.is_none() {
                 let url = self.cfg.urls[v.url_idx].clone();
                 let _ = send_request(&mut v, Method::Teardown, &url);
             }
@@ -691,10 +749,15 @@ impl Worker {
             self.fail(i, format!("connect: {e}"));
             return;
         }
-        v.state = St::Describe;
         let fd = v.sock.as_raw_fd();
         let url = self.cfg.urls[v.url_idx].clone();
-        let r = send_request(v, Method::Describe, &url);
+        let r = if self.cfg.transport == Transport::HttpMp4 {
+            v.state = St::HttpHead;
+            send_http_get(v, &url)
+        } else {
+            v.state = St::Describe;
+            send_request(v, Method::Describe, &url)
+        };
         if let Err(e) = r.and_then(|_| {
             self.epoll(
                 libc::EPOLL_CTL_MOD,
@@ -726,6 +789,10 @@ impl Worker {
             }
         };
         hs.buf.extend_from_slice(&self.rbuf[..n]);
+        if v.state == St::HttpHead {
+            self.on_http_head(i);
+            return;
+        }
         loop {
             let v = self.slots[i].as_mut().unwrap();
             let hs = v.hs.as_mut().unwrap();
@@ -753,6 +820,33 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// stream.mp4: the response head; the body bytes after it are media.
+    fn on_http_head(&mut self, i: usize) {
+        let v = self.slots[i].as_mut().unwrap();
+        let buf = &v.hs.as_ref().unwrap().buf;
+        let (len, chunked) = match mp4view::parse_head(buf) {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail(i, e);
+                return;
+            }
+        };
+        let now = now_ns();
+        let rest = v.hs.take().unwrap().buf.split_off(len);
+        v.mp4 = Some(Box::new(Mp4Body::new(chunked)));
+        v.state = St::Playing;
+        v.c.live_from = now;
+        self.connect.record(now - v.started);
+        self.shared.in_handshake.fetch_sub(1, AcqRel);
+        self.shared.playing.fetch_add(1, AcqRel);
+        self.shared.plays.fetch_add(1, Relaxed);
+        v.carry.extend_from_slice(&rest);
+        if !v.carry.is_empty() {
+            self.consume_carry(i);
         }
     }
 
@@ -837,6 +931,7 @@ impl Worker {
                 format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1),
                 None,
             ),
+            Transport::HttpMp4 => return Err("stream.mp4 viewers do not SETUP".into()),
             Transport::Udp => {
                 let (a, b) = udp_pair().map_err(|e| format!("udp bind: {e}"))?;
                 let port = a
@@ -977,6 +1072,7 @@ impl Worker {
                         &mut self.latency,
                         data,
                         now,
+                        track == 0,
                     );
                 }
             }
@@ -1003,18 +1099,29 @@ fn key(slot: usize, kind: u64) -> u64 {
 
 /// Processes complete interleaved frames in `buf`; returns bytes consumed.
 fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result<usize, usize> {
+    if let Some(m) = v.mp4.as_mut() {
+        // stream.mp4: every byte is body; a fragment counts as a packet, a video sample
+        // as a frame.
+        m.feed(buf).map_err(|_| 0usize)?;
+        v.c.bytes = m.counts.bytes;
+        v.c.packets = m.counts.fragments;
+        v.c.frames = m.counts.video_frames;
+        return Ok(buf.len());
+    }
     let Viewer { c, tracks, .. } = v;
     frames::split(buf, |it| {
         if let Item::Frame { channel, data } = it {
+            let mut first = true;
             for t in tracks.iter_mut() {
                 if channel == t.rtp_ch {
-                    on_rtp(c, &mut t.seq, hist, data, now);
+                    on_rtp(c, &mut t.seq, hist, data, now, first);
                     return;
                 }
                 if channel == t.rtcp_ch {
                     c.rtcp += 1;
                     return;
                 }
+                first = false;
             }
             c.bad += 1;
         }
@@ -1022,12 +1129,22 @@ fn consume(buf: &[u8], v: &mut Viewer, hist: &mut Histogram, now: u64) -> Result
 }
 
 #[inline]
-fn on_rtp(c: &mut Counters, seq: &mut SeqTracker, hist: &mut Histogram, data: &[u8], now: u64) {
+fn on_rtp(
+    c: &mut Counters,
+    seq: &mut SeqTracker,
+    hist: &mut Histogram,
+    data: &[u8],
+    now: u64,
+    first_track: bool,
+) {
     c.bytes += data.len() as u64;
     c.packets += 1;
     if data.len() < 12 || data[0] >> 6 != 2 {
         c.bad += 1;
         return;
+    }
+    if first_track && data[1] & 0x80 != 0 {
+        c.frames += 1;
     }
     seq.push(u16::from_be_bytes([data[2], data[3]]));
     if let Some(sent) = source::send_time(data) {
@@ -1048,6 +1165,24 @@ fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// `http://host:port/api/stream.mp4?src=x` → one HTTP/1.1 GET (chunked answer, as
+/// browsers get it).
+fn send_http_get(v: &mut Viewer, url: &str) -> io::Result<()> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corecast-perf\r\n\r\n");
+    let mut off = 0;
+    let b = req.as_bytes();
+    while off < b.len() {
+        match v.sock.send(&b[off..]) {
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn send_request(v: &mut Viewer, method: Method, url: &str) -> io::Result<()> {
