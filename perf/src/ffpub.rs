@@ -127,6 +127,11 @@ struct FfChild {
 /// N ffmpeg processes, one per URL, looping the same clip.
 pub struct FfPublishers {
     children: Vec<FfChild>,
+    clip: PathBuf,
+    log_dir: PathBuf,
+    /// Frames and bytes of publishers replaced by `restart_all` (their counters are gone).
+    retired: (u64, u64),
+    restarts: u64,
 }
 
 /// `-stats_period`: how often ffmpeg rewrites its progress (the resolution of the
@@ -145,6 +150,10 @@ impl FfPublishers {
         std::fs::create_dir_all(log_dir).map_err(|e| e.to_string())?;
         let mut me = FfPublishers {
             children: Vec::with_capacity(urls.len()),
+            clip: clip.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            retired: (0, 0),
+            restarts: 0,
         };
         let tag = format!(
             "{}-{}",
@@ -152,31 +161,8 @@ impl FfPublishers {
             crate::util::now_ns() % 1_000_000
         );
         for (i, url) in urls.iter().enumerate() {
-            let progress = log_dir.join(format!("ffpub-{tag}-{i}.progress"));
-            let log = log_dir.join(format!("ffpub-{tag}-{i}.log"));
-            let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new("ffmpeg");
-            cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
-                .args(["-re", "-stream_loop", "-1", "-i"])
-                .arg(clip)
-                .args(["-map", "0", "-c", "copy"])
-                .args(["-stats_period", STATS_PERIOD, "-progress"])
-                .arg(&progress)
-                .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
-                .arg(url)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(logf));
-            kill_with_parent(&mut cmd);
-            let child = cmd
-                .spawn()
-                .map_err(|e| format!("publisher {i} ({url}): cannot start ffmpeg: {e}"))?;
-            me.children.push(FfChild {
-                child,
-                progress,
-                log,
-                url: url.clone(),
-            });
+            let c = spawn(i, url, clip, log_dir, &tag)?;
+            me.children.push(c);
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -217,8 +203,34 @@ impl FfPublishers {
         self.children.len()
     }
 
+    /// How many times `restart_all` ran.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Stops every publisher (SIGINT: ffmpeg sends TEARDOWN, as a camera that reboots
+    /// would not, but the server sees the producer leave either way) and starts a new one
+    /// on the same URL: the soak's "publisher restarts every N minutes".
+    pub fn restart_all(&mut self) -> Result<(), String> {
+        let urls: Vec<String> = self.children.iter().map(|c| c.url.clone()).collect();
+        let s = self.stats();
+        self.retired = (s.frames, s.bytes);
+        self.stop_children();
+        self.restarts += 1;
+        let tag = format!("{}-r{}", std::process::id(), self.restarts);
+        for (i, url) in urls.iter().enumerate() {
+            let c = spawn(i, url, &self.clip, &self.log_dir, &tag)?;
+            self.children.push(c);
+        }
+        Ok(())
+    }
+
     pub fn stats(&mut self) -> FfStats {
-        let mut s = FfStats::default();
+        let mut s = FfStats {
+            frames: self.retired.0,
+            bytes: self.retired.1,
+            alive: 0,
+        };
         for c in self.children.iter_mut() {
             s.frames += last_value(&c.progress, "frame=").unwrap_or(0);
             s.bytes += last_value(&c.progress, "total_size=").unwrap_or(0);
@@ -230,6 +242,10 @@ impl FfPublishers {
     }
 
     pub fn stop(&mut self) {
+        self.stop_children();
+    }
+
+    fn stop_children(&mut self) {
         for c in self.children.iter_mut() {
             // SAFETY: signalling our own child by pid; SIGINT lets ffmpeg send TEARDOWN.
             unsafe { libc::kill(c.child.id() as i32, libc::SIGINT) };
@@ -254,6 +270,35 @@ impl Drop for FfPublishers {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts one looping ffmpeg publisher to `url`.
+fn spawn(i: usize, url: &str, clip: &Path, log_dir: &Path, tag: &str) -> Result<FfChild, String> {
+    let progress = log_dir.join(format!("ffpub-{tag}-{i}.progress"));
+    let log = log_dir.join(format!("ffpub-{tag}-{i}.log"));
+    let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-re", "-stream_loop", "-1", "-i"])
+        .arg(clip)
+        .args(["-map", "0", "-c", "copy"])
+        .args(["-stats_period", STATS_PERIOD, "-progress"])
+        .arg(&progress)
+        .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(logf));
+    kill_with_parent(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("publisher {i} ({url}): cannot start ffmpeg: {e}"))?;
+    Ok(FfChild {
+        child,
+        progress,
+        log,
+        url: url.to_string(),
+    })
 }
 
 /// The child gets SIGKILL when the thread that spawned it exits (so: spawn from a thread

@@ -367,6 +367,7 @@ impl ScenarioArgs {
             log_dir: log_dir.to_path_buf(),
             per_viewer: self.per_viewer,
             external_sources: false,
+            restart_publishers_secs: 0.0,
         })
     }
 }
@@ -400,6 +401,9 @@ struct SoakArgs {
     /// Keep sampling RSS this long after all viewers left, seconds.
     #[arg(long, default_value_t = 30.0)]
     settle_secs: f64,
+    /// Restart every publisher this often, seconds (`--publisher ffmpeg` only; 0: never).
+    #[arg(long, default_value_t = 0.0)]
+    restart_publishers_secs: f64,
 }
 
 #[derive(Args)]
@@ -689,6 +693,7 @@ fn cmd_soak(a: SoakArgs) -> Result<(), String> {
     });
     p.sample_secs = a.sample_secs;
     p.settle_secs = a.settle_secs;
+    p.restart_publishers_secs = a.restart_publishers_secs;
     p.prefill_secs = a.scenario.prefill.unwrap_or(45.0);
     nofile_note(p.publishers * p.viewers_per_stream * 2);
     let mut server = a.server.server(&p.stream_names())?;

@@ -46,6 +46,8 @@ pub struct SwarmParams {
     /// The streams exist on the server already (pulled cameras): start no publishers;
     /// `publishers` is then the number of streams.
     pub external_sources: bool,
+    /// Soak only: restart every ffmpeg publisher this often (0: never).
+    pub restart_publishers_secs: f64,
 }
 
 /// The publishers of a run: ours (synthetic/demo/file) or ffmpeg processes.
@@ -859,6 +861,8 @@ pub struct SoakResult {
     pub latency_us: Percentiles,
     /// Packets from the ring backlog a joining viewer receives first (not timed).
     pub backlog_packets: u64,
+    /// How many times the publishers were restarted (`--restart-publishers-secs`).
+    pub publisher_restarts: u64,
     pub server_cpu_s: f64,
     pub samples: Vec<RssPoint>,
     pub notes: Vec<String>,
@@ -872,16 +876,31 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
     let churn = p.churn.ok_or("soak needs churn settings")?;
     let t0 = Instant::now();
     let cpu0 = procstat::sample(server.pid).ok_or("server gone")?;
-    let r = bring_up(server, p, Some(churn))?;
-    let mut notes = r.notes;
+    let mut r = bring_up(server, p, Some(churn))?;
+    let mut notes = std::mem::take(&mut r.notes);
     r.viewers.set_phase(viewer::PHASE_MEASURE);
     let mut samples = Vec::new();
     let start = Instant::now();
     let deadline = start + secs(p.duration_secs);
     let sh = r.viewers.shared.clone();
+    let restart_every = (p.restart_publishers_secs > 0.0).then(|| secs(p.restart_publishers_secs));
+    if restart_every.is_some() && !matches!(r.publishers, Some(Pubs::Ffmpeg(_))) {
+        return Err("--restart-publishers-secs needs --publisher ffmpeg".into());
+    }
+    let mut next_restart = restart_every.map(|d| start + d);
+    let mut publisher_restarts = 0;
     // The viewers' own counters stop at the end; samples after it show the settling.
     let mut next_sample = Instant::now();
     while Instant::now() < deadline {
+        if let (Some(at), Some(every)) = (next_restart, restart_every) {
+            if Instant::now() >= at {
+                if let Some(Pubs::Ffmpeg(f)) = r.publishers.as_mut() {
+                    f.restart_all()?;
+                    publisher_restarts = f.restarts();
+                }
+                next_restart = Some(at + every);
+            }
+        }
         if Instant::now() >= next_sample {
             let s = procstat::sample(server.pid).ok_or("server died during the soak")?;
             samples.push(RssPoint {
@@ -966,6 +985,7 @@ pub fn soak(server: &Server, p: &SwarmParams) -> Result<SoakResult, String> {
         },
         latency_us: Percentiles::of(&rep.latency, 1e3),
         backlog_packets: w.backlog_packets,
+        publisher_restarts,
         server_cpu_s: round4(after.cpu_s() - cpu0.cpu_s()),
         samples,
         notes,
@@ -1010,11 +1030,12 @@ pub fn soak_table(r: &SoakResult) -> String {
         ));
     }
     s.push_str(&format!(
-        "  joins {} leaves {} failures {} disconnects {}; loss {} %; live latency p50/p99 {:?}/{:?} us ({} backlog packets at joins not timed)\n",
+        "  joins {} leaves {} failures {} disconnects {}; publisher restarts {}; loss {} %; live latency p50/p99 {:?}/{:?} us ({} backlog packets at joins not timed)\n",
         r.joins,
         r.leaves,
         r.connect_failures,
         r.disconnects,
+        r.publisher_restarts,
         r.loss_pct,
         r.latency_us.p50,
         r.latency_us.p99,
