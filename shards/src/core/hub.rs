@@ -248,7 +248,10 @@ impl Found {
             id: e.id,
             owner: e.owner,
             generation: e.generation,
-            live: e.producer.is_some(),
+            // A stream waiting for its producer's successor (`fanout.resume_ms`) takes
+            // new viewers too: they wait with the others (a publisher restarting must not
+            // fail the joins of its gap).
+            live: e.producer.is_some() || e.resume_sdp.is_some(),
             anchors: e.anchors.clone(),
             arrival: e.arrival_sync,
         }

@@ -441,7 +441,8 @@ impl Registry {
     pub fn reader_sdp(&self, name: &str) -> Option<Sdp> {
         let g = self.lock();
         let e = g.streams.get(name)?;
-        let mut out = e.sdp.clone()?;
+        // While the stream waits for a new producer, readers get the tracks it waits for.
+        let mut out = e.sdp.clone().or_else(|| e.resume_sdp.clone())?;
         for (media, param) in &e.learned_sprop {
             if let Some(m) = out.medias.get_mut(*media) {
                 if let Some(pt) = m.payload_type() {
