@@ -573,6 +573,138 @@ mod tests {
         ));
     }
 
+    /// Interop with an independent DTLS-SRTP stack: OpenSSL's `s_client` (what aiortc runs
+    /// on) handshakes with our server over loopback UDP and prints its exported keying
+    /// material; contexts built from it must talk to ours both ways. Skipped without the
+    /// `openssl` command.
+    #[test]
+    fn openssl_client_interop() {
+        use std::net::UdpSocket;
+        use std::process::{Command, Stdio};
+
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("openssl not installed: interop test skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("corecast-dtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, cert, der) = (dir.join("k.pem"), dir.join("c.pem"), dir.join("c.der"));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args([
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=peer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+            && Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&cert)
+                .arg("-out")
+                .arg(&der)
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "openssl could not make a client certificate");
+        let client_fp = Fingerprint::of_der(&std::fs::read(&der).unwrap());
+        let id = Identity::process().unwrap();
+
+        for (name, len) in [
+            ("SRTP_AEAD_AES_128_GCM", 56),
+            ("SRTP_AES128_CM_SHA1_80", 60),
+        ] {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let port = sock.local_addr().unwrap().port();
+            let mut child = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-dtls1_2",
+                    "-connect",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .args(["-use_srtp", name, "-keymatexport", "EXTRACTOR-dtls_srtp"])
+                .args(["-keymatexportlen", &len.to_string(), "-cert"])
+                .arg(&cert)
+                .arg("-key")
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut server = DtlsSession::new(&id, Role::Server, client_fp, Instant::now());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut peer = None;
+            let mut keys = None;
+            let mut buf = [0u8; 2048];
+            while keys.is_none() && Instant::now() < deadline {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    peer = Some(from);
+                    server.handle_datagram(&buf[..n], Instant::now()).unwrap();
+                } else if server.next_timeout().is_some_and(|t| t <= Instant::now()) {
+                    server.handle_timeout(Instant::now()).unwrap();
+                }
+                let mut out = Vec::new();
+                if let Some(DtlsEvent::Connected(k)) =
+                    server.poll(&mut |p| out.push(p.to_vec())).unwrap()
+                {
+                    keys = Some(k);
+                }
+                for p in out {
+                    sock.send_to(&p, peer.unwrap()).unwrap();
+                }
+            }
+            let mut keys = keys.unwrap_or_else(|| panic!("{name}: no handshake in 10 s"));
+            // EOF on its stdin makes s_client close and exit; keep answering meanwhile.
+            drop(child.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    let _ = server.handle_datagram(&buf[..n], Instant::now());
+                    let _ = server.poll(&mut |p| {
+                        let _ = sock.send_to(p, peer.unwrap());
+                    });
+                }
+            }
+            let _ = child.kill();
+            let out =
+                String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+            assert!(
+                out.contains(&format!("SRTP Extension negotiated, profile={name}")),
+                "{out}"
+            );
+            let hex = out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Keying material: "))
+                .unwrap_or_else(|| panic!("no keying material in\n{out}"));
+            let material: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let (mut c_send, mut c_recv) =
+                contexts_from_keying_material(keys.profile, &material, Role::Client).unwrap();
+            let mut wire = Vec::new();
+            keys.send.protect_rtp_packet(&rtp(1), &mut wire).unwrap();
+            let n = c_recv.unprotect_rtp(&mut wire).expect(name);
+            assert_eq!(wire[..n], rtp(1)[..]);
+            c_send.protect_rtp_packet(&rtp(2), &mut wire).unwrap();
+            let n = keys.recv.unprotect_rtp(&mut wire).expect(name);
+            assert_eq!(wire[..n], rtp(2)[..]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn fingerprint_sdp_roundtrip_and_errors() {
         let id = Identity::process().unwrap();
