@@ -201,6 +201,13 @@ impl std::fmt::Debug for SrtpContext {
     }
 }
 
+/// True when a demultiplexed SRTP-or-SRTCP datagram (first byte 128..=191, RFC 7983) is
+/// SRTCP: with rtcp-mux, RTCP packet types 192..=223 occupy the second byte where RTP has
+/// marker + payload type, and WebRTC payload types stay out of 64..=95 (RFC 5761 §4).
+pub fn is_rtcp(pkt: &[u8]) -> bool {
+    pkt.len() >= 2 && (192..=223).contains(&pkt[1])
+}
+
 /// Builds the two contexts of a DTLS-SRTP association from the exporter output, laid out
 /// as RFC 5764 §4.2 says: client key | server key | client salt | server salt. Returns
 /// `(send, receive)`: the client sends with the client half, the server with the server
@@ -1189,6 +1196,16 @@ mod tests {
             tx.protect_rtp_packet(&rtp(0, 999, 4), &mut out),
             Err(SrtpError::TooManySsrcs)
         );
+    }
+
+    #[test]
+    fn rtcp_demux_and_context_size() {
+        assert!(is_rtcp(&hex("81c8000d")) && is_rtcp(&hex("81cd0002")));
+        // RTP with and without the marker bit, PT 96 / 111.
+        assert!(!is_rtcp(&hex("8060")) && !is_rtcp(&hex("80ef")) && !is_rtcp(&[0x80]));
+        // Per-viewer memory: two contexts per viewer must stay small.
+        let size = std::mem::size_of::<SrtpContext>();
+        assert!(size <= 1280, "SrtpContext is {size} bytes");
     }
 
     #[test]
