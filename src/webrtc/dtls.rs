@@ -573,6 +573,263 @@ mod tests {
         ));
     }
 
+    /// A P-256 certificate and key made by the openssl command, in `dir`.
+    fn openssl_cert(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        use std::process::{Command, Stdio};
+        std::fs::create_dir_all(dir).unwrap();
+        let (key, cert, der) = (dir.join("k.pem"), dir.join("c.pem"), dir.join("c.der"));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args([
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=peer",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+            && Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&cert)
+                .arg("-out")
+                .arg(&der)
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "openssl could not make a client certificate");
+        (key, cert, der)
+    }
+
+    fn openssl_missing() -> bool {
+        let missing = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_err();
+        if missing {
+            eprintln!("openssl not installed: interop test skipped");
+        }
+        missing
+    }
+
+    fn parse_keying_material(out: &str) -> Vec<u8> {
+        let hex = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Keying material: "))
+            .unwrap_or_else(|| panic!("no keying material in\n{out}"));
+        (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Our client role against OpenSSL's `s_server` (the answer to a `setup:passive`
+    /// offer): handshake, certificate requested by the server, keys agree.
+    #[test]
+    fn openssl_server_interop() {
+        use std::io::BufRead;
+        use std::net::UdpSocket;
+        use std::process::{Command, Stdio};
+
+        if openssl_missing() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("corecast-dtls-s-{}", std::process::id()));
+        let (key, cert, der) = openssl_cert(&dir);
+        let server_fp = Fingerprint::of_der(&std::fs::read(&der).unwrap());
+        let id = Identity::process().unwrap();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-dtls1_2", "-naccept", "1", "-verify", "1"])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["-use_srtp", "SRTP_AEAD_AES_256_GCM", "-keymatexport"])
+            .args(["EXTRACTOR-dtls_srtp", "-keymatexportlen", "88", "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // s_server's stdout is read on a thread so the handshake loop never blocks on it.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut out = String::new();
+        let wait_for = |out: &mut String, what: &str, secs: u64| {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            while !out.contains(what) && Instant::now() < deadline {
+                if let Ok(l) = rx.recv_timeout(Duration::from_millis(50)) {
+                    out.push_str(&l);
+                    out.push('\n');
+                }
+            }
+            out.contains(what)
+        };
+        assert!(
+            wait_for(&mut out, "ACCEPT", 10),
+            "s_server did not start: {out}"
+        );
+
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        sock.connect(("127.0.0.1", port)).unwrap();
+        let mut client = DtlsSession::new(&id, Role::Client, server_fp, Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut keys = None;
+        let mut buf = [0u8; 2048];
+        while keys.is_none() && Instant::now() < deadline {
+            let mut pkts = Vec::new();
+            if let Some(DtlsEvent::Connected(k)) =
+                client.poll(&mut |p| pkts.push(p.to_vec())).unwrap()
+            {
+                keys = Some(k);
+            }
+            for p in pkts {
+                sock.send(&p).unwrap();
+            }
+            if let Ok(n) = sock.recv(&mut buf) {
+                client.handle_datagram(&buf[..n], Instant::now()).unwrap();
+            } else if client.next_timeout().is_some_and(|t| t <= Instant::now()) {
+                client.handle_timeout(Instant::now()).unwrap();
+            }
+        }
+        let mut keys = keys.expect("no handshake with s_server in 10 s");
+        assert_eq!(keys.profile, SrtpProfile::AeadAes256Gcm);
+        assert!(wait_for(&mut out, "Keying material: ", 10), "{out}");
+        let _ = child.kill();
+        let _ = child.wait();
+        let material = parse_keying_material(&out);
+        let (mut s_send, mut s_recv) =
+            contexts_from_keying_material(keys.profile, &material, Role::Server).unwrap();
+        let mut wire = Vec::new();
+        keys.send.protect_rtp_packet(&rtp(3), &mut wire).unwrap();
+        let n = s_recv.unprotect_rtp(&mut wire).unwrap();
+        assert_eq!(wire[..n], rtp(3)[..]);
+        s_send.protect_rtp_packet(&rtp(4), &mut wire).unwrap();
+        let n = keys.recv.unprotect_rtp(&mut wire).unwrap();
+        assert_eq!(wire[..n], rtp(4)[..]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Interop with an independent DTLS-SRTP stack: OpenSSL's `s_client` (what aiortc runs
+    /// on) handshakes with our server over loopback UDP and prints its exported keying
+    /// material; contexts built from it must talk to ours both ways. Skipped without the
+    /// `openssl` command.
+    #[test]
+    fn openssl_client_interop() {
+        use std::net::UdpSocket;
+        use std::process::{Command, Stdio};
+
+        if openssl_missing() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("corecast-dtls-c-{}", std::process::id()));
+        let (key, cert, der) = openssl_cert(&dir);
+        let client_fp = Fingerprint::of_der(&std::fs::read(&der).unwrap());
+        let id = Identity::process().unwrap();
+
+        for (name, len) in [
+            ("SRTP_AEAD_AES_128_GCM", 56),
+            ("SRTP_AES128_CM_SHA1_80", 60),
+        ] {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let port = sock.local_addr().unwrap().port();
+            let mut child = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-dtls1_2",
+                    "-connect",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .args(["-use_srtp", name, "-keymatexport", "EXTRACTOR-dtls_srtp"])
+                .args(["-keymatexportlen", &len.to_string(), "-cert"])
+                .arg(&cert)
+                .arg("-key")
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut server = DtlsSession::new(&id, Role::Server, client_fp, Instant::now());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut peer = None;
+            let mut keys = None;
+            let mut buf = [0u8; 2048];
+            while keys.is_none() && Instant::now() < deadline {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    peer = Some(from);
+                    server.handle_datagram(&buf[..n], Instant::now()).unwrap();
+                } else if server.next_timeout().is_some_and(|t| t <= Instant::now()) {
+                    server.handle_timeout(Instant::now()).unwrap();
+                }
+                let mut out = Vec::new();
+                if let Some(DtlsEvent::Connected(k)) =
+                    server.poll(&mut |p| out.push(p.to_vec())).unwrap()
+                {
+                    keys = Some(k);
+                }
+                for p in out {
+                    sock.send_to(&p, peer.unwrap()).unwrap();
+                }
+            }
+            let mut keys = keys.unwrap_or_else(|| panic!("{name}: no handshake in 10 s"));
+            // EOF on its stdin makes s_client close and exit; keep answering meanwhile.
+            drop(child.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    let _ = server.handle_datagram(&buf[..n], Instant::now());
+                    let _ = server.poll(&mut |p| {
+                        let _ = sock.send_to(p, peer.unwrap());
+                    });
+                }
+            }
+            let _ = child.kill();
+            let out =
+                String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+            assert!(
+                out.contains(&format!("SRTP Extension negotiated, profile={name}")),
+                "{out}"
+            );
+            let material = parse_keying_material(&out);
+            let (mut c_send, mut c_recv) =
+                contexts_from_keying_material(keys.profile, &material, Role::Client).unwrap();
+            let mut wire = Vec::new();
+            keys.send.protect_rtp_packet(&rtp(1), &mut wire).unwrap();
+            let n = c_recv.unprotect_rtp(&mut wire).expect(name);
+            assert_eq!(wire[..n], rtp(1)[..]);
+            c_send.protect_rtp_packet(&rtp(2), &mut wire).unwrap();
+            let n = keys.recv.unprotect_rtp(&mut wire).expect(name);
+            assert_eq!(wire[..n], rtp(2)[..]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn fingerprint_sdp_roundtrip_and_errors() {
         let id = Identity::process().unwrap();
