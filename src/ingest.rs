@@ -84,6 +84,8 @@ pub struct Learned {
 #[derive(Debug)]
 pub struct Ingest {
     tracks: Vec<Track>,
+    /// Store a right-sized copy of each packet (see [`copy_payloads`](Self::copy_payloads)).
+    copy: bool,
 }
 
 impl Ingest {
@@ -121,7 +123,20 @@ impl Ingest {
                 }
             })
             .collect();
-        Ingest { tracks }
+        Ingest {
+            tracks,
+            copy: false,
+        }
+    }
+
+    /// Makes every packet's `data` a right-sized copy of what was received. For receive
+    /// paths whose `Bytes` are slices of a larger buffer (an RTSP/TCP read chunk, a UDP
+    /// receive buffer shared by a shard's publishers): kept in a ring for seconds, such a
+    /// slice would pin the whole buffer, which then outlives its own packets by as long as
+    /// the slowest stream sharing it keeps any. One copy per packet, at ingest, never per
+    /// viewer (BENCHMARKS.md, "Rings bounded by time and bytes", has its cost).
+    pub fn copy_payloads(&mut self, on: bool) {
+        self.copy = on;
     }
 
     pub fn track_count(&self) -> usize {
@@ -160,6 +175,7 @@ impl Ingest {
         data: Bytes,
         now: u64,
     ) -> Result<(Packet, Option<Learned>), IngestError> {
+        let copy = self.copy;
         let t = self
             .tracks
             .get_mut(track)
@@ -204,8 +220,10 @@ impl Ingest {
             } => {
                 seq = seq.saturating_add_signed(seq_off);
                 timestamp = timestamp.saturating_add_signed(ts_off);
+                // Already a right-sized copy.
                 rewrite_header(&data, ssrc, seq as u16, timestamp as u32)
             }
+            _ if copy => Bytes::copy_from_slice(&data),
             _ => data,
         };
         let pkt = Packet {
@@ -350,6 +368,33 @@ mod tests {
         let (a, _) = new.packet(1, data.clone(), 7_000_000).unwrap();
         assert_eq!(a.data.as_ptr(), data.as_ptr());
         assert_eq!((a.rtp_seq(), a.rtp_timestamp()), (50, 77));
+    }
+
+    /// With `copy_payloads`, a packet received as a slice of a large buffer is stored as a
+    /// copy of its own size: the buffer is not pinned (it is unique again once the caller
+    /// drops its handle), and the copy carries the same bytes.
+    #[test]
+    fn copied_payloads_do_not_pin_the_receive_buffer() {
+        let mut buf = vec![0u8; 64 * 1024];
+        let pkt = rtp(9, 90, 0xAAAA, &[7; 1000]);
+        buf[100..100 + pkt.len()].copy_from_slice(&pkt);
+        let buf = Bytes::from(buf);
+        let mut ing = Ingest::new(&sdp());
+        ing.copy_payloads(true);
+        let (p, _) = ing.packet(0, buf.slice(100..100 + pkt.len()), 0).unwrap();
+        assert_eq!(p.data, pkt);
+        assert_eq!(p.payload(), &[7; 1000]);
+        assert!(
+            buf.is_unique(),
+            "the receive buffer is not referenced by the packet"
+        );
+        let mut plain = Ingest::new(&sdp());
+        let (q, _) = plain.packet(0, buf.slice(100..100 + pkt.len()), 0).unwrap();
+        assert!(
+            !buf.is_unique(),
+            "without the copy the packet pins the buffer"
+        );
+        drop(q);
     }
 
     /// A multi-slice IDR (x264 `tune=zerolatency` slices every picture): only its first

@@ -29,7 +29,18 @@ pub struct Packet {
     pub payload_offset: u16,
 }
 
+/// What holding one packet in a ring costs besides its bytes: the `Rc<Packet>` allocation
+/// (counts + the struct), the ring slot and the allocator's headers of both allocations.
+/// Counted against `fanout: ring_bytes`, so a stream of tiny packets is bounded too.
+pub const HELD_OVERHEAD: usize = std::mem::size_of::<Packet>() + 16 + 24 + 32;
+
 impl Packet {
+    /// What holding this packet in a ring costs (see [`HELD_OVERHEAD`]). The payload is
+    /// right-sized at ingest, so its length is what it pins.
+    pub fn held_bytes(&self) -> usize {
+        self.data.len() + HELD_OVERHEAD
+    }
+
     /// The RTP sequence number as it is on the wire.
     pub fn rtp_seq(&self) -> u16 {
         self.seq as u16
