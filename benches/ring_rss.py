@@ -2,7 +2,8 @@
 """Server memory per published stream, no viewers (BENCHMARKS.md, "Rings bounded by time
 and bytes"): starts SERVER_BIN (2 shards, or $SHARDS), reads VmRSS, runs COUNT synthetic
 RTSP/TCP publishers (`corecast-perf publish`, 25 fps, a keyframe every GOP frames), samples
-VmRSS every second for SECONDS and prints the deltas. $EXTRA adds config lines ("\n").
+VmRSS every second for SECONDS and prints the deltas. $EXTRA adds config lines ("\n");
+$PUBUDP=1 publishes media over RTSP/UDP.
 
 usage: ring_rss.py SERVER_BIN PERF_BIN COUNT BITRATE GOP SECONDS [PORT]"""
 import os, subprocess, sys, time, tempfile, socket
@@ -41,7 +42,7 @@ try:
     base = rss(srv.pid)
     pub = subprocess.Popen([perf, "publish", "--url", f"rtsp://127.0.0.1:{port}/cam",
                             "--count", str(count), "--duration", str(secs + 30),
-                            "--bitrate", bitrate, "--gop", gop, "--fps", "25"],
+                            "--bitrate", bitrate, "--gop", gop, "--fps", "25"] + (["--udp"] if os.environ.get("PUBUDP") else []),
                            stdout=subprocess.DEVNULL, stderr=open(f"/tmp/pub-{port}.log", "w"))
     samples = []
     t0 = time.time()
