@@ -62,7 +62,14 @@ struct Engine {
 
 impl Engine {
     fn new(n: usize) -> Engine {
-        let stream = LocalStream::new(StreamId(1), "bench", Generation(1), true, RING, 1);
+        let stream = LocalStream::new(
+            StreamId(1),
+            "bench",
+            Generation(1),
+            true,
+            corecast::ring::Bounds::items(RING),
+            1,
+        );
         let mut next = 0;
         while next < RING as u64 + 300 {
             stream.push(packet(next));

@@ -3,6 +3,8 @@
 //!
 //! - `rtsp_parse`: `rtsp::message::parse` on real requests and on interleaved RTP frames.
 //! - `rtp_view`: `rtp::view`, and the whole parse-once ingest (`Ingest::packet`).
+//! - `ingest_copy`: ingest storing the receive buffer's slice vs a packed copy, alone
+//!   and with the push into a stream's time-bounded ring (which frees one per push).
 //! - `fanout`: one packet into a `Ring<Rc<Packet>>`, read by N cursors doing the RTSP
 //!   writer's per-viewer work minus the syscall.
 //! - The engine's per-viewer path on the real `shards/` code is in `benches/engine.rs`
@@ -232,6 +234,52 @@ fn bench_rtp_view(c: &mut Criterion) {
             // buffer the reader would hand over; the packet is dropped (one decrement).
             b.iter(|| ingest.packet(0, black_box(data.clone()), 1_000))
         });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// ingest_copy: the copy at ingest (`Ingest::copy_payloads`)
+// ---------------------------------------------------------------------------------------
+
+/// One 1,200-byte packet per iteration, as a stream's producer handles it: parse once, then
+/// into a ring bounded as a stream's (2 s, 8 MiB), which in steady state evicts (frees) one
+/// packet per push. `slice` stores the receive buffer's slice, `copy` a copy packed in the
+/// producer's 32 KiB chunks.
+fn bench_ingest_copy(c: &mut Criterion) {
+    let sdp = corecast::sdp::parse(LAVF_SDP).expect("valid SDP");
+    // A slice of a 64 KiB read buffer, as the RTSP/TCP reader hands it over.
+    let mut read = BytesMut::with_capacity(64 * 1024);
+    read.extend_from_slice(&rtp_packet(1200, 2, &FU_A_MIDDLE));
+    let mid = read.split_to(1200).freeze();
+    let mut g = c.benchmark_group("ingest_copy");
+    g.throughput(Throughput::Elements(1));
+    for (name, copy) in [("slice", false), ("copy", true)] {
+        let mut ingest = Ingest::new(&sdp);
+        ingest.copy_payloads(copy);
+        let ((p, _), allocs) = count_allocs(|| ingest.packet(0, mid.clone(), 7).unwrap());
+        assert_eq!(p.data.as_ptr() == mid.as_ptr(), !copy);
+        drop(p);
+        eprintln!("alloc-check: Ingest::packet, {name}: {allocs} allocations per packet");
+        g.bench_function(BenchmarkId::new("ingest", name), |b| {
+            b.iter(|| ingest.packet(0, black_box(mid.clone()), 1_000))
+        });
+        let mut ring: Ring<Rc<Packet>> = Ring::bounded(corecast::ring::Bounds {
+            max_age_us: 2_000_000,
+            max_bytes: 8 << 20,
+            max_items: 16384,
+        });
+        // 417 packets/s: a 4 Mbit/s stream of 1,200-byte packets.
+        let mut now = 0u64;
+        g.bench_function(BenchmarkId::new("ingest_ring", name), |b| {
+            b.iter(|| {
+                now += 2_400;
+                let (p, _) = ingest.packet(0, black_box(mid.clone()), now).unwrap();
+                let (key, bytes) = (p.keyframe, p.held_bytes());
+                ring.push_held(Rc::new(p), key, bytes, now);
+            })
+        });
+        assert!(ring.len() <= 835, "the ring holds 2 s: {}", ring.len());
     }
     g.finish();
 }
@@ -521,6 +569,7 @@ criterion_group!(
     benches,
     bench_rtsp_parse,
     bench_rtp_view,
+    bench_ingest_copy,
     bench_fanout,
     bench_relay
 );

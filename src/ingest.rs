@@ -8,7 +8,7 @@ use crate::codec::{self, CodecKind};
 use crate::packet::Packet;
 use crate::rtp::{self, RtpError, SeqExtender, TsExtender};
 use crate::sdp::Sdp;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Ingest state of one track.
 #[derive(Debug)]
@@ -84,7 +84,13 @@ pub struct Learned {
 #[derive(Debug)]
 pub struct Ingest {
     tracks: Vec<Track>,
+    /// Store a copy of each packet (see [`copy_payloads`](Self::copy_payloads)): the rest
+    /// of the current copy chunk, `None` when off.
+    copy: Option<BytesMut>,
 }
+
+/// Copies of one producer's packets are packed in chunks of this size, in arrival order.
+const COPY_CHUNK: usize = 32 * 1024;
 
 impl Ingest {
     pub fn new(sdp: &Sdp) -> Self {
@@ -121,7 +127,21 @@ impl Ingest {
                 }
             })
             .collect();
-        Ingest { tracks }
+        Ingest { tracks, copy: None }
+    }
+
+    /// Makes every packet's `data` a copy of what was received, packed with this
+    /// producer's previous packets in 32 KiB chunks. For receive paths whose `Bytes` are
+    /// slices of a larger buffer (an RTSP/TCP read chunk, a UDP receive buffer shared by a
+    /// shard's publishers): kept in a ring for seconds, such a slice would pin the whole
+    /// buffer, which then outlives its own packets by as long as the slowest stream sharing
+    /// it keeps any. A chunk holds only this stream's packets in order, and a ring evicts in
+    /// order, so what stays pinned beyond the packets held is at most the chunk being filled
+    /// and the oldest one, half evicted. Packing, rather than one allocation per packet,
+    /// keeps the allocator's pages from fragmenting as packets leave the ring (measured:
+    /// BENCHMARKS.md, "Rings bounded by time and bytes", with the copy's cost).
+    pub fn copy_payloads(&mut self, on: bool) {
+        self.copy = on.then(BytesMut::new);
     }
 
     pub fn track_count(&self) -> usize {
@@ -195,7 +215,7 @@ impl Ingest {
                 ts_off: clamp(tail.timestamp as i128 + gap_ticks - timestamp as i128),
             };
         }
-        let data = match t.continuation {
+        let rewrite = match t.continuation {
             Continuation::Active {
                 ssrc,
                 seq_off,
@@ -204,9 +224,28 @@ impl Ingest {
             } => {
                 seq = seq.saturating_add_signed(seq_off);
                 timestamp = timestamp.saturating_add_signed(ts_off);
-                rewrite_header(&data, ssrc, seq as u16, timestamp as u32)
+                Some((ssrc, seq as u16, timestamp as u32))
             }
-            _ => data,
+            _ => None,
+        };
+        let data = match (&mut self.copy, rewrite) {
+            (Some(chunk), rewrite) => {
+                if chunk.capacity() < data.len() {
+                    // The old chunk stays alive while its packets are held.
+                    *chunk = BytesMut::with_capacity(COPY_CHUNK.max(data.len()));
+                }
+                chunk.extend_from_slice(&data);
+                if let Some((ssrc, seq, ts)) = rewrite {
+                    set_header(chunk, ssrc, seq, ts);
+                }
+                chunk.split().freeze()
+            }
+            (None, Some((ssrc, seq, ts))) => {
+                let mut b = BytesMut::from(&data[..]);
+                set_header(&mut b, ssrc, seq, ts);
+                b.freeze()
+            }
+            (None, None) => data,
         };
         let pkt = Packet {
             track: track as u8,
@@ -222,14 +261,12 @@ impl Ingest {
     }
 }
 
-/// A copy of an RTP packet (header already checked) with another SSRC, sequence number and
-/// timestamp.
-fn rewrite_header(data: &Bytes, ssrc: u32, seq: u16, timestamp: u32) -> Bytes {
-    let mut b = bytes::BytesMut::from(&data[..]);
+/// Gives an RTP packet (header already checked, at least 12 bytes) another SSRC, sequence
+/// number and timestamp.
+fn set_header(b: &mut [u8], ssrc: u32, seq: u16, timestamp: u32) {
     b[2..4].copy_from_slice(&seq.to_be_bytes());
     b[4..8].copy_from_slice(&timestamp.to_be_bytes());
     b[8..12].copy_from_slice(&ssrc.to_be_bytes());
-    b.freeze()
 }
 
 fn learn(t: &mut Track, payload: &[u8]) -> Option<String> {
@@ -350,6 +387,44 @@ mod tests {
         let (a, _) = new.packet(1, data.clone(), 7_000_000).unwrap();
         assert_eq!(a.data.as_ptr(), data.as_ptr());
         assert_eq!((a.rtp_seq(), a.rtp_timestamp()), (50, 77));
+    }
+
+    /// With `copy_payloads`, a packet received as a slice of a large buffer is stored as a
+    /// copy of its own size: the buffer is not pinned (it is unique again once the caller
+    /// drops its handle), and the copy carries the same bytes.
+    #[test]
+    fn copied_payloads_do_not_pin_the_receive_buffer() {
+        let mut buf = vec![0u8; 64 * 1024];
+        let pkt = rtp(9, 90, 0xAAAA, &[7; 1000]);
+        buf[100..100 + pkt.len()].copy_from_slice(&pkt);
+        let buf = Bytes::from(buf);
+        let mut ing = Ingest::new(&sdp());
+        ing.copy_payloads(true);
+        let (p, _) = ing.packet(0, buf.slice(100..100 + pkt.len()), 0).unwrap();
+        assert_eq!(p.data, pkt);
+        assert_eq!(p.payload(), &[7; 1000]);
+        assert!(
+            buf.is_unique(),
+            "the receive buffer is not referenced by the packet"
+        );
+        let mut plain = Ingest::new(&sdp());
+        let (q, _) = plain.packet(0, buf.slice(100..100 + pkt.len()), 0).unwrap();
+        assert!(
+            !buf.is_unique(),
+            "without the copy the packet pins the buffer"
+        );
+        drop(q);
+        // Copies are packed in order into chunks of their own: consecutive packets are
+        // neighbours, and a continued numbering is rewritten in the copy.
+        let (p2, _) = ing.packet(0, pkt.clone(), 0).unwrap();
+        assert_eq!(p2.data.as_ptr(), p.data.as_ptr().wrapping_add(pkt.len()));
+        let mut cont = Ingest::new(&sdp());
+        cont.copy_payloads(true);
+        cont.continue_from(&[Some(TrackTail::of(&p).unwrap()), None]);
+        let (r, _) = cont.packet(0, pkt.clone(), 1_000_000).unwrap();
+        let v = crate::rtp::view(&r.data).unwrap();
+        assert_eq!((v.sequence, r.seq), (10, p.seq + 1));
+        assert_eq!(r.payload(), &[7; 1000]);
     }
 
     /// A multi-slice IDR (x264 `tune=zerolatency` slices every picture): only its first

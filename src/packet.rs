@@ -1,7 +1,7 @@
 //! The unit of the data path: one received RTP packet, parsed once at ingest.
 //!
 //! Every consumer reads the metadata here instead of parsing the RTP header again, and
-//! shares `data` by reference count (no payload copy on the RTSP and plain-RTP paths).
+//! shares `data` by reference count (at most one copy at ingest, never one per viewer).
 
 use bytes::Bytes;
 
@@ -10,7 +10,9 @@ use bytes::Bytes;
 /// to RTSP readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
-    /// The whole RTP packet (header + payload), a slice of the receive buffer.
+    /// The whole RTP packet (header + payload): for network producers a copy packed with
+    /// the stream's neighbouring packets (`Ingest::copy_payloads`), never a slice of a
+    /// larger receive buffer.
     pub data: Bytes,
     /// Index of the media section in the stream's SDP.
     pub track: u8,
@@ -29,7 +31,19 @@ pub struct Packet {
     pub payload_offset: u16,
 }
 
+/// What holding one packet in a ring costs besides its bytes: the `Rc<Packet>` allocation
+/// (counts + the struct), the ring slot and the allocator's headers of both allocations.
+/// Counted against `fanout: ring_bytes`, so a stream of tiny packets is bounded too.
+pub const HELD_OVERHEAD: usize = std::mem::size_of::<Packet>() + 16 + 24 + 32;
+
 impl Packet {
+    /// What holding this packet in a ring costs (see [`HELD_OVERHEAD`]). The payload is
+    /// copied at ingest into the stream's own chunks, so its length is what it pins (plus
+    /// at most two partly used chunks per stream).
+    pub fn held_bytes(&self) -> usize {
+        self.data.len() + HELD_OVERHEAD
+    }
+
     /// The RTP sequence number as it is on the wire.
     pub fn rtp_seq(&self) -> u16 {
         self.seq as u16

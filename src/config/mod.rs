@@ -36,7 +36,9 @@ pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 60;
 /// overflow.
 pub const MAX_SESSION_TIMEOUT_SECS: u64 = 86_400;
 pub const DEFAULT_RTP_PORT: u16 = 8000;
-pub const DEFAULT_RING_PACKETS: usize = 4096;
+/// The count bound of a stream's ring (`rtsp: ring_size`): a backstop for tiny packets; time
+/// and bytes (`fanout: max_lag_ms`, `ring_bytes`) bound what a stream keeps first.
+pub const DEFAULT_RING_PACKETS: usize = 16384;
 pub const MIN_RING_PACKETS: usize = 64;
 pub const MAX_RING_PACKETS: usize = 1 << 20;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -129,6 +131,12 @@ impl Default for FfmpegConfig {
     }
 }
 
+/// Default `fanout: ring_bytes`: 8 MiB, over 2 s of a 30 Mbit/s stream.
+pub const DEFAULT_RING_BYTES: u64 = 8 << 20;
+/// Bounds of `fanout: ring_bytes`.
+pub const MIN_RING_BYTES: u64 = 64 << 10;
+pub const MAX_RING_BYTES: u64 = 1 << 30;
+
 /// Default `fanout: egress_tick_us` (see BENCHMARKS.md, "Egress tick").
 pub const DEFAULT_EGRESS_TICK_US: u64 = 2000;
 
@@ -147,6 +155,10 @@ pub struct FanoutConfig {
     /// the batch) at most once per this many microseconds per shard; 0 wakes them after
     /// every receive, as before. At most 50000.
     pub egress_tick_us: u64,
+    /// `ring_bytes`: the most a stream's ring holds, in bytes (payload plus per-packet
+    /// overhead). A ring keeps from the latest keyframe (where a joiner starts) or the lag
+    /// bound, whichever is older, and never more than this. Default 8 MiB, 64 KiB..=1 GiB.
+    pub ring_bytes: u64,
 }
 
 impl Default for FanoutConfig {
@@ -155,6 +167,7 @@ impl Default for FanoutConfig {
             max_lag_ms: crate::fanout::DEFAULT_MAX_LAG_US / 1000,
             resume_ms: 10_000,
             egress_tick_us: DEFAULT_EGRESS_TICK_US,
+            ring_bytes: DEFAULT_RING_BYTES,
         }
     }
 }
@@ -219,7 +232,9 @@ pub struct RtspConfig {
     /// Key `rtp_port`, default 8000, even: shard i uses ports rtp_port+2i / rtp_port+2i+1
     /// for RTP/RTCP over UDP.
     pub udp_rtp_port: u16,
-    /// Key `ring_size`, default 4096, 64..=1<<20 (per-stream packet ring).
+    /// Key `ring_size` (go2rtc-era name), default 16384, 64..=1<<20: the most packets a
+    /// stream's ring holds. Time and bytes bound it first (`fanout: max_lag_ms`,
+    /// `ring_bytes`); this only caps streams of many tiny packets.
     pub ring_packets: usize,
     /// go2rtc `default_query`, as written; None when absent (go2rtc then uses
     /// "video&audio").
@@ -512,10 +527,18 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be at most 50000 microseconds, got {egress_tick_us}"),
         ));
     }
+    let ring_bytes = raw_fanout.ring_bytes.unwrap_or(DEFAULT_RING_BYTES);
+    if !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&ring_bytes) {
+        return Err(cx.error(
+            &["fanout", "ring_bytes"],
+            format!("must be from {MIN_RING_BYTES} to {MAX_RING_BYTES} bytes, got {ring_bytes}"),
+        ));
+    }
     let fanout = FanoutConfig {
         max_lag_ms,
         resume_ms,
         egress_tick_us,
+        ring_bytes,
     };
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));

@@ -31,6 +31,7 @@ pub(super) struct RawFanout {
     pub max_lag_ms: Option<u64>,
     pub resume_ms: Option<u64>,
     pub egress_tick_us: Option<u64>,
+    pub ring_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +93,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "fanout.max_lag_ms",
     "fanout.resume_ms",
     "fanout.egress_tick_us",
+    "fanout.ring_bytes",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",

@@ -110,7 +110,7 @@ fn full_example() {
     assert_eq!(c.rtsp.default_query.as_deref(), Some("video&audio"));
     assert_eq!(c.rtsp.session_timeout_secs, 60);
     assert_eq!(c.rtsp.udp_rtp_port, 8000);
-    assert_eq!(c.rtsp.ring_packets, 4096);
+    assert_eq!(c.rtsp.ring_packets, 16384);
     assert_eq!(c.api.listen, addr("0.0.0.0:1984"));
     assert!(
         c.rtsp.dual_stack && c.api.dual_stack,
@@ -766,6 +766,18 @@ fn fanout_lag_bound() {
     assert_eq!(ok("fanout:\n  max_lag_ms: 500\n").fanout.max_lag_ms, 500);
     let e = err("fanout:\n  max_lag_ms: 5\n");
     assert_eq!((e.key.as_str(), e.line), ("fanout.max_lag_ms", 2), "{e}");
+}
+
+#[test]
+fn fanout_ring_bytes() {
+    assert_eq!(ok("").fanout.ring_bytes, 8 << 20);
+    assert_eq!(
+        ok("fanout:\n  ring_bytes: 1048576\n").fanout.ring_bytes,
+        1 << 20
+    );
+    let e = err("fanout:\n  ring_bytes: 1000\n");
+    assert_eq!((e.key.as_str(), e.line), ("fanout.ring_bytes", 2), "{e}");
+    assert!(e.to_string().contains("65536"), "{e}");
 }
 
 #[test]

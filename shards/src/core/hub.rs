@@ -8,7 +8,7 @@
 use crate::core::registry::{owner_of, AttachError, Generation, Registry, StreamId};
 use corecast::config::Config;
 use corecast::packet::Packet;
-use corecast::ring::Ring;
+use corecast::ring::{Bounds, Ring};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -125,7 +125,7 @@ impl LocalStream {
         name: &str,
         generation: Generation,
         owned: bool,
-        ring: usize,
+        ring: Bounds,
         nshards: usize,
     ) -> Self {
         LocalStream {
@@ -134,7 +134,7 @@ impl LocalStream {
             output: None,
             generation,
             owned,
-            ring: RefCell::new(Ring::new(ring)),
+            ring: RefCell::new(Ring::bounded(ring)),
             waiters: RefCell::new(Vec::new()),
             epoch: Cell::new(0),
             tick: Cell::new(0),
@@ -190,8 +190,10 @@ impl LocalStream {
                 }
             }
         }
-        let key = pkt.keyframe;
-        self.ring.borrow_mut().push(Rc::new(pkt), key);
+        let (key, bytes, at) = (pkt.keyframe, pkt.held_bytes(), pkt.arrival);
+        self.ring
+            .borrow_mut()
+            .push_held(Rc::new(pkt), key, bytes, at);
     }
 
     /// Wakes every viewer waiting for data.
@@ -278,7 +280,8 @@ impl Clock {
     }
 }
 
-/// Ring slots of a muxer's output stream (fragments, about one per frame and track).
+/// Most items of a muxer's output ring (fragments, about one per frame and track; time and
+/// bytes bound it first).
 const DERIVED_RING: usize = 512;
 
 /// One shard's state.
@@ -344,13 +347,19 @@ impl Shard {
         }
     }
 
-    /// Ring slots for a stream: RTP packets, or for a muxer's output whole frames, of which
-    /// a few hundred (seconds of video) are plenty.
-    fn ring_size(&self, output: bool) -> usize {
-        if output {
-            DERIVED_RING.min(self.config.rtsp.ring_packets)
-        } else {
-            self.config.rtsp.ring_packets
+    /// What a stream's ring keeps (owned, mirror or a muxer's output alike): from the
+    /// latest keyframe or the lag bound, whichever is older, within `fanout: ring_bytes`;
+    /// `rtsp: ring_size` caps the count (a muxer's output, whole frames, at a few hundred).
+    pub fn ring_bounds(&self, output: bool) -> Bounds {
+        let items = self.config.rtsp.ring_packets;
+        Bounds {
+            max_age_us: self.config.fanout.max_lag_ms.saturating_mul(1000),
+            max_bytes: usize::try_from(self.config.fanout.ring_bytes).unwrap_or(usize::MAX),
+            max_items: if output {
+                DERIVED_RING.min(items)
+            } else {
+                items
+            },
         }
     }
 
@@ -383,7 +392,7 @@ impl Shard {
             name,
             generation,
             owned,
-            self.ring_size(output.is_some()),
+            self.ring_bounds(output.is_some()),
             self.nshards,
         );
         s.output = output;
@@ -907,8 +916,8 @@ impl Shard {
         {
             let mut ring = s.ring.borrow_mut();
             for p in msg.packets {
-                let key = p.keyframe;
-                ring.push(Rc::new(p), key);
+                let (key, bytes, at) = (p.keyframe, p.held_bytes(), p.arrival);
+                ring.push_held(Rc::new(p), key, bytes, at);
             }
         }
         s.tick.set(self.clock.now());
@@ -1255,7 +1264,14 @@ mod tests {
         let sdp = corecast::sdp::parse("v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")
             .unwrap();
         let mut ingest = Ingest::new(&sdp);
-        let s = LocalStream::new(StreamId(1), "p", Generation(1), true, 4096, 1);
+        let s = LocalStream::new(
+            StreamId(1),
+            "p",
+            Generation(1),
+            true,
+            Bounds::items(4096),
+            1,
+        );
         let mut now = 0u64;
         let mut seq = 0u16;
         let mut push = |frames: u32, now: &mut u64| {

@@ -38,10 +38,14 @@ pub struct Producer {
 
 impl Producer {
     /// A producer of `stream`, whose packets follow `sdp`'s media order.
+    /// Each packet is stored as a right-sized copy (network receive buffers are larger
+    /// than one packet); see [`payloads_owned`](Self::payloads_owned).
     pub fn new(stream: Rc<LocalStream>, sdp: &Sdp, info: Arc<ProducerInfo>) -> Producer {
+        let mut ingest = Ingest::new(sdp);
+        ingest.copy_payloads(true);
         Producer {
             stream,
-            ingest: Ingest::new(sdp),
+            ingest,
             info,
             bad: 0,
             waiting_keyframe: false,
@@ -58,6 +62,13 @@ impl Producer {
         if self.secondary.is_none() {
             self.stream.next_producer_epoch();
         }
+        self
+    }
+
+    /// The caller's packets are already right-sized allocations of their own (packetized
+    /// from demuxed frames, generated): stored as given, without the ingest copy.
+    pub fn payloads_owned(mut self) -> Producer {
+        self.ingest.copy_payloads(false);
         self
     }
 

@@ -519,8 +519,11 @@ async fn wait_data(s: &LocalStream, pos: u64, registered: &Cell<u64>, limit: Dur
     futures_lite::future::or(data, glommio::timer::sleep(limit)).await;
 }
 
-/// Frames a feed keeps: several seconds of video and audio frames.
+/// Most frames a feed keeps; like a stream's ring it keeps from the latest keyframe or the
+/// lag bound, whichever is older, within `fanout: ring_bytes`.
 const FRAME_RING: usize = 1024;
+/// What holding a frame costs besides its units (Rc, struct, unit list, slot).
+const FRAME_OVERHEAD: usize = 128;
 /// The feed's lag bound: it is internal and fast; the viewers apply the real one.
 const FEED_MAX_LAG_US: u64 = 10_000_000;
 
@@ -583,7 +586,10 @@ impl FrameFeed {
         let feed = Rc::new(FrameFeed {
             asm: RefCell::new(FrameAssembler::new(&sdp)),
             fan: RefCell::new(fan),
-            ring: RefCell::new(corecast::ring::Ring::new(FRAME_RING)),
+            ring: RefCell::new(corecast::ring::Ring::bounded(corecast::ring::Bounds {
+                max_items: FRAME_RING,
+                ..shard.ring_bounds(true)
+            })),
             epoch: Cell::new(0),
             sync_track,
             scratch: RefCell::new(Vec::new()),
@@ -619,7 +625,9 @@ impl FrameFeed {
         let mut frames = self.ring.borrow_mut();
         for f in scratch.drain(..) {
             let key = f.keyframe && self.sync_track.is_none_or(|t| t == f.track);
-            frames.push(Rc::new(f), key);
+            let bytes = f.units.iter().map(|u| u.len()).sum::<usize>() + FRAME_OVERHEAD;
+            let at = f.arrival;
+            frames.push_held(Rc::new(f), key, bytes, at);
         }
     }
 

@@ -93,7 +93,7 @@ pub async fn run(shard: Rc<Shard>) {
             return;
         }
     };
-    let mut producer = Producer::new(stream, &sdp, info);
+    let mut producer = Producer::new(stream, &sdp, info).payloads_owned();
     let ssrc_v: u32 = rand::random();
     let ssrc_a: u32 = rand::random();
     let mut vpk = h264::Packetizer::new(96, ssrc_v, rand::random());

@@ -624,7 +624,8 @@ impl StdoutIngest {
             set_error(shard, &self.name, None);
             info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
             self.feed = Some(Feed {
-                producer: primary_producer(&owned, resumed),
+                // Packetized from demuxed frames: right-sized already.
+                producer: primary_producer(&owned, resumed).payloads_owned(),
                 map: (0..sdp.medias.len()).map(Some).collect(),
                 owned,
                 last_udp: std::cell::Cell::new(shard.clock.now()),
