@@ -13,7 +13,7 @@ use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
 use crate::sources::hardware;
 use bytes::Bytes;
-use corecast::http::{self, response, ws, Limits, Request};
+use corecast::http::{self, response, ws, HeadSlot, Limits, Request};
 use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, UnixListener};
@@ -33,6 +33,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_WS_MESSAGE: usize = 64 << 10;
 /// Fragments written per batch.
 const BATCH: usize = 64;
+/// Bytes asked of the socket per request read (a request can take several).
+const READ_CHUNK: usize = 4096;
 
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     loop {
@@ -115,22 +117,30 @@ async fn handle(shard: Rc<Shard>, mut stream: HttpConn, peer: SocketAddr) {
     stream.set_read_timeout(Some(IDLE_TIMEOUT));
     stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let limits = Limits::default();
+    // Requests are read straight into `buf`, which is released once it holds nothing: a
+    // connection that streams or waits for its next request keeps no read buffer.
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 8192];
     loop {
         match http::parse_request(&buf, &limits) {
             Ok(Some((req, consumed))) => {
                 buf.drain(..consumed);
+                if buf.is_empty() {
+                    buf = Vec::new();
+                }
                 debug!(method = %req.method, target = %req.target, %peer, "http request");
                 match dispatch(&shard, &mut stream, peer, req).await {
                     After::KeepAlive => continue,
                     After::Close => break,
                 }
             }
-            Ok(None) => match stream.read_idle(&mut chunk, IDLE_TIMEOUT).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
+            Ok(None) => {
+                let start = buf.len();
+                buf.resize(start + READ_CHUNK, 0);
+                match stream.read_idle(&mut buf[start..], IDLE_TIMEOUT).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.truncate(start + n),
+                }
+            }
             Err(e) => {
                 let status = e.status();
                 debug!(%peer, error = %e, status, "bad http request");
@@ -454,6 +464,57 @@ fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{clean}\"")
 }
 
+/// How a live body frames each fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// HTTP/1.1 chunked: size line, data, CRLF.
+    Chunked,
+    /// HTTP/1.0, delimited by the close: the data as is.
+    Raw,
+    /// One binary WebSocket frame per fragment (MSE).
+    WsBinary,
+}
+
+/// Frames one batch of fragments for one viewer: a header per fragment in the reused
+/// fixed slots `hdrs`, then the iovecs of one vectored write in `iov` (headers and the
+/// shared payloads, never copied). Allocates only while the two vectors grow to a batch's
+/// size. Returns the payload bytes. `iov` points into `hdrs` and `batch`: write it before
+/// either changes.
+pub fn frame_batch(
+    framing: Framing,
+    batch: &[Rc<Packet>],
+    hdrs: &mut Vec<HeadSlot>,
+    iov: &mut Vec<libc::iovec>,
+) -> u64 {
+    hdrs.clear();
+    iov.clear();
+    match framing {
+        Framing::Chunked => hdrs.extend(batch.iter().map(|p| response::chunk_head(p.data.len()))),
+        Framing::WsBinary => hdrs.extend(
+            batch
+                .iter()
+                .map(|p| ws::frame_head(ws::OP_BINARY, p.data.len())),
+        ),
+        Framing::Raw => {}
+    }
+    let mut bytes = 0u64;
+    for (i, p) in batch.iter().enumerate() {
+        // An empty fragment would end a chunked body: it is skipped (it carries nothing).
+        if p.data.is_empty() && framing == Framing::Chunked {
+            continue;
+        }
+        if let Some(h) = hdrs.get(i) {
+            iov.push(sendv::iovec(h));
+        }
+        iov.push(sendv::iovec(&p.data));
+        if framing == Framing::Chunked {
+            iov.push(sendv::iovec(response::CHUNK_END));
+        }
+        bytes += p.data.len() as u64;
+    }
+    bytes
+}
+
 /// `stream.mp4` / `stream.ts` / `stream.aac` / `stream.mjpeg`: the shared muxer's output, live, until the
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
@@ -543,11 +604,18 @@ async fn live(
             return After::Close;
         }
     }
+    // A live viewer sends nothing: the connection's idle read timeout would cut it off.
+    stream.set_read_timeout(None);
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Raw
+    };
+    // Grown to a batch's size on first use, then reused: nothing allocated per fragment.
     let mut batch: Vec<Rc<Packet>> = Vec::new();
-    // Chunk headers are at most 16 hex digits + CRLF: fixed slots, reused every batch.
-    let mut hdrs: Vec<([u8; 18], usize)> = Vec::new();
+    let mut hdrs: Vec<HeadSlot> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
-    let mut scratch = [0u8; 512];
+    let mut scratch = [0u8; 64];
     enum Ev {
         Gone,
         Media(bool),
@@ -555,7 +623,8 @@ async fn live(
     loop {
         batch.clear();
         // The client sends nothing while it watches: a read that ends means it left, even
-        // when the stream is stalled and nothing is being written.
+        // when the stream is stalled and nothing is being written. (glommio keeps the
+        // socket's readiness poll armed across these reads: nothing is allocated per wait.)
         let ev = {
             let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
             let gone = async {
@@ -578,28 +647,7 @@ async fn live(
             }
             Ev::Media(true) => {}
         }
-        hdrs.clear();
-        iov.clear();
-        let mut bytes = 0u64;
-        if chunked {
-            for p in &batch {
-                let h = response::chunk_header(p.data.len());
-                let mut slot = [0u8; 18];
-                let n = h.len().min(18);
-                slot[..n].copy_from_slice(&h[..n]);
-                hdrs.push((slot, n));
-            }
-        }
-        for (i, p) in batch.iter().enumerate() {
-            if chunked {
-                iov.push(sendv::iovec(&hdrs[i].0[..hdrs[i].1]));
-            }
-            iov.push(sendv::iovec(&p.data));
-            if chunked {
-                iov.push(sendv::iovec(response::CHUNK_END));
-            }
-            bytes += p.data.len() as u64;
-        }
+        let bytes = frame_batch(framing, &batch, &mut hdrs, &mut iov);
         if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             break;
         }
@@ -745,10 +793,11 @@ async fn websocket(
     let name = req.query("src").map(str::to_string);
     let mut dec = ws::Decoder::new(MAX_WS_MESSAGE);
     let mut rbuf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 4096];
+    // Client messages are small (signalling); a larger one takes several reads.
+    let mut chunk = vec![0u8; 1024];
     let mut playing: Option<(MuxReader, Consumer)> = None;
     let mut batch: Vec<Rc<Packet>> = Vec::new();
-    let mut hdrs: Vec<Vec<u8>> = Vec::new();
+    let mut hdrs: Vec<HeadSlot> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
     // A live viewer sends nothing for long stretches: no read timeout while playing.
     stream.set_read_timeout(None);
@@ -846,17 +895,7 @@ async fn websocket(
                 let Some((reader, consumer)) = playing.as_mut() else {
                     continue;
                 };
-                hdrs.clear();
-                iov.clear();
-                let mut bytes = 0u64;
-                for p in &batch {
-                    hdrs.push(ws::frame_header(ws::OP_BINARY, p.data.len()));
-                }
-                for (h, p) in hdrs.iter().zip(&batch) {
-                    iov.push(sendv::iovec(h));
-                    iov.push(sendv::iovec(&p.data));
-                    bytes += p.data.len() as u64;
-                }
+                let bytes = frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
                 if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
                     break;
                 }
