@@ -31,8 +31,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest WebSocket message we accept from a client (signalling only).
 const MAX_WS_MESSAGE: usize = 64 << 10;
-/// Fragments written per batch.
-const BATCH: usize = 64;
+/// Fragments written per batch: each is a whole frame (or several), so a few make a large
+/// write; a small batch keeps each viewer's vectors small.
+const BATCH: usize = 16;
 /// Bytes asked of the socket per request read (a request can take several).
 const READ_CHUNK: usize = 4096;
 
@@ -558,54 +559,44 @@ async fn live(
         .query("duration")
         .and_then(|d| d.parse::<u64>().ok())
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(1 << 32))));
-    let ctype = match v {
-        // go2rtc names the codecs, as for MSE.
-        Variant::Mp4 | Variant::Mp4Tracks { .. } => {
-            format!("video/mp4; codecs=\"{}\"", reader.info.codecs)
-        }
-        Variant::Ts => "video/mp2t".into(),
-        Variant::Aac => "audio/aac".into(),
-        Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame".into(),
-    };
-    // go2rtc's `filename=`: a download rather than a player.
-    let disposition = req
-        .query("filename")
-        .map(attachment)
-        .filter(|d| !d.is_empty());
     // HTTP/1.0 clients get a body delimited by the close instead of chunks.
     let chunked = req.version >= 1;
-    let common = common_headers(shard);
-    let mut headers: Vec<(&str, &str)> =
-        vec![("Content-Type", &ctype), ("Cache-Control", "no-cache")];
-    if let Some(d) = &disposition {
-        headers.push(("Content-Disposition", d));
-    }
-    headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
-    let head = if chunked {
-        response::head(200, &headers, None, false)
-    } else {
-        response::head_close_delimited(200, &headers)
+    // The head's strings are dropped once it is written: a viewer keeps nothing of them.
+    let head = {
+        let ctype = match v {
+            // go2rtc names the codecs, as for MSE.
+            Variant::Mp4 | Variant::Mp4Tracks { .. } => {
+                format!("video/mp4; codecs=\"{}\"", reader.info.codecs)
+            }
+            Variant::Ts => "video/mp2t".into(),
+            Variant::Aac => "audio/aac".into(),
+            Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame".into(),
+        };
+        // go2rtc's `filename=`: a download rather than a player.
+        let disposition = req
+            .query("filename")
+            .map(attachment)
+            .filter(|d| !d.is_empty());
+        let common = common_headers(shard);
+        let mut headers: Vec<(&str, &str)> =
+            vec![("Content-Type", &ctype), ("Cache-Control", "no-cache")];
+        if let Some(d) = &disposition {
+            headers.push(("Content-Disposition", d));
+        }
+        headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
+        if chunked {
+            response::head(200, &headers, None, false)
+        } else {
+            response::head_close_delimited(200, &headers)
+        }
     };
+    // Nor of the request.
+    drop(req);
     if stream.write_all(&head).await.is_err() {
         return After::Close;
     }
+    drop(head);
     info!(stream = %name, %peer, format = v.tag(), "http viewer started");
-    let init = reader.info.init.clone();
-    if !init.is_empty() {
-        let mut out = Vec::with_capacity(init.len() + 16);
-        if chunked {
-            out.extend_from_slice(&response::chunk_header(init.len()));
-        }
-        out.extend_from_slice(&init);
-        if chunked {
-            out.extend_from_slice(response::CHUNK_END);
-        }
-        if stream.write_all(&out).await.is_err() {
-            return After::Close;
-        }
-    }
-    // A live viewer sends nothing: the connection's idle read timeout would cut it off.
-    stream.set_read_timeout(None);
     let framing = if chunked {
         Framing::Chunked
     } else {
@@ -615,6 +606,23 @@ async fn live(
     let mut batch: Vec<Rc<Packet>> = Vec::new();
     let mut hdrs: Vec<HeadSlot> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
+    let init = reader.info.init.clone();
+    if !init.is_empty() {
+        // The init segment is one more chunk (no copy of it).
+        let h = response::chunk_head(init.len());
+        if chunked {
+            iov.push(sendv::iovec(&h));
+        }
+        iov.push(sendv::iovec(&init));
+        if chunked {
+            iov.push(sendv::iovec(response::CHUNK_END));
+        }
+        if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
+            return After::Close;
+        }
+    }
+    // A live viewer sends nothing while it watches: no idle read timeout (as for MSE).
+    stream.set_read_timeout(None);
     let mut scratch = [0u8; 64];
     enum Ev {
         Gone,
