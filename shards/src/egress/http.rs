@@ -490,7 +490,11 @@ pub fn frame_batch(
     hdrs.clear();
     iov.clear();
     match framing {
-        Framing::Chunked => hdrs.extend(batch.iter().map(|p| response::chunk_head(p.data.len()))),
+        Framing::Chunked => hdrs.extend(batch.iter().map(|p| match p.data.len() {
+            // Skipped below: an empty chunk would end the body.
+            0 => HeadSlot::default(),
+            n => response::chunk_head(n),
+        })),
         Framing::WsBinary => hdrs.extend(
             batch
                 .iter()
@@ -500,7 +504,6 @@ pub fn frame_batch(
     }
     let mut bytes = 0u64;
     for (i, p) in batch.iter().enumerate() {
-        // An empty fragment would end a chunked body: it is skipped (it carries nothing).
         if p.data.is_empty() && framing == Framing::Chunked {
             continue;
         }
@@ -984,6 +987,51 @@ async fn on_ws_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fragment(data: &'static [u8]) -> Rc<Packet> {
+        Rc::new(Packet {
+            data: Bytes::from_static(data),
+            track: 0,
+            seq: 0,
+            timestamp: 0,
+            marker: true,
+            keyframe: false,
+            arrival: 0,
+            payload_offset: 0,
+        })
+    }
+
+    /// The bytes a vectored write of `iov` sends.
+    #[allow(unsafe_code)]
+    fn gather(iov: &[libc::iovec]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in iov {
+            // SAFETY: made by `sendv::iovec` from slices the test still holds.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn batches_are_framed_in_place() {
+        let batch = [fragment(b"hello"), fragment(b""), fragment(&[7; 300])];
+        let (mut hdrs, mut iov) = (Vec::new(), Vec::new());
+        let n = frame_batch(Framing::Chunked, &batch, &mut hdrs, &mut iov);
+        let mut want = b"5\r\nhello\r\n12c\r\n".to_vec();
+        want.extend_from_slice(&[7; 300]);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!((n, gather(&iov)), (305, want));
+        frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
+        let mut want = vec![0x82, 5];
+        want.extend_from_slice(b"hello");
+        want.extend_from_slice(&[0x82, 0, 0x82, 126, 1, 44]);
+        want.extend_from_slice(&[7; 300]);
+        assert_eq!(gather(&iov), want);
+        frame_batch(Framing::Raw, &batch, &mut hdrs, &mut iov);
+        assert_eq!(gather(&iov).len(), 305);
+    }
 
     #[test]
     fn attachment_header() {
