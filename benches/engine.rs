@@ -5,15 +5,22 @@
 //! `sendv::iovec` (the `sendmsg` itself is left out), the statistics are accounted, and the
 //! viewer registers its waker again with `LocalStream::poll_data`.
 //!
+//! The `http` group does the same for HTTP and WebSocket viewers of a muxer's output (one
+//! fMP4 fragment per frame): each takes the new fragments and frames them with the
+//! server's own `egress::http::frame_batch` (chunked `stream.mp4`, or MSE's binary
+//! WebSocket frames), as `live` and `websocket` do before their one vectored write.
+//!
 //! Run: `cargo bench -p corecast-shards --bench engine`. Results in BENCHMARKS.md. A
 //! counting allocator checks that a viewer's turn allocates nothing (`alloc-check:` lines).
 
 use bytes::Bytes;
 use corecast::fanout::{Consumer, Policy};
+use corecast::http::HeadSlot;
 use corecast::packet::Packet;
 use corecast::rtsp::message;
 use corecast_shards::core::hub::LocalStream;
 use corecast_shards::core::registry::{Generation, StreamId};
+use corecast_shards::egress::http::{frame_batch, Framing};
 use corecast_shards::io::sendv;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::cell::Cell;
@@ -155,5 +162,122 @@ fn bench_viewer_turn(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_viewer_turn);
+/// A muxer's output fragment (one frame of fMP4: `moof` + `mdat`), as `run_muxer` pushes it.
+fn fragment(i: u64) -> Packet {
+    Packet {
+        data: Bytes::from(vec![0u8; 4000]),
+        track: 0,
+        seq: i,
+        timestamp: 0,
+        marker: true,
+        keyframe: i.is_multiple_of(25),
+        arrival: i * 40_000,
+        payload_offset: 0,
+    }
+}
+
+/// An HTTP or WebSocket viewer's reusable state, as `live` / `websocket` keep it.
+struct HttpViewer {
+    fanout: Consumer,
+    registered: Cell<u64>,
+    batch: Vec<Rc<Packet>>,
+    hdrs: Vec<HeadSlot>,
+    iov: Vec<libc::iovec>,
+}
+
+struct HttpEngine {
+    stream: LocalStream,
+    viewers: Vec<HttpViewer>,
+    framing: Framing,
+    next: u64,
+    waker: Waker,
+}
+
+impl HttpEngine {
+    fn new(n: usize, framing: Framing) -> HttpEngine {
+        let stream = LocalStream::new(StreamId(2), "bench-mp4", Generation(1), true, 1024, 1);
+        let mut next = 0;
+        while next < 100 {
+            stream.push(fragment(next));
+            next += 1;
+        }
+        let now = next * 40_000;
+        let viewers = (0..n)
+            .map(|_| HttpViewer {
+                fanout: Consumer::join(&stream.ring.borrow(), Policy::default(), 0, now),
+                registered: Cell::new(0),
+                batch: Vec::with_capacity(64),
+                hdrs: Vec::with_capacity(64),
+                iov: Vec::with_capacity(192),
+            })
+            .collect();
+        let mut e = HttpEngine {
+            stream,
+            viewers,
+            framing,
+            next,
+            waker: Waker::noop().clone(),
+        };
+        while e.turn() > 0 {}
+        e
+    }
+
+    /// Every viewer takes the new fragments and frames them; returns the iovecs built.
+    fn turn(&mut self) -> usize {
+        let now = self.next * 40_000;
+        let ring = self.stream.ring.borrow();
+        let cx = Context::from_waker(&self.waker);
+        let mut iovs = 0;
+        for v in &mut self.viewers {
+            v.fanout.fill(&ring, now, &mut v.batch, 64);
+            let bytes = frame_batch(self.framing, &v.batch, &mut v.hdrs, &mut v.iov);
+            black_box(&v.iov);
+            iovs += v.iov.len();
+            // The statistics cadence: shared counters only every 250 ms (not measured here).
+            let _ = v.fanout.delivered(v.batch.len() as u64, bytes, now);
+            v.batch.clear();
+            let _ = self
+                .stream
+                .poll_data(v.fanout.position(), &v.registered, &cx);
+        }
+        iovs
+    }
+
+    /// One fragment in, woken, every viewer takes it.
+    fn step(&mut self) -> usize {
+        self.stream.push(fragment(self.next));
+        self.next += 1;
+        self.stream.notify();
+        self.turn()
+    }
+}
+
+fn bench_http_viewer_turn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("http");
+    for (framing, label, per_fragment) in [
+        (Framing::Chunked, "stream_mp4_chunked", 3),
+        (Framing::WsBinary, "mse_websocket", 2),
+    ] {
+        for n in [100usize, 1_000, 10_000] {
+            let mut e = HttpEngine::new(n, framing);
+            e.step();
+            let (iovs, allocs) = count_allocs(|| e.step());
+            assert_eq!(iovs, per_fragment * n);
+            // The fragment's buffer and its Rc in the ring: nothing per viewer.
+            assert_eq!(
+                allocs, 2,
+                "allocations per fragment with {n} {label} viewers"
+            );
+            eprintln!("alloc-check: http {label} {n} viewers: {allocs} allocations per fragment (its buffer and its Rc), none per viewer");
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_function(
+                BenchmarkId::new(format!("fragment_to_every_viewer/{label}"), n),
+                |b| b.iter(|| e.step()),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_viewer_turn, bench_http_viewer_turn);
 criterion_main!(benches);

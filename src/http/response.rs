@@ -4,6 +4,7 @@
 //! is not a token, or whose value holds CR, LF or another control character (tab excepted),
 //! is dropped rather than written.
 
+use super::HeadSlot;
 use base64::Engine as _;
 
 /// Ends one chunk after its data.
@@ -103,13 +104,27 @@ pub fn head_close_delimited(status: u16, headers: &[(&str, &str)]) -> Vec<u8> {
 
 /// `"{len:x}\r\n"`: the header of one chunk of `len` bytes; the caller writes the data and
 /// then [`CHUNK_END`]. `len` must be > 0 (a zero-size chunk ends the body): for 0 this returns
-/// an empty `Vec`, and the caller must skip the chunk altogether.
-pub fn chunk_header(len: usize) -> Vec<u8> {
+/// an empty header, and the caller must skip the chunk altogether. No allocation.
+pub fn chunk_head(len: usize) -> HeadSlot {
     debug_assert!(len > 0, "an empty chunk would end the chunked body");
+    let mut h = HeadSlot::default();
     if len == 0 {
-        return Vec::new();
+        return h;
     }
-    format!("{len:x}\r\n").into_bytes()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4) as usize;
+    let mut hex = [0u8; 16];
+    for (i, d) in hex[..digits].iter_mut().enumerate() {
+        *d = HEX[(len >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    h.push(&hex[..digits]);
+    h.push(b"\r\n");
+    h
+}
+
+/// [`chunk_head`] as a `Vec` (for one-off writes).
+pub fn chunk_header(len: usize) -> Vec<u8> {
+    chunk_head(len).to_vec()
 }
 
 /// Basic auth (RFC 7617): true when `authorization` is `Basic base64(user:pass)` for exactly
@@ -302,6 +317,13 @@ mod tests {
         assert_eq!(chunk_header(1), b"1\r\n");
         assert_eq!(chunk_header(255), b"ff\r\n");
         assert_eq!(chunk_header(4096), b"1000\r\n");
+        // The in-place header matches `format!` over the whole range, up to 16 digits.
+        for len in [1usize, 15, 16, 17, 0xfff, 0x1000, 123_456_789, usize::MAX] {
+            assert_eq!(
+                chunk_head(len).as_bytes(),
+                format!("{len:x}\r\n").as_bytes()
+            );
+        }
         let mut body = chunk_header(5);
         body.extend_from_slice(b"hello");
         body.extend_from_slice(CHUNK_END);

@@ -5,6 +5,7 @@
 //! frame's payload; a length above the limit is refused from the frame header alone, before
 //! any of the payload is buffered or allocated.
 
+use super::HeadSlot;
 use base64::Engine as _;
 use bytes::Bytes;
 
@@ -287,12 +288,28 @@ pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
-/// Header of one final, unmasked server frame with a `len`-byte payload (2, 4 or 10 bytes).
+/// Header of one final, unmasked server frame with a `len`-byte payload (2, 4 or 10 bytes),
+/// built in place: no allocation.
+pub fn frame_head(opcode: u8, len: usize) -> HeadSlot {
+    let mut h = HeadSlot::default();
+    h.push(&[0x80 | (opcode & 0x0f)]);
+    match len {
+        0..=125 => h.push(&[len as u8]),
+        126..=0xffff => {
+            h.push(&[126]);
+            h.push(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            h.push(&[127]);
+            h.push(&(len as u64).to_be_bytes());
+        }
+    }
+    h
+}
+
+/// [`frame_head`] as a `Vec` (for one-off frames).
 pub fn frame_header(opcode: u8, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10);
-    out.push(0x80 | (opcode & 0x0f));
-    put_len(&mut out, 0, len);
-    out
+    frame_head(opcode, len).to_vec()
 }
 
 /// The shortest length encoding of `len`, with `mask_bit` (0 or 0x80) in the second byte.

@@ -13,7 +13,7 @@ use crate::io::sendv;
 use crate::muxers::{self, MuxReader, Variant};
 use crate::sources::hardware;
 use bytes::Bytes;
-use corecast::http::{self, response, ws, Limits, Request};
+use corecast::http::{self, response, ws, HeadSlot, Limits, Request};
 use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, UnixListener};
@@ -31,8 +31,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest WebSocket message we accept from a client (signalling only).
 const MAX_WS_MESSAGE: usize = 64 << 10;
-/// Fragments written per batch.
-const BATCH: usize = 64;
+/// Fragments written per batch: each is a whole frame (or several), so a few make a large
+/// write; a small batch keeps each viewer's vectors small.
+const BATCH: usize = 16;
+/// Bytes asked of the socket per request read (a request can take several).
+const READ_CHUNK: usize = 4096;
 
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     loop {
@@ -115,22 +118,30 @@ async fn handle(shard: Rc<Shard>, mut stream: HttpConn, peer: SocketAddr) {
     stream.set_read_timeout(Some(IDLE_TIMEOUT));
     stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let limits = Limits::default();
+    // Requests are read straight into `buf`, which is released once it holds nothing: a
+    // connection that streams or waits for its next request keeps no read buffer.
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 8192];
     loop {
         match http::parse_request(&buf, &limits) {
             Ok(Some((req, consumed))) => {
                 buf.drain(..consumed);
+                if buf.is_empty() {
+                    buf = Vec::new();
+                }
                 debug!(method = %req.method, target = %req.target, %peer, "http request");
                 match dispatch(&shard, &mut stream, peer, req).await {
                     After::KeepAlive => continue,
                     After::Close => break,
                 }
             }
-            Ok(None) => match stream.read_idle(&mut chunk, IDLE_TIMEOUT).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
+            Ok(None) => {
+                let start = buf.len();
+                buf.resize(start + READ_CHUNK, 0);
+                match stream.read_idle(&mut buf[start..], IDLE_TIMEOUT).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.truncate(start + n),
+                }
+            }
             Err(e) => {
                 let status = e.status();
                 debug!(%peer, error = %e, status, "bad http request");
@@ -454,6 +465,60 @@ fn attachment(name: &str) -> String {
     format!("attachment; filename=\"{clean}\"")
 }
 
+/// How a live body frames each fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// HTTP/1.1 chunked: size line, data, CRLF.
+    Chunked,
+    /// HTTP/1.0, delimited by the close: the data as is.
+    Raw,
+    /// One binary WebSocket frame per fragment (MSE).
+    WsBinary,
+}
+
+/// Frames one batch of fragments for one viewer: a header per fragment in the reused
+/// fixed slots `hdrs`, then the iovecs of one vectored write in `iov` (headers and the
+/// shared payloads, never copied). Allocates only while the two vectors grow to a batch's
+/// size. Returns the payload bytes. `iov` points into `hdrs` and `batch`: write it before
+/// either changes.
+pub fn frame_batch(
+    framing: Framing,
+    batch: &[Rc<Packet>],
+    hdrs: &mut Vec<HeadSlot>,
+    iov: &mut Vec<libc::iovec>,
+) -> u64 {
+    hdrs.clear();
+    iov.clear();
+    match framing {
+        Framing::Chunked => hdrs.extend(batch.iter().map(|p| match p.data.len() {
+            // Skipped below: an empty chunk would end the body.
+            0 => HeadSlot::default(),
+            n => response::chunk_head(n),
+        })),
+        Framing::WsBinary => hdrs.extend(
+            batch
+                .iter()
+                .map(|p| ws::frame_head(ws::OP_BINARY, p.data.len())),
+        ),
+        Framing::Raw => {}
+    }
+    let mut bytes = 0u64;
+    for (i, p) in batch.iter().enumerate() {
+        if p.data.is_empty() && framing == Framing::Chunked {
+            continue;
+        }
+        if let Some(h) = hdrs.get(i) {
+            iov.push(sendv::iovec(h));
+        }
+        iov.push(sendv::iovec(&p.data));
+        if framing == Framing::Chunked {
+            iov.push(sendv::iovec(response::CHUNK_END));
+        }
+        bytes += p.data.len() as u64;
+    }
+    bytes
+}
+
 /// `stream.mp4` / `stream.ts` / `stream.aac` / `stream.mjpeg`: the shared muxer's output, live, until the
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
@@ -497,57 +562,71 @@ async fn live(
         .query("duration")
         .and_then(|d| d.parse::<u64>().ok())
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(1 << 32))));
-    let ctype = match v {
-        // go2rtc names the codecs, as for MSE.
-        Variant::Mp4 | Variant::Mp4Tracks { .. } => {
-            format!("video/mp4; codecs=\"{}\"", reader.info.codecs)
-        }
-        Variant::Ts => "video/mp2t".into(),
-        Variant::Aac => "audio/aac".into(),
-        Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame".into(),
-    };
-    // go2rtc's `filename=`: a download rather than a player.
-    let disposition = req
-        .query("filename")
-        .map(attachment)
-        .filter(|d| !d.is_empty());
     // HTTP/1.0 clients get a body delimited by the close instead of chunks.
     let chunked = req.version >= 1;
-    let common = common_headers(shard);
-    let mut headers: Vec<(&str, &str)> =
-        vec![("Content-Type", &ctype), ("Cache-Control", "no-cache")];
-    if let Some(d) = &disposition {
-        headers.push(("Content-Disposition", d));
-    }
-    headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
-    let head = if chunked {
-        response::head(200, &headers, None, false)
-    } else {
-        response::head_close_delimited(200, &headers)
+    // The head's strings are dropped once it is written: a viewer keeps nothing of them.
+    let head = {
+        let ctype = match v {
+            // go2rtc names the codecs, as for MSE.
+            Variant::Mp4 | Variant::Mp4Tracks { .. } => {
+                format!("video/mp4; codecs=\"{}\"", reader.info.codecs)
+            }
+            Variant::Ts => "video/mp2t".into(),
+            Variant::Aac => "audio/aac".into(),
+            Variant::Mjpeg => "multipart/x-mixed-replace; boundary=frame".into(),
+        };
+        // go2rtc's `filename=`: a download rather than a player.
+        let disposition = req
+            .query("filename")
+            .map(attachment)
+            .filter(|d| !d.is_empty());
+        let common = common_headers(shard);
+        let mut headers: Vec<(&str, &str)> =
+            vec![("Content-Type", &ctype), ("Cache-Control", "no-cache")];
+        if let Some(d) = &disposition {
+            headers.push(("Content-Disposition", d));
+        }
+        headers.extend(common.iter().map(|(k, val)| (*k, val.as_str())));
+        if chunked {
+            response::head(200, &headers, None, false)
+        } else {
+            response::head_close_delimited(200, &headers)
+        }
     };
+    // Nor of the request.
+    drop(req);
     if stream.write_all(&head).await.is_err() {
         return After::Close;
     }
+    drop(head);
     info!(stream = %name, %peer, format = v.tag(), "http viewer started");
+    let framing = if chunked {
+        Framing::Chunked
+    } else {
+        Framing::Raw
+    };
+    // Grown to a batch's size on first use, then reused: nothing allocated per fragment.
+    let mut batch: Vec<Rc<Packet>> = Vec::new();
+    let mut hdrs: Vec<HeadSlot> = Vec::new();
+    let mut iov: Vec<libc::iovec> = Vec::new();
     let init = reader.info.init.clone();
     if !init.is_empty() {
-        let mut out = Vec::with_capacity(init.len() + 16);
+        // The init segment is one more chunk (no copy of it).
+        let h = response::chunk_head(init.len());
         if chunked {
-            out.extend_from_slice(&response::chunk_header(init.len()));
+            iov.push(sendv::iovec(&h));
         }
-        out.extend_from_slice(&init);
+        iov.push(sendv::iovec(&init));
         if chunked {
-            out.extend_from_slice(response::CHUNK_END);
+            iov.push(sendv::iovec(response::CHUNK_END));
         }
-        if stream.write_all(&out).await.is_err() {
+        if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             return After::Close;
         }
     }
-    let mut batch: Vec<Rc<Packet>> = Vec::new();
-    // Chunk headers are at most 16 hex digits + CRLF: fixed slots, reused every batch.
-    let mut hdrs: Vec<([u8; 18], usize)> = Vec::new();
-    let mut iov: Vec<libc::iovec> = Vec::new();
-    let mut scratch = [0u8; 512];
+    // A live viewer sends nothing while it watches: no idle read timeout (as for MSE).
+    stream.set_read_timeout(None);
+    let mut scratch = [0u8; 64];
     enum Ev {
         Gone,
         Media(bool),
@@ -555,7 +634,8 @@ async fn live(
     loop {
         batch.clear();
         // The client sends nothing while it watches: a read that ends means it left, even
-        // when the stream is stalled and nothing is being written.
+        // when the stream is stalled and nothing is being written. (glommio keeps the
+        // socket's readiness poll armed across these reads: nothing is allocated per wait.)
         let ev = {
             let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
             let gone = async {
@@ -578,28 +658,7 @@ async fn live(
             }
             Ev::Media(true) => {}
         }
-        hdrs.clear();
-        iov.clear();
-        let mut bytes = 0u64;
-        if chunked {
-            for p in &batch {
-                let h = response::chunk_header(p.data.len());
-                let mut slot = [0u8; 18];
-                let n = h.len().min(18);
-                slot[..n].copy_from_slice(&h[..n]);
-                hdrs.push((slot, n));
-            }
-        }
-        for (i, p) in batch.iter().enumerate() {
-            if chunked {
-                iov.push(sendv::iovec(&hdrs[i].0[..hdrs[i].1]));
-            }
-            iov.push(sendv::iovec(&p.data));
-            if chunked {
-                iov.push(sendv::iovec(response::CHUNK_END));
-            }
-            bytes += p.data.len() as u64;
-        }
+        let bytes = frame_batch(framing, &batch, &mut hdrs, &mut iov);
         if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             break;
         }
@@ -745,10 +804,11 @@ async fn websocket(
     let name = req.query("src").map(str::to_string);
     let mut dec = ws::Decoder::new(MAX_WS_MESSAGE);
     let mut rbuf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 4096];
+    // Client messages are small (signalling); a larger one takes several reads.
+    let mut chunk = vec![0u8; 1024];
     let mut playing: Option<(MuxReader, Consumer)> = None;
     let mut batch: Vec<Rc<Packet>> = Vec::new();
-    let mut hdrs: Vec<Vec<u8>> = Vec::new();
+    let mut hdrs: Vec<HeadSlot> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
     // A live viewer sends nothing for long stretches: no read timeout while playing.
     stream.set_read_timeout(None);
@@ -846,17 +906,7 @@ async fn websocket(
                 let Some((reader, consumer)) = playing.as_mut() else {
                     continue;
                 };
-                hdrs.clear();
-                iov.clear();
-                let mut bytes = 0u64;
-                for p in &batch {
-                    hdrs.push(ws::frame_header(ws::OP_BINARY, p.data.len()));
-                }
-                for (h, p) in hdrs.iter().zip(&batch) {
-                    iov.push(sendv::iovec(h));
-                    iov.push(sendv::iovec(&p.data));
-                    bytes += p.data.len() as u64;
-                }
+                let bytes = frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
                 if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
                     break;
                 }
@@ -937,6 +987,51 @@ async fn on_ws_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fragment(data: &'static [u8]) -> Rc<Packet> {
+        Rc::new(Packet {
+            data: Bytes::from_static(data),
+            track: 0,
+            seq: 0,
+            timestamp: 0,
+            marker: true,
+            keyframe: false,
+            arrival: 0,
+            payload_offset: 0,
+        })
+    }
+
+    /// The bytes a vectored write of `iov` sends.
+    #[allow(unsafe_code)]
+    fn gather(iov: &[libc::iovec]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in iov {
+            // SAFETY: made by `sendv::iovec` from slices the test still holds.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn batches_are_framed_in_place() {
+        let batch = [fragment(b"hello"), fragment(b""), fragment(&[7; 300])];
+        let (mut hdrs, mut iov) = (Vec::new(), Vec::new());
+        let n = frame_batch(Framing::Chunked, &batch, &mut hdrs, &mut iov);
+        let mut want = b"5\r\nhello\r\n12c\r\n".to_vec();
+        want.extend_from_slice(&[7; 300]);
+        want.extend_from_slice(b"\r\n");
+        assert_eq!((n, gather(&iov)), (305, want));
+        frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
+        let mut want = vec![0x82, 5];
+        want.extend_from_slice(b"hello");
+        want.extend_from_slice(&[0x82, 0, 0x82, 126, 1, 44]);
+        want.extend_from_slice(&[7; 300]);
+        assert_eq!(gather(&iov), want);
+        frame_batch(Framing::Raw, &batch, &mut hdrs, &mut iov);
+        assert_eq!(gather(&iov).len(), 305);
+    }
 
     #[test]
     fn attachment_header() {

@@ -555,8 +555,10 @@ async fn handle(
                         };
                         let (_, query) = url::path_and_query(&req.uri);
                         let ua = req.headers.get("User-Agent").unwrap_or("");
+                        // Boxed: its state would otherwise widen every connection's task.
                         if let Err(e) =
-                            crate::sources::lifecycle::ensure(&shard, name, query, ua).await
+                            Box::pin(crate::sources::lifecycle::ensure(&shard, name, query, ua))
+                                .await
                         {
                             warn!(stream = name, %peer, error = %e, "source unavailable for reader");
                         }
@@ -667,7 +669,8 @@ async fn handle(
         // Closing with unread input would reset the connection and destroy the response
         // in flight: half-close, then discard what the client still sends, briefly.
         crate::io::fd::shutdown(&stream, libc::SHUT_WR);
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every connection's task for its life.
+        let mut sink = vec![0u8; 4096];
         let _ = glommio::timer::timeout(Duration::from_secs(1), async {
             while let Ok(n) = stream.read(&mut sink).await {
                 if n == 0 {
@@ -746,6 +749,17 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         }
         match take_batch(&conn, shard.clock, &mut batch, &mut dests, &mut rtcp_bufs) {
             Step::Idle => {
+                // Not playing (before PLAY, or PAUSEd): give the batch memory back, so an
+                // idle connection holds none (it grows again on the next PLAY).
+                if batch.capacity() > 0 {
+                    batch = Vec::new();
+                    hdrs = Vec::new();
+                    rtcp_bufs = Vec::new();
+                    iov = Vec::new();
+                    dests = Vec::new();
+                    udp = UdpBatch::new();
+                    udp_rtcp = UdpBatch::new();
+                }
                 wait(&conn, None).await;
                 continue;
             }

@@ -907,8 +907,11 @@ impl MuxReader {
             if self.stream.is_closed() {
                 return false;
             }
+            // No timer: the output's end (`close`) wakes its viewers as data does, and a
+            // timer per wait would cost a viewer an allocation per fragment.
             let pos = self.fanout.position();
-            wait_data(&self.stream, pos, &self.registered, Duration::from_secs(5)).await;
+            futures_lite::future::poll_fn(|cx| self.stream.poll_data(pos, &self.registered, cx))
+                .await;
         }
     }
 
