@@ -131,7 +131,6 @@ fn full_example() {
     assert_eq!(
         c.warnings,
         [
-            "line 19: section `webrtc` is not supported yet (ignored)",
             "line 22: section `hass` is not supported yet (ignored)",
             "line 26: section `srtp` is not supported yet (ignored)",
             "line 28: section `ngrok` is not supported yet (ignored)",
@@ -287,10 +286,9 @@ webrtc:
     assert_eq!(c.api.listen, addr("127.0.0.1:1984"));
     assert_eq!(c.rtsp.listen, addr("127.0.0.1:8554"));
     assert!(!c.rtsp.dual_stack && !c.api.dual_stack);
-    assert_eq!(
-        c.warnings,
-        ["line 7: section `webrtc` is not supported yet (ignored)"]
-    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(8555));
+    assert!(c.webrtc.dual_stack);
 
     let c = ok(r#"publish:
   # publish stream "tplink_tapo" to Telegram
@@ -317,7 +315,9 @@ webrtc:
       credential: your_pass
 "#);
     assert_eq!(stream(&c, "tplink_tapo").line, 11);
-    assert_eq!(c.warnings.len(), 3);
+    assert_eq!(c.warnings.len(), 2);
+    assert_eq!(c.webrtc.ice_servers.len(), 2);
+    assert_eq!(c.webrtc.ice_servers[1].username.as_deref(), Some("your_user"));
 }
 
 #[test]
