@@ -317,7 +317,10 @@ webrtc:
     assert_eq!(stream(&c, "tplink_tapo").line, 11);
     assert_eq!(c.warnings.len(), 2);
     assert_eq!(c.webrtc.ice_servers.len(), 2);
-    assert_eq!(c.webrtc.ice_servers[1].username.as_deref(), Some("your_user"));
+    assert_eq!(
+        c.webrtc.ice_servers[1].username.as_deref(),
+        Some("your_user")
+    );
 }
 
 #[test]

@@ -1039,6 +1039,28 @@ fn write_answer(
             setup
         );
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", am.direction.as_str());
+        if am.chosen.is_none() {
+            // The echoed format gets its rtpmap too: peers such as aiortc refuse an m-line
+            // (even an inactive one) whose formats they cannot name.
+            if let Some(oc) = om
+                .codecs
+                .iter()
+                .find(|oc| oc.payload_type.to_string() == fmt)
+            {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{} {}/{}",
+                    oc.payload_type, oc.name, oc.clock_rate
+                );
+                if om.kind == "audio" && oc.channels > 1 {
+                    let _ = write!(s, "/{}", oc.channels);
+                }
+                s.push_str("\r\n");
+                if let Some(f) = &oc.fmtp {
+                    let _ = write!(s, "a=fmtp:{} {}\r\n", oc.payload_type, f);
+                }
+            }
+        }
         if let Some(c) = &am.chosen {
             // The browser's own rtpmap/fmtp for the payload type, echoed.
             if let Some(oc) = om
@@ -1078,6 +1100,9 @@ fn write_answer(
             }
         }
         for c in p.candidates {
+            // `candidate:...` or a whole `a=candidate:...` line (as `ice::candidate_lines`
+            // writes them).
+            let c = c.strip_prefix("a=").unwrap_or(c);
             let _ = write!(s, "a={c}\r\n");
         }
         s.push_str("a=end-of-candidates\r\n");

@@ -79,6 +79,11 @@ pub enum RoomMsg {
         /// The connection already passed RTSP auth on the first shard.
         authenticated: bool,
     },
+    /// A datagram from a WebRTC viewer whose session lives on the receiving shard (the
+    /// kernel spreads the shared WebRTC port's datagrams over the shards).
+    WebRtcDatagram { data: Vec<u8>, from: SocketAddr },
+    /// End a WebRTC session of this shard (WHEP DELETE arrived elsewhere).
+    WebRtcClose { id: String },
 }
 
 /// Handles `RoomMsg`s on a shard (installed by the runtime).
