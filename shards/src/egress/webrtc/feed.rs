@@ -53,7 +53,16 @@ struct Video {
 struct Audio {
     track: usize,
     seq: u16,
+    /// PCMA/PCMU: one byte per sample, cut into 20 ms packets.
+    g711: bool,
 }
+
+/// 20 ms of 8 kHz G.711.
+const G711_CHUNK: usize = 160;
+/// G.711 packets up to 60 ms pass as they are.
+const G711_MAX: usize = 480;
+/// Largest audio frame taken from the source.
+const MAX_AUDIO_FRAME: usize = 65_536;
 
 /// The shared packets of one stream on this shard.
 pub struct RtcFeed {
@@ -137,6 +146,7 @@ impl RtcFeed {
                     audio = Some(Audio {
                         track: i,
                         seq: rand::random(),
+                        g711: kind != CodecKind::Opus,
                     });
                     audio_note = None;
                 }
@@ -259,26 +269,39 @@ impl RtcFeed {
             .filter(|a| a.track == f.track)
         {
             let len: usize = f.units.iter().map(Bytes::len).sum();
-            if len == 0 || len > MTU {
+            // G.711 is one byte per sample: long packets (up to ~1400 bytes from some
+            // senders) are cut into 20 ms ones, as browsers send. Opus packets are frames: whole, or dropped
+            // when they cannot fit.
+            let chunk = if a.g711 && len > G711_MAX {
+                G711_CHUNK
+            } else {
+                MTU - 12
+            };
+            if len == 0 || len > MAX_AUDIO_FRAME || (!a.g711 && len > chunk) {
                 return;
             }
-            let mut p = Vec::with_capacity(12 + len);
-            corecast::rtp::write_header(&mut p, 0, true, a.seq, ts, 0);
+            let mut payload = Vec::with_capacity(len);
             for u in &f.units {
-                p.extend_from_slice(u);
+                payload.extend_from_slice(u);
             }
-            ring.push(
-                Rc::new(RtcPacket {
-                    data: p.into(),
-                    video: false,
-                    seq: a.seq,
-                    timestamp: ts,
-                    arrival: f.arrival,
-                }),
-                // Without video every audio packet is a starting point.
-                !has_video,
-            );
-            a.seq = a.seq.wrapping_add(1);
+            for (k, part) in payload.chunks(chunk).enumerate() {
+                let t = ts.wrapping_add((k * chunk) as u32);
+                let mut p = Vec::with_capacity(12 + part.len());
+                corecast::rtp::write_header(&mut p, 0, true, a.seq, t, 0);
+                p.extend_from_slice(part);
+                ring.push(
+                    Rc::new(RtcPacket {
+                        data: p.into(),
+                        video: false,
+                        seq: a.seq,
+                        timestamp: t,
+                        arrival: f.arrival,
+                    }),
+                    // Without video every audio packet is a starting point.
+                    !has_video,
+                );
+                a.seq = a.seq.wrapping_add(1);
+            }
         }
     }
 

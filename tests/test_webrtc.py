@@ -1,0 +1,277 @@
+"""WebRTC viewers end to end: aiortc plays corecast streams through every signalling path.
+
+WebRTC gathers every interface address, so these tests run in a private network namespace
+(only loopback exists): the outer test re-runs this file under `unshare -n`, the inner run
+does the work. aiortc skips 127.0.0.1 when it gathers; the inner run makes it offer it.
+"""
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import conftest
+from conftest import free_port_block, wait_for, wait_live
+
+INNER = os.environ.get("CORECAST_WEBRTC_NETNS") == "1"
+if os.environ.get("CORECAST_BIN"):
+    conftest.BIN = Path(os.environ["CORECAST_BIN"])
+
+# Frames counted over this window, after the join burst (the ring's GOP) settled.
+WINDOW = 5.0
+SETTLE = 1.0
+
+
+def test_webrtc_in_private_netns():
+    if INNER:
+        pytest.skip("inner run")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for unshare -n")
+    pytest.importorskip("aiortc")
+    here = Path(__file__).resolve().parent
+    cmd = ("ip link set lo up && CORECAST_WEBRTC_NETNS=1 exec "
+           f"{sys.executable} -m pytest -x -q -p no:cacheprovider {Path(__file__).name}")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=here, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+inner = pytest.mark.skipif(not INNER, reason="runs inside test_webrtc_in_private_netns")
+
+
+@pytest.fixture
+def rtc_server(server_factory):
+    def make(config="", shards=2):
+        port = free_port_block(2)
+        srv = server_factory(f"webrtc:\n  listen: \"127.0.0.1:{port}\"\n" + config,
+                             shards=shards)
+        srv.webrtc_port = port
+        return srv
+    return make
+
+
+def _post(url, body, ctype):
+    req = urllib.request.Request(url, data=body, method="POST")
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def _ws_offer(api_port, src, offer_sdp, ha=False):
+    import websocket
+    ws = websocket.create_connection(f"ws://127.0.0.1:{api_port}/api/ws?src={src}", timeout=15)
+    try:
+        # A candidate before the offer (trickle) is taken and ignored, as an end marker is.
+        ws.send(json.dumps({"type": "webrtc/candidate", "value": "candidate:1 1 udp 1 192.0.2.1 9 typ host"}))
+        if ha:
+            ws.send(json.dumps({"type": "webrtc", "value": {"type": "offer", "sdp": offer_sdp,
+                                                            "ice_servers": []}}))
+        else:
+            ws.send(json.dumps({"type": "webrtc/offer", "value": offer_sdp}))
+        ws.send(json.dumps({"type": "webrtc/candidate", "value": ""}))
+        msg = json.loads(ws.recv())
+    finally:
+        # Closing the WebSocket must not end the session.
+        ws.close()
+    if ha:
+        assert msg["type"] == "webrtc", msg
+        assert msg["value"]["type"] == "answer"
+        return msg["value"]["sdp"]
+    assert msg["type"] == "webrtc/answer", msg
+    return msg["value"]
+
+
+async def _view(srv, src, path, secs=SETTLE + WINDOW):
+    """One aiortc viewer of `src` through `path`; returns (arrival times per kind, info)."""
+    import aioice.ice
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    # aioice leaves out 127.0.0.1 when it gathers host addresses: offer exactly that.
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    times = {"video": [], "audio": []}
+    # Seconds of audio per arrival (frames differ in length: count time, not frames).
+    audio_secs = []
+    done = asyncio.Event()
+
+    async def consume(track):
+        while not done.is_set():
+            try:
+                f = await track.recv()
+            except Exception:
+                return
+            times[track.kind].append(time.monotonic())
+            if track.kind == "audio":
+                audio_secs.append(f.samples / f.sample_rate)
+
+    tasks = []
+    pc.on("track", lambda t: tasks.append(asyncio.ensure_future(consume(t))))
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src={src}"
+    info = {}
+    loop = asyncio.get_running_loop()
+    if path == "json":
+        body = json.dumps({"type": "offer", "sdp": offer}).encode()
+        st, hdrs, out = await loop.run_in_executor(None, _post, api, body, "application/json")
+        assert st == 200, out
+        ans = json.loads(out)
+        assert ans["type"] == "answer"
+        answer = ans["sdp"]
+    elif path == "whep":
+        st, hdrs, out = await loop.run_in_executor(None, _post, api, offer.encode(),
+                                                   "application/sdp")
+        assert st == 201, out
+        info["location"] = hdrs.get("Location")
+        assert info["location"].startswith("webrtc?id="), hdrs
+        answer = out.decode()
+    elif path == "form":
+        body = b"data=" + urllib.parse.quote(base64.b64encode(offer.encode())).encode()
+        st, hdrs, out = await loop.run_in_executor(
+            None, _post, api, body, "application/x-www-form-urlencoded")
+        assert st == 200, out
+        answer = base64.b64decode(out).decode()
+    elif path in ("ws", "ha"):
+        answer = await loop.run_in_executor(None, _ws_offer, srv.api_port, src, offer,
+                                            path == "ha")
+    else:
+        raise ValueError(path)
+    info["answer"] = answer
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    # Wait for the first frame (connect + DTLS), then measure for a fixed window.
+    for _ in range(100):
+        if times["video"] or times["audio"]:
+            break
+        await asyncio.sleep(0.1)
+    first = min(t[0] for t in times.values() if t) if any(times.values()) else time.monotonic()
+    await asyncio.sleep(max(0.0, first + secs - time.monotonic()))
+    info["state"] = pc.connectionState
+    if path == "whep":
+        info["streams"] = srv.streams()
+    done.set()
+    await pc.close()
+    for t in tasks:
+        t.cancel()
+    w0, w1 = first + SETTLE, first + SETTLE + WINDOW
+    counts = {k: sum(1 for x in v if w0 <= x < w1) for k, v in times.items()}
+    counts["audio_secs"] = sum(s for x, s in zip(times["audio"], audio_secs) if w0 <= x < w1)
+    print(path, src, "decoded in the window:", counts)
+    return counts, info
+
+
+def view(srv, src, path):
+    return asyncio.run(_view(srv, src, path))
+
+
+def _publisher(srv, name, audio):
+    """ffmpeg publishing 25 fps H.264 and `audio` (libopus / pcm_alaw) to `name`."""
+    a = {"opus": ["-c:a", "libopus", "-b:a", "32k", "-ac", "2"],
+         "pcma": ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]}[audio]
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50",
+           "-bf", "0", "-pix_fmt", "yuv420p"] + a + [
+           "-f", "rtsp", "-rtsp_transport", "tcp", srv.url(name)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@inner
+@pytest.mark.parametrize("path", ["json", "ws", "ha"])
+def test_demo_video_through_signalling(rtc_server, path):
+    """The demo stream (25 fps H.264 + AAC): video decoded at >= 90 % of its rate; the AAC
+    audio m-line is answered inactive (no WebRTC codec)."""
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", path)
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert "a=inactive" in info["answer"].split("m=audio")[1]
+    assert counts["audio"] == 0
+
+
+@inner
+def test_whep_then_delete(rtc_server):
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", "whep")
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    consumers = info["streams"]["demo"]["consumers"]
+    rtc = [c for c in consumers if c.get("format_name") == "webrtc/whep"]
+    assert rtc and rtc[0]["remote_addr"].startswith("127.0.0.1"), consumers
+    # A fresh WHEP session (it never connects), ended by DELETE of its Location.
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+    st, hdrs, _ = _post(api, _offer_text(), "application/sdp")
+    assert st == 201
+    loc = hdrs["Location"]
+
+    def whep_consumers():
+        return [c for c in srv.streams()["demo"].get("consumers") or []
+                if c.get("format_name") == "webrtc/whep"]
+    assert wait_for(lambda: len(whep_consumers()) == 1, timeout=5), srv.streams()
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    assert wait_for(lambda: not whep_consumers(), timeout=5), srv.streams()
+
+
+@inner
+@pytest.mark.parametrize("audio", ["opus", "pcma"])
+def test_published_stream_with_audio(rtc_server, procs, audio):
+    """ffmpeg publishes H.264 + Opus or PCMA over RTSP; aiortc decodes both."""
+    srv = rtc_server("streams:\n  pub: []\n")
+    p = _publisher(srv, "pub", audio)
+    procs.append(p)
+    wait_live(srv, "pub")
+    counts, info = view(srv, "pub", "json")
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.9 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_form_and_errors(rtc_server):
+    srv = rtc_server()
+    wait_live(srv)
+    counts, _ = view(srv, "demo", "form")
+    assert counts["video"] >= 0.9 * 25 * WINDOW, counts
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc"
+    for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
+                        (b"{}", "application/json"), (b"not json", "application/json"),
+                        (b"data=!!!", "application/x-www-form-urlencoded")]:
+        st, _, out = _post(api + "?src=demo", body, ctype)
+        assert st == 400 and out.strip(), (body, st, out)
+    st, _, out = _post(api, b"v=0", "application/sdp")
+    assert st == 400 and b"src" in out
+    st, _, _ = _post(api + "?src=nosuch", _offer_text(), "application/sdp")
+    assert st == 404
+    req = urllib.request.Request(api, method="OPTIONS")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 204
+    assert srv.alive()
+
+
+def _offer_text():
+    async def go():
+        from aiortc import RTCPeerConnection
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp.encode()
+    return asyncio.run(go())
