@@ -202,6 +202,10 @@ def test_demo_video_through_signalling(rtc_server, path):
     assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
     assert "a=inactive" in info["answer"].split("m=audio")[1]
     assert counts["audio"] == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        m = dict(l.rsplit(" ", 1) for l in r.read().decode().splitlines()
+                 if l.startswith("corecast_webrtc_srtp"))
+    assert int(m["corecast_webrtc_srtp_packets_total"]) >= counts["video"], m
 
 
 @inner
@@ -275,3 +279,46 @@ def _offer_text():
         await pc.close()
         return sdp.encode()
     return asyncio.run(go())
+
+
+def _stun_request(username):
+    """A STUN binding request with only USERNAME (no integrity): the session answers 400."""
+    import secrets
+    u = username.encode()
+    attr = (0x0006).to_bytes(2, "big") + len(u).to_bytes(2, "big") + u + b"\0" * (-len(u) % 4)
+    return ((0x0001).to_bytes(2, "big") + len(attr).to_bytes(2, "big")
+            + (0x2112A442).to_bytes(4, "big") + secrets.token_bytes(12) + attr)
+
+
+@inner
+def test_checks_reach_the_owner_shard(rtc_server):
+    """Every shard receives on the WebRTC port; a check that lands on a shard that does not
+    own its session is forwarded to the owner (by the ufrag's shard prefix), which answers.
+    16 source ports spread over both shards' sockets: every one gets the owner's answer."""
+    import socket
+    srv = rtc_server()
+    wait_live(srv)
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+    st, hdrs, answer = _post(api, _offer_text(), "application/sdp")
+    assert st == 201, answer
+    ufrag = hdrs["Location"].split("id=")[1]
+    socks = []
+    try:
+        for _ in range(16):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            s.sendto(_stun_request(f"{ufrag}:remote"), ("127.0.0.1", srv.webrtc_port))
+            socks.append(s)
+        for s in socks:
+            data, _ = s.recvfrom(2048)
+            # A binding error response (class 0b10): the session saw the check.
+            assert data[:2] == b"\x01\x11", data[:4]
+    finally:
+        for s in socks:
+            s.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    forwarded = [l for l in metrics.splitlines() if l.startswith("corecast_webrtc_forwarded_total")]
+    assert forwarded and int(forwarded[0].split()[1]) > 0, metrics
+    assert "corecast_webrtc_sessions{shard=\"1\"}" in metrics

@@ -58,6 +58,11 @@ pub struct Stats {
     pub plis: AtomicU64,
     pub firs: AtomicU64,
     pub consent_failures: AtomicU64,
+    /// Datagrams handed to the shard that owns their session.
+    pub forwarded: AtomicU64,
+    /// Datagrams not forwarded because a shard forwarded too many (a flood of checks
+    /// naming other shards' ufrags).
+    pub forward_dropped: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -71,7 +76,84 @@ pub static STATS: Stats = Stats {
     plis: AtomicU64::new(0),
     firs: AtomicU64::new(0),
     consent_failures: AtomicU64::new(0),
+    forwarded: AtomicU64::new(0),
+    forward_dropped: AtomicU64::new(0),
 };
+
+/// Datagrams one shard forwards per second at most: a viewer sends a few (checks every
+/// couple of seconds, a DTLS handshake, RTCP); the shard mesh's control queue must not grow
+/// with a flood.
+const FORWARD_PER_SEC: u32 = 4000;
+
+/// `/metrics` lines.
+pub fn metrics(out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "# HELP corecast_webrtc_sessions WebRTC sessions per shard.\n\
+         # TYPE corecast_webrtc_sessions gauge\n"
+    );
+    let shards = crate::egress::webrtc::SHARDS.load(Relaxed).min(64);
+    for (i, n) in STATS.sessions.iter().take(shards).enumerate() {
+        let _ = writeln!(
+            out,
+            "corecast_webrtc_sessions{{shard=\"{i}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
+    for (name, help, v) in [
+        (
+            "srtp_packets_total",
+            "SRTP packets sent to WebRTC viewers.",
+            &STATS.srtp_packets,
+        ),
+        (
+            "srtp_bytes_total",
+            "SRTP bytes sent to WebRTC viewers.",
+            &STATS.srtp_bytes,
+        ),
+        (
+            "nacks_total",
+            "RTCP NACKs received from WebRTC viewers.",
+            &STATS.nacks,
+        ),
+        (
+            "nack_resent_total",
+            "Packets resent from the shared history for NACKs.",
+            &STATS.nack_resent,
+        ),
+        (
+            "plis_total",
+            "PLIs received (no source takes keyframe requests yet).",
+            &STATS.plis,
+        ),
+        ("firs_total", "FIRs received.", &STATS.firs),
+        (
+            "consent_failures_total",
+            "Sessions ended by ICE consent expiry.",
+            &STATS.consent_failures,
+        ),
+        (
+            "forwarded_total",
+            "Datagrams forwarded to the shard owning their session.",
+            &STATS.forwarded,
+        ),
+        (
+            "forward_dropped_total",
+            "Datagrams not forwarded (rate limit).",
+            &STATS.forward_dropped,
+        ),
+    ] {
+        let _ = write!(
+            out,
+            "# HELP corecast_webrtc_{name} {help}\n# TYPE corecast_webrtc_{name} counter\ncorecast_webrtc_{name} {}\n",
+            v.load(Relaxed)
+        );
+    }
+}
+
+/// Number of shards (for the metrics), set at start.
+pub static SHARDS: AtomicUsize = AtomicUsize::new(0);
 
 /// The shard's WebRTC socket.
 pub struct Port {
@@ -92,6 +174,8 @@ thread_local! {
     static BY_ADDR: RefCell<HashMap<SocketAddr, String>> = RefCell::new(HashMap::new());
     /// Remote address -> the shard that owns its session (learned from forwarded checks).
     static FORWARD: RefCell<HashMap<SocketAddr, usize>> = RefCell::new(HashMap::new());
+    /// Forwarding budget: (second it counts, datagrams forwarded in it).
+    static FORWARD_BUDGET: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
     /// Per-shard scratch for the send path (no await while in use).
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
@@ -149,6 +233,7 @@ fn owner_of_ufrag(ufrag: &str) -> Option<usize> {
 /// Binds this shard's WebRTC port, works out its candidates, starts the receive loop.
 pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
     let cfg = &shard.config.webrtc;
+    SHARDS.store(shard.registry.shards.len(), Relaxed);
     let Some(addr) = cfg.listen else {
         return Ok(());
     };
@@ -282,6 +367,18 @@ fn by_addr(from: SocketAddr) -> Option<Rc<Session>> {
 }
 
 fn forward(shard: &Rc<Shard>, owner: usize, data: &[u8], from: SocketAddr) {
+    let second = shard.clock.now() / 1_000_000;
+    let ok = FORWARD_BUDGET.with(|b| {
+        let (s, n) = b.get();
+        let n = if s == second { n } else { 0 };
+        b.set((second, n.saturating_add(1)));
+        n < FORWARD_PER_SEC
+    });
+    if !ok {
+        STATS.forward_dropped.fetch_add(1, Relaxed);
+        return;
+    }
+    STATS.forwarded.fetch_add(1, Relaxed);
     shard.send_room(
         owner,
         RoomMsg::WebRtcDatagram {
