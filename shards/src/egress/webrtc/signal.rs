@@ -315,8 +315,9 @@ pub async fn ws(
     kind: &str,
     value: Option<&simd_json::OwnedValue>,
 ) -> Vec<String> {
+    // go2rtc prefixes an error with the type of the message it answers.
     let err = |e: &str| {
-        let text = format!("webrtc/offer: {e}");
+        let text = format!("{kind}: {e}");
         vec![simd_json::to_string(&WsText {
             kind: "error",
             value: &text,
