@@ -322,3 +322,33 @@ def test_checks_reach_the_owner_shard(rtc_server):
     forwarded = [l for l in metrics.splitlines() if l.startswith("corecast_webrtc_forwarded_total")]
     assert forwarded and int(forwarded[0].split()[1]) > 0, metrics
     assert "corecast_webrtc_sessions{shard=\"1\"}" in metrics
+
+
+@inner
+def test_chromium_plays_webrtc_mode(rtc_server):
+    """Headless Chromium plays stream.html?src=demo&mode=webrtc: getStats' inbound video
+    framesDecoded passes 100 (4 s of the 25 fps demo)."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    wait_live(srv)
+    with chromium_page(srv.api_port + 3,
+                       extra_args=["--allow-loopback-in-peer-connection",
+                                   # mDNS host names need multicast, which a namespace
+                                   # with only loopback lacks: offer the address itself.
+                                   "--disable-features=WebRtcHideLocalIpsWithMdns"]) as cdp:
+        cdp.call("Page.navigate",
+                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=webrtc")
+        probe = ("JSON.stringify({f: (window.corecastPlayer||{}).framesDecoded||0,"
+                 " s: (window.corecastPlayer||{}).state, e: (window.corecastPlayer||{}).error,"
+                 " m: (window.corecastPlayer||{}).mode})")
+        state = {}
+
+        def decoded():
+            state.update(json.loads(cdp.eval(probe) or "{}"))
+            return state.get("f", 0) > 100
+        assert wait_for(decoded, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["m"] == "webrtc" and state["s"] == "playing", state
+        consumers = srv.streams()["demo"]["consumers"]
+        assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
