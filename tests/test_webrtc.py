@@ -93,10 +93,34 @@ def _ws_offer(api_port, src, offer_sdp, ha=False):
     return msg["value"]
 
 
-async def _view(srv, src, path, secs=SETTLE + WINDOW):
-    """One aiortc viewer of `src` through `path`; returns (arrival times per kind, info)."""
+async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
+    """One aiortc viewer of `src` through `path`; returns (arrival times per kind, info).
+    `drop_every`: the viewer loses every Nth video packet on its first arrival (it NACKs
+    it; the retransmission gets through)."""
     import aioice.ice
     from aiortc import RTCPeerConnection, RTCSessionDescription
+    import aioice
+    # Loss below SRTP, as on a network (a packet dropped after decryption would make its
+    # retransmission a replay). aiortc reads datagrams with aioice's Connection.recv.
+    original = getattr(aioice.Connection, "_corecast_original", aioice.Connection.recv)
+    aioice.Connection._corecast_original = original
+    seen = set()
+    lost = []
+
+    async def lossy(self):
+        while True:
+            data = await original(self)
+            # Video RTP (not RTCP) by its cleartext header; the demo's audio is not sent.
+            if (drop_every and len(data) > 12 and 128 <= data[0] < 192
+                    and not 192 <= data[1] <= 223):
+                seq = int.from_bytes(data[2:4], "big")
+                if seq not in seen:
+                    seen.add(seq)
+                    if seq % drop_every == 0:
+                        lost.append(seq)
+                        continue
+            return data
+    aioice.Connection.recv = lossy
     # aioice leaves out 127.0.0.1 when it gathers host addresses: offer exactly that.
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
@@ -169,12 +193,13 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW):
     w0, w1 = first + SETTLE, first + SETTLE + WINDOW
     counts = {k: sum(1 for x in v if w0 <= x < w1) for k, v in times.items()}
     counts["audio_secs"] = sum(s for x, s in zip(times["audio"], audio_secs) if w0 <= x < w1)
+    counts["lost"] = len(lost)
     print(path, src, "decoded in the window:", counts)
     return counts, info
 
 
-def view(srv, src, path):
-    return asyncio.run(_view(srv, src, path))
+def view(srv, src, path, **kw):
+    return asyncio.run(_view(srv, src, path, **kw))
 
 
 def _publisher(srv, name, audio):
@@ -352,3 +377,24 @@ def test_chromium_plays_webrtc_mode(rtc_server):
         assert state["m"] == "webrtc" and state["s"] == "playing", state
         consumers = srv.streams()["demo"]["consumers"]
         assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
+
+
+def _metric(srv, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+    return None
+
+
+@inner
+def test_nack_answered_from_shared_history(rtc_server):
+    """The viewer loses one video packet in 10; its NACKs are answered from the stream's
+    shared packet ring and it still decodes >= 90 % of the frames."""
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", "json", drop_every=10)
+    assert counts["lost"] > 10, counts
+    resent = _metric(srv, "corecast_webrtc_nack_resent_total")
+    assert resent and resent >= counts["lost"] // 2, (resent, counts)
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())

@@ -310,19 +310,41 @@ impl RtcFeed {
         self.frames.wait(registered, limit).await;
     }
 
-    /// The packet of a kind with feed sequence number `seq`, if still held (NACK).
+    /// The packet of a kind with feed sequence number `seq`, if still held (NACK). Walks
+    /// back from the newest packet and stops once that kind's numbers are older than
+    /// `seq` (they rise along the ring), so a recent loss is found in a few steps.
     pub fn find(&self, video: bool, seq: u16) -> Option<Rc<RtcPacket>> {
         let ring = self.ring.borrow();
         let (head, tail) = (ring.head(), ring.tail());
         let mut pos = head;
         while pos > tail && head - pos < RING as u64 {
             pos -= 1;
-            if let Some(p) = ring.get(pos) {
-                if p.video == video && p.seq == seq {
-                    return Some(p.clone());
-                }
+            let Some(p) = ring.get(pos).filter(|p| p.video == video) else {
+                continue;
+            };
+            // How far `seq` is behind this packet, modulo 2^16: past half the space it
+            // is ahead (never sent) or older than the ring.
+            let behind = p.seq.wrapping_sub(seq);
+            if behind == 0 {
+                return Some(p.clone());
+            }
+            if behind >= 0x8000 {
+                return None;
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A NACK for a number the feed has not reached is "ahead": found nowhere, checked
+    /// in one step (the wrapping distance says so).
+    #[test]
+    fn wrapping_distance() {
+        let behind = |have: u16, want: u16| have.wrapping_sub(want);
+        assert_eq!(behind(10, 5), 5);
+        assert_eq!(behind(2, 65_534), 4);
+        assert!(behind(5, 10) >= 0x8000);
     }
 }

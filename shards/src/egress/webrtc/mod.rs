@@ -45,6 +45,9 @@ const TURN: usize = 256;
 const MAX_LAG: u64 = 2048;
 /// Datagrams per sendmmsg.
 const SEND_BATCH: usize = 32;
+/// Packets resent for one RTCP packet's NACKs, and per session per second, at most.
+const NACK_RESENDS_PER_PACKET: usize = 64;
+const NACK_RESENDS_PER_SEC: u32 = 500;
 /// How long a session waits for DTLS to finish after the offer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -356,7 +359,7 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: SocketAddr, forwarded: 
     match kind {
         Demux::Stun => session.on_stun(data, from, shard.clock.now()),
         Demux::Dtls => session.on_dtls(data, from),
-        Demux::Rtp => session.on_rtcp(data, from),
+        Demux::Rtp => session.on_rtcp(data, from, shard.clock.now()),
         Demux::Other => {}
     }
 }
@@ -439,6 +442,8 @@ struct State {
     addrs: Vec<SocketAddr>,
     /// Set when DTLS reports an error or close: the task ends the session.
     failed: Option<String>,
+    /// NACK resends: (second, count in it).
+    nack_budget: (u64, u32),
 }
 
 /// One WebRTC viewer.
@@ -513,7 +518,7 @@ impl Session {
         }
     }
 
-    fn on_rtcp(&self, data: &[u8], from: SocketAddr) {
+    fn on_rtcp(&self, data: &[u8], from: SocketAddr, now: u64) {
         if !corecast::rtp::is_rtcp(data) {
             return; // a viewer's media: we answered sendonly
         }
@@ -543,7 +548,15 @@ impl Session {
                         (_, Some(a)) if a.ssrc == media_ssrc => (false, a),
                         _ => continue,
                     };
-                    for seq in seqs.take(rtcp::MAX_NACK_ENTRIES * 17) {
+                    // Bounded per RTCP packet and per second: a NACK costs the viewer
+                    // a few bytes and us a resend each.
+                    let now_s = now / 1_000_000;
+                    if st.nack_budget.0 != now_s {
+                        st.nack_budget = (now_s, 0);
+                    }
+                    let room = NACK_RESENDS_PER_SEC.saturating_sub(st.nack_budget.1);
+                    for seq in seqs.take(NACK_RESENDS_PER_PACKET.min(room as usize)) {
+                        st.nack_budget.1 += 1;
                         let Some(p) = self.feed.find(video, seq.wrapping_sub(track.seq_offset))
                         else {
                             continue;

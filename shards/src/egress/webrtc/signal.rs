@@ -131,6 +131,7 @@ pub async fn offer(
             audio,
             addrs: Vec::new(),
             failed: None,
+            nack_budget: (0, 0),
         }),
         feed,
         closed: Cell::new(false),
