@@ -255,7 +255,7 @@ def test_whep_then_delete(rtc_server):
     req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
-    assert wait_for(lambda: not whep_consumers(), timeout=5), srv.streams()
+    assert wait_for(lambda: not whep_consumers(), timeout=5), (whep_consumers(), loc, srv.log())
 
 
 @inner
@@ -326,7 +326,7 @@ def test_checks_reach_the_owner_shard(rtc_server):
     api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
     st, hdrs, answer = _post(api, _offer_text(), "application/sdp")
     assert st == 201, answer
-    ufrag = hdrs["Location"].split("id=")[1]
+    ufrag = urllib.parse.unquote(hdrs["Location"].split("id=")[1])
     socks = []
     try:
         for _ in range(16):
@@ -358,6 +358,15 @@ def test_chromium_plays_webrtc_mode(rtc_server):
         pytest.skip("no chromium")
     srv = rtc_server()
     wait_live(srv)
+    assert _chromium_plays(srv) == "udp"
+    consumers = srv.streams()["demo"]["consumers"]
+    assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
+
+
+def _chromium_plays(srv):
+    """Chromium plays the demo in WebRTC mode; returns the selected candidate pair's
+    local candidate protocol."""
+    from conftest import chromium_page
     with chromium_page(srv.api_port + 3,
                        extra_args=["--allow-loopback-in-peer-connection",
                                    # mDNS host names need multicast, which a namespace
@@ -375,8 +384,12 @@ def test_chromium_plays_webrtc_mode(rtc_server):
             return state.get("f", 0) > 100
         assert wait_for(decoded, timeout=30, step=0.5), f"{state}\n{srv.log()}"
         assert state["m"] == "webrtc" and state["s"] == "playing", state
-        consumers = srv.streams()["demo"]["consumers"]
-        assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
+        # The transport of the pair in use, from getStats.
+        cdp.eval("""player.pc.getStats().then((r) => { const all = {}; r.forEach((x) => all[x.id] = x);
+            const t = Object.values(all).find((x) => x.type === 'transport');
+            const pair = t && all[t.selectedCandidatePairId];
+            window.__pairProtocol = pair ? all[pair.localCandidateId].protocol : 'none'; })""")
+        return wait_for(lambda: cdp.eval("window.__pairProtocol || ''"), timeout=5)
 
 
 def _metric(srv, name):
@@ -398,3 +411,15 @@ def test_nack_answered_from_shared_history(rtc_server):
     resent = _metric(srv, "corecast_webrtc_nack_resent_total")
     assert resent and resent >= counts["lost"] // 2, (resent, counts)
     assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_chromium_over_ice_tcp_only(rtc_server):
+    """Only an ICE-TCP candidate offered (`filters: networks: [tcp4]`): Chromium connects
+    over TCP (RFC 4571 framing) and decodes > 100 frames."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("  filters:\n    networks: [tcp4]\n")
+    wait_live(srv)
+    assert _chromium_plays(srv) == "tcp"

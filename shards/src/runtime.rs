@@ -266,8 +266,14 @@ fn rooms(shard: &Rc<Shard>, msg: crate::core::hub::RoomMsg) {
             buffered,
             authenticated,
         } => crate::egress::rtsp::take_handoff(shard, fd, peer, buffered, authenticated),
-        RoomMsg::WebRtcDatagram { data, from } => {
-            crate::egress::webrtc::on_datagram(shard, &data, from, true)
+        RoomMsg::WebRtcDatagram { data, from } => crate::egress::webrtc::on_datagram(
+            shard,
+            &data,
+            corecast::webrtc::ice::Remote::udp(from),
+            true,
+        ),
+        RoomMsg::WebRtcTcp { fd, peer, buffered } => {
+            crate::egress::webrtc::take_tcp(shard, fd, peer, buffered)
         }
         RoomMsg::WebRtcClose { id } => {
             crate::egress::webrtc::close_local(&id);

@@ -84,6 +84,13 @@ pub enum RoomMsg {
     WebRtcDatagram { data: Vec<u8>, from: SocketAddr },
     /// End a WebRTC session of this shard (WHEP DELETE arrived elsewhere).
     WebRtcClose { id: String },
+    /// An ICE-TCP connection accepted by another shard, for a session of this one.
+    WebRtcTcp {
+        /// Owned: a lost message closes the socket.
+        fd: std::os::fd::OwnedFd,
+        peer: SocketAddr,
+        buffered: Vec<u8>,
+    },
 }
 
 /// Handles `RoomMsg`s on a shard (installed by the runtime).

@@ -17,7 +17,8 @@ use crate::io::sendv::UdpBatch;
 use corecast::ring::{Cursor, Next};
 use corecast::rtp::rtcp::{self, RtcpPacket, SenderInfo};
 use corecast::webrtc::dtls::{DtlsEvent, DtlsSession, SrtpKeys};
-use corecast::webrtc::ice::{self, IceLite, IceState};
+use corecast::webrtc::ice::{self, IceLite, IceState, Remote, Transport};
+use corecast::webrtc::tcp_framing::{self, Deframer};
 use corecast::webrtc::{demux, Demux};
 use feed::{RtcFeed, RtcPacket};
 use std::cell::{Cell, RefCell};
@@ -174,7 +175,9 @@ thread_local! {
     /// Sessions of this shard by local ufrag.
     static SESSIONS: RefCell<HashMap<String, Rc<Session>>> = RefCell::new(HashMap::new());
     /// Remote address -> local ufrag of a session here (learned from its checks).
-    static BY_ADDR: RefCell<HashMap<SocketAddr, String>> = RefCell::new(HashMap::new());
+    static BY_ADDR: RefCell<HashMap<Remote, String>> = RefCell::new(HashMap::new());
+    /// ICE-TCP connections of this shard by remote address.
+    static TCP: RefCell<HashMap<SocketAddr, Rc<TcpOut>>> = RefCell::new(HashMap::new());
     /// Remote address -> the shard that owns its session (learned from forwarded checks).
     static FORWARD: RefCell<HashMap<SocketAddr, usize>> = RefCell::new(HashMap::new());
     /// Forwarding budget: (second it counts, datagrams forwarded in it).
@@ -215,15 +218,72 @@ fn port() -> Option<Rc<Port>> {
     PORT.with(|p| p.borrow().clone())
 }
 
-/// Sends one datagram from this shard's port (control traffic: STUN, DTLS, RTCP).
-fn send_one(data: &[u8], to: SocketAddr) {
-    let Some(p) = port() else { return };
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        s.batch.clear();
-        s.batch.push(data, wire(&p, to));
-        s.batch.send(p.fd);
-    });
+/// Sends one packet to `to` (control traffic: STUN, DTLS, RTCP): a datagram from this
+/// shard's port, or a frame on the ICE-TCP connection.
+fn send_to(data: &[u8], to: Remote) {
+    match to.transport {
+        Transport::Udp => {
+            let Some(p) = port() else { return };
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                s.batch.clear();
+                s.batch.push(data, wire(&p, to.addr));
+                s.batch.send(p.fd);
+            });
+        }
+        Transport::Tcp => {
+            if let Some(c) = tcp_conn_of(to.addr) {
+                c.push(data);
+            }
+        }
+    }
+}
+
+fn tcp_conn_of(addr: SocketAddr) -> Option<Rc<TcpOut>> {
+    TCP.with(|t| t.borrow().get(&addr).cloned())
+}
+
+/// Framed packets an ICE-TCP connection's writer has yet to send.
+pub struct TcpOut {
+    queue: RefCell<Vec<u8>>,
+    waker: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+/// Bytes queued on one ICE-TCP connection at most: beyond, packets are dropped (as UDP
+/// would lose them) rather than memory growing behind a slow reader.
+const TCP_QUEUE_MAX: usize = 1 << 20;
+/// ICE-TCP connections per shard at most.
+const MAX_TCP: usize = 4096;
+/// An ICE-TCP connection that sends nothing for this long is closed (consent checks
+/// come every few seconds).
+const TCP_IDLE: Duration = Duration::from_secs(35);
+
+impl TcpOut {
+    fn push(&self, packet: &[u8]) -> bool {
+        {
+            let mut q = self.queue.borrow_mut();
+            if self.closed.get() || q.len() + packet.len() + 2 > TCP_QUEUE_MAX {
+                return false;
+            }
+            if tcp_framing::frame(&mut q, packet).is_err() {
+                return false;
+            }
+        }
+        self.wake();
+        true
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        self.wake();
+    }
 }
 
 /// The shard a local ufrag belongs to (its two-hex-digit prefix).
@@ -248,10 +308,23 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         port: at.port(),
         sock,
     });
+    // ICE-TCP, passive, on the same port number (go2rtc's one port per protocol).
+    let tcp = match crate::io::listen::tcp(SocketAddr::new(addr.ip(), p.port), cfg.dual_stack) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            if shard.id == 0 {
+                warn!(port = p.port, error = %e, "webrtc: no ICE-TCP listener (UDP only)");
+            }
+            None
+        }
+    };
     let ports = ice::Ports {
         udp: Some(p.port),
-        tcp: None,
+        tcp: tcp.as_ref().map(|_| p.port),
     };
+    if let Some(l) = tcp {
+        glommio::spawn_local(tcp_serve(shard.clone(), l)).detach();
+    }
     let mut configured = Vec::new();
     for c in &cfg.candidates {
         match resolve_candidate(c, p.port) {
@@ -259,7 +332,7 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
                 a.ip(),
                 ice::Ports {
                     udp: Some(a.port()),
-                    tcp: None,
+                    tcp: ports.tcp.map(|_| a.port()),
                 },
             )),
             None => {
@@ -306,7 +379,9 @@ async fn receive_loop(shard: Rc<Shard>, p: Rc<Port>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         match p.sock.recv_from(&mut buf).await {
-            Ok((n, from)) if n < MAX_DATAGRAM => on_datagram(&shard, &buf[..n], from, false),
+            Ok((n, from)) if n < MAX_DATAGRAM => {
+                on_datagram(&shard, &buf[..n], Remote::udp(canon(from)), false)
+            }
             Ok(_) => {}
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "webrtc: receive failed");
@@ -316,7 +391,7 @@ async fn receive_loop(shard: Rc<Shard>, p: Rc<Port>) {
     }
 }
 
-fn remember<V>(map: &mut HashMap<SocketAddr, V>, k: SocketAddr, v: V) {
+fn remember<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: V) {
     if map.len() >= MAX_ROUTES && !map.contains_key(&k) {
         // Crude but bounded: a flood of spoofed checks must not grow memory.
         map.clear();
@@ -324,9 +399,9 @@ fn remember<V>(map: &mut HashMap<SocketAddr, V>, k: SocketAddr, v: V) {
     map.insert(k, v);
 }
 
-/// One datagram from the WebRTC port (or forwarded by the shard that received it).
-pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: SocketAddr, forwarded: bool) {
-    let from = canon(from);
+/// One datagram from the WebRTC port (or forwarded by the shard that received it, or a
+/// frame of an ICE-TCP connection: `forwarded` then too, as it is never forwarded).
+pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: Remote, forwarded: bool) {
     let kind = demux(data);
     let session = match kind {
         Demux::Stun => match ice::ufrag_of(data) {
@@ -335,8 +410,8 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: SocketAddr, forwarded: 
                 match owner {
                     Some(o) if o != shard.id => {
                         if !forwarded && o < shard.registry.shards.len() {
-                            FORWARD.with(|f| remember(&mut f.borrow_mut(), from, o));
-                            forward(shard, o, data, from);
+                            FORWARD.with(|f| remember(&mut f.borrow_mut(), from.addr, o));
+                            forward(shard, o, data, from.addr);
                         }
                         return;
                     }
@@ -350,8 +425,8 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: SocketAddr, forwarded: 
     };
     let Some(session) = session else {
         if !forwarded {
-            if let Some(o) = FORWARD.with(|f| f.borrow().get(&from).copied()) {
-                forward(shard, o, data, from);
+            if let Some(o) = FORWARD.with(|f| f.borrow().get(&from.addr).copied()) {
+                forward(shard, o, data, from.addr);
             }
         }
         return;
@@ -364,7 +439,7 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: SocketAddr, forwarded: 
     }
 }
 
-fn by_addr(from: SocketAddr) -> Option<Rc<Session>> {
+fn by_addr(from: Remote) -> Option<Rc<Session>> {
     let ufrag = BY_ADDR.with(|b| b.borrow().get(&from).cloned())?;
     SESSIONS.with(|s| s.borrow().get(&ufrag).cloned())
 }
@@ -439,7 +514,7 @@ struct State {
     video: Option<Track>,
     audio: Option<Track>,
     /// Remote addresses routed to us in `BY_ADDR` (removed at the end).
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Remote>,
     /// Set when DTLS reports an error or close: the task ends the session.
     failed: Option<String>,
     /// NACK resends: (second, count in it).
@@ -471,12 +546,12 @@ impl Session {
         self.wake();
     }
 
-    fn on_stun(&self, data: &[u8], from: SocketAddr, now: u64) {
+    fn on_stun(&self, data: &[u8], from: Remote, now: u64) {
         let mut st = self.st.borrow_mut();
         if let Some(reply) = st.ice.handle_stun(from, data, now) {
-            send_one(&reply, from);
+            send_to(&reply, from);
         }
-        if st.ice.is_valid_remote(ice::Remote::udp(from), now)
+        if st.ice.is_valid_remote(from, now)
             && !st.addrs.contains(&from)
             && st.addrs.len() < ice::MAX_REMOTES
         {
@@ -485,7 +560,7 @@ impl Session {
         }
     }
 
-    fn on_dtls(&self, data: &[u8], from: SocketAddr) {
+    fn on_dtls(&self, data: &[u8], from: Remote) {
         let mut st = self.st.borrow_mut();
         if let Err(e) = st.dtls.handle_datagram(data, Instant::now()) {
             debug!(session = %self.id, peer = %from, error = %e, "webrtc: DTLS datagram refused");
@@ -494,10 +569,10 @@ impl Session {
     }
 
     /// Sends what DTLS wants sent; takes the SRTP keys when the handshake is done.
-    fn drain_dtls(&self, st: &mut State, to: SocketAddr) {
-        let to = st.ice.selected().map_or(to, |r| r.addr);
+    fn drain_dtls(&self, st: &mut State, to: Remote) {
+        let to = st.ice.selected().unwrap_or(to);
         loop {
-            match st.dtls.poll(&mut |d| send_one(d, to)) {
+            match st.dtls.poll(&mut |d| send_to(d, to)) {
                 Ok(None) => break,
                 Ok(Some(DtlsEvent::Connected(keys))) => {
                     info!(stream = %self.name, session = %self.id, peer = %to, profile = keys.profile.name(), "webrtc: DTLS connected, media starts");
@@ -518,7 +593,7 @@ impl Session {
         }
     }
 
-    fn on_rtcp(&self, data: &[u8], from: SocketAddr, now: u64) {
+    fn on_rtcp(&self, data: &[u8], from: Remote, now: u64) {
         if !corecast::rtp::is_rtcp(data) {
             return; // a viewer's media: we answered sendonly
         }
@@ -533,7 +608,7 @@ impl Session {
                 return;
             }
         };
-        let Some(dest) = st.ice.selected().map(|r| r.addr) else {
+        let Some(dest) = st.ice.selected() else {
             return;
         };
         for pkt in rtcp::parse_compound(&buf[..n]) {
@@ -564,7 +639,7 @@ impl Session {
                         let hdr = track.header(&p);
                         let mut out = Vec::with_capacity(p.data.len() + 32);
                         if keys.send.protect_rtp(&hdr, &p.data[12..], &mut out).is_ok() {
-                            send_one(&out, dest);
+                            send_to(&out, dest);
                             STATS.nack_resent.fetch_add(1, Relaxed);
                         }
                     }
@@ -586,8 +661,17 @@ impl Session {
         let Some(p) = port() else { return };
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
-        let Some(dest) = st.ice.selected().map(|r| wire(&p, r.addr)) else {
+        let Some(remote) = st.ice.selected() else {
             return;
+        };
+        let dest = wire(&p, remote.addr);
+        // ICE-TCP: frames on the connection instead of datagrams.
+        let tcp = match remote.transport {
+            Transport::Udp => None,
+            Transport::Tcp => match tcp_conn_of(remote.addr) {
+                Some(c) => Some(c),
+                None => return,
+            },
         };
         let Some(keys) = st.keys.as_mut() else { return };
         SCRATCH.with(|s| {
@@ -631,7 +715,12 @@ impl Session {
                     used += 1;
                 }
                 for b in &s.bufs[..used] {
-                    s.batch.push(b, dest);
+                    match &tcp {
+                        Some(c) => {
+                            c.push(b);
+                        }
+                        None => s.batch.push(b, dest),
+                    }
                 }
                 if !s.batch.is_empty() {
                     s.batch.send(p.fd);
@@ -666,12 +755,7 @@ impl Session {
             rtcp::write_sender_report(&mut sr, &info, "corecast");
             let mut out = Vec::with_capacity(sr.len() + 32);
             if keys.send.protect_rtcp(&sr, &mut out).is_ok() {
-                SCRATCH.with(|s| {
-                    let mut s = s.borrow_mut();
-                    s.batch.clear();
-                    s.batch.push(&out, dest);
-                    s.batch.send(p.fd);
-                });
+                send_to(&out, remote);
             }
         }
     }
@@ -734,7 +818,7 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
                 let t = Instant::now();
                 if st.dtls.next_timeout().is_some_and(|d| d <= t) {
                     let _ = st.dtls.handle_timeout(t);
-                    if let Some(to) = st.ice.selected().map(|r| r.addr) {
+                    if let Some(to) = st.ice.selected() {
                         s.drain_dtls(&mut st, to);
                     }
                 }
@@ -764,8 +848,8 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
         let mut st = s.st.borrow_mut();
         if st.keys.is_some() {
             let _ = st.dtls.close();
-            if let Some(to) = st.ice.selected().map(|r| r.addr) {
-                let _ = st.dtls.poll(&mut |d| send_one(d, to));
+            if let Some(to) = st.ice.selected() {
+                let _ = st.dtls.poll(&mut |d| send_to(d, to));
             }
         }
         st.ice.close();
@@ -774,6 +858,15 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
             for a in &st.addrs {
                 if b.get(a) == Some(&s.id) {
                     b.remove(a);
+                }
+            }
+        });
+        // Its ICE-TCP connections end with it.
+        TCP.with(|t| {
+            let t = t.borrow();
+            for a in st.addrs.iter().filter(|a| a.transport == Transport::Tcp) {
+                if let Some(c) = t.get(&a.addr) {
+                    c.close();
                 }
             }
         });
@@ -795,4 +888,169 @@ async fn wait_wake(s: &Session) {
         Poll::Pending
     })
     .await
+}
+
+async fn tcp_serve(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                glommio::spawn_local(tcp_conn(shard.clone(), stream, peer, Vec::new())).detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "webrtc: ICE-TCP accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Takes over an ICE-TCP connection another shard accepted for a session of ours.
+pub fn take_tcp(shard: &Rc<Shard>, fd: std::os::fd::OwnedFd, peer: SocketAddr, buffered: Vec<u8>) {
+    let stream = crate::io::fd::stream_from(fd);
+    glommio::spawn_local(tcp_conn(shard.clone(), stream, peer, buffered)).detach();
+}
+
+/// One ICE-TCP connection (RFC 6544 passive, RFC 4571 framing). Its first frame must be a
+/// check naming one of our ufrags: the shard that owns that session takes the connection.
+async fn tcp_conn(
+    shard: Rc<Shard>,
+    mut stream: glommio::net::TcpStream,
+    peer: SocketAddr,
+    mut raw: Vec<u8>,
+) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let peer = canon(peer);
+    let remote = Remote::tcp(peer);
+    let max = tcp_framing::DEFAULT_MAX_FRAME;
+    let mut chunk = vec![0u8; 4096];
+    // Who owns it: the first frame's ufrag.
+    let owner = loop {
+        if let [hi, lo, rest @ ..] = &raw[..] {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            if len == 0 || len > max {
+                return;
+            }
+            if rest.len() >= len {
+                break ice::ufrag_of(&rest[..len]).and_then(owner_of_ufrag);
+            }
+        }
+        let read = glommio::timer::timeout(Duration::from_secs(10), async {
+            stream
+                .read(&mut chunk)
+                .await
+                .map_err(glommio::GlommioError::from)
+        })
+        .await;
+        match read {
+            Ok(n) if n > 0 && raw.len() + n <= max + 2 + chunk.len() => {
+                raw.extend_from_slice(&chunk[..n])
+            }
+            _ => return,
+        }
+    };
+    match owner {
+        Some(o) if o == shard.id => {}
+        Some(o) if o < shard.registry.shards.len() => {
+            match crate::io::fd::dup_owned(&stream) {
+                Ok(fd) => {
+                    drop(stream);
+                    shard.send_room(
+                        o,
+                        RoomMsg::WebRtcTcp {
+                            fd,
+                            peer,
+                            buffered: raw,
+                        },
+                    );
+                }
+                Err(e) => {
+                    warn!(%peer, error = %e, "webrtc: cannot hand an ICE-TCP connection to its shard")
+                }
+            }
+            return;
+        }
+        _ => {
+            debug!(%peer, "webrtc: ICE-TCP connection without a check for us: closed");
+            return;
+        }
+    }
+    if TCP.with(|t| t.borrow().len()) >= MAX_TCP {
+        return;
+    }
+    let Some(wstream) = crate::io::fd::dup_stream(&stream) else {
+        return;
+    };
+    let out = Rc::new(TcpOut {
+        queue: RefCell::new(Vec::new()),
+        waker: RefCell::new(None),
+        closed: Cell::new(false),
+    });
+    if let Some(old) = TCP.with(|t| t.borrow_mut().insert(peer, out.clone())) {
+        old.close();
+    }
+    let writer = {
+        let out = out.clone();
+        glommio::spawn_local(async move {
+            let mut stream = wstream;
+            loop {
+                let data = std::mem::take(&mut *out.queue.borrow_mut());
+                if data.is_empty() {
+                    if out.closed.get() {
+                        break;
+                    }
+                    let mut first = true;
+                    futures_lite::future::poll_fn(|cx| {
+                        if !first || out.closed.get() || !out.queue.borrow().is_empty() {
+                            return Poll::Ready(());
+                        }
+                        first = false;
+                        *out.waker.borrow_mut() = Some(cx.waker().clone());
+                        Poll::Pending
+                    })
+                    .await;
+                    continue;
+                }
+                if stream.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            out.closed.set(true);
+            // Unblocks the reader below.
+            crate::io::fd::shutdown(&stream, libc::SHUT_RDWR);
+        })
+    };
+    debug!(%peer, shard = shard.id, "webrtc: ICE-TCP connection");
+    let mut deframer = Deframer::new(max);
+    let mut ok = deframer
+        .push(&raw, |f| on_datagram(&shard, f, remote, true))
+        .is_ok();
+    drop(raw);
+    while ok && !out.closed.get() {
+        let read = glommio::timer::timeout(TCP_IDLE, async {
+            stream
+                .read(&mut chunk)
+                .await
+                .map_err(glommio::GlommioError::from)
+        })
+        .await;
+        match read {
+            Ok(n) if n > 0 => {
+                ok = deframer
+                    .push(&chunk[..n], |f| on_datagram(&shard, f, remote, true))
+                    .is_ok();
+            }
+            _ => break,
+        }
+    }
+    out.close();
+    writer.await;
+    TCP.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.get(&peer).is_some_and(|c| Rc::ptr_eq(c, &out)) {
+            t.remove(&peer);
+        }
+    });
 }

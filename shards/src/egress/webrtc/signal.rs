@@ -264,7 +264,12 @@ pub async fn http(
             match offer(shard, &name, &sdp, "webrtc/whep", peer, &ua).await {
                 Ok(c) => (
                     reply(201, "application/sdp", c.sdp),
-                    vec![("Location", format!("webrtc?id={}", c.id))],
+                    // The id is our ufrag: its `+` and `/` are escaped (a `+` in a query
+                    // reads as a space).
+                    vec![(
+                        "Location",
+                        format!("webrtc?id={}", c.id.replace('+', "%2B").replace('/', "%2F")),
+                    )],
                 ),
                 Err(e) => fail(e),
             }
