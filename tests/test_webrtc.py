@@ -149,7 +149,11 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
     api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src={src}"
     info = {}
     loop = asyncio.get_running_loop()
-    if path == "json":
+    if path == "passive":
+        # An offer that wants to be the DTLS server: we answer `active` and connect as
+        # the DTLS client (aiortc follows the answer's role).
+        offer = offer.replace("a=setup:actpass", "a=setup:passive")
+    if path in ("json", "passive"):
         body = json.dumps({"type": "offer", "sdp": offer}).encode()
         st, hdrs, out = await loop.run_in_executor(None, _post, api, body, "application/json")
         assert st == 200, out
@@ -216,7 +220,7 @@ def _publisher(srv, name, audio):
 
 
 @inner
-@pytest.mark.parametrize("path", ["json", "ws", "ha"])
+@pytest.mark.parametrize("path", ["json", "ws", "ha", "passive"])
 def test_demo_video_through_signalling(rtc_server, path):
     """The demo stream (25 fps H.264 + AAC): video decoded at >= 90 % of its rate; the AAC
     audio m-line is answered inactive (no WebRTC codec)."""
@@ -227,6 +231,8 @@ def test_demo_video_through_signalling(rtc_server, path):
     assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
     assert "a=inactive" in info["answer"].split("m=audio")[1]
     assert counts["audio"] == 0
+    setup = "active" if path == "passive" else "passive"
+    assert f"a=setup:{setup}" in info["answer"]
     with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
         m = dict(l.rsplit(" ", 1) for l in r.read().decode().splitlines()
                  if l.startswith("corecast_webrtc_srtp"))

@@ -815,10 +815,12 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
                 if s.created.elapsed() > CONNECT_TIMEOUT {
                     break format!("no DTLS connection within {CONNECT_TIMEOUT:?}");
                 }
+                // Retransmissions; and in the client role (an offer with `setup:passive`)
+                // the first flight, once a check told us where the peer is.
                 let t = Instant::now();
-                if st.dtls.next_timeout().is_some_and(|d| d <= t) {
-                    let _ = st.dtls.handle_timeout(t);
-                    if let Some(to) = st.ice.selected() {
+                if let Some(to) = st.ice.selected() {
+                    if st.dtls.next_timeout().is_none_or(|d| d <= t) {
+                        let _ = st.dtls.handle_timeout(t);
                         s.drain_dtls(&mut st, to);
                     }
                 }
