@@ -294,6 +294,18 @@ def test_form_and_errors(rtc_server):
     assert st == 400 and b"src" in out
     st, _, _ = _post(api + "?src=nosuch", _offer_text(), "application/sdp")
     assert st == 404
+    # On the WebSocket: errors name the message they answer, the socket stays usable.
+    import websocket
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo", timeout=10)
+    try:
+        ws.send(json.dumps({"type": "webrtc/offer", "value": "v=0\r\nbogus"}))
+        msg = json.loads(ws.recv())
+        assert msg["type"] == "error" and msg["value"].startswith("webrtc/offer: "), msg
+        ws.send(json.dumps({"type": "webrtc", "value": {"type": "offer"}}))
+        msg = json.loads(ws.recv())
+        assert msg["type"] == "error" and msg["value"].startswith("webrtc: "), msg
+    finally:
+        ws.close()
     req = urllib.request.Request(api, method="OPTIONS")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 204
