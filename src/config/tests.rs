@@ -843,3 +843,27 @@ fn truncations_and_mutations_never_panic() {
         }
     }
 }
+
+#[test]
+fn webrtc_section() {
+    let c = ok("");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(8555));
+    assert!(c.webrtc.dual_stack);
+    // go2rtc: "" is a random UDP port (chosen at start-up), not "off".
+    let c = ok("webrtc:\n  listen: \"\"\n");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(0));
+    // Home Assistant writes ":18555/tcp".
+    let c = ok("webrtc: {listen: \":18555/tcp\", ice_servers: []}\n");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(18555));
+    let c = ok("webrtc:\n  listen: \"127.0.0.1:9000\"\n  candidates: [1.2.3.4:8555, stun:8555]\n  ice_servers:\n    - urls: stun:stun.example:3478\n  filters:\n    loopback: true\n    networks: [udp4]\n");
+    assert!(!c.webrtc.dual_stack);
+    assert_eq!(c.webrtc.candidates, ["1.2.3.4:8555", "stun:8555"]);
+    assert_eq!(c.webrtc.ice_servers[0].urls, ["stun:stun.example:3478"]);
+    assert!(c.webrtc.filters.loopback);
+    assert_eq!(
+        c.webrtc.filters.networks.as_deref(),
+        Some(&["udp4".to_string()][..])
+    );
+    err("webrtc:\n  ice_servers:\n    - username: x\n");
+    err("webrtc:\n  listen: nonsense\n");
+}
