@@ -231,7 +231,12 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
         glommio::spawn_local(crate::egress::http::serve(shard.clone(), l)).detach();
     }
-    crate::egress::webrtc::start(shard)?;
+    // WebRTC is on by default (go2rtc's :8555): a taken port costs WebRTC, not the server.
+    if let Err(e) = crate::egress::webrtc::start(shard) {
+        if shard.id == 0 {
+            tracing::error!("{e}; WebRTC disabled");
+        }
+    }
     // One shard serves the Unix socket (local control traffic: Home Assistant's API calls).
     if let (Some(path), 0) = (&config.api.unix_listen, shard.id) {
         // go2rtc removes a stale socket file first; we remove only a socket, never
