@@ -51,8 +51,9 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside test_webrtc_in_private
 def rtc_server(server_factory):
     def make(config="", shards=2):
         port = free_port_block(2)
+        # "{port}" in `config` is the server's RTSP port.
         srv = server_factory(f"webrtc:\n  listen: \"127.0.0.1:{port}\"\n" + config,
-                             shards=shards)
+                             shards=shards, format_ports=True)
         srv.webrtc_port = port
         return srv
     return make
@@ -209,6 +210,7 @@ def view(srv, src, path, **kw):
 def _publisher(srv, name, audio):
     """ffmpeg publishing 25 fps H.264 and `audio` (libopus / pcm_alaw) to `name`."""
     a = {"opus": ["-c:a", "libopus", "-b:a", "32k", "-ac", "2"],
+         "aac": ["-c:a", "aac", "-b:a", "64k", "-ac", "2"],
          "pcma": ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]}[audio]
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
@@ -274,6 +276,21 @@ def test_published_stream_with_audio(rtc_server, procs, audio):
     wait_live(srv, "pub")
     counts, info = view(srv, "pub", "json")
     assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.9 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_aac_stream_gets_opus_from_a_later_source(rtc_server, procs):
+    """go2rtc's pattern for AAC cameras: `cam: [<AAC source>, ffmpeg:cam#audio=opus]`. The
+    browser offers Opus; the later source is dialled for it and the viewer hears it."""
+    srv = rtc_server("streams:\n  src: []\n"
+                     "  cam: [\"rtsp://127.0.0.1:{port}/src\", \"ffmpeg:cam#audio=opus\"]\n")
+    procs.append(_publisher(srv, "src", "aac"))
+    wait_live(srv, "src")
+    counts, info = view(srv, "cam", "json")
+    assert info["state"] == "connected", srv.log()
+    assert "opus/48000" in info["answer"].split("m=audio")[1].lower(), info["answer"]
     assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
     assert counts["audio_secs"] >= 0.9 * WINDOW, (counts, srv.log())
 

@@ -49,7 +49,10 @@ pub async fn offer(
     if SESSIONS.with(|s| s.borrow().len()) >= MAX_SESSIONS {
         return Err((503, "too many WebRTC sessions on this shard".into()));
     }
-    crate::sources::lifecycle::ensure(shard, name, None, user_agent)
+    // What the browser can take, as a reader query: a later source of the stream
+    // (`cam: [rtsp://cam, ffmpeg:cam#audio=opus]`) is dialled when only it has it.
+    let query = offer_query(&parsed);
+    crate::sources::lifecycle::ensure(shard, name, query.as_deref(), user_agent)
         .await
         .map_err(|e| (502, format!("stream `{name}`: {e}")))?;
     let feed =
@@ -148,6 +151,36 @@ pub async fn offer(
         sdp: answer.sdp,
         id: creds.ufrag,
     })
+}
+
+/// The offer's receivable codecs as a reader filter (`video=h264&audio=opus,pcma`), in
+/// go2rtc's names; None when it names none we send.
+fn offer_query(offer: &sdp::Offer) -> Option<String> {
+    let mut parts = Vec::new();
+    for (kind, names) in [
+        ("video", &["h264"][..]),
+        ("audio", &["opus", "pcma", "pcmu"][..]),
+    ] {
+        let mut have: Vec<&str> = Vec::new();
+        for m in offer
+            .medias
+            .iter()
+            .filter(|m| m.kind == kind && m.port != 0)
+        {
+            for c in &m.codecs {
+                let n = c.name.to_ascii_lowercase();
+                if let Some(x) = names.iter().find(|x| **x == n) {
+                    if !have.contains(x) {
+                        have.push(x);
+                    }
+                }
+            }
+        }
+        if !have.is_empty() {
+            parts.push(format!("{kind}={}", have.join(",")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("&"))
 }
 
 #[derive(Deserialize)]
@@ -380,6 +413,27 @@ pub async fn ws(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offer_queries() {
+        let offer = sdp::parse_offer(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0 1\r\n\
+             a=fingerprint:sha-256 D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n\
+             a=recvonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n\
+             a=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:8 PCMA/8000\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            offer_query(&offer).as_deref(),
+            Some("video=h264&audio=opus,pcmu,pcma")
+        );
+    }
 
     #[test]
     fn form_values() {
