@@ -168,8 +168,11 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
         info["location"] = hdrs.get("Location")
         assert info["location"].startswith("webrtc?id="), hdrs
         answer = out.decode()
-    elif path == "form":
+    elif path in ("form", "legacy"):
         body = b"data=" + urllib.parse.quote(base64.b64encode(offer.encode())).encode()
+        if path == "legacy":
+            # The old RTSPtoWebRTC integration's path.
+            api = f"http://127.0.0.1:{srv.api_port}/stream/{src}/channel/0/webrtc"
         st, hdrs, out = await loop.run_in_executor(
             None, _post, api, body, "application/x-www-form-urlencoded")
         assert st == 200, out
@@ -299,8 +302,9 @@ def test_aac_stream_gets_opus_from_a_later_source(rtc_server, procs):
 def test_form_and_errors(rtc_server):
     srv = rtc_server()
     wait_live(srv)
-    counts, _ = view(srv, "demo", "form")
-    assert counts["video"] >= 0.9 * 25 * WINDOW, counts
+    for path in ("form", "legacy"):
+        counts, _ = view(srv, "demo", path)
+        assert counts["video"] >= 0.9 * 25 * WINDOW, (path, counts)
     api = f"http://127.0.0.1:{srv.api_port}/api/webrtc"
     for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
                         (b"{}", "application/json"), (b"not json", "application/json"),

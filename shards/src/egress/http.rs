@@ -288,6 +288,11 @@ async fn dispatch(
             let (reply, extra) = crate::egress::webrtc::signal::http(shard, &req, peer).await;
             return send_reply(shard, stream, &req, reply, &extra).await;
         }
+        // The old RTSPtoWebRTC integration's path (form `data=<base64 offer>`).
+        p if p.starts_with("/stream/") && p.ends_with("/channel/0/webrtc") => {
+            let reply = crate::egress::webrtc::signal::legacy(shard, &req, peer, p).await;
+            return send_reply(shard, stream, &req, reply, &[]).await;
+        }
         "/api/stream.mp4" if media_get => {
             return live(shard, stream, peer, req, Variant::Mp4).await
         }

@@ -331,6 +331,31 @@ pub async fn http(
     }
 }
 
+/// `POST /stream/{name}/channel/0/webrtc` (RTSPtoWebRTC): form `data=<base64 offer>`,
+/// answered with the base64 answer.
+pub async fn legacy(shard: &Rc<Shard>, req: &Request, peer: SocketAddr, path: &str) -> Reply {
+    if req.method != "POST" {
+        return Reply::text(405, "method not allowed");
+    }
+    let name = path
+        .strip_prefix("/stream/")
+        .and_then(|p| p.strip_suffix("/channel/0/webrtc"))
+        .unwrap_or("");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(data) = form_value(&req.body, "data") else {
+        return Reply::text(400, "offer: form without `data`");
+    };
+    let sdp = match b64.decode(data.trim().replace(' ', "+")) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => return Reply::text(400, format!("offer: invalid base64: {e}")),
+    };
+    let ua = req.header("user-agent").unwrap_or("");
+    match offer(shard, name, &sdp, "webrtc/post", peer, ua).await {
+        Ok(c) => reply(200, "text/plain", b64.encode(c.sdp)),
+        Err((status, text)) => Reply::text(status, text),
+    }
+}
+
 #[derive(Serialize)]
 struct WsText<'a> {
     #[serde(rename = "type")]
