@@ -185,6 +185,15 @@ impl RtcFeed {
         self.frames.is_closed()
     }
 
+    /// The stream's media index sent as video (or audio).
+    pub fn track(&self, video: bool) -> Option<usize> {
+        if video {
+            self.video.borrow().as_ref().map(|v| v.track)
+        } else {
+            self.audio.borrow().as_ref().map(|a| a.track)
+        }
+    }
+
     /// Packetizes the frames that arrived since anyone last looked.
     pub fn pump(&self) {
         self.frames.pump();

@@ -92,7 +92,7 @@ pub async fn offer(
                     (&mut audio, ssrcs.1)
                 };
                 *slot = Some(Track::new(c.payload_type, ssrc, c.clock_rate));
-                tracks.push(usize::from(!is_video));
+                tracks.extend(feed.track(is_video));
             }
             None => {
                 let mut why = m.reason.clone().unwrap_or_default();
