@@ -327,17 +327,20 @@ def test_form_and_errors(rtc_server):
         assert msg["type"] == "error" and msg["value"].startswith("webrtc: "), msg
     finally:
         ws.close()
+    # Audio only, and the demo's audio is AAC: nothing to send (go2rtc's 500 and words).
+    st, _, out = _post(api + "?src=demo", _offer_text("audio"), "application/sdp")
+    assert st == 500 and out.startswith(b"streams: codecs not matched: video:H264 => audio:"), out
     req = urllib.request.Request(api, method="OPTIONS")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 204
     assert srv.alive()
 
 
-def _offer_text():
+def _offer_text(kind="video"):
     async def go():
         from aiortc import RTCPeerConnection
         pc = RTCPeerConnection()
-        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver(kind, direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
         await pc.close()
