@@ -1618,6 +1618,24 @@ a=setup:actpass
         check_answer_syntax(&a.sdp);
     }
 
+    /// An m-line answered inactive names its echoed format (aiortc refuses an answer
+    /// whose audio format it cannot name); whole `a=candidate:` lines are taken as well.
+    #[test]
+    fn inactive_line_names_its_format() {
+        let o = parse_offer(&AIORTC_OFFER.replace('\n', "\r\n")).unwrap();
+        let c = vec!["a=candidate:1 1 udp 2130706431 192.168.1.10 8555 typ host".to_string()];
+        let codecs = [CBASE];
+        let a = build_answer(&o, &params(&codecs, &c)).unwrap();
+        assert!(a.medias[1].chosen.is_none());
+        let audio = a.sdp.split("m=audio").nth(1).unwrap();
+        let fmt = audio.split_whitespace().nth(2).unwrap();
+        assert!(audio.contains(&format!("a=rtpmap:{fmt} ")), "{audio}");
+        assert!(audio.contains("a=inactive"));
+        assert!(!a.sdp.contains("a=a="), "{}", a.sdp);
+        assert!(a.sdp.contains("\r\na=candidate:1 1 udp"));
+        check_answer_syntax(&a.sdp);
+    }
+
     #[test]
     fn setup_roles_and_directions() {
         let base = chrome_offer();
