@@ -77,8 +77,7 @@ def _ws_offer(api_port, src, offer_sdp, ha=False):
         # A candidate before the offer (trickle) is taken and ignored, as an end marker is.
         ws.send(json.dumps({"type": "webrtc/candidate", "value": "candidate:1 1 udp 1 192.0.2.1 9 typ host"}))
         if ha:
-            ws.send(json.dumps({"type": "webrtc", "value": {"type": "offer", "sdp": offer_sdp,
-                                                            "ice_servers": []}}))
+            ws.send(_ha_messages().WebRTCOffer(sdp=offer_sdp, ice_servers=[]).to_json())
         else:
             ws.send(json.dumps({"type": "webrtc/offer", "value": offer_sdp}))
         ws.send(json.dumps({"type": "webrtc/candidate", "value": ""}))
@@ -87,11 +86,32 @@ def _ws_offer(api_port, src, offer_sdp, ha=False):
         # Closing the WebSocket must not end the session.
         ws.close()
     if ha:
-        assert msg["type"] == "webrtc", msg
-        assert msg["value"]["type"] == "answer"
-        return msg["value"]["sdp"]
+        # Decoded as Home Assistant's client decodes it.
+        m = _ha_messages()
+        decoded = m.BaseMessage.from_json(json.dumps(msg))
+        assert isinstance(decoded, m.WebRTC) and isinstance(decoded.value, m.WebRTCAnswer), msg
+        return decoded.value.sdp
     assert msg["type"] == "webrtc/answer", msg
     return msg["value"]
+
+
+def _ha_messages():
+    """go2rtc-client's WebSocket messages (what Home Assistant sends and decodes), loaded
+    alone: the package's other modules need Python 3.12."""
+    import importlib.metadata as md
+    import importlib.util
+    name = "go2rtc_client_ws_messages"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        path = Path(md.distribution("go2rtc-client").locate_file("go2rtc_client/ws/messages.py"))
+    except md.PackageNotFoundError:
+        pytest.skip("go2rtc-client not installed")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
