@@ -402,7 +402,7 @@ class Cdp:
 
 
 @contextlib.contextmanager
-def chromium_page(debug_port):
+def chromium_page(debug_port, extra_args=()):
     """Headless Chromium (fresh profile) with one page under DevTools control: yields a
     `Cdp` for it; the browser is killed and its profile removed afterwards."""
     profile = tempfile.mkdtemp(prefix="corecast-chromium-")
@@ -410,7 +410,8 @@ def chromium_page(debug_port):
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-         f"--remote-debugging-port={debug_port}", "--remote-allow-origins=*", "about:blank"],
+         f"--remote-debugging-port={debug_port}", "--remote-allow-origins=*",
+         *extra_args, "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def page():

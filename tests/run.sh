@@ -26,6 +26,8 @@ $PY -c "import pytest" 2>/dev/null || $PY -m pip install -q pytest
 $PY -c "import websocket" 2>/dev/null || $PY -m pip install -q websocket-client
 # The security tests read config files back with an independent YAML parser.
 $PY -c "import yaml" 2>/dev/null || $PY -m pip install -q pyyaml
+# The WebRTC tests' viewer (its own ICE, DTLS, SRTP, H.264/Opus/G.711 decoders).
+$PY -c "import aiortc" 2>/dev/null || $PY -m pip install -q aiortc
 # Home Assistant's go2rtc client (its models decode our answers). 0.4.0 declares Python
 # 3.12 for syntax used outside models.py; the tests load only models.py.
 $PY -c "import importlib.metadata as m, aiohttp, mashumaro; assert m.version('go2rtc-client') == '0.4.0'" 2>/dev/null \

@@ -1,6 +1,5 @@
-// corecast player: stream.html?src=NAME[&mode=mse]
-// Playback modes are entries of `modes` with start()/stop(), so WebRTC can be
-// added later without touching the page logic.
+// corecast player: stream.html?src=NAME[&mode=mse|webrtc]
+// Playback modes are entries of `modes` with start()/stop().
 'use strict';
 
 const RECONNECT_MS = 2000;
@@ -28,6 +27,7 @@ const player = window.corecastPlayer = {
   bytes: 0,            // total binary bytes received
   messages: 0,         // total binary (media) messages received
   codecs: null,        // codecs announced by the server for the current session
+  framesDecoded: 0,    // WebRTC: inbound video frames decoded (getStats)
 };
 
 function setState(state, detail) {
@@ -220,11 +220,130 @@ function createMseMode() {
   return { label: 'MSE', start, stop };
 }
 
-// ---- WebRTC (placeholder) ---------------------------------------------------
+// ---- WebRTC over the same WebSocket (go2rtc protocol) -------------------------
+
+function createWebrtcMode() {
+  let session = null;
+  let reconnectTimer = null;
+  let stopped = true;
+
+  function start() {
+    stopped = false;
+    if (!window.RTCPeerConnection) {
+      setState('error', 'WebRTC is not supported by this browser');
+      return;
+    }
+    connect();
+  }
+
+  function stop() {
+    stopped = true;
+    clearTimeout(reconnectTimer);
+    teardown();
+  }
+
+  function fail(s, message) {
+    if (s !== session || s.failed) return;
+    s.failed = true;
+    setState('error', message);
+    teardown();
+    if (!stopped) reconnectTimer = setTimeout(connect, RECONNECT_MS);
+  }
+
+  function teardown() {
+    const s = session;
+    session = null;
+    if (!s) return;
+    clearInterval(s.statsTimer);
+    closeWs(s);
+    s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = null;
+    s.pc.close();
+    video.srcObject = null;
+  }
+
+  function closeWs(s) {
+    if (!s.ws) return;
+    s.ws.onopen = s.ws.onmessage = s.ws.onclose = s.ws.onerror = null;
+    try { s.ws.close(); } catch (_) { /* already closed */ }
+    s.ws = null;
+  }
+
+  function connect() {
+    teardown();
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const s = { pc, ws: null, failed: false, statsTimer: null };
+    player.pc = pc; // for tests and the console
+    session = s;
+    player.codecs = null;
+    player.framesDecoded = 0;
+    setState('connecting');
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const media = new MediaStream();
+    pc.ontrack = (ev) => {
+      media.addTrack(ev.track);
+      video.srcObject = media;
+      video.play().catch(() => { /* autoplay blocked */ });
+    };
+    pc.onconnectionstatechange = () => {
+      if (s !== session) return;
+      if (pc.connectionState === 'connected') {
+        setState('playing', 'webrtc');
+        // The session no longer needs the signalling socket (the server keeps it).
+        closeWs(s);
+      } else if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
+        fail(s, `WebRTC ${pc.connectionState}`);
+      }
+    };
+    pc.onicecandidate = (ev) => {
+      if (s.ws && s.ws.readyState === WebSocket.OPEN) {
+        s.ws.send(JSON.stringify({ type: 'webrtc/candidate', value: ev.candidate ? ev.candidate.candidate : '' }));
+      }
+    };
+    // Test-visible decoding progress.
+    s.statsTimer = setInterval(async () => {
+      if (s !== session) return;
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          player.framesDecoded = r.framesDecoded || 0;
+          player.bytes = r.bytesReceived || 0;
+        }
+      });
+    }, 500);
+
+    const ws = s.ws = new WebSocket(wsUrl());
+    ws.onopen = async () => {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      ws.send(JSON.stringify({ type: 'webrtc/offer', value: pc.localDescription.sdp }));
+    };
+    ws.onclose = () => { if (!pc.remoteDescription) fail(s, 'connection closed before the answer'); };
+    ws.onerror = () => {};
+    ws.onmessage = async (ev) => {
+      if (typeof ev.data !== 'string') return;
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { return; }
+      if (msg.type === 'error') return fail(s, String(msg.value || 'server error'));
+      if (msg.type === 'webrtc/answer') {
+        try {
+          await pc.setRemoteDescription({ type: 'answer', sdp: msg.value });
+          player.codecs = 'webrtc';
+        } catch (err) {
+          fail(s, 'answer: ' + err.message);
+        }
+      } else if (msg.type === 'webrtc/candidate' && msg.value) {
+        pc.addIceCandidate({ candidate: msg.value, sdpMid: '0' }).catch(() => {});
+      }
+    };
+  }
+
+  return { label: 'WebRTC', start, stop };
+}
 
 const modes = {
   mse: createMseMode(),
-  webrtc: { label: 'WebRTC', disabled: true, start() {}, stop() {} }, // coming soon
+  webrtc: createWebrtcMode(),
 };
 
 // ---- Page wiring --------------------------------------------------------------

@@ -18,7 +18,7 @@ const MESH_CAPACITY: usize = 1024;
 /// How long shards may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(mut config: Config) -> Result<(), String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -39,6 +39,13 @@ pub fn run(config: Config) -> Result<(), String> {
         if !registry.set_preload(name, Some(q)) {
             tracing::warn!(stream = %name, "preload: no such stream in `streams:`");
         }
+    }
+    // `webrtc: listen: ""`: one random port, the same on every shard (each binds it with
+    // SO_REUSEPORT), chosen here.
+    if let Some(a) = config.webrtc.listen.as_mut().filter(|a| a.port() == 0) {
+        let probe = std::net::UdpSocket::bind((a.ip(), 0))
+            .map_err(|e| format!("cannot pick a WebRTC UDP port: {e}"))?;
+        a.set_port(probe.local_addr().map_err(|e| e.to_string())?.port());
     }
     let config = Arc::new(config);
     let clock = Clock::new();
@@ -224,6 +231,12 @@ fn start_listeners(shard: &Rc<Shard>, config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
         glommio::spawn_local(crate::egress::http::serve(shard.clone(), l)).detach();
     }
+    // WebRTC is on by default (go2rtc's :8555): a taken port costs WebRTC, not the server.
+    if let Err(e) = crate::egress::webrtc::start(shard) {
+        if shard.id == 0 {
+            tracing::error!("{e}; WebRTC disabled");
+        }
+    }
     // One shard serves the Unix socket (local control traffic: Home Assistant's API calls).
     if let (Some(path), 0) = (&config.api.unix_listen, shard.id) {
         // go2rtc removes a stale socket file first; we remove only a socket, never
@@ -258,5 +271,17 @@ fn rooms(shard: &Rc<Shard>, msg: crate::core::hub::RoomMsg) {
             buffered,
             authenticated,
         } => crate::egress::rtsp::take_handoff(shard, fd, peer, buffered, authenticated),
+        RoomMsg::WebRtcDatagram { data, from } => crate::egress::webrtc::on_datagram(
+            shard,
+            &data,
+            corecast::webrtc::ice::Remote::udp(from),
+            true,
+        ),
+        RoomMsg::WebRtcTcp { fd, peer, buffered } => {
+            crate::egress::webrtc::take_tcp(shard, fd, peer, buffered)
+        }
+        RoomMsg::WebRtcClose { id } => {
+            crate::egress::webrtc::close_local(&id);
+        }
     }
 }

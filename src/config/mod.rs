@@ -76,7 +76,6 @@ const UNSUPPORTED_SECTIONS: &[&str] = &[
     "roborock",
     "rtmp",
     "srtp",
-    "webrtc",
     "webtorrent",
     "wyoming",
 ];
@@ -109,6 +108,8 @@ pub struct Config {
     pub exec: ExecConfig,
     /// corecast `fanout:`: the consumer policy of every viewer.
     pub fanout: FanoutConfig,
+    /// go2rtc `webrtc:`: the WebRTC port, candidates, ICE servers, filters.
+    pub webrtc: WebrtcConfig,
     /// Non-fatal findings (unknown keys etc.), each naming the key and the line:
     /// "line 7: unknown key `rtsp.foo` (ignored)". Sorted by line; past 100, one summary line.
     pub warnings: Vec<String>,
@@ -247,6 +248,43 @@ pub struct RtspConfig {
     pub local_auth: bool,
 }
 
+/// go2rtc's `webrtc:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebrtcConfig {
+    /// Default ":8555" (UDP on every shard, SO_REUSEPORT); "" => a random UDP port (port 0
+    /// here, chosen at start-up).
+    pub listen: Option<SocketAddr>,
+    /// ":PORT": IPv6 and IPv4 on one socket.
+    pub dual_stack: bool,
+    /// `candidates:` entries as written (`ip:port`, `host:port`, `stun:port`), first = most
+    /// preferred.
+    pub candidates: Vec<String>,
+    /// `ice_servers:` (kept for the STUN/TURN client to come).
+    pub ice_servers: Vec<IceServer>,
+    pub filters: crate::webrtc::ice::Filters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+pub const DEFAULT_WEBRTC_LISTEN: &str = ":8555";
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            listen: default_listen(DEFAULT_WEBRTC_LISTEN),
+            dual_stack: true,
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
+            filters: Default::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     /// Default ":1984"; "" disables.
@@ -303,6 +341,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             exec: ExecConfig::default(),
             fanout: FanoutConfig::default(),
+            webrtc: WebrtcConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -540,6 +579,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         egress_tick_us,
         ring_bytes,
     };
+    let webrtc = cx.webrtc(raw.webrtc.unwrap_or_default())?;
 
     cx.warnings.sort_by_key(|(line, _)| (*line == 0, *line));
     let total = cx.warnings.len();
@@ -566,6 +606,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         sources,
         exec,
         fanout,
+        webrtc,
         warnings,
     })
 }
@@ -895,6 +936,55 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    fn webrtc(&self, raw: raw::RawWebrtc) -> Result<WebrtcConfig, ConfigError> {
+        let text = raw.listen.as_deref().unwrap_or(DEFAULT_WEBRTC_LISTEN);
+        // go2rtc: "" is a random UDP port, not "disabled"; ":PORT/tcp" is TCP only (not
+        // served yet: read as the UDP port).
+        let text = text.strip_suffix("/tcp").unwrap_or(text);
+        let listen = if text.is_empty() {
+            Some(SocketAddr::from(([0, 0, 0, 0], 0)))
+        } else {
+            parse_listen(text).map_err(|m| self.error(&["webrtc", "listen"], m))?
+        };
+        let dual_stack = text.is_empty() || is_dual_stack(text);
+        let mut ice_servers = Vec::new();
+        for s in raw.ice_servers.unwrap_or_default() {
+            let urls = match s.urls {
+                Some(serde_yaml_ng::Value::String(u)) => vec![u],
+                Some(serde_yaml_ng::Value::Sequence(v)) => v
+                    .into_iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect(),
+                _ => {
+                    return Err(self.error(
+                        &["webrtc", "ice_servers"],
+                        "each entry needs `urls`: a string or a list of strings",
+                    ))
+                }
+            };
+            ice_servers.push(IceServer {
+                urls,
+                username: s.username,
+                credential: s.credential,
+            });
+        }
+        let f = raw.filters.unwrap_or_default();
+        Ok(WebrtcConfig {
+            listen,
+            dual_stack,
+            candidates: raw.candidates.unwrap_or_default(),
+            ice_servers,
+            filters: crate::webrtc::ice::Filters {
+                candidates: f.candidates,
+                loopback: f.loopback.unwrap_or(false),
+                interfaces: f.interfaces,
+                ips: f.ips,
+                networks: f.networks,
+                udp_ports: f.udp_ports,
+            },
+        })
     }
 
     fn listen(

@@ -23,6 +23,36 @@ pub(super) struct RawConfig {
     pub sources: Option<RawSources>,
     pub exec: Option<RawExec>,
     pub fanout: Option<RawFanout>,
+    pub webrtc: Option<RawWebrtc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(super) struct RawWebrtc {
+    pub listen: Option<String>,
+    pub candidates: Option<Vec<String>>,
+    pub ice_servers: Option<Vec<RawIceServer>>,
+    pub filters: Option<RawWebrtcFilters>,
+}
+
+/// go2rtc's `ice_servers` entry: `urls` is one string or a list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping with `urls`")]
+pub(super) struct RawIceServer {
+    pub urls: Option<serde_yaml_ng::Value>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a mapping")]
+pub(super) struct RawWebrtcFilters {
+    pub candidates: Option<Vec<String>>,
+    pub loopback: Option<bool>,
+    pub interfaces: Option<Vec<String>>,
+    pub ips: Option<Vec<String>>,
+    pub networks: Option<Vec<String>>,
+    pub udp_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +124,11 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "fanout.resume_ms",
     "fanout.egress_tick_us",
     "fanout.ring_bytes",
+    "webrtc",
+    "webrtc.listen",
+    "webrtc.candidates",
+    "webrtc.ice_servers",
+    "webrtc.filters",
     "sources.idle_timeout",
     "sources.reconnect_max",
     "rtsp.local_auth",

@@ -131,7 +131,6 @@ fn full_example() {
     assert_eq!(
         c.warnings,
         [
-            "line 19: section `webrtc` is not supported yet (ignored)",
             "line 22: section `hass` is not supported yet (ignored)",
             "line 26: section `srtp` is not supported yet (ignored)",
             "line 28: section `ngrok` is not supported yet (ignored)",
@@ -287,10 +286,9 @@ webrtc:
     assert_eq!(c.api.listen, addr("127.0.0.1:1984"));
     assert_eq!(c.rtsp.listen, addr("127.0.0.1:8554"));
     assert!(!c.rtsp.dual_stack && !c.api.dual_stack);
-    assert_eq!(
-        c.warnings,
-        ["line 7: section `webrtc` is not supported yet (ignored)"]
-    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(8555));
+    assert!(c.webrtc.dual_stack);
 
     let c = ok(r#"publish:
   # publish stream "tplink_tapo" to Telegram
@@ -317,7 +315,12 @@ webrtc:
       credential: your_pass
 "#);
     assert_eq!(stream(&c, "tplink_tapo").line, 11);
-    assert_eq!(c.warnings.len(), 3);
+    assert_eq!(c.warnings.len(), 2);
+    assert_eq!(c.webrtc.ice_servers.len(), 2);
+    assert_eq!(
+        c.webrtc.ice_servers[1].username.as_deref(),
+        Some("your_user")
+    );
 }
 
 #[test]
@@ -851,4 +854,28 @@ fn truncations_and_mutations_never_panic() {
             let _ = parse(&String::from_utf8_lossy(&bytes), "fuzz");
         }
     }
+}
+
+#[test]
+fn webrtc_section() {
+    let c = ok("");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(8555));
+    assert!(c.webrtc.dual_stack);
+    // go2rtc: "" is a random UDP port (chosen at start-up), not "off".
+    let c = ok("webrtc:\n  listen: \"\"\n");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(0));
+    // Home Assistant writes ":18555/tcp".
+    let c = ok("webrtc: {listen: \":18555/tcp\", ice_servers: []}\n");
+    assert_eq!(c.webrtc.listen.map(|a| a.port()), Some(18555));
+    let c = ok("webrtc:\n  listen: \"127.0.0.1:9000\"\n  candidates: [1.2.3.4:8555, stun:8555]\n  ice_servers:\n    - urls: stun:stun.example:3478\n  filters:\n    loopback: true\n    networks: [udp4]\n");
+    assert!(!c.webrtc.dual_stack);
+    assert_eq!(c.webrtc.candidates, ["1.2.3.4:8555", "stun:8555"]);
+    assert_eq!(c.webrtc.ice_servers[0].urls, ["stun:stun.example:3478"]);
+    assert!(c.webrtc.filters.loopback);
+    assert_eq!(
+        c.webrtc.filters.networks.as_deref(),
+        Some(&["udp4".to_string()][..])
+    );
+    err("webrtc:\n  ice_servers:\n    - username: x\n");
+    err("webrtc:\n  listen: nonsense\n");
 }

@@ -1039,6 +1039,28 @@ fn write_answer(
             setup
         );
         let _ = write!(s, "a={}\r\na=rtcp-mux\r\n", am.direction.as_str());
+        if am.chosen.is_none() {
+            // The echoed format gets its rtpmap too: peers such as aiortc refuse an m-line
+            // (even an inactive one) whose formats they cannot name.
+            if let Some(oc) = om
+                .codecs
+                .iter()
+                .find(|oc| oc.payload_type.to_string() == fmt)
+            {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{} {}/{}",
+                    oc.payload_type, oc.name, oc.clock_rate
+                );
+                if om.kind == "audio" && oc.channels > 1 {
+                    let _ = write!(s, "/{}", oc.channels);
+                }
+                s.push_str("\r\n");
+                if let Some(f) = &oc.fmtp {
+                    let _ = write!(s, "a=fmtp:{} {}\r\n", oc.payload_type, f);
+                }
+            }
+        }
         if let Some(c) = &am.chosen {
             // The browser's own rtpmap/fmtp for the payload type, echoed.
             if let Some(oc) = om
@@ -1078,6 +1100,9 @@ fn write_answer(
             }
         }
         for c in p.candidates {
+            // `candidate:...` or a whole `a=candidate:...` line (as `ice::candidate_lines`
+            // writes them).
+            let c = c.strip_prefix("a=").unwrap_or(c);
             let _ = write!(s, "a={c}\r\n");
         }
         s.push_str("a=end-of-candidates\r\n");
@@ -1823,6 +1848,24 @@ a=rtpmap:126 telephone-event/8000
             (101, true, true, false)
         );
         assert_eq!(a.medias[1].chosen.as_ref().unwrap().payload_type, 8);
+        check_answer_syntax(&a.sdp);
+    }
+
+    /// An m-line answered inactive names its echoed format (aiortc refuses an answer
+    /// whose audio format it cannot name); whole `a=candidate:` lines are taken as well.
+    #[test]
+    fn inactive_line_names_its_format() {
+        let o = parse_offer(&AIORTC_OFFER.replace('\n', "\r\n")).unwrap();
+        let c = vec!["a=candidate:1 1 udp 2130706431 192.168.1.10 8555 typ host".to_string()];
+        let codecs = [CBASE];
+        let a = build_answer(&o, &params(&codecs, &c)).unwrap();
+        assert!(a.medias[1].chosen.is_none());
+        let audio = a.sdp.split("m=audio").nth(1).unwrap();
+        let fmt = audio.split_whitespace().nth(2).unwrap();
+        assert!(audio.contains(&format!("a=rtpmap:{fmt} ")), "{audio}");
+        assert!(audio.contains("a=inactive"));
+        assert!(!a.sdp.contains("a=a="), "{}", a.sdp);
+        assert!(a.sdp.contains("\r\na=candidate:1 1 udp"));
         check_answer_syntax(&a.sdp);
     }
 

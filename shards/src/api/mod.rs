@@ -910,6 +910,7 @@ pub fn metrics(shard: &Shard) -> Reply {
     }
     let mut body = corecast::api::metrics_text(&snap);
     crate::muxers::snapshot::metrics(&mut body);
+    crate::egress::webrtc::metrics(&mut body);
     Reply {
         status: 200,
         ctype: "text/plain; version=0.0.4; charset=utf-8",

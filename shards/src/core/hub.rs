@@ -79,6 +79,18 @@ pub enum RoomMsg {
         /// The connection already passed RTSP auth on the first shard.
         authenticated: bool,
     },
+    /// A datagram from a WebRTC viewer whose session lives on the receiving shard (the
+    /// kernel spreads the shared WebRTC port's datagrams over the shards).
+    WebRtcDatagram { data: Vec<u8>, from: SocketAddr },
+    /// End a WebRTC session of this shard (WHEP DELETE arrived elsewhere).
+    WebRtcClose { id: String },
+    /// An ICE-TCP connection accepted by another shard, for a session of this one.
+    WebRtcTcp {
+        /// Owned: a lost message closes the socket.
+        fd: std::os::fd::OwnedFd,
+        peer: SocketAddr,
+        buffered: Vec<u8>,
+    },
 }
 
 /// Handles `RoomMsg`s on a shard (installed by the runtime).

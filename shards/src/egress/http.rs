@@ -295,6 +295,15 @@ async fn dispatch(
         "/api/exit" => api::exit_endpoint(&req),
         "/metrics" if get => api::metrics(shard),
         "/api/ws" if req.method == "GET" => return websocket(shard, stream, peer, req).await,
+        "/api/webrtc" => {
+            let (reply, extra) = crate::egress::webrtc::signal::http(shard, &req, peer).await;
+            return send_reply(shard, stream, &req, reply, &extra).await;
+        }
+        // The old RTSPtoWebRTC integration's path (form `data=<base64 offer>`).
+        p if p.starts_with("/stream/") && p.ends_with("/channel/0/webrtc") => {
+            let reply = crate::egress::webrtc::signal::legacy(shard, &req, peer, p).await;
+            return send_reply(shard, stream, &req, reply, &[]).await;
+        }
         "/api/stream.mp4" if media_get => {
             return live(shard, stream, peer, req, Variant::Mp4).await
         }
@@ -980,7 +989,13 @@ async fn on_ws_text(
             *playing = Some((reader, consumer));
             out
         }
-        _ => fail("unsupported message type (this server speaks `mse`)"),
+        "webrtc" | "webrtc/offer" | "webrtc/candidate" => {
+            let texts =
+                crate::egress::webrtc::signal::ws(shard, peer, req, name, kind, msg.value.as_ref())
+                    .await;
+            texts.iter().flat_map(|t| ws::text_frame(t)).collect()
+        }
+        _ => fail("unsupported message type (this server speaks `mse` and `webrtc`)"),
     }
 }
 

@@ -84,6 +84,75 @@ pub fn udp_exclusive(addr: SocketAddr, dual_stack: bool) -> io::Result<glommio::
     Ok(unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) })
 }
 
+/// A UDP socket with SO_REUSEPORT: every shard binds the same WebRTC port, and the kernel
+/// spreads remote addresses over the shards' sockets by a hash of the 4-tuple (a given
+/// remote address always reaches the same shard). Returns the socket and its address.
+pub fn udp_shared(
+    addr: SocketAddr,
+    dual_stack: bool,
+) -> io::Result<(glommio::net::UdpSocket, SocketAddr)> {
+    let (sock, at) = bind(addr, dual_stack, Type::DGRAM, &|s| s.set_reuse_port(true))?;
+    let at = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(at);
+    // SAFETY: into_raw_fd gives up ownership of a freshly bound UDP socket; the glommio
+    // socket becomes its only owner.
+    Ok((
+        unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) },
+        at,
+    ))
+}
+
+/// The host's interface addresses (getifaddrs), for WebRTC host candidates.
+pub fn interfaces() -> Vec<corecast::webrtc::ice::InterfaceAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below; every node is read only
+    // while the list is alive, and null pointers are checked.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut p = head;
+        while !p.is_null() && out.len() < 256 {
+            let ifa = &*p;
+            p = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() {
+                continue;
+            }
+            let family = i32::from((*ifa.ifa_addr).sa_family);
+            let len = match family {
+                libc::AF_INET => std::mem::size_of::<libc::sockaddr_in>(),
+                libc::AF_INET6 => std::mem::size_of::<libc::sockaddr_in6>(),
+                _ => continue,
+            };
+            let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+            std::ptr::copy_nonoverlapping(
+                ifa.ifa_addr as *const u8,
+                &mut storage as *mut _ as *mut u8,
+                len,
+            );
+            let Some(sa) = SockAddr::new(storage, len as libc::socklen_t).as_socket() else {
+                continue;
+            };
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            let flags = ifa.ifa_flags;
+            out.push(corecast::webrtc::ice::InterfaceAddr {
+                name,
+                ip: sa.ip(),
+                up: flags & libc::IFF_UP as u32 != 0,
+                loopback: flags & libc::IFF_LOOPBACK as u32 != 0,
+            });
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
 /// A peer as go2rtc (Go) shows it: an IPv4 client of a dual-stack socket is `a.b.c.d:port`,
 /// not `[::ffff:a.b.c.d]:port`.
 pub fn peer_text(peer: SocketAddr) -> String {

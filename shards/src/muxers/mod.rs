@@ -538,12 +538,12 @@ thread_local! {
 pub struct FrameFeed {
     src: Rc<LocalStream>,
     _reader: ReaderGuard,
-    sdp: Sdp,
+    pub(crate) sdp: Sdp,
     asm: RefCell<FrameAssembler>,
     fan: RefCell<fanout::Consumer>,
-    ring: RefCell<corecast::ring::Ring<Rc<Frame>>>,
+    pub(crate) ring: RefCell<corecast::ring::Ring<Rc<Frame>>>,
     /// Bumped when a new producer resumed the stream (the assembler started over).
-    epoch: Cell<u64>,
+    pub(crate) epoch: Cell<u64>,
     /// The first video track: its keyframes are where frame readers start.
     sync_track: Option<usize>,
     scratch: RefCell<Vec<Frame>>,
@@ -632,12 +632,12 @@ impl FrameFeed {
     }
 
     /// Waits for the source to move past what the feed has assembled, or `limit`.
-    async fn wait(&self, registered: &Cell<u64>, limit: Duration) {
+    pub(crate) async fn wait(&self, registered: &Cell<u64>, limit: Duration) {
         let pos = self.fan.borrow().position();
         wait_data(&self.src, pos, registered, limit).await;
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.src.is_closed()
     }
 }

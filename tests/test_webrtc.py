@@ -1,0 +1,487 @@
+"""WebRTC viewers end to end: aiortc plays corecast streams through every signalling path.
+
+WebRTC gathers every interface address, so these tests run in a private network namespace
+(only loopback exists): the outer test re-runs this file under `unshare -n`, the inner run
+does the work. aiortc skips 127.0.0.1 when it gathers; the inner run makes it offer it.
+"""
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import conftest
+from conftest import free_port_block, wait_for, wait_live
+
+INNER = os.environ.get("CORECAST_WEBRTC_NETNS") == "1"
+if os.environ.get("CORECAST_BIN"):
+    conftest.BIN = Path(os.environ["CORECAST_BIN"])
+
+# Frames counted over this window, after the join burst (the ring's GOP) settled.
+WINDOW = 5.0
+SETTLE = 1.0
+
+
+def test_webrtc_in_private_netns():
+    if INNER:
+        pytest.skip("inner run")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for unshare -n")
+    pytest.importorskip("aiortc")
+    here = Path(__file__).resolve().parent
+    cmd = ("ip link set lo up && CORECAST_WEBRTC_NETNS=1 exec "
+           f"{sys.executable} -m pytest -x -q -p no:cacheprovider {Path(__file__).name}")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=here, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+inner = pytest.mark.skipif(not INNER, reason="runs inside test_webrtc_in_private_netns")
+
+
+@pytest.fixture
+def rtc_server(server_factory):
+    def make(config="", shards=2):
+        port = free_port_block(2)
+        # "{port}" in `config` is the server's RTSP port.
+        srv = server_factory(f"webrtc:\n  listen: \"127.0.0.1:{port}\"\n" + config,
+                             shards=shards, format_ports=True)
+        srv.webrtc_port = port
+        return srv
+    return make
+
+
+def _post(url, body, ctype):
+    req = urllib.request.Request(url, data=body, method="POST")
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def _ws_offer(api_port, src, offer_sdp, ha=False):
+    import websocket
+    ws = websocket.create_connection(f"ws://127.0.0.1:{api_port}/api/ws?src={src}", timeout=15)
+    try:
+        # A candidate before the offer (trickle) is taken and ignored, as an end marker is.
+        ws.send(json.dumps({"type": "webrtc/candidate", "value": "candidate:1 1 udp 1 192.0.2.1 9 typ host"}))
+        if ha:
+            ws.send(_ha_messages().WebRTCOffer(sdp=offer_sdp, ice_servers=[]).to_json())
+        else:
+            ws.send(json.dumps({"type": "webrtc/offer", "value": offer_sdp}))
+        ws.send(json.dumps({"type": "webrtc/candidate", "value": ""}))
+        msg = json.loads(ws.recv())
+    finally:
+        # Closing the WebSocket must not end the session.
+        ws.close()
+    if ha:
+        # Decoded as Home Assistant's client decodes it.
+        m = _ha_messages()
+        decoded = m.BaseMessage.from_json(json.dumps(msg))
+        assert isinstance(decoded, m.WebRTC) and isinstance(decoded.value, m.WebRTCAnswer), msg
+        return decoded.value.sdp
+    assert msg["type"] == "webrtc/answer", msg
+    return msg["value"]
+
+
+def _ha_messages():
+    """go2rtc-client's WebSocket messages (what Home Assistant sends and decodes), loaded
+    alone: the package's other modules need Python 3.12."""
+    import importlib.metadata as md
+    import importlib.util
+    name = "go2rtc_client_ws_messages"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        path = Path(md.distribution("go2rtc-client").locate_file("go2rtc_client/ws/messages.py"))
+    except md.PackageNotFoundError:
+        pytest.skip("go2rtc-client not installed")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
+    """One aiortc viewer of `src` through `path`; returns (arrival times per kind, info).
+    `drop_every`: the viewer loses every Nth video packet on its first arrival (it NACKs
+    it; the retransmission gets through)."""
+    import aioice.ice
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    import aioice
+    # Loss below SRTP, as on a network (a packet dropped after decryption would make its
+    # retransmission a replay). aiortc reads datagrams with aioice's Connection.recv.
+    original = getattr(aioice.Connection, "_corecast_original", aioice.Connection.recv)
+    aioice.Connection._corecast_original = original
+    seen = set()
+    lost = []
+
+    async def lossy(self):
+        while True:
+            data = await original(self)
+            # Video RTP (not RTCP) by its cleartext header; the demo's audio is not sent.
+            if (drop_every and len(data) > 12 and 128 <= data[0] < 192
+                    and not 192 <= data[1] <= 223):
+                seq = int.from_bytes(data[2:4], "big")
+                if seq not in seen:
+                    seen.add(seq)
+                    if seq % drop_every == 0:
+                        lost.append(seq)
+                        continue
+            return data
+    aioice.Connection.recv = lossy
+    # aioice leaves out 127.0.0.1 when it gathers host addresses: offer exactly that.
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    times = {"video": [], "audio": []}
+    # Seconds of audio per arrival (frames differ in length: count time, not frames).
+    audio_secs = []
+    done = asyncio.Event()
+
+    async def consume(track):
+        while not done.is_set():
+            try:
+                f = await track.recv()
+            except Exception:
+                return
+            times[track.kind].append(time.monotonic())
+            if track.kind == "audio":
+                audio_secs.append(f.samples / f.sample_rate)
+
+    tasks = []
+    pc.on("track", lambda t: tasks.append(asyncio.ensure_future(consume(t))))
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src={src}"
+    info = {}
+    loop = asyncio.get_running_loop()
+    if path == "passive":
+        # An offer that wants to be the DTLS server: we answer `active` and connect as
+        # the DTLS client (aiortc follows the answer's role).
+        offer = offer.replace("a=setup:actpass", "a=setup:passive")
+    if path in ("json", "passive"):
+        body = json.dumps({"type": "offer", "sdp": offer}).encode()
+        st, hdrs, out = await loop.run_in_executor(None, _post, api, body, "application/json")
+        assert st == 200, out
+        ans = json.loads(out)
+        assert ans["type"] == "answer"
+        answer = ans["sdp"]
+    elif path == "whep":
+        st, hdrs, out = await loop.run_in_executor(None, _post, api, offer.encode(),
+                                                   "application/sdp")
+        assert st == 201, out
+        info["location"] = hdrs.get("Location")
+        assert info["location"].startswith("webrtc?id="), hdrs
+        answer = out.decode()
+    elif path in ("form", "legacy"):
+        body = b"data=" + urllib.parse.quote(base64.b64encode(offer.encode())).encode()
+        if path == "legacy":
+            # The old RTSPtoWebRTC integration's path.
+            api = f"http://127.0.0.1:{srv.api_port}/stream/{src}/channel/0/webrtc"
+        st, hdrs, out = await loop.run_in_executor(
+            None, _post, api, body, "application/x-www-form-urlencoded")
+        assert st == 200, out
+        answer = base64.b64decode(out).decode()
+    elif path in ("ws", "ha"):
+        answer = await loop.run_in_executor(None, _ws_offer, srv.api_port, src, offer,
+                                            path == "ha")
+    else:
+        raise ValueError(path)
+    info["answer"] = answer
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    # Wait for the first frame (connect + DTLS), then measure for a fixed window.
+    for _ in range(100):
+        if times["video"] or times["audio"]:
+            break
+        await asyncio.sleep(0.1)
+    first = min(t[0] for t in times.values() if t) if any(times.values()) else time.monotonic()
+    await asyncio.sleep(max(0.0, first + secs - time.monotonic()))
+    info["state"] = pc.connectionState
+    if path == "whep":
+        info["streams"] = srv.streams()
+    done.set()
+    await pc.close()
+    for t in tasks:
+        t.cancel()
+    w0, w1 = first + SETTLE, first + SETTLE + WINDOW
+    counts = {k: sum(1 for x in v if w0 <= x < w1) for k, v in times.items()}
+    counts["audio_secs"] = sum(s for x, s in zip(times["audio"], audio_secs) if w0 <= x < w1)
+    counts["lost"] = len(lost)
+    print(path, src, "decoded in the window:", counts)
+    return counts, info
+
+
+def view(srv, src, path, **kw):
+    return asyncio.run(_view(srv, src, path, **kw))
+
+
+def _publisher(srv, name, audio):
+    """ffmpeg publishing 25 fps H.264 and `audio` (libopus / pcm_alaw) to `name`."""
+    a = {"opus": ["-c:a", "libopus", "-b:a", "32k", "-ac", "2"],
+         "aac": ["-c:a", "aac", "-b:a", "64k", "-ac", "2"],
+         "pcma": ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]}[audio]
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50",
+           "-bf", "0", "-pix_fmt", "yuv420p"] + a + [
+           "-f", "rtsp", "-rtsp_transport", "tcp", srv.url(name)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@inner
+@pytest.mark.parametrize("path", ["json", "ws", "ha", "passive"])
+def test_demo_video_through_signalling(rtc_server, path):
+    """The demo stream (25 fps H.264 + AAC): video decoded at >= 90 % of its rate; the AAC
+    audio m-line is answered inactive (no WebRTC codec)."""
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", path)
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert "a=inactive" in info["answer"].split("m=audio")[1]
+    assert counts["audio"] == 0
+    setup = "active" if path == "passive" else "passive"
+    assert f"a=setup:{setup}" in info["answer"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        m = dict(l.rsplit(" ", 1) for l in r.read().decode().splitlines()
+                 if l.startswith("corecast_webrtc_srtp"))
+    assert int(m["corecast_webrtc_srtp_packets_total"]) >= counts["video"], m
+
+
+@inner
+def test_whep_then_delete(rtc_server):
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", "whep")
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    consumers = info["streams"]["demo"]["consumers"]
+    rtc = [c for c in consumers if c.get("format_name") == "webrtc/whep"]
+    assert rtc and rtc[0]["remote_addr"].startswith("127.0.0.1"), consumers
+    # A fresh WHEP session (it never connects), ended by DELETE of its Location.
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+    st, hdrs, _ = _post(api, _offer_text(), "application/sdp")
+    assert st == 201
+    loc = hdrs["Location"]
+
+    def whep_consumers():
+        return [c for c in srv.streams()["demo"].get("consumers") or []
+                if c.get("format_name") == "webrtc/whep"]
+    assert wait_for(lambda: len(whep_consumers()) == 1, timeout=5), srv.streams()
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    assert wait_for(lambda: not whep_consumers(), timeout=5), (whep_consumers(), loc, srv.log())
+
+
+@inner
+@pytest.mark.parametrize("audio", ["opus", "pcma"])
+def test_published_stream_with_audio(rtc_server, procs, audio):
+    """ffmpeg publishes H.264 + Opus or PCMA over RTSP; aiortc decodes both."""
+    srv = rtc_server("streams:\n  pub: []\n")
+    p = _publisher(srv, "pub", audio)
+    procs.append(p)
+    wait_live(srv, "pub")
+    counts, info = view(srv, "pub", "json")
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.9 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_aac_stream_gets_opus_from_a_later_source(rtc_server, procs):
+    """go2rtc's pattern for AAC cameras: `cam: [<AAC source>, ffmpeg:cam#audio=opus]`. The
+    browser offers Opus; the later source is dialled for it and the viewer hears it."""
+    srv = rtc_server("streams:\n  src: []\n"
+                     "  cam: [\"rtsp://127.0.0.1:{port}/src\", \"ffmpeg:cam#audio=opus\"]\n")
+    procs.append(_publisher(srv, "src", "aac"))
+    wait_live(srv, "src")
+    counts, info = view(srv, "cam", "json")
+    assert info["state"] == "connected", srv.log()
+    assert "opus/48000" in info["answer"].split("m=audio")[1].lower(), info["answer"]
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.9 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_form_and_errors(rtc_server):
+    srv = rtc_server()
+    wait_live(srv)
+    for path in ("form", "legacy"):
+        counts, _ = view(srv, "demo", path)
+        assert counts["video"] >= 0.9 * 25 * WINDOW, (path, counts)
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc"
+    for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
+                        (b"{}", "application/json"), (b"not json", "application/json"),
+                        (b"data=!!!", "application/x-www-form-urlencoded")]:
+        st, _, out = _post(api + "?src=demo", body, ctype)
+        assert st == 400 and out.strip(), (body, st, out)
+    st, _, out = _post(api, b"v=0", "application/sdp")
+    assert st == 400 and b"src" in out
+    st, _, _ = _post(api + "?src=nosuch", _offer_text(), "application/sdp")
+    assert st == 404
+    # On the WebSocket: errors name the message they answer, the socket stays usable.
+    import websocket
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo", timeout=10)
+    try:
+        ws.send(json.dumps({"type": "webrtc/offer", "value": "v=0\r\nbogus"}))
+        msg = json.loads(ws.recv())
+        assert msg["type"] == "error" and msg["value"].startswith("webrtc/offer: "), msg
+        ws.send(json.dumps({"type": "webrtc", "value": {"type": "offer"}}))
+        msg = json.loads(ws.recv())
+        assert msg["type"] == "error" and msg["value"].startswith("webrtc: "), msg
+    finally:
+        ws.close()
+    # Audio only, and the demo's audio is AAC: nothing to send (go2rtc's 500 and words).
+    st, _, out = _post(api + "?src=demo", _offer_text("audio"), "application/sdp")
+    assert st == 500 and out.startswith(b"streams: codecs not matched: video:H264 => audio:"), out
+    req = urllib.request.Request(api, method="OPTIONS")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 204
+    assert srv.alive()
+
+
+def _offer_text(kind="video"):
+    async def go():
+        from aiortc import RTCPeerConnection
+        pc = RTCPeerConnection()
+        pc.addTransceiver(kind, direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp.encode()
+    return asyncio.run(go())
+
+
+def _stun_request(username):
+    """A STUN binding request with only USERNAME (no integrity): the session answers 400."""
+    import secrets
+    u = username.encode()
+    attr = (0x0006).to_bytes(2, "big") + len(u).to_bytes(2, "big") + u + b"\0" * (-len(u) % 4)
+    return ((0x0001).to_bytes(2, "big") + len(attr).to_bytes(2, "big")
+            + (0x2112A442).to_bytes(4, "big") + secrets.token_bytes(12) + attr)
+
+
+@inner
+def test_checks_reach_the_owner_shard(rtc_server):
+    """Every shard receives on the WebRTC port; a check that lands on a shard that does not
+    own its session is forwarded to the owner (by the ufrag's shard prefix), which answers.
+    16 source ports spread over both shards' sockets: every one gets the owner's answer."""
+    import socket
+    srv = rtc_server()
+    wait_live(srv)
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+    st, hdrs, answer = _post(api, _offer_text(), "application/sdp")
+    assert st == 201, answer
+    ufrag = urllib.parse.unquote(hdrs["Location"].split("id=")[1])
+    socks = []
+    try:
+        for _ in range(16):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            s.sendto(_stun_request(f"{ufrag}:remote"), ("127.0.0.1", srv.webrtc_port))
+            socks.append(s)
+        for s in socks:
+            data, _ = s.recvfrom(2048)
+            # A binding error response (class 0b10): the session saw the check.
+            assert data[:2] == b"\x01\x11", data[:4]
+    finally:
+        for s in socks:
+            s.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    forwarded = [l for l in metrics.splitlines() if l.startswith("corecast_webrtc_forwarded_total")]
+    assert forwarded and int(forwarded[0].split()[1]) > 0, metrics
+    assert "corecast_webrtc_sessions{shard=\"1\"}" in metrics
+
+
+@inner
+def test_chromium_plays_webrtc_mode(rtc_server):
+    """Headless Chromium plays stream.html?src=demo&mode=webrtc: getStats' inbound video
+    framesDecoded passes 100 (4 s of the 25 fps demo)."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    wait_live(srv)
+    assert _chromium_plays(srv) == "udp"
+    consumers = srv.streams()["demo"]["consumers"]
+    assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
+
+
+def _chromium_plays(srv):
+    """Chromium plays the demo in WebRTC mode; returns the selected candidate pair's
+    local candidate protocol."""
+    from conftest import chromium_page
+    with chromium_page(srv.api_port + 3,
+                       extra_args=["--allow-loopback-in-peer-connection",
+                                   # mDNS host names need multicast, which a namespace
+                                   # with only loopback lacks: offer the address itself.
+                                   "--disable-features=WebRtcHideLocalIpsWithMdns"]) as cdp:
+        cdp.call("Page.navigate",
+                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=webrtc")
+        probe = ("JSON.stringify({f: (window.corecastPlayer||{}).framesDecoded||0,"
+                 " s: (window.corecastPlayer||{}).state, e: (window.corecastPlayer||{}).error,"
+                 " m: (window.corecastPlayer||{}).mode})")
+        state = {}
+
+        def decoded():
+            state.update(json.loads(cdp.eval(probe) or "{}"))
+            return state.get("f", 0) > 100
+        assert wait_for(decoded, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["m"] == "webrtc" and state["s"] == "playing", state
+        # The transport of the pair in use, from getStats.
+        cdp.eval("""player.pc.getStats().then((r) => { const all = {}; r.forEach((x) => all[x.id] = x);
+            const t = Object.values(all).find((x) => x.type === 'transport');
+            const pair = t && all[t.selectedCandidatePairId];
+            window.__pairProtocol = pair ? all[pair.localCandidateId].protocol : 'none'; })""")
+        return wait_for(lambda: cdp.eval("window.__pairProtocol || ''"), timeout=5)
+
+
+def _metric(srv, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+    return None
+
+
+@inner
+def test_nack_answered_from_shared_history(rtc_server):
+    """The viewer loses one video packet in 10; its NACKs are answered from the stream's
+    shared packet ring and it still decodes >= 90 % of the frames."""
+    srv = rtc_server()
+    wait_live(srv)
+    counts, info = view(srv, "demo", "json", drop_every=10)
+    assert counts["lost"] > 10, counts
+    resent = _metric(srv, "corecast_webrtc_nack_resent_total")
+    assert resent and resent >= counts["lost"] // 2, (resent, counts)
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+
+
+@inner
+def test_chromium_over_ice_tcp_only(rtc_server):
+    """Only an ICE-TCP candidate offered (`filters: networks: [tcp4]`): Chromium connects
+    over TCP (RFC 4571 framing) and decodes > 100 frames."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("  filters:\n    networks: [tcp4]\n")
+    wait_live(srv)
+    assert _chromium_plays(srv) == "tcp"
