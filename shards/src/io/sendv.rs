@@ -11,8 +11,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 
-/// One `sendmsg(MSG_DONTWAIT)`; returns bytes written, or `WouldBlock`.
-fn try_sendmsg(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
+/// One `sendmsg(MSG_DONTWAIT)`; returns bytes written, or `WouldBlock`. (Public for
+/// `benches/egress_submit.rs`, which compares it with one io_uring submission per tick.)
+pub fn try_sendmsg(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
     // SAFETY: `msg` points at `iov`, which outlives the call; every iovec points into
     // memory the caller keeps alive for the duration of the call.
     let n = unsafe {
