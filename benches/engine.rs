@@ -195,7 +195,14 @@ struct HttpEngine {
 
 impl HttpEngine {
     fn new(n: usize, framing: Framing) -> HttpEngine {
-        let stream = LocalStream::new(StreamId(2), "bench-mp4", Generation(1), true, 1024, 1);
+        let stream = LocalStream::new(
+            StreamId(2),
+            "bench-mp4",
+            Generation(1),
+            true,
+            corecast::ring::Bounds::items(1024),
+            1,
+        );
         let mut next = 0;
         while next < 100 {
             stream.push(fragment(next));
