@@ -485,3 +485,66 @@ def test_chromium_over_ice_tcp_only(rtc_server):
     srv = rtc_server("  filters:\n    networks: [tcp4]\n")
     wait_live(srv)
     assert _chromium_plays(srv) == "tcp"
+
+
+async def _whip(srv, name, read_secs=4):
+    """aiortc publishes generated video (H.264) and audio to `name` by WHIP while ffmpeg
+    reads the stream over RTSP; then DELETE ends the publish. Returns (frames ffmpeg
+    decoded, the answer, the DELETE status)."""
+    import aioice.ice
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    pc = RTCPeerConnection()
+    pc.addTrack(VideoStreamTrack())
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst={name}"
+    st, hdrs, out = await loop.run_in_executor(None, _post, api, pc.localDescription.sdp.encode(),
+                                               "application/sdp")
+    assert st == 201, (st, out, srv.log())
+    loc = hdrs["Location"]
+    assert loc.startswith("webrtc?id="), hdrs
+    answer = out.decode()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    def read():
+        wait_live(srv, name)
+        r = conftest.ffmpeg_read(srv.url(name), duration=read_secs)
+        try:
+            stdout, stderr = r.communicate(timeout=read_secs + 15)
+        except subprocess.TimeoutExpired:
+            r.kill()
+            stdout, stderr = r.communicate()
+        return conftest.decoded_frames(stdout), stderr
+
+    frames, err = await loop.run_in_executor(None, read)
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        deleted = r.status
+    gone = await loop.run_in_executor(
+        None, lambda: wait_for(lambda: not (srv.streams().get(name) or {}).get("online"), 5))
+    await pc.close()
+    print("whip", name, "frames decoded by ffmpeg over RTSP:", frames, err[-500:])
+    return frames, answer, deleted, gone
+
+
+@inner
+def test_whip_publish_read_over_rtsp(rtc_server):
+    """aiortc publishes H.264 (30 fps) + Opus by WHIP into a stream no config names;
+    ffmpeg decodes it over RTSP; DELETE of the Location ends the publish."""
+    srv = rtc_server()
+    frames, answer, deleted, gone = asyncio.run(_whip(srv, "whipcam"))
+    video, audio = answer.split("m=audio")
+    assert "a=recvonly" in video and "H264/90000" in video, answer
+    assert "a=recvonly" in audio and "opus/48000" in audio.lower(), answer
+    assert frames >= 0.6 * 30 * 4, (frames, srv.log())
+    assert deleted == 200
+    assert gone, (srv.streams(), srv.log())
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst=x"
+    for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
+                        (b"{}", "application/json")]:
+        st, _, out = _post(api, body, ctype)
+        assert st == 400 and out.strip(), (body, st, out)
+    assert srv.alive()
