@@ -487,10 +487,10 @@ def test_chromium_over_ice_tcp_only(rtc_server):
     assert _chromium_plays(srv) == "tcp"
 
 
-async def _whip(srv, name, read_secs=4):
-    """aiortc publishes generated video (H.264) and audio to `name` by WHIP while ffmpeg
-    reads the stream over RTSP; then DELETE ends the publish. Returns (frames ffmpeg
-    decoded, the answer, the DELETE status)."""
+
+async def _whip_start(srv, name):
+    """aiortc publishes generated video (H.264) and audio to `name` by WHIP; returns
+    (its peer connection, the answer, the Location)."""
     import aioice.ice
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
@@ -508,6 +508,18 @@ async def _whip(srv, name, read_secs=4):
     assert loc.startswith("webrtc?id="), hdrs
     answer = out.decode()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return pc, answer, loc
+
+
+def _offline(srv, name):
+    return wait_for(lambda: not (srv.streams().get(name) or {}).get("online"), timeout=5)
+
+
+async def _whip_rtsp(srv, name, read_secs=4):
+    """A WHIP publisher read by ffmpeg over RTSP, then ended by DELETE. Returns (frames
+    ffmpeg decoded, the answer, the DELETE status, whether the stream went offline)."""
+    pc, answer, loc = await _whip_start(srv, name)
+    loop = asyncio.get_running_loop()
 
     def read():
         wait_live(srv, name)
@@ -523,8 +535,7 @@ async def _whip(srv, name, read_secs=4):
     req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
     with urllib.request.urlopen(req, timeout=5) as r:
         deleted = r.status
-    gone = await loop.run_in_executor(
-        None, lambda: wait_for(lambda: not (srv.streams().get(name) or {}).get("online"), 5))
+    gone = await loop.run_in_executor(None, _offline, srv, name)
     await pc.close()
     print("whip", name, "frames decoded by ffmpeg over RTSP:", frames, err[-500:])
     return frames, answer, deleted, gone
@@ -535,7 +546,7 @@ def test_whip_publish_read_over_rtsp(rtc_server):
     """aiortc publishes H.264 (30 fps) + Opus by WHIP into a stream no config names;
     ffmpeg decodes it over RTSP; DELETE of the Location ends the publish."""
     srv = rtc_server()
-    frames, answer, deleted, gone = asyncio.run(_whip(srv, "whipcam"))
+    frames, answer, deleted, gone = asyncio.run(_whip_rtsp(srv, "whipcam"))
     video, audio = answer.split("m=audio")
     assert "a=recvonly" in video and "H264/90000" in video, answer
     assert "a=recvonly" in audio and "opus/48000" in audio.lower(), answer
@@ -548,3 +559,25 @@ def test_whip_publish_read_over_rtsp(rtc_server):
         st, _, out = _post(api, body, ctype)
         assert st == 400 and out.strip(), (body, st, out)
     assert srv.alive()
+
+
+@inner
+def test_whip_read_by_webrtc_viewer(rtc_server):
+    """A WHIP publisher's stream played by an aiortc WebRTC viewer (video and audio); the
+    publisher gets PLIs; when it closes its peer connection the stream goes offline."""
+    srv = rtc_server()
+
+    async def go():
+        pc, _, _ = await _whip_start(srv, "whipview")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, wait_live, srv, "whipview")
+        counts, info = await _view(srv, "whipview", "json")
+        await pc.close()
+        return counts, info, await loop.run_in_executor(None, _offline, srv, "whipview")
+
+    counts, info, gone = asyncio.run(go())
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.6 * 30 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.8 * WINDOW, (counts, srv.log())
+    assert _metric(srv, "corecast_webrtc_plis_sent_total") >= 2, srv.log()
+    assert gone, (srv.streams(), srv.log())
