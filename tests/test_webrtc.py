@@ -356,11 +356,11 @@ def test_form_and_errors(rtc_server):
     assert srv.alive()
 
 
-def _offer_text(kind="video"):
+def _offer_text(kind="video", direction="recvonly"):
     async def go():
         from aiortc import RTCPeerConnection
         pc = RTCPeerConnection()
-        pc.addTransceiver(kind, direction="recvonly")
+        pc.addTransceiver(kind, direction=direction)
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
         await pc.close()
@@ -553,11 +553,24 @@ def test_whip_publish_read_over_rtsp(rtc_server):
     assert frames >= 0.6 * 30 * 4, (frames, srv.log())
     assert deleted == 200
     assert gone, (srv.streams(), srv.log())
-    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst=x"
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst="
+    # Nothing to receive from an offer that only receives.
     for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
-                        (b"{}", "application/json")]:
-        st, _, out = _post(api, body, ctype)
+                        (b"{}", "application/json"), (_offer_text(), "application/sdp")]:
+        st, _, out = _post(api + "x", body, ctype)
         assert st == 400 and out.strip(), (body, st, out)
+    # go2rtc's JSON form: 201, the JSON answer and the Location, which DELETE ends.
+    body = json.dumps({"type": "offer", "sdp": _offer_text(direction="sendonly").decode()})
+    st, hdrs, out = _post(api + "jsoncam", body.encode(), "application/json")
+    assert st == 201 and json.loads(out)["type"] == "answer", (st, out)
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{hdrs['Location']}",
+                                 method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    # A stream that has a producer is refused, as an RTSP ANNOUNCE is.
+    wait_live(srv)
+    st, _, out = _post(api + "demo", _offer_text(direction="sendonly"), "application/sdp")
+    assert st == 403, (st, out)
     assert srv.alive()
 
 
