@@ -531,26 +531,37 @@ async def _whip_rtsp(srv, name, read_secs=4):
             stdout, stderr = r.communicate()
         return conftest.decoded_frames(stdout), stderr
 
+    def read_mp4():
+        # What MSE players get: the fMP4 muxer over HTTP.
+        url = f"http://127.0.0.1:{srv.api_port}/api/stream.mp4?src={name}"
+        r = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-i", url,
+                            "-t", "2", "-map", "0:v", "-f", "null", "-progress", "pipe:1", "-"],
+                           capture_output=True, text=True, timeout=20)
+        return conftest.decoded_frames(r.stdout)
+
     frames, err = await loop.run_in_executor(None, read)
+    frames_mp4 = await loop.run_in_executor(None, read_mp4)
     req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
     with urllib.request.urlopen(req, timeout=5) as r:
         deleted = r.status
     gone = await loop.run_in_executor(None, _offline, srv, name)
     await pc.close()
-    print("whip", name, "frames decoded by ffmpeg over RTSP:", frames, err[-500:])
-    return frames, answer, deleted, gone
+    print("whip", name, "frames decoded by ffmpeg over RTSP:", frames, "over fMP4:", frames_mp4,
+          err[-500:])
+    return (frames, frames_mp4), answer, deleted, gone
 
 
 @inner
 def test_whip_publish_read_over_rtsp(rtc_server):
     """aiortc publishes H.264 (30 fps) + Opus by WHIP into a stream no config names;
-    ffmpeg decodes it over RTSP; DELETE of the Location ends the publish."""
+    ffmpeg decodes it over RTSP and as fMP4 (what MSE gets); DELETE of the Location ends the publish."""
     srv = rtc_server()
     frames, answer, deleted, gone = asyncio.run(_whip_rtsp(srv, "whipcam"))
     video, audio = answer.split("m=audio")
     assert "a=recvonly" in video and "H264/90000" in video, answer
     assert "a=recvonly" in audio and "opus/48000" in audio.lower(), answer
-    assert frames >= 0.6 * 30 * 4, (frames, srv.log())
+    assert frames[0] >= 0.6 * 30 * 4, (frames, srv.log())
+    assert frames[1] >= 0.6 * 30 * 2, (frames, srv.log())
     assert deleted == 200
     assert gone, (srv.streams(), srv.log())
     api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst="

@@ -125,35 +125,7 @@ pub fn publish(
         },
     )
     .map_err(|e| (400, format!("offer: {e}")))?;
-    let mut text = String::from("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=WHIP\r\nt=0 0\r\n");
-    let mut pts = Vec::new();
-    for m in &answer.medias {
-        let Some(c) = &m.chosen else { continue };
-        let Some(oc) = parsed
-            .medias
-            .iter()
-            .filter(|om| om.mid == m.mid && om.kind == m.kind)
-            .flat_map(|om| om.codecs.iter())
-            .find(|oc| oc.payload_type == c.payload_type)
-        else {
-            continue;
-        };
-        let pt = c.payload_type;
-        let _ = write!(
-            text,
-            "m={} 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}",
-            m.kind, oc.name, oc.clock_rate
-        );
-        if m.kind == "audio" && oc.channels > 1 {
-            let _ = write!(text, "/{}", oc.channels);
-        }
-        text.push_str("\r\n");
-        if let Some(f) = &oc.fmtp {
-            let _ = write!(text, "a=fmtp:{pt} {f}\r\n");
-        }
-        let _ = write!(text, "a=control:trackID={}\r\n", pts.len());
-        pts.push((pt, m.kind == "video"));
-    }
+    let (text, pts) = media_sdp(&parsed, &answer);
     if pts.is_empty() {
         return Err((
             400,
@@ -182,6 +154,41 @@ pub fn publish(
         sdp: answer.sdp,
         id: creds.ufrag,
     })
+}
+
+/// The producer's SDP: one media per m-line we receive, in the offer's words (rtpmap and
+/// fmtp of the chosen payload type); with each track's payload type and whether it is video.
+fn media_sdp(offer: &sdp::Offer, answer: &sdp::Answer) -> (String, Vec<(u8, bool)>) {
+    let mut text = String::from("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=WHIP\r\nt=0 0\r\n");
+    let mut pts = Vec::new();
+    for m in &answer.medias {
+        let Some(c) = &m.chosen else { continue };
+        let Some(oc) = offer
+            .medias
+            .iter()
+            .filter(|om| om.mid == m.mid && om.kind == m.kind)
+            .flat_map(|om| om.codecs.iter())
+            .find(|oc| oc.payload_type == c.payload_type)
+        else {
+            continue;
+        };
+        let pt = c.payload_type;
+        let _ = write!(
+            text,
+            "m={} 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}",
+            m.kind, oc.name, oc.clock_rate
+        );
+        if m.kind == "audio" && oc.channels > 1 {
+            let _ = write!(text, "/{}", oc.channels);
+        }
+        text.push_str("\r\n");
+        if let Some(f) = &oc.fmtp {
+            let _ = write!(text, "a=fmtp:{pt} {f}\r\n");
+        }
+        let _ = write!(text, "a=control:trackID={}\r\n", pts.len());
+        pts.push((pt, m.kind == "video"));
+    }
+    (text, pts)
 }
 
 /// Claims the stream and starts the publisher's session (on the stream's owner shard).
@@ -349,4 +356,79 @@ pub fn end(shard: &Rc<Shard>, s: &Session, w: &RefCell<Ingest>) {
     let stream = w.borrow().producer.stream.clone();
     info!(stream = %s.name, session = %s.id, "WHIP publisher left");
     shard.leave_owned(&stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "D2:FA:0E:C3:22:59:5E:14:95:69:92:3D:13:B4:84:24:2C:C2:A2:C0:3E:FD:34:8E:5E:EA:6F:AF:52:CE:E6:0F";
+
+    fn answer(offer: &sdp::Offer) -> sdp::Answer {
+        sdp::build_answer(
+            offer,
+            &AnswerParams {
+                ice_ufrag: "00abcdef",
+                ice_pwd: "abcdefghijklmnopqrstuvwx",
+                fingerprint: Fingerprint([7; 32]),
+                candidates: &[],
+                direction: Direction::RecvOnly,
+                codecs: &CODECS,
+                ssrcs: (1, 2),
+                session_id: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn publisher_media_becomes_the_producer_sdp() {
+        let offer = sdp::parse_offer(&format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             a=group:BUNDLE 0 1\r\na=fingerprint:sha-256 {FP}\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n\
+             a=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 H264/90000\r\n\
+             a=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n\
+             a=sendonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n"
+        ))
+        .unwrap();
+        let a = answer(&offer);
+        assert!(a.sdp.contains("a=recvonly"), "{}", a.sdp);
+        let (text, pts) = media_sdp(&offer, &a);
+        assert_eq!(pts, [(97, true), (111, false)]);
+        assert!(text.contains("a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:111 opus/48000/2\r\n"), "{text}");
+        let parsed = corecast::sdp::parse(&text).unwrap();
+        assert_eq!(parsed.medias.len(), 2);
+    }
+
+    #[test]
+    fn receive_only_offer_gives_nothing_to_ingest() {
+        let offer = sdp::parse_offer(&format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 {FP}\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n\
+             a=recvonly\r\na=rtcp-mux\r\na=rtpmap:97 H264/90000\r\n"
+        ))
+        .unwrap();
+        match sdp::build_answer(
+            &offer,
+            &AnswerParams {
+                ice_ufrag: "00abcdef",
+                ice_pwd: "abcdefghijklmnopqrstuvwx",
+                fingerprint: Fingerprint([7; 32]),
+                candidates: &[],
+                direction: Direction::RecvOnly,
+                codecs: &CODECS,
+                ssrcs: (1, 2),
+                session_id: 1,
+            },
+        ) {
+            Err(_) => {}
+            Ok(a) => assert!(media_sdp(&offer, &a).1.is_empty()),
+        }
+    }
 }
