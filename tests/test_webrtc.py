@@ -605,3 +605,31 @@ def test_whip_read_by_webrtc_viewer(rtc_server):
     assert counts["audio_secs"] >= 0.8 * WINDOW, (counts, srv.log())
     assert _metric(srv, "corecast_webrtc_plis_sent_total") >= 2, srv.log()
     assert gone, (srv.streams(), srv.log())
+
+
+@inner
+def test_whip_publisher_replaced_viewer_stays(rtc_server):
+    """A WHIP publisher ends (DELETE); another publishes the same tracks within
+    `fanout: resume_ms`: the RTSP reader keeps decoding across both, as with RTSP
+    publishers."""
+    srv = rtc_server()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        pc, _, loc = await _whip_start(srv, "whipswap")
+        await loop.run_in_executor(None, wait_live, srv, "whipswap")
+        r = conftest.ffmpeg_read(srv.url("whipswap"), duration=6)
+        await asyncio.sleep(2.5)  # a stretch of the first publisher's frames, by design
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}",
+                                     method="DELETE")
+        await loop.run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=5).close())
+        await pc.close()
+        pc2, _, _ = await _whip_start(srv, "whipswap")
+        out, _ = await loop.run_in_executor(None, lambda: r.communicate(timeout=30))
+        await pc2.close()
+        return conftest.decoded_frames(out)
+
+    frames = asyncio.run(go())
+    print("whip replaced: frames decoded by ffmpeg over RTSP:", frames)
+    # The first publisher alone gives ~75; the reader ends at 6 s of stream time.
+    assert frames >= 0.6 * 30 * 6, (frames, srv.log())
