@@ -145,6 +145,8 @@ pub fn publish(
         peer,
         user_agent: user_agent.chars().take(256).collect(),
     };
+    // The claim happens on the owner, after this reply: a publisher that raced another to
+    // the same name between the check above and then gets no session (logged there).
     shard.send_room(
         owner,
         RoomMsg::Call(Box::new(move |s| start_here(s, start))),
