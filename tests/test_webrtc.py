@@ -356,11 +356,11 @@ def test_form_and_errors(rtc_server):
     assert srv.alive()
 
 
-def _offer_text(kind="video"):
+def _offer_text(kind="video", direction="recvonly"):
     async def go():
         from aiortc import RTCPeerConnection
         pc = RTCPeerConnection()
-        pc.addTransceiver(kind, direction="recvonly")
+        pc.addTransceiver(kind, direction=direction)
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp
         await pc.close()
@@ -485,3 +485,151 @@ def test_chromium_over_ice_tcp_only(rtc_server):
     srv = rtc_server("  filters:\n    networks: [tcp4]\n")
     wait_live(srv)
     assert _chromium_plays(srv) == "tcp"
+
+
+
+async def _whip_start(srv, name):
+    """aiortc publishes generated video (H.264) and audio to `name` by WHIP; returns
+    (its peer connection, the answer, the Location)."""
+    import aioice.ice
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    pc = RTCPeerConnection()
+    pc.addTrack(VideoStreamTrack())
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    loop = asyncio.get_running_loop()
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst={name}"
+    st, hdrs, out = await loop.run_in_executor(None, _post, api, pc.localDescription.sdp.encode(),
+                                               "application/sdp")
+    assert st == 201, (st, out, srv.log())
+    loc = hdrs["Location"]
+    assert loc.startswith("webrtc?id="), hdrs
+    answer = out.decode()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return pc, answer, loc
+
+
+def _offline(srv, name):
+    return wait_for(lambda: not (srv.streams().get(name) or {}).get("online"), timeout=5)
+
+
+async def _whip_rtsp(srv, name, read_secs=4):
+    """A WHIP publisher read by ffmpeg over RTSP, then ended by DELETE. Returns (frames
+    ffmpeg decoded, the answer, the DELETE status, whether the stream went offline)."""
+    pc, answer, loc = await _whip_start(srv, name)
+    loop = asyncio.get_running_loop()
+
+    def read():
+        wait_live(srv, name)
+        r = conftest.ffmpeg_read(srv.url(name), duration=read_secs)
+        try:
+            stdout, stderr = r.communicate(timeout=read_secs + 15)
+        except subprocess.TimeoutExpired:
+            r.kill()
+            stdout, stderr = r.communicate()
+        return conftest.decoded_frames(stdout), stderr
+
+    def read_mp4():
+        # What MSE players get: the fMP4 muxer over HTTP.
+        url = f"http://127.0.0.1:{srv.api_port}/api/stream.mp4?src={name}"
+        r = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-i", url,
+                            "-t", "2", "-map", "0:v", "-f", "null", "-progress", "pipe:1", "-"],
+                           capture_output=True, text=True, timeout=20)
+        return conftest.decoded_frames(r.stdout)
+
+    frames, err = await loop.run_in_executor(None, read)
+    frames_mp4 = await loop.run_in_executor(None, read_mp4)
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        deleted = r.status
+    gone = await loop.run_in_executor(None, _offline, srv, name)
+    await pc.close()
+    print("whip", name, "frames decoded by ffmpeg over RTSP:", frames, "over fMP4:", frames_mp4,
+          err[-500:])
+    return (frames, frames_mp4), answer, deleted, gone
+
+
+@inner
+def test_whip_publish_read_over_rtsp(rtc_server):
+    """aiortc publishes H.264 (30 fps) + Opus by WHIP into a stream no config names;
+    ffmpeg decodes it over RTSP and as fMP4 (what MSE gets); DELETE of the Location ends the publish."""
+    srv = rtc_server()
+    frames, answer, deleted, gone = asyncio.run(_whip_rtsp(srv, "whipcam"))
+    video, audio = answer.split("m=audio")
+    assert "a=recvonly" in video and "H264/90000" in video, answer
+    assert "a=recvonly" in audio and "opus/48000" in audio.lower(), answer
+    assert frames[0] >= 0.6 * 30 * 4, (frames, srv.log())
+    assert frames[1] >= 0.6 * 30 * 2, (frames, srv.log())
+    assert deleted == 200
+    assert gone, (srv.streams(), srv.log())
+    api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?dst="
+    # Nothing to receive from an offer that only receives.
+    for body, ctype in [(b"", "application/sdp"), (b"v=0\r\nm=video\r\n", "application/sdp"),
+                        (b"{}", "application/json"), (_offer_text(), "application/sdp")]:
+        st, _, out = _post(api + "x", body, ctype)
+        assert st == 400 and out.strip(), (body, st, out)
+    # go2rtc's JSON form: 201, the JSON answer and the Location, which DELETE ends.
+    body = json.dumps({"type": "offer", "sdp": _offer_text(direction="sendonly").decode()})
+    st, hdrs, out = _post(api + "jsoncam", body.encode(), "application/json")
+    assert st == 201 and json.loads(out)["type"] == "answer", (st, out)
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{hdrs['Location']}",
+                                 method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    # A stream that has a producer is refused, as an RTSP ANNOUNCE is.
+    wait_live(srv)
+    st, _, out = _post(api + "demo", _offer_text(direction="sendonly"), "application/sdp")
+    assert st == 403, (st, out)
+    assert srv.alive()
+
+
+@inner
+def test_whip_read_by_webrtc_viewer(rtc_server):
+    """A WHIP publisher's stream played by an aiortc WebRTC viewer (video and audio); the
+    publisher gets PLIs; when it closes its peer connection the stream goes offline."""
+    srv = rtc_server()
+
+    async def go():
+        pc, _, _ = await _whip_start(srv, "whipview")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, wait_live, srv, "whipview")
+        counts, info = await _view(srv, "whipview", "json")
+        await pc.close()
+        return counts, info, await loop.run_in_executor(None, _offline, srv, "whipview")
+
+    counts, info, gone = asyncio.run(go())
+    assert info["state"] == "connected", srv.log()
+    assert counts["video"] >= 0.6 * 30 * WINDOW, (counts, srv.log())
+    assert counts["audio_secs"] >= 0.8 * WINDOW, (counts, srv.log())
+    assert _metric(srv, "corecast_webrtc_plis_sent_total") >= 2, srv.log()
+    assert gone, (srv.streams(), srv.log())
+
+
+@inner
+def test_whip_publisher_replaced_viewer_stays(rtc_server):
+    """A WHIP publisher ends (DELETE); another publishes the same tracks within
+    `fanout: resume_ms`: the RTSP reader keeps decoding across both, as with RTSP
+    publishers."""
+    srv = rtc_server()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        pc, _, loc = await _whip_start(srv, "whipswap")
+        await loop.run_in_executor(None, wait_live, srv, "whipswap")
+        r = conftest.ffmpeg_read(srv.url("whipswap"), duration=6)
+        await asyncio.sleep(2.5)  # a stretch of the first publisher's frames, by design
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.api_port}/api/{loc}",
+                                     method="DELETE")
+        await loop.run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=5).close())
+        await pc.close()
+        pc2, _, _ = await _whip_start(srv, "whipswap")
+        out, _ = await loop.run_in_executor(None, lambda: r.communicate(timeout=30))
+        await pc2.close()
+        return conftest.decoded_frames(out)
+
+    frames = asyncio.run(go())
+    print("whip replaced: frames decoded by ffmpeg over RTSP:", frames)
+    # The first publisher alone gives ~75; the reader ends at 6 s of stream time.
+    assert frames >= 0.6 * 30 * 6, (frames, srv.log())

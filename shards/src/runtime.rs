@@ -283,5 +283,6 @@ fn rooms(shard: &Rc<Shard>, msg: crate::core::hub::RoomMsg) {
         RoomMsg::WebRtcClose { id } => {
             crate::egress::webrtc::close_local(&id);
         }
+        RoomMsg::Call(f) => f(shard),
     }
 }

@@ -84,6 +84,9 @@ pub enum RoomMsg {
     WebRtcDatagram { data: Vec<u8>, from: SocketAddr },
     /// End a WebRTC session of this shard (WHEP DELETE arrived elsewhere).
     WebRtcClose { id: String },
+    /// Work for the receiving shard (a WHIP publisher's session made where its stream is
+    /// owned).
+    Call(ShardCall),
     /// An ICE-TCP connection accepted by another shard, for a session of this one.
     WebRtcTcp {
         /// Owned: a lost message closes the socket.
@@ -92,6 +95,9 @@ pub enum RoomMsg {
         buffered: Vec<u8>,
     },
 }
+
+/// Work sent to a shard ([`RoomMsg::Call`]).
+pub type ShardCall = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 /// Handles `RoomMsg`s on a shard (installed by the runtime).
 pub type RoomHandler = Rc<dyn Fn(&Rc<Shard>, RoomMsg)>;

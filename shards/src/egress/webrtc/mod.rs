@@ -10,6 +10,7 @@
 
 pub mod feed;
 pub mod signal;
+pub mod whip;
 
 use crate::core::hub::{RoomMsg, Shard};
 use crate::core::registry::ConsumerInfo;
@@ -60,6 +61,8 @@ pub struct Stats {
     pub nacks: AtomicU64,
     pub nack_resent: AtomicU64,
     pub plis: AtomicU64,
+    /// PLIs sent to WHIP publishers.
+    pub plis_sent: AtomicU64,
     pub firs: AtomicU64,
     pub consent_failures: AtomicU64,
     /// Datagrams handed to the shard that owns their session.
@@ -78,6 +81,7 @@ pub static STATS: Stats = Stats {
     nacks: AtomicU64::new(0),
     nack_resent: AtomicU64::new(0),
     plis: AtomicU64::new(0),
+    plis_sent: AtomicU64::new(0),
     firs: AtomicU64::new(0),
     consent_failures: AtomicU64::new(0),
     forwarded: AtomicU64::new(0),
@@ -128,8 +132,13 @@ pub fn metrics(out: &mut String) {
         ),
         (
             "plis_total",
-            "PLIs received (no source takes keyframe requests yet).",
+            "PLIs received from WebRTC viewers (each asks WHIP publishers for a keyframe).",
             &STATS.plis,
+        ),
+        (
+            "plis_sent_total",
+            "PLIs sent to WHIP publishers.",
+            &STATS.plis_sent,
         ),
         ("firs_total", "FIRs received.", &STATS.firs),
         (
@@ -434,7 +443,10 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: Remote, forwarded: bool
     match kind {
         Demux::Stun => session.on_stun(data, from, shard.clock.now()),
         Demux::Dtls => session.on_dtls(data, from),
-        Demux::Rtp => session.on_rtcp(data, from, shard.clock.now()),
+        Demux::Rtp => match &session.whip {
+            Some(w) => whip::on_packet(shard, &session, w, data, from),
+            None => session.on_rtcp(data, from, shard.clock.now()),
+        },
         Demux::Other => {}
     }
 }
@@ -527,7 +539,10 @@ pub struct Session {
     pub id: String,
     pub name: String,
     st: RefCell<State>,
-    feed: Rc<RtcFeed>,
+    /// A viewer's media; None for a WHIP publisher.
+    feed: Option<Rc<RtcFeed>>,
+    /// A WHIP publisher's ingest.
+    whip: Option<RefCell<whip::Ingest>>,
     closed: Cell<bool>,
     waker: RefCell<Option<Waker>>,
     consumer: Arc<ConsumerInfo>,
@@ -632,7 +647,10 @@ impl Session {
                     let room = NACK_RESENDS_PER_SEC.saturating_sub(st.nack_budget.1);
                     for seq in seqs.take(NACK_RESENDS_PER_PACKET.min(room as usize)) {
                         st.nack_budget.1 += 1;
-                        let Some(p) = self.feed.find(video, seq.wrapping_sub(track.seq_offset))
+                        let Some(p) = self
+                            .feed
+                            .as_ref()
+                            .and_then(|f| f.find(video, seq.wrapping_sub(track.seq_offset)))
                         else {
                             continue;
                         };
@@ -644,7 +662,7 @@ impl Session {
                         }
                     }
                 }
-                // No source can take a keyframe request yet: counted.
+                // Counted; WHIP publishers see the count change and send a PLI on.
                 RtcpPacket::Pli { .. } => {
                     STATS.plis.fetch_add(1, Relaxed);
                 }
@@ -659,6 +677,7 @@ impl Session {
     /// Sends what the feed has for this viewer past `cursor`, and due sender reports.
     fn send_media(&self, cursor: &mut Cursor, now: u64) {
         let Some(p) = port() else { return };
+        let Some(feed) = &self.feed else { return };
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let Some(remote) = st.ice.selected() else {
@@ -679,7 +698,7 @@ impl Session {
             let s = &mut *s;
             s.pkts.clear();
             {
-                let ring = self.feed.ring.borrow();
+                let ring = feed.ring.borrow();
                 while s.pkts.len() < TURN {
                     match cursor.next(&ring, MAX_LAG) {
                         Next::Item(p) => s.pkts.push(p.clone()),
@@ -826,18 +845,26 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
                 }
             }
         }
-        if s.feed.is_closed() {
+        if s.feed.as_ref().is_some_and(|f| f.is_closed()) {
             break "stream ended".into();
         }
         let connected = s.st.borrow().keys.is_some();
-        if connected {
-            s.feed.pump();
-            let c = cursor.get_or_insert_with(|| Cursor::join(&s.feed.ring.borrow()));
+        if let (true, Some(feed)) = (connected, &s.feed) {
+            feed.pump();
+            let c = cursor.get_or_insert_with(|| Cursor::join(&feed.ring.borrow()));
             s.send_media(c, now);
             let data = async {
-                s.feed.wait(&registered, Duration::from_millis(500)).await;
+                feed.wait(&registered, Duration::from_millis(500)).await;
             };
             futures_lite::future::or(data, wait_wake(&s)).await;
+        } else if let (true, Some(w)) = (connected, &s.whip) {
+            if let Some(why) = whip::tick(&s, w, now) {
+                break why;
+            }
+            let timer = async {
+                glommio::timer::sleep(whip::TICK).await;
+            };
+            futures_lite::future::or(timer, wait_wake(&s)).await;
         } else {
             let timer = async {
                 glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -846,6 +873,15 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
         }
     };
     info!(stream = %s.name, session = %s.id, reason = %why, "webrtc: session ended");
+    finish(&shard, &s);
+    match &s.whip {
+        Some(w) => whip::end(&shard, &s, w),
+        None => shard.viewer_left(&s.name, s.consumer.id),
+    }
+}
+
+/// Ends a session's transport: DTLS close, ICE, its routes and ICE-TCP connections.
+fn finish(shard: &Rc<Shard>, s: &Session) {
     {
         let mut st = s.st.borrow_mut();
         if st.keys.is_some() {
@@ -875,7 +911,6 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
     }
     SESSIONS.with(|m| m.borrow_mut().remove(&s.id));
     STATS.sessions[shard.id % 64].fetch_sub(1, Relaxed);
-    shard.viewer_left(&s.name, s.consumer.id);
 }
 
 /// Waits until something pokes the session (DTLS connected, closed).

@@ -136,7 +136,8 @@ pub async fn offer(
             failed: None,
             nack_budget: (0, 0),
         }),
-        feed,
+        feed: Some(feed),
+        whip: None,
         closed: Cell::new(false),
         waker: RefCell::new(None),
         consumer: consumer.clone(),
@@ -253,11 +254,8 @@ pub async fn http(
         }
         _ => return (Reply::text(405, "method not allowed"), none),
     }
-    if req.query("dst").is_some() {
-        return (
-            Reply::text(501, "webrtc: WHIP ingest (dst=) is not supported yet"),
-            none,
-        );
+    if let Some(dst) = req.query("dst") {
+        return whip(shard, req, peer, dst);
     }
     let Some(name) = req.query("src").map(str::to_string) else {
         return (Reply::text(400, "webrtc: `src` or `dst` required"), none);
@@ -328,6 +326,55 @@ pub async fn http(
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// `POST /api/webrtc?dst=NAME` (WHIP): SDP (or go2rtc's JSON) in, 201 with the answer and
+/// `Location: webrtc?id=...` (its `DELETE` ends the publish).
+fn whip(
+    shard: &Rc<Shard>,
+    req: &Request,
+    peer: SocketAddr,
+    dst: &str,
+) -> (Reply, Vec<(&'static str, String)>) {
+    let json = req.header("content-type").is_some_and(|c| {
+        c.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    let fail = |(status, text): (u16, String)| {
+        debug!(stream = %dst, %peer, status, error = %text, "webrtc: WHIP offer refused");
+        (Reply::text(status, text), Vec::new())
+    };
+    let sdp = if json {
+        let mut body = req.body.to_vec();
+        match simd_json::from_slice::<JsonOffer>(&mut body) {
+            Ok(JsonOffer { sdp: Some(s) }) => s,
+            Ok(_) => return fail((400, "offer: JSON without `sdp`".into())),
+            Err(e) => return fail((400, format!("offer: invalid JSON: {e}"))),
+        }
+    } else {
+        String::from_utf8_lossy(&req.body).into_owned()
+    };
+    let ua = req.header("user-agent").unwrap_or("");
+    let c = match super::whip::publish(shard, dst, &sdp, peer, ua) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    // The id is our ufrag: its `+` and `/` are escaped (a `+` in a query reads as a space).
+    let location = vec![(
+        "Location",
+        format!("webrtc?id={}", c.id.replace('+', "%2B").replace('/', "%2F")),
+    )];
+    if json {
+        let body = simd_json::to_vec(&JsonAnswer {
+            kind: "answer",
+            sdp: &c.sdp,
+        })
+        .unwrap_or_default();
+        (reply(201, "application/json", body), location)
+    } else {
+        (reply(201, "application/sdp", c.sdp), location)
     }
 }
 
