@@ -17,6 +17,7 @@ mod nvr;
 mod peers;
 mod procstat;
 mod publisher;
+mod rtcview;
 mod seq;
 mod source;
 mod swarm;
@@ -333,13 +334,13 @@ struct ScenarioArgs {
 impl ScenarioArgs {
     fn params(&self, log_dir: &std::path::Path) -> Result<SwarmParams, String> {
         let total = self.publishers * self.viewers;
-        if self.transport == Transport::HttpMp4
+        if matches!(self.transport, Transport::HttpMp4 | Transport::Webrtc)
             && self.src.publisher == PublisherKind::Synthetic
             && self.src.source == SourceKind::Synthetic
         {
             // The muxer needs real H.264 parameter sets, which synthetic payloads lack.
             return Err(
-                "stream.mp4 viewers need real H.264: use --publisher ffmpeg or --source demo"
+                "stream.mp4 and WebRTC viewers need real H.264: use --publisher ffmpeg or --source demo"
                     .into(),
             );
         }

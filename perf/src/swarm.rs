@@ -348,9 +348,13 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
             .iter()
             .map(|n| format!("http://{api}/api/stream.mp4?src={n}"))
             .collect(),
-        (Transport::HttpMp4, None) => {
+        (Transport::Webrtc, Some(api)) => names
+            .iter()
+            .map(|n| format!("http://{api}/api/webrtc?src={n}"))
+            .collect(),
+        (Transport::HttpMp4 | Transport::Webrtc, None) => {
             return Err(format!(
-                "stream.mp4 viewers need corecast's API; {} has none",
+                "stream.mp4 and WebRTC viewers need corecast's API; {} has none",
                 server.name
             ))
         }
@@ -406,6 +410,7 @@ pub fn run_with(
     let mut notes = Vec::new();
     let per_viewer_fds = match p.transport {
         Transport::Tcp | Transport::HttpMp4 => 1,
+        Transport::Webrtc => 2,
         Transport::Udp => 5,
     };
     if !ok && (total * per_viewer_fds + 64) as u64 > nofile {
@@ -669,6 +674,7 @@ pub fn table(r: &SwarmResult) -> String {
                 Transport::Tcp => "RTSP/TCP",
                 Transport::Udp => "RTSP/UDP",
                 Transport::HttpMp4 => "HTTP stream.mp4",
+                Transport::Webrtc => "WebRTC (WHEP)",
             },
             if r.idle {
                 " (idle: paused after PLAY)"
