@@ -33,6 +33,8 @@ pub struct SwarmParams {
     pub settle_secs: f64,
     /// Viewers PAUSE right after PLAY (idle viewers).
     pub idle: bool,
+    /// WebRTC viewers decrypt SRTP (else count from the clear RTP header).
+    pub srtp_decrypt: bool,
     /// Seconds the publishers run before the baseline RSS is taken (lets the server's
     /// per-stream buffers fill, so that their growth is not counted against viewers).
     pub prefill_secs: f64,
@@ -377,6 +379,7 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
         churn,
         max_packet,
         pause: p.idle,
+        srtp_decrypt: p.srtp_decrypt,
     })?;
     if !viewers.wait_ramp(secs(p.ramp_secs + p.connect_timeout_secs + 10.0)) {
         notes.push("ramp-up did not complete in time".into());
