@@ -1,7 +1,8 @@
 //! N RTSP viewers on one thread per core: nonblocking sockets, one epoll per thread,
 //! level-triggered, one large read per ready TCP socket and `recvmmsg` batches for UDP.
 //! Per packet the cost is a header check, a sequence-window update and (synthetic
-//! streams) a clock read per read call and a histogram increment.
+//! streams) a clock read per read call and a histogram increment. stream.mp4 and WebRTC
+//! viewers (`rtcview.rs`: WHEP, ICE check, DTLS client, SRTP decrypt) share the loop.
 
 use crate::client;
 use crate::frames::{self, Item};
