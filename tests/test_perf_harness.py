@@ -46,3 +46,24 @@ def test_compare_against_gst_rtsp_server_and_raw_floor(tmp_path):
     assert gst and floor, ratios
     for peer in gst + floor:
         assert ratios[peer].get("server_cpu_s_per_gbit") is not None, ratios[peer]
+
+
+def test_swarm_20_webrtc_viewers(tmp_path):
+    """`--transport webrtc`: 20 WHEP viewers (ICE check, DTLS client, SRTP decrypt in the
+    harness) all play the demo clip's H.264 and lose nothing."""
+    out = subprocess.run(
+        [str(PERF), "swarm", "--server-bin", str(BIN), "--transport", "webrtc",
+         "--source", "demo", "--viewers", "20", "--duration", "4", "--warmup", "2",
+         "--per-viewer", "--log-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    assert r["transport"] == "webrtc"
+    assert r["connect_failures"] == 0, r["failure_reasons"]
+    assert r["viewers_playing"] == 20, r
+    assert r["server_api"]["consumers"] == 20, r["server_api"]
+    per = r["per_viewer"]
+    assert len(per) == 20 and all(v["packets"] > 0 and v["frames"] > 0 for v in per), per
+    assert r["lost_packets"] == 0 and r["loss_pct"] == 0, r

@@ -17,6 +17,7 @@ mod nvr;
 mod peers;
 mod procstat;
 mod publisher;
+mod rtcview;
 mod seq;
 mod source;
 mod swarm;
@@ -318,6 +319,10 @@ struct ScenarioArgs {
     /// Viewers send PAUSE right after PLAY: measures memory per idle connected viewer.
     #[arg(long)]
     idle: bool,
+    /// WebRTC viewers count SRTP packets from their clear RTP headers without decrypting
+    /// them (a lighter harness when it, not the server, is the bottleneck).
+    #[arg(long)]
+    no_srtp_decrypt: bool,
     /// Seconds the streams run before the baseline RSS (so that the server's stream
     /// buffers are full; corecast keeps `ring_size` packets per stream). Default: 0 for
     /// swarm/compare, 45 for soak.
@@ -333,13 +338,13 @@ struct ScenarioArgs {
 impl ScenarioArgs {
     fn params(&self, log_dir: &std::path::Path) -> Result<SwarmParams, String> {
         let total = self.publishers * self.viewers;
-        if self.transport == Transport::HttpMp4
+        if matches!(self.transport, Transport::HttpMp4 | Transport::Webrtc)
             && self.src.publisher == PublisherKind::Synthetic
             && self.src.source == SourceKind::Synthetic
         {
             // The muxer needs real H.264 parameter sets, which synthetic payloads lack.
             return Err(
-                "stream.mp4 viewers need real H.264: use --publisher ffmpeg or --source demo"
+                "stream.mp4 and WebRTC viewers need real H.264: use --publisher ffmpeg or --source demo"
                     .into(),
             );
         }
@@ -362,6 +367,7 @@ impl ScenarioArgs {
             sample_secs: 5.0,
             settle_secs: 5.0,
             idle: self.idle,
+            srtp_decrypt: !self.no_srtp_decrypt,
             prefill_secs: self.prefill.unwrap_or(0.0),
             ffmpeg_clip: self.src.clip()?,
             log_dir: log_dir.to_path_buf(),
@@ -606,6 +612,7 @@ fn cmd_view(a: ViewArgs) -> Result<(), String> {
         churn: None,
         max_packet: 65_536,
         pause: false,
+        srtp_decrypt: true,
     })?;
     v.wait_ramp(Duration::from_secs_f64(ramp + 20.0));
     std::thread::sleep(Duration::from_secs_f64(a.warmup));

@@ -156,6 +156,8 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             let api_port = util::free_tcp_port().map_err(|e| e.to_string())?;
             let rtp = util::free_udp_range(2 * threads as u16).map_err(|e| e.to_string())?;
             api = Some(SocketAddr::from(([127, 0, 0, 1], api_port)));
+            // WebRTC viewers (`--transport webrtc`): a loopback host candidate.
+            let webrtc_port = util::free_tcp_port().map_err(|e| e.to_string())?;
             // `demo:` declared publish-only turns the built-in demo stream off, so the
             // server's CPU is spent on the benchmark streams only.
             let mut pulls = String::new();
@@ -169,7 +171,7 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
                 }
             }
             let config = format!(
-                "streams:\n  demo:\n{pulls}rtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nshards: {threads}\nlog:\n  level: warn\n"
+                "streams:\n  demo:\n{pulls}rtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nwebrtc:\n  listen: \"127.0.0.1:{webrtc_port}\"\n  filters:\n    loopback: true\nshards: {threads}\nlog:\n  level: warn\n"
             );
             let cfg_path = opts.log_dir.join(format!("corecast-{port}.yaml"));
             std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;

@@ -33,6 +33,8 @@ pub struct SwarmParams {
     pub settle_secs: f64,
     /// Viewers PAUSE right after PLAY (idle viewers).
     pub idle: bool,
+    /// WebRTC viewers decrypt SRTP (else count from the clear RTP header).
+    pub srtp_decrypt: bool,
     /// Seconds the publishers run before the baseline RSS is taken (lets the server's
     /// per-stream buffers fill, so that their growth is not counted against viewers).
     pub prefill_secs: f64,
@@ -348,9 +350,13 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
             .iter()
             .map(|n| format!("http://{api}/api/stream.mp4?src={n}"))
             .collect(),
-        (Transport::HttpMp4, None) => {
+        (Transport::Webrtc, Some(api)) => names
+            .iter()
+            .map(|n| format!("http://{api}/api/webrtc?src={n}"))
+            .collect(),
+        (Transport::HttpMp4 | Transport::Webrtc, None) => {
             return Err(format!(
-                "stream.mp4 viewers need corecast's API; {} has none",
+                "stream.mp4 and WebRTC viewers need corecast's API; {} has none",
                 server.name
             ))
         }
@@ -373,6 +379,7 @@ fn bring_up(server: &Server, p: &SwarmParams, churn: Option<Churn>) -> Result<Ru
         churn,
         max_packet,
         pause: p.idle,
+        srtp_decrypt: p.srtp_decrypt,
     })?;
     if !viewers.wait_ramp(secs(p.ramp_secs + p.connect_timeout_secs + 10.0)) {
         notes.push("ramp-up did not complete in time".into());
@@ -406,6 +413,7 @@ pub fn run_with(
     let mut notes = Vec::new();
     let per_viewer_fds = match p.transport {
         Transport::Tcp | Transport::HttpMp4 => 1,
+        Transport::Webrtc => 2,
         Transport::Udp => 5,
     };
     if !ok && (total * per_viewer_fds + 64) as u64 > nofile {
@@ -669,6 +677,7 @@ pub fn table(r: &SwarmResult) -> String {
                 Transport::Tcp => "RTSP/TCP",
                 Transport::Udp => "RTSP/UDP",
                 Transport::HttpMp4 => "HTTP stream.mp4",
+                Transport::Webrtc => "WebRTC (WHEP)",
             },
             if r.idle {
                 " (idle: paused after PLAY)"

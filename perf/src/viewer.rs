@@ -1,17 +1,21 @@
 //! N RTSP viewers on one thread per core: nonblocking sockets, one epoll per thread,
 //! level-triggered, one large read per ready TCP socket and `recvmmsg` batches for UDP.
 //! Per packet the cost is a header check, a sequence-window update and (synthetic
-//! streams) a clock read per read call and a histogram increment.
+//! streams) a clock read per read call and a histogram increment. stream.mp4 and WebRTC
+//! viewers (`rtcview.rs`: WHEP, ICE check, DTLS client, SRTP decrypt) share the loop.
 
 use crate::client;
 use crate::frames::{self, Item};
 use crate::hist::Histogram;
 use crate::mp4view::{self, Mp4Body};
+use crate::rtcview::{self, Rtc};
 use crate::seq::SeqTracker;
 use crate::source;
 use crate::util::{now_ns, thread_cpu, Rng};
 use bytes::BytesMut;
 use corecast::rtsp::message::{self, Message, Method, Response};
+use corecast::webrtc::dtls::Identity;
+use corecast::webrtc::{demux, Demux};
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
@@ -37,6 +41,9 @@ pub enum Transport {
     /// HTTP `GET /api/stream.mp4?src=NAME` (corecast's API): bytes and `moof` fragments.
     #[serde(rename = "http-mp4")]
     HttpMp4,
+    /// WebRTC via WHEP (`POST /api/webrtc?src=NAME`, corecast only): ICE check, DTLS
+    /// client, SRTP receive on one UDP socket per viewer.
+    Webrtc,
 }
 
 /// Viewers leave after a random lifetime and are replaced (soak).
@@ -63,6 +70,9 @@ pub struct ViewConfig {
     /// Send PAUSE right after PLAY: connected, set-up, idle viewers (memory per idle
     /// viewer).
     pub pause: bool,
+    /// WebRTC: decrypt (and authenticate) every SRTP packet; else count it from its clear
+    /// RTP header (sequence number, marker) with the SRTP tag length taken off.
+    pub srtp_decrypt: bool,
 }
 
 /// State shared with the coordinator: the phase it sets, counters the workers bump on
@@ -277,6 +287,10 @@ enum St {
     Play,
     /// stream.mp4: waiting for the response head.
     HttpHead,
+    /// WebRTC: waiting for the WHEP answer.
+    Whep,
+    /// WebRTC: ICE check and DTLS handshake.
+    Ice,
     Playing,
 }
 
@@ -328,6 +342,10 @@ struct Viewer {
     window_start: Option<ViewerWindow>,
     /// stream.mp4 viewers: the body parser.
     mp4: Option<Box<Mp4Body>>,
+    /// WebRTC viewers: ICE/DTLS/SRTP state and the UDP socket.
+    rtc: Option<Box<Rtc>>,
+    /// WebRTC viewers: our ICE ufrag (kept until the answer arrives).
+    ufrag: String,
 }
 
 impl Viewer {
@@ -360,6 +378,7 @@ impl Viewer {
 const KIND_TCP: u64 = 0;
 const KIND_RTP: u64 = 1; // + track
 const KIND_RTCP: u64 = 128; // + track
+const KIND_RTC: u64 = 1000;
 const READ_BUF: usize = 256 * 1024;
 const MMSG: usize = 64;
 
@@ -382,6 +401,8 @@ struct Worker {
     rng: Rng,
     rejoin: Vec<(u64, usize)>,
     addrs: Vec<SocketAddr>,
+    /// WebRTC: the DTLS certificate all of this process's viewers use.
+    identity: Option<Arc<Identity>>,
 }
 
 impl Worker {
@@ -416,6 +437,9 @@ impl Worker {
             rng: Rng::new(now_ns() ^ ((id as u64 + 1) * 0x5851_F42D_4C95_7F2D)),
             rejoin: Vec::new(),
             addrs,
+            identity: (cfg.transport == Transport::Webrtc)
+                .then(|| Identity::process().ok())
+                .flatten(),
             cfg,
         }
     }
@@ -553,6 +577,37 @@ impl Worker {
             let Some(v) = &mut self.slots[i] else {
                 continue;
             };
+            if let (Some(r), St::Ice | St::Playing) = (v.rtc.as_mut(), v.state) {
+                // ICE check retransmission until answered, consent every 5 s after, and
+                // DTLS handshake timers.
+                let due = if r.checked {
+                    rtcview::CONSENT_NS
+                } else {
+                    rtcview::CHECK_RETRY_NS
+                };
+                if now >= r.next_check {
+                    r.next_check = now + due;
+                    let mut tid = [0u8; 12];
+                    tid[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+                    let _ = r.send_check(tid);
+                }
+                if v.state == St::Ice {
+                    match r.on_timer(Instant::now()) {
+                        Ok(true) => {
+                            self.rtc_playing(i, now);
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.fail(i, e);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let Some(v) = &mut self.slots[i] else {
+                continue;
+            };
             if v.state != St::Playing {
                 if now - v.started > timeout {
                     let why = format!("timeout in {:?}", v.state);
@@ -655,6 +710,8 @@ impl Worker {
             window_start_packets: None,
             window_start: None,
             mp4: None,
+            rtc: None,
+            ufrag: String::new(),
         });
         if let Err(e) = self.epoll(
             libc::EPOLL_CTL_ADD,
@@ -697,7 +754,16 @@ impl Worker {
             self.shared.playing.fetch_sub(1, AcqRel);
             if how != Close::Disconnect && v.mp4.is_none() {
                 let url = self.cfg.urls[v.url_idx].clone();
-                let _ = send_request(&mut v, Method::Teardown, &url);
+                if let Some(r) = &v.rtc {
+                    // WHEP: DELETE the resource on the signalling connection if it is
+                    // still open (best effort; the server's consent timer ends it too).
+                    if let Some(loc) = &r.location {
+                        let req = rtcview::delete_request(&url, loc);
+                        let _ = v.sock.send_with_flags(req.as_bytes(), libc::MSG_NOSIGNAL);
+                    }
+                } else {
+                    let _ = send_request(&mut v, Method::Teardown, &url);
+                }
             }
             match how {
                 Close::Disconnect => {
@@ -720,7 +786,9 @@ impl Worker {
         let Some(Some(v)) = self.slots.get(i) else {
             return;
         };
-        if kind == KIND_TCP {
+        if kind == KIND_RTC {
+            self.on_rtc(i);
+        } else if kind == KIND_TCP {
             if v.state == St::Connecting {
                 self.on_connected(i, flags);
             } else if v.state == St::Playing {
@@ -754,6 +822,20 @@ impl Worker {
         let r = if self.cfg.transport == Transport::HttpMp4 {
             v.state = St::HttpHead;
             send_http_get(v, &url)
+        } else if self.cfg.transport == Transport::Webrtc {
+            v.state = St::Whep;
+            match &self.identity {
+                Some(id) => {
+                    let (ufrag, pwd) = rtcview::credentials(&mut self.rng);
+                    let req = rtcview::post_request(
+                        &url,
+                        &rtcview::offer(&ufrag, &pwd, &id.fingerprint()),
+                    );
+                    v.ufrag = ufrag;
+                    send_all(&v.sock, req.as_bytes())
+                }
+                None => Err(io::Error::other("no DTLS identity")),
+            }
         } else {
             v.state = St::Describe;
             send_request(v, Method::Describe, &url)
@@ -791,6 +873,10 @@ impl Worker {
         hs.buf.extend_from_slice(&self.rbuf[..n]);
         if v.state == St::HttpHead {
             self.on_http_head(i);
+            return;
+        }
+        if v.state == St::Whep {
+            self.on_whep_answer(i);
             return;
         }
         loop {
@@ -847,6 +933,183 @@ impl Worker {
         v.carry.extend_from_slice(&rest);
         if !v.carry.is_empty() {
             self.consume_carry(i);
+        }
+    }
+
+    /// WebRTC: the WHEP answer; the UDP socket sends its first check right away.
+    fn on_whep_answer(&mut self, i: usize) {
+        let v = self.slots[i].as_mut().unwrap();
+        let buf = &v.hs.as_ref().unwrap().buf;
+        let (status, location, sdp) = match rtcview::parse_answer(buf) {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail(i, e);
+                return;
+            }
+        };
+        if status != 201 && status != 200 {
+            let first = sdp
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect::<String>();
+            self.fail(i, format!("WHEP POST {status}: {first}"));
+            return;
+        }
+        let ufrag = std::mem::take(&mut v.ufrag);
+        let tie = self.rng.next_u64();
+        let mut r = match Rtc::new(ufrag, &sdp, location, tie) {
+            Ok(r) => Box::new(r),
+            Err(e) => {
+                self.fail(i, e);
+                return;
+            }
+        };
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        let now = now_ns();
+        r.next_check = now + rtcview::CHECK_RETRY_NS;
+        let sent = r.send_check(tid);
+        let fd = r.sock.as_raw_fd();
+        let tcp = v.sock.as_raw_fd();
+        v.hs = None;
+        v.rtc = Some(r);
+        v.state = St::Ice;
+        v.tracks.push(Track {
+            rtp_ch: 0,
+            rtcp_ch: 1,
+            seq: SeqTracker::new(),
+            udp: None,
+        });
+        // The signalling connection stays open, idle, for the DELETE at the end.
+        let _ = self.epoll(libc::EPOLL_CTL_DEL, tcp, 0, 0);
+        if let Err(e) = sent.and_then(|_| {
+            self.epoll(
+                libc::EPOLL_CTL_ADD,
+                fd,
+                libc::EPOLLIN as u32,
+                key(i, KIND_RTC),
+            )
+        }) {
+            self.fail(i, format!("ICE check: {e}"));
+        }
+    }
+
+    /// WebRTC: DTLS connected, media follows.
+    fn rtc_playing(&mut self, i: usize, now: u64) {
+        let v = self.slots[i].as_mut().unwrap();
+        v.state = St::Playing;
+        v.c.live_from = now;
+        if v.end_at != u64::MAX {
+            v.end_at += now;
+        }
+        self.connect.record(now - v.started);
+        self.shared.in_handshake.fetch_sub(1, AcqRel);
+        self.shared.playing.fetch_add(1, AcqRel);
+        self.shared.plays.fetch_add(1, Relaxed);
+    }
+
+    /// WebRTC: datagrams on the viewer's UDP socket, by RFC 7983 demultiplexing.
+    fn on_rtc(&mut self, i: usize) {
+        let slot = self.cfg.max_packet.max(2048);
+        loop {
+            let v = self.slots[i].as_mut().unwrap();
+            let Some(r) = v.rtc.as_mut() else { return };
+            let fd = r.sock.as_raw_fd();
+            let mut iov: [libc::iovec; MMSG] = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MMSG];
+            // SAFETY: zeroed mmsghdr is a valid "empty" value; filled below.
+            let mut msgs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
+            for k in 0..MMSG {
+                iov[k].iov_base = self.udp_bufs[k * slot..].as_mut_ptr() as *mut libc::c_void;
+                iov[k].iov_len = slot;
+                msgs[k].msg_hdr.msg_iov = &mut iov[k];
+                msgs[k].msg_hdr.msg_iovlen = 1;
+            }
+            self.read_calls += 1;
+            // SAFETY: every msghdr points at one iovec into `udp_bufs`, which outlives the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    MMSG as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            let now = now_ns();
+            for (k, m) in msgs.iter().enumerate().take(n as usize) {
+                let len = (m.msg_len as usize).min(slot);
+                let v = self.slots[i].as_mut().unwrap();
+                let Some(r) = v.rtc.as_mut() else { return };
+                let data = &mut self.udp_bufs[k * slot..k * slot + len];
+                if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    v.c.bad += 1;
+                    continue;
+                }
+                match demux(data) {
+                    Demux::Rtp => {
+                        let Some(srtp) = r.srtp.as_mut() else {
+                            continue;
+                        };
+                        if corecast::webrtc::srtp::is_rtcp(data) {
+                            v.c.rtcp += 1;
+                            continue;
+                        }
+                        let res = if self.cfg.srtp_decrypt {
+                            srtp.unprotect_rtp(data)
+                        } else {
+                            Ok(data.len().saturating_sub(srtp.profile().rtp_overhead()))
+                        };
+                        match res {
+                            Ok(plain) => on_rtp(
+                                &mut v.c,
+                                &mut v.tracks[0].seq,
+                                &mut self.latency,
+                                &data[..plain],
+                                now,
+                                true,
+                            ),
+                            Err(_) => v.c.bad += 1,
+                        }
+                    }
+                    Demux::Stun => {
+                        let Some(id) = self.identity.as_deref() else {
+                            return;
+                        };
+                        if let Err(e) = r.on_stun(data, id) {
+                            if v.state != St::Playing {
+                                self.fail(i, e);
+                                return;
+                            }
+                        }
+                    }
+                    Demux::Dtls => match r.on_dtls(data) {
+                        Ok(true) if v.state == St::Ice => self.rtc_playing(i, now),
+                        Ok(_) => {}
+                        Err(e) => {
+                            if v.state == St::Playing {
+                                self.close(i, Close::Disconnect);
+                            } else {
+                                self.fail(i, e);
+                            }
+                            return;
+                        }
+                    },
+                    Demux::Other => v.c.bad += 1,
+                }
+            }
+            if (n as usize) < MMSG {
+                return;
+            }
         }
     }
 
@@ -931,7 +1194,9 @@ impl Worker {
                 format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1),
                 None,
             ),
-            Transport::HttpMp4 => return Err("stream.mp4 viewers do not SETUP".into()),
+            Transport::HttpMp4 | Transport::Webrtc => {
+                return Err("stream.mp4 and WebRTC viewers do not SETUP".into())
+            }
             Transport::Udp => {
                 let (a, b) = udp_pair().map_err(|e| format!("udp bind: {e}"))?;
                 let port = a
@@ -1177,6 +1442,18 @@ fn send_http_get(v: &mut Viewer, url: &str) -> io::Result<()> {
     let b = req.as_bytes();
     while off < b.len() {
         match v.sock.send(&b[off..]) {
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn send_all(sock: &Socket, b: &[u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < b.len() {
+        match sock.send_with_flags(&b[off..], libc::MSG_NOSIGNAL) {
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
