@@ -844,6 +844,9 @@ impl Shard {
                     return;
                 }
             }
+            // The borrow must end before the drain task exists: it borrows the queues
+            // itself (a task may be polled before `send_ctl` returns).
+            drop(queues);
             let (tx, queues) = (self.tx.clone(), self.ctl_queues.clone());
             glommio::spawn_local(async move {
                 loop {
