@@ -1019,39 +1019,19 @@ impl Worker {
             let v = self.slots[i].as_mut().unwrap();
             let Some(r) = v.rtc.as_mut() else { return };
             let fd = r.sock.as_raw_fd();
-            let mut iov: [libc::iovec; MMSG] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MMSG];
-            // SAFETY: zeroed mmsghdr is a valid "empty" value; filled below.
-            let mut msgs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
-            for k in 0..MMSG {
-                iov[k].iov_base = self.udp_bufs[k * slot..].as_mut_ptr() as *mut libc::c_void;
-                iov[k].iov_len = slot;
-                msgs[k].msg_hdr.msg_iov = &mut iov[k];
-                msgs[k].msg_hdr.msg_iovlen = 1;
-            }
             self.read_calls += 1;
-            // SAFETY: every msghdr points at one iovec into `udp_bufs`, which outlives the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    msgs.as_mut_ptr(),
-                    MMSG as u32,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n <= 0 {
+            let mut got = [(0usize, false); MMSG];
+            let n = recv_batch(fd, &mut self.udp_bufs, slot, &mut got);
+            if n == 0 {
                 return;
             }
             let now = now_ns();
-            for (k, m) in msgs.iter().enumerate().take(n as usize) {
-                let len = (m.msg_len as usize).min(slot);
+            for (k, &(msg_len, truncated)) in got.iter().enumerate().take(n) {
+                let len = msg_len.min(slot);
                 let v = self.slots[i].as_mut().unwrap();
                 let Some(r) = v.rtc.as_mut() else { return };
                 let data = &mut self.udp_bufs[k * slot..k * slot + len];
-                if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                if truncated {
                     v.c.bad += 1;
                     continue;
                 }
@@ -1107,7 +1087,7 @@ impl Worker {
                     Demux::Other => v.c.bad += 1,
                 }
             }
-            if (n as usize) < MMSG {
+            if n < MMSG {
                 return;
             }
         }
@@ -1296,39 +1276,18 @@ impl Worker {
         let Some((a, b)) = &t.udp else { return };
         let fd = if rtcp { b.as_raw_fd() } else { a.as_raw_fd() };
         loop {
-            let mut iov: [libc::iovec; MMSG] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MMSG];
-            // SAFETY: zeroed mmsghdr is a valid "empty" value; filled below.
-            let mut msgs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
-            for k in 0..MMSG {
-                iov[k].iov_base = self.udp_bufs[k * slot..].as_mut_ptr() as *mut libc::c_void;
-                iov[k].iov_len = slot;
-                msgs[k].msg_hdr.msg_iov = &mut iov[k];
-                msgs[k].msg_hdr.msg_iovlen = 1;
-            }
             self.read_calls += 1;
-            // SAFETY: every msghdr points at one iovec into `udp_bufs`, which outlives the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    msgs.as_mut_ptr(),
-                    MMSG as u32,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n <= 0 {
+            let mut got = [(0usize, false); MMSG];
+            let n = recv_batch(fd, &mut self.udp_bufs, slot, &mut got);
+            if n == 0 {
                 return;
             }
             let now = now_ns();
-            for (k, m) in msgs.iter().enumerate().take(n as usize) {
-                let len = m.msg_len as usize;
-                let data = &self.udp_bufs[k * slot..k * slot + len.min(slot)];
+            for (k, &(msg_len, truncated)) in got.iter().enumerate().take(n) {
+                let data = &self.udp_bufs[k * slot..k * slot + msg_len.min(slot)];
                 if rtcp {
                     v.c.rtcp += 1;
-                } else if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                } else if truncated {
                     v.c.bad += 1;
                 } else {
                     on_rtp(
@@ -1341,7 +1300,7 @@ impl Worker {
                     );
                 }
             }
-            if (n as usize) < MMSG {
+            if n < MMSG {
                 return;
             }
         }
@@ -1485,6 +1444,42 @@ fn send_request_with(
         return Err(io::Error::other("short write"));
     }
     Ok(())
+}
+
+/// One `recvmmsg(MSG_DONTWAIT)` of up to `MMSG` datagrams into `bufs` (slot `k` at
+/// `k * slot`); fills `got[k]` with (length, truncated) and returns how many arrived.
+fn recv_batch(fd: i32, bufs: &mut [u8], slot: usize, got: &mut [(usize, bool); MMSG]) -> usize {
+    assert!(bufs.len() >= MMSG * slot);
+    let mut iov: [libc::iovec; MMSG] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MMSG];
+    // SAFETY: zeroed mmsghdr is a valid "empty" value; filled below.
+    let mut msgs: [libc::mmsghdr; MMSG] = unsafe { std::mem::zeroed() };
+    for k in 0..MMSG {
+        iov[k].iov_base = bufs[k * slot..].as_mut_ptr() as *mut libc::c_void;
+        iov[k].iov_len = slot;
+        msgs[k].msg_hdr.msg_iov = &mut iov[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every msghdr points at one iovec into `bufs`, which outlives the call.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            MMSG as u32,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let n = n.max(0) as usize;
+    for (g, m) in got.iter_mut().zip(&msgs).take(n) {
+        *g = (
+            m.msg_len as usize,
+            m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        );
+    }
+    n
 }
 
 fn udp_pair() -> io::Result<(Socket, Socket)> {
