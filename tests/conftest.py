@@ -123,6 +123,12 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
         config_text = config_text.replace("{port}", str(rtsp_port))
     workdir = Path(tempfile.mkdtemp(prefix="corecast-"))
     cfg = workdir / "corecast.yaml"
+    # Each server its own WebRTC port (the default :8555 is SO_REUSEPORT: parallel test
+    # servers would share it), unless the test configures WebRTC itself.
+    webrtc_port = None
+    if not ("\n" + config_text).count("\nwebrtc:"):
+        webrtc_port = base + 4
+        config_text += f"webrtc:\n  listen: \"127.0.0.1:{webrtc_port}\"\n"
     cfg.write_text(
         f"rtsp:\n  listen: \"{rtsp_host}:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"
         + _rtsp_extra_lines(rtsp_extra) +
@@ -140,6 +146,7 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
         env={**os.environ, **(env or {})},
     )
     srv = Server(proc, rtsp_port, api_port, workdir, log_path)
+    srv.webrtc_port = webrtc_port
     if wait:
         wait_http(api_port, proc, log_path)
     return srv
