@@ -409,31 +409,61 @@ class Cdp:
 
 
 @contextlib.contextmanager
-def chromium_page(debug_port, extra_args=()):
+def chromium_page(debug_port=0, extra_args=()):
     """Headless Chromium (fresh profile) with one page under DevTools control: yields a
-    `Cdp` for it; the browser is killed and its profile removed afterwards."""
+    `Cdp` for it; the browser is killed and its profile removed afterwards.
+
+    DevTools listens on a port Chromium picks itself (read from the profile's
+    DevToolsActivePort), so no other process can hold it; a browser that dies while starting
+    on a loaded machine is started again (three tries), and its stderr ends the error."""
+    del debug_port  # kept for callers; Chromium chooses the port
     profile = tempfile.mkdtemp(prefix="corecast-chromium-")
-    chrome = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-         f"--remote-debugging-port={debug_port}", "--remote-allow-origins=*",
-         *extra_args, "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chrome, err_path = None, None
     try:
-        def page():
-            try:
-                tabs = json.loads(urllib.request.urlopen(
-                    f"http://127.0.0.1:{debug_port}/json/list", timeout=2).read())
-            except OSError:
-                return None
-            return next((t for t in tabs if t.get("type") == "page"), None)
-        tab = wait_for(page, timeout=30, step=0.3)
-        assert tab, "chromium did not expose a page"
+        tab, errors = None, []
+        for attempt in range(3):
+            shutil.rmtree(profile, ignore_errors=True)
+            os.makedirs(profile, exist_ok=True)
+            err_path = os.path.join(tempfile.gettempdir(), f"chromium-{os.getpid()}-{attempt}.err")
+            with open(err_path, "wb") as err:
+                chrome = subprocess.Popen(
+                    [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+                     f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                     "--remote-allow-origins=*", *extra_args, "about:blank"],
+                    stdout=subprocess.DEVNULL, stderr=err)
+
+            def page():
+                if chrome.poll() is not None:
+                    return "exited"
+                try:
+                    with open(os.path.join(profile, "DevToolsActivePort")) as f:
+                        port = int(f.readline().strip())
+                    tabs = json.loads(urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/json/list", timeout=2).read())
+                except (OSError, ValueError):
+                    return None
+                return next((t for t in tabs if t.get("type") == "page"), None)
+            tab = wait_for(page, timeout=45, step=0.3)
+            if isinstance(tab, dict):
+                break
+            with open(err_path, "rb") as f:
+                errors.append(f"try {attempt + 1}: {tab or 'no page in 45 s'}: "
+                              + f.read()[-1500:].decode(errors="replace"))
+            os.unlink(err_path)
+            chrome.kill()
+            chrome.wait()
+            tab = None
+        assert tab, "chromium did not expose a page:\n" + "\n".join(errors)
         cdp = Cdp(tab["webSocketDebuggerUrl"])
         cdp.call("Page.enable")
         yield cdp
     finally:
-        chrome.kill()
-        chrome.wait()
+        if chrome is not None:
+            chrome.kill()
+            chrome.wait()
         shutil.rmtree(profile, ignore_errors=True)
+        if err_path:
+            with contextlib.suppress(OSError):
+                os.unlink(err_path)
