@@ -725,3 +725,33 @@ def test_chromium_auto_mode_keeps_the_better(rtc_server, clip, procs):
             first = state["framesDecoded"]
             assert wait_for(lambda: _page_state(cdp, "corecastPlayer")["framesDecoded"] > first + 25,
                             timeout=10, step=0.5), (query, first, _page_state(cdp, "corecastPlayer"))
+        # go2rtc's webrtc.html?src= plays: here it is the player in WebRTC mode.
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/webrtc.html?src=op")
+        state = {}
+
+        def redirected():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("mode") == "webrtc" and state.get("framesDecoded", 0) > 25
+        assert wait_for(redirected, timeout=30, step=0.5), state
+
+
+@inner
+def test_chromium_auto_mode_without_webrtc_plays_mse(rtc_server, clip, procs):
+    """Auto mode where WebRTC cannot connect (Chromium without loopback candidates, the
+    only network here): the H.264 + Opus stream that WebRTC would win plays over MSE."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("streams:\n  op:\n")
+    procs.append(conftest.ffmpeg_publish(srv.url("op"), clip, loop=True,
+                                         extra=["-c:a", "libopus", "-b:a", "48k"]))
+    srv.wait_producer("op")
+    with chromium_page() as cdp:
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=op")
+        state = {}
+
+        def playing():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("active") == "mse" and state.get("framesDecoded", 0) > 50
+        assert wait_for(playing, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["state"] == "playing" and state["modes"]["webrtc"]["state"] != "playing", state
