@@ -425,7 +425,7 @@ def test_chromium_plays_webrtc_mode(rtc_server):
     assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
 
 
-def _chromium_plays(srv):
+def _chromium_plays(srv, mode="webrtc"):
     """Chromium plays the demo in WebRTC mode; returns the selected candidate pair's
     local candidate protocol."""
     from conftest import chromium_page
@@ -435,7 +435,7 @@ def _chromium_plays(srv):
                                    # with only loopback lacks: offer the address itself.
                                    "--disable-features=WebRtcHideLocalIpsWithMdns"]) as cdp:
         cdp.call("Page.navigate",
-                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=webrtc")
+                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode={mode}")
         probe = ("JSON.stringify({f: (window.corecastPlayer||{}).framesDecoded||0,"
                  " s: (window.corecastPlayer||{}).state, e: (window.corecastPlayer||{}).error,"
                  " m: (window.corecastPlayer||{}).mode})")
@@ -755,3 +755,15 @@ def test_chromium_auto_mode_without_webrtc_plays_mse(rtc_server, clip, procs):
             return state.get("active") == "mse" and state.get("framesDecoded", 0) > 50
         assert wait_for(playing, timeout=30, step=0.5), f"{state}\n{srv.log()}"
         assert state["state"] == "playing" and state["modes"]["webrtc"]["state"] != "playing", state
+
+
+@inner
+def test_chromium_webrtc_tcp_mode(rtc_server):
+    """stream.html?mode=webrtc/tcp (go2rtc's): the server offers UDP and TCP candidates,
+    the player drops the UDP ones and Chromium plays over ICE-TCP."""
+    from conftest import CHROMIUM
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    wait_live(srv)
+    assert _chromium_plays(srv, mode="webrtc/tcp") == "tcp"

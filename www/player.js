@@ -359,6 +359,7 @@ function createWebrtcMode(ctx) {
       }
     };
     pc.onicecandidate = (ev) => {
+      if (ev.candidate && tcpOnly && ev.candidate.protocol === 'udp') return;
       if (s.ws && s.ws.readyState === WebSocket.OPEN) {
         s.ws.send(JSON.stringify({ type: 'webrtc/candidate', value: ev.candidate ? ev.candidate.candidate : '' }));
       }
@@ -390,18 +391,23 @@ function createWebrtcMode(ctx) {
       if (msg.type === 'error') return fail(s, String(msg.value || 'server error'));
       if (msg.type === 'webrtc/answer') {
         try {
-          await pc.setRemoteDescription({ type: 'answer', sdp: msg.value });
+          await pc.setRemoteDescription({ type: 'answer', sdp: tcpOnly ? withoutUdp(msg.value) : msg.value });
           stats.codecs = 'webrtc';
         } catch (err) {
           fail(s, 'answer: ' + err.message);
         }
-      } else if (msg.type === 'webrtc/candidate' && msg.value) {
+      } else if (msg.type === 'webrtc/candidate' && msg.value && !(tcpOnly && / udp /i.test(msg.value))) {
         pc.addIceCandidate({ candidate: msg.value, sdpMid: '0' }).catch(() => {});
       }
     };
   }
 
   return { label: 'WebRTC', start, stop };
+}
+
+// `webrtc/tcp`: our answer carries its candidates in the SDP; the UDP ones go.
+function withoutUdp(sdp) {
+  return sdp.split('\r\n').filter((l) => !/^a=candidate:\S+ \d+ udp /i.test(l)).join('\r\n');
 }
 
 // ---- Auto: both started, the better kept (go2rtc's video-rtc.js) ----------------
@@ -561,6 +567,8 @@ const modes = {
 
 // go2rtc's `mode=` is a list (`webrtc,mse,hls,mjpeg`, its default): both of ours in it is
 // auto; ones we lack (hls, mp4, mjpeg) are skipped. No mode at all is go2rtc's default.
+// `webrtc/tcp` is WebRTC over ICE-TCP only (UDP candidates dropped both ways), as go2rtc's.
+const tcpOnly = (params.get('mode') || '').split(',').some((x) => x.trim() === 'webrtc/tcp');
 function parseMode(text) {
   if (!text) return 'auto';
   const items = text.split(',').map((x) => x.trim().split('/')[0]);
