@@ -425,7 +425,7 @@ def test_chromium_plays_webrtc_mode(rtc_server):
     assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
 
 
-def _chromium_plays(srv):
+def _chromium_plays(srv, mode="webrtc"):
     """Chromium plays the demo in WebRTC mode; returns the selected candidate pair's
     local candidate protocol."""
     from conftest import chromium_page
@@ -435,7 +435,7 @@ def _chromium_plays(srv):
                                    # with only loopback lacks: offer the address itself.
                                    "--disable-features=WebRtcHideLocalIpsWithMdns"]) as cdp:
         cdp.call("Page.navigate",
-                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=webrtc")
+                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode={mode}")
         probe = ("JSON.stringify({f: (window.corecastPlayer||{}).framesDecoded||0,"
                  " s: (window.corecastPlayer||{}).state, e: (window.corecastPlayer||{}).error,"
                  " m: (window.corecastPlayer||{}).mode})")
@@ -633,3 +633,137 @@ def test_whip_publisher_replaced_viewer_stays(rtc_server):
     print("whip replaced: frames decoded by ffmpeg over RTSP:", frames)
     # The first publisher alone gives ~75; the reader ends at 6 s of stream time.
     assert frames >= 0.6 * 30 * 6, (frames, srv.log())
+
+
+# --- The web UI in Chromium: publishing the camera by WHIP, auto mode (issue #12 item 7) ---
+
+# Chromium in the namespace: loopback candidates, and addresses instead of mDNS names (mDNS
+# needs multicast, which a namespace with only loopback lacks).
+CHROMIUM_RTC_ARGS = ["--allow-loopback-in-peer-connection",
+                     "--disable-features=WebRtcHideLocalIpsWithMdns"]
+# A fake camera (a moving test pattern) and microphone (beeps), permission granted.
+CHROMIUM_FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def _page_state(cdp, var):
+    # The peer connection in it serializes as {}.
+    return json.loads(cdp.eval(f"JSON.stringify(window.{var} || {{}})") or "{}")
+
+
+@inner
+def test_chromium_publishes_camera_by_whip(rtc_server):
+    """webrtc.html?dst=NAME (go2rtc's page): Chromium's fake camera and microphone are
+    published by WHIP as H.264 + Opus; ffprobe sees both over RTSP and ffmpeg decodes the
+    video; the page's Stop ends the publish (DELETE)."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    name = "browsercam"
+    with chromium_page(extra_args=CHROMIUM_RTC_ARGS + CHROMIUM_FAKE_MEDIA_ARGS) as cdp:
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/webrtc.html"
+                                      f"?dst={name}&media=camera+microphone")
+        state = {}
+
+        def sending():
+            state.update(_page_state(cdp, "corecastPublisher"))
+            return (state.get("state") == "publishing" and state.get("framesSent", 0) > 10
+                    and state.get("audioCodec"))
+        assert wait_for(sending, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["videoCodec"] == "video/H264", state
+        assert state["audioCodec"] == "audio/opus", state
+        assert state["location"] and "/api/webrtc?id=" in state["location"], state
+        wait_live(srv, name)
+        kinds = {s["codec_type"]: s["codec_name"] for s in conftest.ffprobe_streams(srv.url(name))}
+        assert kinds == {"video": "h264", "audio": "opus"}, kinds
+        secs = 4
+        r = conftest.ffmpeg_read(srv.url(name), duration=secs)
+        try:
+            out, err = r.communicate(timeout=secs + 20)
+        except subprocess.TimeoutExpired:
+            r.kill()
+            out, err = r.communicate()
+        frames = conftest.decoded_frames(out)
+        sent = _page_state(cdp, "corecastPublisher")
+        print("chromium WHIP: frames decoded by ffmpeg over RTSP in", secs, "s:", frames,
+              "publisher:", {k: sent.get(k) for k in ("framesSent", "packetsSent", "bytesSent")})
+        # The fake camera sends 20 fps (80 decoded in 4 s here).
+        assert frames >= 0.6 * 20 * secs, (frames, err[-1000:], srv.log())
+        cdp.eval("document.getElementById('stop').click()")
+        assert _offline(srv, name), (srv.streams(), srv.log())
+        assert _page_state(cdp, "corecastPublisher")["state"] == "stopped"
+
+
+@inner
+def test_chromium_auto_mode_keeps_the_better(rtc_server, clip, procs):
+    """stream.html in auto mode (go2rtc's default: MSE and WebRTC both started, ranked as
+    video-rtc.js ranks them): H.264 + Opus plays over WebRTC (MSE plays Opus too, but
+    WebRTC ranks higher with the same tracks), the demo's H.264 + AAC over MSE (AAC only reaches MSE); the loser is stopped
+    and the winner's decoded frames keep growing."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("streams:\n  op:\n")
+    procs.append(conftest.ffmpeg_publish(srv.url("op"), clip, loop=True,
+                                         extra=["-c:a", "libopus", "-b:a", "48k"]))
+    srv.wait_producer("op")
+    wait_live(srv)
+    with chromium_page(extra_args=CHROMIUM_RTC_ARGS) as cdp:
+        # `mode=auto`, and no mode at all (the default).
+        for query, winner, loser in [("src=op&mode=auto", "webrtc", "mse"),
+                                     ("src=demo", "mse", "webrtc")]:
+            cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?{query}")
+            state = {}
+
+            def chosen():
+                state.update(_page_state(cdp, "corecastPlayer"))
+                return (state.get("decided") and state.get("active") == winner
+                        and state.get("framesDecoded", 0) > 25)
+            assert wait_for(chosen, timeout=30, step=0.5), f"{query}: {state}\n{srv.log()}"
+            assert state["mode"] == "auto" and state["state"] == "playing", state
+            assert state["modes"][loser]["state"] == "stopped", state
+            first = state["framesDecoded"]
+            assert wait_for(lambda: _page_state(cdp, "corecastPlayer")["framesDecoded"] > first + 25,
+                            timeout=10, step=0.5), (query, first, _page_state(cdp, "corecastPlayer"))
+        # go2rtc's webrtc.html?src= plays: here it is the player in WebRTC mode.
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/webrtc.html?src=op")
+        state = {}
+
+        def redirected():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("mode") == "webrtc" and state.get("framesDecoded", 0) > 25
+        assert wait_for(redirected, timeout=30, step=0.5), state
+
+
+@inner
+def test_chromium_auto_mode_without_webrtc_plays_mse(rtc_server, clip, procs):
+    """Auto mode where WebRTC cannot connect (Chromium without loopback candidates, the
+    only network here): the H.264 + Opus stream that WebRTC would win plays over MSE."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("streams:\n  op:\n")
+    procs.append(conftest.ffmpeg_publish(srv.url("op"), clip, loop=True,
+                                         extra=["-c:a", "libopus", "-b:a", "48k"]))
+    srv.wait_producer("op")
+    with chromium_page() as cdp:
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=op")
+        state = {}
+
+        def playing():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("active") == "mse" and state.get("framesDecoded", 0) > 50
+        assert wait_for(playing, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["state"] == "playing" and state["modes"]["webrtc"]["state"] != "playing", state
+
+
+@inner
+def test_chromium_webrtc_tcp_mode(rtc_server):
+    """stream.html?mode=webrtc/tcp (go2rtc's): the server offers UDP and TCP candidates,
+    the player drops the UDP ones and Chromium plays over ICE-TCP."""
+    from conftest import CHROMIUM
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    wait_live(srv)
+    assert _chromium_plays(srv, mode="webrtc/tcp") == "tcp"
