@@ -85,7 +85,8 @@ pub async fn offer(
     for m in &answer.medias {
         match &m.chosen {
             Some(c) => {
-                let is_video = matches!(c.codec, StreamCodec::H264 { .. } | StreamCodec::H265);
+                let is_video =
+                    matches!(c.codec, StreamCodec::H264 { .. } | StreamCodec::H265 { .. });
                 let (slot, ssrc) = if is_video {
                     (&mut video, ssrcs.0)
                 } else {
