@@ -160,7 +160,7 @@ pub async fn offer(
 fn offer_query(offer: &sdp::Offer) -> Option<String> {
     let mut parts = Vec::new();
     for (kind, names) in [
-        ("video", &["h264"][..]),
+        ("video", &["h264", "h265"][..]),
         ("audio", &["opus", "pcma", "pcmu"][..]),
     ] {
         let mut have: Vec<&str> = Vec::new();
