@@ -230,6 +230,14 @@ impl RtcFeed {
                         channels,
                     }) = TrackConfig::from_media(m)
                     else {
+                        // Not PCM (another codec), or PCM with a rate or channel count
+                        // out of range.
+                        if kind != CodecKind::Other || map.encoding.eq_ignore_ascii_case("L16") {
+                            audio_note = Some(format!(
+                                "{}/{} is not sent over WebRTC",
+                                map.encoding, map.clock_rate
+                            ));
+                        }
                         continue;
                     };
                     let alaw = pcm != Pcm::Ulaw;
