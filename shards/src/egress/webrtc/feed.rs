@@ -481,6 +481,28 @@ impl RtcFeed {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Parameter sets go to their slots (VPS, SPS, PPS), delimiters are dropped, slices and
+    /// SEI pass; units too short to be a parameter set are not taken as one.
+    #[test]
+    fn nal_classes() {
+        let h264 = Packetizer::H264(h264::Packetizer::new(0, 0, 0));
+        assert_eq!(h264.classify(&[0x67, 0x42, 0xe0, 0x1f]), (Some(1), false));
+        assert_eq!(h264.classify(&[0x67, 0x42]), (None, false));
+        assert_eq!(h264.classify(&[0x68, 0xce]), (Some(2), false));
+        assert_eq!(h264.classify(&[0x09, 0xf0]), (None, true));
+        assert_eq!(h264.classify(&[0x65, 0x88]), (None, false));
+        let h265 = Packetizer::H265(h265::Packetizer::new(0, 0, 0));
+        assert_eq!(h265.classify(&[0x40, 0x01, 0x0c]), (Some(0), false));
+        assert_eq!(h265.classify(&[0x42, 0x01, 0x01]), (Some(1), false));
+        assert_eq!(h265.classify(&[0x44, 0x01, 0xc1]), (Some(2), false));
+        assert_eq!(h265.classify(&[0x44, 0x01]), (None, false));
+        assert_eq!(h265.classify(&[0x46, 0x01, 0x50]), (None, true));
+        assert_eq!(h265.classify(&[0x26, 0x01, 0xaf]), (None, false));
+        assert_eq!(h265.classify(&[]), (None, false));
+    }
+
     /// A NACK for a number the feed has not reached is "ahead": found nowhere, checked
     /// in one step (the wrapping distance says so).
     #[test]
