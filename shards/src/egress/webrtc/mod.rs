@@ -673,7 +673,7 @@ impl Session {
                     self.wake();
                 }
                 Ok(Some(DtlsEvent::PeerAlert)) => {
-                    debug!(session = %self.id, peer = %to, "webrtc: DTLS alert after the handshake: ends without an ICE check soon");
+                    debug!(session = %self.id, peer = %to, "webrtc: DTLS alert after the handshake: the session ends unless the viewer is heard from soon");
                     st.alert_at.get_or_insert(now);
                     self.wake();
                 }
