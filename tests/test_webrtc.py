@@ -293,6 +293,25 @@ def test_whep_then_delete(rtc_server):
 
 
 @inner
+def test_viewer_close_ends_session(rtc_server):
+    """The server drops its DTLS state once connected (memory per viewer); a viewer that
+    closes its peer connection (close_notify, then silence) is still gone in seconds, not
+    at ICE consent expiry (30 s)."""
+    srv = rtc_server()
+    wait_live(srv)
+    counts, _ = view(srv, "demo", "json")
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+    closed = time.monotonic()
+
+    def rtc_consumers():
+        return [c for c in srv.streams()["demo"].get("consumers") or []
+                if c.get("format_name", "").startswith("webrtc")]
+    assert wait_for(lambda: not rtc_consumers(), timeout=8), (rtc_consumers(), srv.log())
+    assert time.monotonic() - closed < 8
+    assert "the viewer closed DTLS" in srv.log()
+
+
+@inner
 @pytest.mark.parametrize("audio", ["opus", "pcma"])
 def test_published_stream_with_audio(rtc_server, procs, audio):
     """ffmpeg publishes H.264 + Opus or PCMA over RTSP; aiortc decodes both."""

@@ -257,7 +257,9 @@ impl Rtc {
                     self.srtp = Some(keys.recv);
                     connected = true;
                 }
-                Ok(Some(DtlsEvent::Closed)) => return Err("DTLS closed by the server".into()),
+                Ok(Some(DtlsEvent::Closed | DtlsEvent::PeerAlert)) => {
+                    return Err("DTLS closed by the server".into())
+                }
                 Ok(None) => return Ok(connected),
                 Err(e) => return Err(format!("DTLS: {e}")),
             }

@@ -213,6 +213,10 @@ pub enum DtlsEvent {
     Connected(Box<SrtpKeys>),
     /// The peer sent close_notify: the session is over.
     Closed,
+    /// A retired session got an alert record it cannot authenticate (a close_notify, most
+    /// likely, or a forgery from someone who knows the peer's address): the caller ends
+    /// the session unless the peer shows it is still there.
+    PeerAlert,
 }
 
 /// True for a datagram DTLS should see: RFC 7983 demultiplexing by the first byte
@@ -222,24 +226,53 @@ pub fn is_dtls(datagram: &[u8]) -> bool {
 }
 
 /// One DTLS association with one peer.
+///
+/// Once connected, [`retire`](Self::retire) drops the DTLS state machine (certificate
+/// copy, transcript, buffers, record ciphers: ~12 KB a session) and keeps only what the
+/// association still needs: our final flight, resent as-is when the peer retransmits its
+/// own (RFC 6347 §4.2.4), and a close_notify prepared in advance. The peer's alerts can no
+/// longer be authenticated then and are reported as [`DtlsEvent::PeerAlert`].
 pub struct DtlsSession {
-    dtls: Dtls,
+    /// None once retired.
+    dtls: Option<Box<Dtls>>,
     role: Role,
     remote_fingerprint: Fingerprint,
-    buf: Vec<u8>,
     next_timeout: Option<Instant>,
     peer_verified: bool,
     connected: bool,
     keys: Option<(dimpl::KeyingMaterial, dimpl::SrtpProfile)>,
     reported: bool,
     closed: bool,
+    /// The datagrams we sent since the last input (the current flight): after the
+    /// handshake, our final flight.
+    flight: Vec<Box<[u8]>>,
+    /// An input arrived since the last datagram we sent: the next one starts a flight.
+    new_flight: bool,
+    retired: Option<Box<Retired>>,
 }
+
+/// What a retired session keeps.
+struct Retired {
+    close_notify: Box<[u8]>,
+    /// Resends of the final flight left (a spoofed flood must not make us reflect).
+    resends_left: u8,
+    resend: bool,
+    alert: bool,
+    close: bool,
+}
+
+/// Resends of the final flight a retired session makes at most (a peer retransmits its
+/// flight a handful of times before giving up).
+const MAX_FLIGHT_RESENDS: u8 = 8;
+/// Largest datagram dimpl writes: records are built for [`DTLS_MTU`].
+const OUT_BUF: usize = 2048;
 
 impl fmt::Debug for DtlsSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DtlsSession")
             .field("role", &self.role)
             .field("connected", &self.connected)
+            .field("retired", &self.retired.is_some())
             .field("closed", &self.closed)
             .finish()
     }
@@ -269,16 +302,18 @@ impl DtlsSession {
             dtls.set_active(true);
         }
         Self {
-            dtls,
+            dtls: Some(Box::new(dtls)),
             role,
             remote_fingerprint,
-            buf: vec![0u8; 2048],
             next_timeout: None,
             peer_verified: false,
             connected: false,
             keys: None,
             reported: false,
             closed: false,
+            flight: Vec::new(),
+            new_flight: true,
+            retired: None,
         }
     }
 
@@ -292,6 +327,11 @@ impl DtlsSession {
         self.reported
     }
 
+    /// True once [`retire`](Self::retire)d.
+    pub fn is_retired(&self) -> bool {
+        self.retired.is_some()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) wants to be called next.
     pub fn next_timeout(&self) -> Option<Instant> {
         self.next_timeout
@@ -303,20 +343,39 @@ impl DtlsSession {
         if datagram.len() > MAX_DATAGRAM_LEN {
             return Err(DtlsError::TooLong(datagram.len()));
         }
+        self.new_flight = true;
+        if let Some(r) = self.retired.as_mut() {
+            // The first record's content type is all we can read without the state:
+            // handshake or ChangeCipherSpec = the peer did not get our final flight;
+            // alert = the peer closes (or says something fatal), unauthenticated.
+            match datagram.first() {
+                Some(20 | 22) if r.resends_left > 0 => {
+                    r.resends_left -= 1;
+                    r.resend = true;
+                }
+                Some(21) => r.alert = true,
+                _ => {}
+            }
+            return Ok(());
+        }
+        let Some(dtls) = self.dtls.as_mut() else {
+            return Ok(());
+        };
         // dimpl's retransmit timers look at the time it last saw.
-        self.dtls
-            .handle_timeout(now)
+        dtls.handle_timeout(now)
             .map_err(|e| DtlsError::Protocol(e.to_string()))?;
-        self.dtls
-            .handle_packet(datagram)
+        dtls.handle_packet(datagram)
             .map_err(|e| DtlsError::Protocol(e.to_string()))
     }
 
     /// Advances timers (retransmissions, handshake timeout); follow with
     /// [`poll`](Self::poll).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
-        self.dtls
-            .handle_timeout(now)
+        let Some(dtls) = self.dtls.as_mut() else {
+            return Ok(());
+        };
+        self.new_flight = true;
+        dtls.handle_timeout(now)
             .map_err(|e| DtlsError::Protocol(e.to_string()))
     }
 
@@ -326,23 +385,59 @@ impl DtlsSession {
         &mut self,
         transmit: &mut dyn FnMut(&[u8]),
     ) -> Result<Option<DtlsEvent>, DtlsError> {
+        if let Some(r) = self.retired.as_mut() {
+            if std::mem::take(&mut r.resend) {
+                for d in &self.flight {
+                    transmit(d);
+                }
+            }
+            if std::mem::take(&mut r.close) {
+                transmit(&r.close_notify);
+            }
+            if std::mem::take(&mut r.alert) {
+                return Ok(Some(DtlsEvent::PeerAlert));
+            }
+            return Ok(None);
+        }
+        // Records are built for DTLS_MTU: a stack buffer, no per-session one.
+        let mut stack = [0u8; OUT_BUF];
+        let mut heap = Vec::new();
         loop {
             if self.closed {
                 return Ok(None);
             }
-            if self.connected && self.keys.is_some() && !self.reported {
-                return self.report().map(Some);
-            }
-            match self.dtls.poll_output(&mut self.buf) {
-                Output::Packet(p) => transmit(p),
+            let Some(dtls) = self.dtls.as_mut() else {
+                return Ok(None);
+            };
+            let buf: &mut [u8] = if heap.is_empty() {
+                &mut stack
+            } else {
+                &mut heap
+            };
+            match dtls.poll_output(buf) {
+                Output::Packet(p) => {
+                    if std::mem::take(&mut self.new_flight) {
+                        self.flight.clear();
+                    }
+                    // Bounded: a flight is a few datagrams.
+                    if self.flight.len() < 16 {
+                        self.flight.push(p.into());
+                    }
+                    transmit(p)
+                }
                 Output::BufferTooSmall { needed } => {
                     if needed > MAX_DATAGRAM_LEN {
                         return Err(DtlsError::TooLong(needed));
                     }
-                    self.buf.resize(needed, 0);
+                    heap.resize(needed, 0);
                 }
                 Output::Timeout(t) => {
                     self.next_timeout = Some(t);
+                    // Connected is reported once dimpl has nothing more to send: the
+                    // final flight is out (and recorded) before a caller may retire.
+                    if self.connected && self.keys.is_some() && !self.reported {
+                        return self.report().map(Some);
+                    }
                     return Ok(None);
                 }
                 Output::PeerCert(der) => {
@@ -389,11 +484,53 @@ impl DtlsSession {
         })))
     }
 
+    /// Drops the DTLS state machine of a connected session (no-op before
+    /// [`DtlsEvent::Connected`] was reported, or when done already), keeping our final
+    /// flight and a close_notify made now: nothing else is ever sent in epoch 1 after
+    /// it, so its record sequence number stays valid for [`close`](Self::close).
+    pub fn retire(&mut self) {
+        if !self.reported || self.closed || self.retired.is_some() {
+            return;
+        }
+        let Some(mut dtls) = self.dtls.take() else {
+            return;
+        };
+        let mut close_notify = Vec::new();
+        if dtls.close().is_ok() {
+            let mut buf = [0u8; OUT_BUF];
+            // Bounded: dimpl ends with a Timeout; only the alert is expected before it.
+            for _ in 0..8 {
+                match dtls.poll_output(&mut buf) {
+                    Output::Packet(p) => close_notify.extend_from_slice(p),
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        self.flight.shrink_to_fit();
+        self.next_timeout = None;
+        self.retired = Some(Box::new(Retired {
+            close_notify: close_notify.into(),
+            resends_left: MAX_FLIGHT_RESENDS,
+            resend: false,
+            alert: false,
+            close: false,
+        }));
+    }
+
     /// Sends close_notify (drain with [`poll`](Self::poll)).
     pub fn close(&mut self) -> Result<(), DtlsError> {
-        self.dtls
-            .close()
-            .map_err(|e| DtlsError::Protocol(e.to_string()))
+        if let Some(r) = self.retired.as_mut() {
+            if !self.closed {
+                r.close = !r.close_notify.is_empty();
+                self.closed = true;
+            }
+            return Ok(());
+        }
+        match self.dtls.as_mut() {
+            Some(d) => d.close().map_err(|e| DtlsError::Protocol(e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -517,6 +654,126 @@ mod tests {
             |n, _| n != 1 && n != 4,
         );
         assert!(s.unwrap().is_some() && c.unwrap().is_some());
+    }
+
+    /// Runs `server` and `client` until both reported keys (or 200 rounds); `drop_s2c`
+    /// decides per server->client datagram whether it is lost (given whether the server
+    /// is connected).
+    fn run_pair(
+        server: &mut DtlsSession,
+        client: &mut DtlsSession,
+        now: &mut Instant,
+        mut drop_s2c: impl FnMut(bool) -> bool,
+    ) -> (Option<SrtpKeys>, Option<SrtpKeys>) {
+        let (mut s_keys, mut c_keys) = (None, None);
+        for _ in 0..200 {
+            let (mut to_s, mut to_c) = (Vec::new(), Vec::new());
+            if let Some(DtlsEvent::Connected(k)) =
+                client.poll(&mut |p| to_s.push(p.to_vec())).unwrap()
+            {
+                c_keys = Some(*k);
+            }
+            if let Some(DtlsEvent::Connected(k)) =
+                server.poll(&mut |p| to_c.push(p.to_vec())).unwrap()
+            {
+                s_keys = Some(*k);
+                server.retire();
+            }
+            if s_keys.is_some() && c_keys.is_some() {
+                break;
+            }
+            *now += Duration::from_millis(100);
+            for p in to_s {
+                server.handle_datagram(&p, *now).unwrap();
+            }
+            for p in to_c {
+                if !drop_s2c(s_keys.is_some()) {
+                    client.handle_datagram(&p, *now).unwrap();
+                }
+            }
+            for s in [&mut *server, &mut *client] {
+                if s.next_timeout().is_some_and(|t| t <= *now) {
+                    s.handle_timeout(*now).unwrap();
+                }
+            }
+        }
+        (s_keys, c_keys)
+    }
+
+    #[test]
+    fn retired_server_resends_its_final_flight_and_closes() {
+        let server_id = Identity::generate().unwrap();
+        let client_id = Identity::generate().unwrap();
+        let mut now = Instant::now();
+        let mut server = DtlsSession::new(&server_id, Role::Server, client_id.fingerprint(), now);
+        let mut client = DtlsSession::new(&client_id, Role::Client, server_id.fingerprint(), now);
+        // The server's final flight (sent as it connects) is lost once: the client
+        // retransmits its flight and the retired server answers from what it kept.
+        let mut lost = 0;
+        let (s, c) = run_pair(&mut server, &mut client, &mut now, |connected| {
+            if connected && lost == 0 {
+                lost += 1;
+                return true;
+            }
+            false
+        });
+        assert_eq!(lost, 1);
+        assert!(server.is_retired());
+        let (mut s, mut c) = (s.expect("server keys"), c.expect("client keys"));
+        let mut wire = Vec::new();
+        s.send.protect_rtp_packet(&rtp(3), &mut wire).unwrap();
+        let n = c.recv.unprotect_rtp(&mut wire).unwrap();
+        assert_eq!(wire[..n], rtp(3)[..]);
+
+        // close_notify made at retirement is valid for the (unretired) client.
+        server.close().unwrap();
+        let mut out = Vec::new();
+        assert!(server
+            .poll(&mut |p| out.push(p.to_vec()))
+            .unwrap()
+            .is_none());
+        assert_eq!(out.len(), 1);
+        client.handle_datagram(&out[0], now).unwrap();
+        let mut closed = false;
+        while let Some(e) = client.poll(&mut |_| {}).unwrap() {
+            closed |= matches!(e, DtlsEvent::Closed);
+        }
+        assert!(closed, "the client did not see our close_notify");
+        // Closing twice sends nothing more.
+        server.close().unwrap();
+        out.clear();
+        server.poll(&mut |p| out.push(p.to_vec())).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn retired_server_reports_the_peer_alert_and_bounds_resends() {
+        let server_id = Identity::generate().unwrap();
+        let client_id = Identity::generate().unwrap();
+        let mut now = Instant::now();
+        let mut server = DtlsSession::new(&server_id, Role::Server, client_id.fingerprint(), now);
+        let mut client = DtlsSession::new(&client_id, Role::Client, server_id.fingerprint(), now);
+        let (s, c) = run_pair(&mut server, &mut client, &mut now, |_| false);
+        assert!(s.is_some() && c.is_some() && server.is_retired());
+        client.close().unwrap();
+        let mut out = Vec::new();
+        client.poll(&mut |p| out.push(p.to_vec())).unwrap();
+        assert_eq!(out.len(), 1);
+        server.handle_datagram(&out[0], now).unwrap();
+        assert!(matches!(
+            server.poll(&mut |_| {}).unwrap(),
+            Some(DtlsEvent::PeerAlert)
+        ));
+        assert!(server.poll(&mut |_| {}).unwrap().is_none());
+        // A flood of handshake-looking datagrams gets a bounded number of resends.
+        let mut sent = 0;
+        for _ in 0..100 {
+            server
+                .handle_datagram(&[22, 0xfe, 0xfd, 0, 0], now)
+                .unwrap();
+            server.poll(&mut |_| sent += 1).unwrap();
+        }
+        assert!(sent > 0 && sent <= MAX_FLIGHT_RESENDS as usize * 16);
     }
 
     #[test]

@@ -254,6 +254,11 @@ impl IceLite {
         self.selected
     }
 
+    /// When the last valid check arrived (caller's clock), if one did.
+    pub fn last_check(&self) -> Option<u64> {
+        self.last_valid
+    }
+
     /// Whether `from` passed a check and is still within consent: DTLS and SRTP from any
     /// other address are dropped.
     pub fn is_valid_remote(&self, from: Remote, now: u64) -> bool {

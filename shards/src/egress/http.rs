@@ -129,9 +129,23 @@ async fn handle(shard: Rc<Shard>, mut stream: HttpConn, peer: SocketAddr) {
                     buf = Vec::new();
                 }
                 debug!(method = %req.method, target = %req.target, %peer, "http request");
-                match dispatch(&shard, &mut stream, peer, req).await {
+                // Boxed: the request's future (3 KiB, the WebRTC offer's) lives only
+                // while it runs, not in every idle keep-alive connection.
+                match Box::pin(dispatch(&shard, &mut stream, peer, req)).await {
                     After::KeepAlive => continue,
                     After::Close => break,
+                }
+            }
+            Ok(None) if buf.is_empty() => {
+                // Waiting for the next request (a WHEP client keeps its connection for
+                // the DELETE): one byte, so that an idle connection holds no buffer.
+                let mut first = [0u8; 1];
+                match stream.read_idle(&mut first, IDLE_TIMEOUT).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        buf.reserve_exact(1 + READ_CHUNK);
+                        buf.push(first[0]);
+                    }
                 }
             }
             Ok(None) => {

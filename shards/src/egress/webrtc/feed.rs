@@ -14,7 +14,7 @@ use bytes::Bytes;
 use corecast::codec::pcm::To8k;
 use corecast::codec::{h264, h265, CodecKind};
 use corecast::mux::{Frame, Pcm, TrackConfig};
-use corecast::ring::{Cursor, Next, Ring};
+use corecast::ring::{Bounds, Cursor, Next, Ring};
 use corecast::webrtc::sdp::StreamCodec;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -24,7 +24,10 @@ use std::time::Duration;
 /// WebRTC MTU for RTP packets (header included): fits any path with room for SRTP, ICE-TCP
 /// framing and tunnels, as browsers and go2rtc use.
 pub const MTU: usize = 1200;
-/// Packets kept: the joining point and the NACK history (several seconds at 1-4 Mbit/s).
+/// Packets kept at most. What the feed holds is bounded as the stream's own ring is
+/// (`fanout: max_lag_ms` back or from the latest keyframe, whichever is older, within
+/// `ring_bytes`): the joining point and the NACK history, not a fixed count of packets
+/// (4,096 were ~38 s of a 1 Mbit/s stream, ~4.5 MB per shard).
 const RING: usize = 4096;
 /// Frames the feed may fall behind the frame ring before it skips to a keyframe.
 const MAX_FRAME_LAG: u64 = 512;
@@ -287,7 +290,10 @@ impl RtcFeed {
         let feed = Rc::new(RtcFeed {
             name: name.to_string(),
             cursor: RefCell::new(cursor),
-            ring: RefCell::new(Ring::new(RING)),
+            ring: RefCell::new(Ring::bounded(Bounds {
+                max_items: RING,
+                ..shard.ring_bounds(false)
+            })),
             video: RefCell::new(video),
             audio: RefCell::new(audio),
             codecs,
@@ -374,7 +380,8 @@ impl RtcFeed {
             v.packetizer.packetize(&units, ts, &mut out);
             for (k, data) in out.drain(..).enumerate() {
                 let key = f.keyframe && k == 0;
-                ring.push(
+                let len = data.len();
+                ring.push_held(
                     Rc::new(RtcPacket {
                         data,
                         video: true,
@@ -383,6 +390,8 @@ impl RtcFeed {
                         arrival: f.arrival,
                     }),
                     key,
+                    len,
+                    f.arrival,
                 );
             }
             return;
@@ -432,7 +441,8 @@ impl RtcFeed {
                 let mut p = Vec::with_capacity(12 + part.len());
                 corecast::rtp::write_header(&mut p, 0, true, a.seq, t, 0);
                 p.extend_from_slice(part);
-                ring.push(
+                let len = p.len();
+                ring.push_held(
                     Rc::new(RtcPacket {
                         data: p.into(),
                         video: false,
@@ -442,6 +452,8 @@ impl RtcFeed {
                     }),
                     // Without video every audio packet is a starting point.
                     !has_video,
+                    len,
+                    f.arrival,
                 );
                 a.seq = a.seq.wrapping_add(1);
             }

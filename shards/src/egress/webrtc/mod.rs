@@ -52,8 +52,20 @@ const NACK_RESENDS_PER_PACKET: usize = 64;
 const NACK_RESENDS_PER_SEC: u32 = 500;
 /// How long a session waits for DTLS to finish after the offer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// After an alert the retired DTLS state cannot authenticate (a viewer's close_notify,
+/// or a forgery from someone who knows its address), the session ends unless the viewer
+/// shows it is still there: an ICE check within this long (browsers check every 4-6 s,
+/// RFC 7675) ...
+const ALERT_GRACE_US: u64 = 8_000_000;
+/// ... or, for a peer that sends SRTCP or SRTP often (receiver reports every ~1 s from
+/// browsers and aiortc, a WHIP publisher's media; one came in this long before the
+/// alert), such a packet within this long.
+const ALERT_GRACE_RTCP_US: u64 = 3_000_000;
 
-/// Counters for `/metrics` (all shards).
+/// Counters for `/metrics` (all shards). Those a session turn touches are counted in the
+/// shard's [`LocalStats`] and added here every [`STATS_INTERVAL_US`]; PLIs and FIRs are
+/// added at once (WHIP ingest watches them to ask its publisher for a keyframe), and
+/// forwarding, which a shard without sessions does, too.
 pub struct Stats {
     pub sessions: [AtomicUsize; 64],
     pub srtp_packets: AtomicU64,
@@ -87,6 +99,51 @@ pub static STATS: Stats = Stats {
     forwarded: AtomicU64::new(0),
     forward_dropped: AtomicU64::new(0),
 };
+
+/// How often a shard adds its [`LocalStats`] to [`STATS`] (and a session its traffic to
+/// its consumer's counters), as RTSP viewers publish theirs.
+const STATS_INTERVAL_US: u64 = corecast::fanout::DEFAULT_STATS_INTERVAL_US;
+
+/// One shard's counts not yet added to [`STATS`]: plain cells, no shared cache line
+/// touched per viewer turn.
+#[derive(Default)]
+struct LocalStats {
+    srtp_packets: Cell<u64>,
+    srtp_bytes: Cell<u64>,
+    nacks: Cell<u64>,
+    nack_resent: Cell<u64>,
+    consent_failures: Cell<u64>,
+    /// When they were last added (shard clock, µs).
+    published_at: Cell<u64>,
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// Adds this shard's counts to [`STATS`] when [`STATS_INTERVAL_US`] has passed (cheap
+/// otherwise: called on every session turn), or at once with `force` (a session ends:
+/// the last one's counts must not wait for a turn that never comes).
+fn publish_stats(now: u64, force: bool) {
+    LOCAL_STATS.with(|l| {
+        if !force && now.saturating_sub(l.published_at.get()) < STATS_INTERVAL_US {
+            return;
+        }
+        l.published_at.set(now);
+        for (cell, total) in [
+            (&l.srtp_packets, &STATS.srtp_packets),
+            (&l.srtp_bytes, &STATS.srtp_bytes),
+            (&l.nacks, &STATS.nacks),
+            (&l.nack_resent, &STATS.nack_resent),
+            (&l.consent_failures, &STATS.consent_failures),
+        ] {
+            let n = cell.take();
+            if n != 0 {
+                total.fetch_add(n, Relaxed);
+            }
+        }
+    });
+}
 
 /// Datagrams one shard forwards per second at most: a viewer sends a few (checks every
 /// couple of seconds, a DTLS handshake, RTCP); the shard mesh's control queue must not grow
@@ -193,6 +250,7 @@ thread_local! {
     static FORWARD_BUDGET: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
     /// Per-shard scratch for the send path (no await while in use).
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static LOCAL_STATS: LocalStats = LocalStats::default();
 }
 
 #[derive(Default)]
@@ -442,7 +500,7 @@ pub fn on_datagram(shard: &Rc<Shard>, data: &[u8], from: Remote, forwarded: bool
     };
     match kind {
         Demux::Stun => session.on_stun(data, from, shard.clock.now()),
-        Demux::Dtls => session.on_dtls(data, from),
+        Demux::Dtls => session.on_dtls(data, from, shard.clock.now()),
         Demux::Rtp => match &session.whip {
             Some(w) => whip::on_packet(shard, &session, w, data, from),
             None => session.on_rtcp(data, from, shard.clock.now()),
@@ -531,6 +589,10 @@ struct State {
     failed: Option<String>,
     /// NACK resends: (second, count in it).
     nack_budget: (u64, u32),
+    /// When the retired DTLS state got an alert (see [`ALERT_GRACE_US`]).
+    alert_at: Option<u64>,
+    /// When the last authenticated SRTP or SRTCP packet from the peer arrived.
+    last_heard: Option<u64>,
 }
 
 /// One WebRTC viewer.
@@ -547,9 +609,23 @@ pub struct Session {
     waker: RefCell<Option<Waker>>,
     consumer: Arc<ConsumerInfo>,
     created: Instant,
+    /// Packets and bytes sent and not yet added to `consumer`'s counters.
+    unpublished: Cell<(u64, u64)>,
+    /// When they were last added (shard clock, µs).
+    published_at: Cell<u64>,
 }
 
 impl Session {
+    /// Adds the traffic not yet counted to the consumer's counters (`/api/streams`).
+    fn publish_consumer_stats(&self) {
+        let (packets, bytes) = self.unpublished.take();
+        if packets != 0 {
+            let c = &self.consumer.stats;
+            c.packets.fetch_add(packets, Relaxed);
+            c.bytes.fetch_add(bytes, Relaxed);
+        }
+    }
+
     fn wake(&self) {
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -575,16 +651,17 @@ impl Session {
         }
     }
 
-    fn on_dtls(&self, data: &[u8], from: Remote) {
+    fn on_dtls(&self, data: &[u8], from: Remote, now: u64) {
         let mut st = self.st.borrow_mut();
         if let Err(e) = st.dtls.handle_datagram(data, Instant::now()) {
             debug!(session = %self.id, peer = %from, error = %e, "webrtc: DTLS datagram refused");
         }
-        self.drain_dtls(&mut st, from);
+        self.drain_dtls(&mut st, from, now);
     }
 
-    /// Sends what DTLS wants sent; takes the SRTP keys when the handshake is done.
-    fn drain_dtls(&self, st: &mut State, to: Remote) {
+    /// Sends what DTLS wants sent; takes the SRTP keys when the handshake is done and
+    /// then retires the DTLS state (it is most of a session's memory).
+    fn drain_dtls(&self, st: &mut State, to: Remote, now: u64) {
         let to = st.ice.selected().unwrap_or(to);
         loop {
             match st.dtls.poll(&mut |d| send_to(d, to)) {
@@ -592,6 +669,12 @@ impl Session {
                 Ok(Some(DtlsEvent::Connected(keys))) => {
                     info!(stream = %self.name, session = %self.id, peer = %to, profile = keys.profile.name(), "webrtc: DTLS connected, media starts");
                     st.keys = Some(keys);
+                    st.dtls.retire();
+                    self.wake();
+                }
+                Ok(Some(DtlsEvent::PeerAlert)) => {
+                    debug!(session = %self.id, peer = %to, "webrtc: DTLS alert after the handshake: the session ends unless the viewer is heard from soon");
+                    st.alert_at.get_or_insert(now);
                     self.wake();
                 }
                 Ok(Some(DtlsEvent::Closed)) => {
@@ -623,6 +706,7 @@ impl Session {
                 return;
             }
         };
+        st.last_heard = Some(now);
         let Some(dest) = st.ice.selected() else {
             return;
         };
@@ -632,7 +716,7 @@ impl Session {
                 RtcpPacket::Nack {
                     media_ssrc, seqs, ..
                 } => {
-                    STATS.nacks.fetch_add(1, Relaxed);
+                    LOCAL_STATS.with(|l| add(&l.nacks, 1));
                     let (video, track) = match (&st.video, &st.audio) {
                         (Some(v), _) if v.ssrc == media_ssrc => (true, v),
                         (_, Some(a)) if a.ssrc == media_ssrc => (false, a),
@@ -658,7 +742,7 @@ impl Session {
                         let mut out = Vec::with_capacity(p.data.len() + 32);
                         if keys.send.protect_rtp(&hdr, &p.data[12..], &mut out).is_ok() {
                             send_to(&out, dest);
-                            STATS.nack_resent.fetch_add(1, Relaxed);
+                            LOCAL_STATS.with(|l| add(&l.nack_resent, 1));
                         }
                     }
                 }
@@ -746,11 +830,16 @@ impl Session {
                 }
             }
             s.pkts.clear();
-            STATS.srtp_packets.fetch_add(packets, Relaxed);
-            STATS.srtp_bytes.fetch_add(bytes, Relaxed);
-            let c = &self.consumer.stats;
-            c.packets.fetch_add(packets, Relaxed);
-            c.bytes.fetch_add(bytes, Relaxed);
+            LOCAL_STATS.with(|l| {
+                add(&l.srtp_packets, packets);
+                add(&l.srtp_bytes, bytes);
+            });
+            let (p0, b0) = self.unpublished.get();
+            self.unpublished.set((p0 + packets, b0 + bytes));
+            if now.saturating_sub(self.published_at.get()) >= STATS_INTERVAL_US {
+                self.published_at.set(now);
+                self.publish_consumer_stats();
+            }
         });
         // Sender reports: RTP time now, from the last packet's frame arrival.
         for t in [st.video.as_mut(), st.audio.as_mut()].into_iter().flatten() {
@@ -821,14 +910,31 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
             break "closed".to_string();
         }
         let now = shard.clock.now();
+        publish_stats(now, false);
         {
             let mut st = s.st.borrow_mut();
             if let Some(f) = st.failed.take() {
                 break f;
             }
             if st.ice.poll(now) == IceState::Closed {
-                STATS.consent_failures.fetch_add(1, Relaxed);
+                LOCAL_STATS.with(|l| add(&l.consent_failures, 1));
                 break "ICE consent expired (no check for 30 s)".into();
+            }
+            if let Some(at) = st.alert_at {
+                let heard = st.last_heard;
+                if st.ice.last_check().max(heard).is_some_and(|t| t > at) {
+                    st.alert_at = None; // still there: the alert was not the peer's
+                } else {
+                    let grace = match heard {
+                        Some(r) if at.saturating_sub(r) < ALERT_GRACE_RTCP_US => {
+                            ALERT_GRACE_RTCP_US
+                        }
+                        _ => ALERT_GRACE_US,
+                    };
+                    if now >= at.saturating_add(grace) {
+                        break "the viewer closed DTLS (alert, nothing from it since)".into();
+                    }
+                }
             }
             if st.keys.is_none() {
                 if s.created.elapsed() > CONNECT_TIMEOUT {
@@ -840,7 +946,7 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
                 if let Some(to) = st.ice.selected() {
                     if st.dtls.next_timeout().is_none_or(|d| d <= t) {
                         let _ = st.dtls.handle_timeout(t);
-                        s.drain_dtls(&mut st, to);
+                        s.drain_dtls(&mut st, to, now);
                     }
                 }
             }
@@ -873,7 +979,9 @@ async fn run(shard: Rc<Shard>, s: Rc<Session>) {
         }
     };
     info!(stream = %s.name, session = %s.id, reason = %why, "webrtc: session ended");
+    s.publish_consumer_stats();
     finish(&shard, &s);
+    publish_stats(shard.clock.now(), true);
     match &s.whip {
         Some(w) => whip::end(&shard, &s, w),
         None => shard.viewer_left(&s.name, s.consumer.id),

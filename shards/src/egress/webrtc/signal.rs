@@ -136,6 +136,8 @@ pub async fn offer(
             addrs: Vec::new(),
             failed: None,
             nack_budget: (0, 0),
+            alert_at: None,
+            last_heard: None,
         }),
         feed: Some(feed),
         whip: None,
@@ -143,6 +145,8 @@ pub async fn offer(
         waker: RefCell::new(None),
         consumer: consumer.clone(),
         created: Instant::now(),
+        unpublished: Cell::new((0, 0)),
+        published_at: Cell::new(0),
     });
     SESSIONS.with(|s| s.borrow_mut().insert(creds.ufrag.clone(), session.clone()));
     STATS.sessions[shard.id % 64].fetch_add(1, Relaxed);

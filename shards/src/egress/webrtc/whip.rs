@@ -260,6 +260,8 @@ fn start_here(shard: &Rc<Shard>, st: Start) {
             addrs: Vec::new(),
             failed: None,
             nack_budget: (0, 0),
+            alert_at: None,
+            last_heard: None,
         }),
         feed: None,
         whip: Some(RefCell::new(Ingest {
@@ -275,6 +277,8 @@ fn start_here(shard: &Rc<Shard>, st: Start) {
         waker: RefCell::new(None),
         consumer,
         created: Instant::now(),
+        unpublished: Cell::new((0, 0)),
+        published_at: Cell::new(0),
     });
     SESSIONS.with(|s| {
         s.borrow_mut()
@@ -307,6 +311,7 @@ pub fn on_packet(shard: &Rc<Shard>, s: &Session, w: &RefCell<Ingest>, data: &[u8
         }
     };
     buf.truncate(n);
+    st.last_heard = Some(shard.clock.now());
     let pt = buf[1] & 0x7f;
     let Some(track) = w.pts.iter().position(|(p, _)| *p == pt) else {
         return; // RTX, FEC, or a payload type we did not answer
