@@ -3,7 +3,7 @@
 //! after N sessions, / N.
 //! Issue #12's memory target; BENCHMARKS.md "WebRTC" has the breakdown this prints.
 //!
-//! `cargo run --release --example webrtc_heap`
+//! `cargo bench -p corecast --bench webrtc_heap` (prints a table; not a criterion bench)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
