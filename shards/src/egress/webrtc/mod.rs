@@ -348,6 +348,7 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         }
         info!(addr = %at, candidates = lines.len(), "[webrtc] listen");
     }
+    CANDIDATES.with(|c| *c.borrow_mut() = lines);
     if cfg.candidates.iter().any(|c| c.starts_with("stun:")) {
         let (sh, port) = (shard.clone(), p.port);
         let rebuild = move || {
@@ -356,7 +357,6 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         };
         glommio::spawn_local(relay::stun_task(shard.clone(), rebuild)).detach();
     }
-    CANDIDATES.with(|c| *c.borrow_mut() = lines);
     PORT.with(|x| *x.borrow_mut() = Some(p.clone()));
     glommio::spawn_local(receive_loop(shard.clone(), p)).detach();
     Ok(())

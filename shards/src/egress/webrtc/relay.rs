@@ -584,13 +584,12 @@ pub async fn stun_task(shard: Rc<Shard>, rebuild: impl Fn()) {
             changed
         });
         if changed {
-            if shard.id == 0 {
-                info!(ip = ?found, "webrtc: public address from STUN (stun: candidates)");
-            }
+            info!(ip = ?found, shard = shard.id, "webrtc: public address from STUN (stun: candidates)");
             rebuild();
-        } else if found.is_none() && shard.id == 0 {
+        } else if found.is_none() {
             warn!(
                 servers = servers.len(),
+                shard = shard.id,
                 "webrtc: no STUN server answered; stun: candidates left out"
             );
         }
