@@ -34,8 +34,13 @@ const PROTO_UDP: u8 = 17;
 /// Permissions last 300 s (RFC 8656 §9); refreshed well before.
 const PERMISSION_REFRESH: u64 = 240_000_000;
 /// Channel bindings last 600 s (RFC 8656 §12); refreshed at half (also refreshes the
-/// permission of the peer's IP).
+/// permission of the peer's IP) while data is sent on them, else left to expire. An
+/// expired number is not bound to another peer for 300 s (RFC 8656 §12).
 const CHANNEL_REFRESH: u64 = 300_000_000;
+const CHANNEL_LIFETIME: u64 = 600_000_000;
+const CHANNEL_QUARANTINE: u64 = 300_000_000;
+/// A refused permission is asked for again after this.
+const PERMISSION_RETRY: u64 = 30_000_000;
 /// The allocation is refreshed this long before it would expire.
 const REFRESH_MARGIN: u64 = 60_000_000;
 /// Lifetime asked for (seconds): RFC 8656's default.
@@ -122,6 +127,8 @@ struct Permission {
     /// When it was last granted (None: never yet).
     granted: Option<u64>,
     in_flight: bool,
+    /// Not asked for again before this (after a refusal).
+    retry_at: u64,
 }
 
 struct Channel {
@@ -130,6 +137,8 @@ struct Channel {
     /// When it was last bound.
     at: u64,
     in_flight: bool,
+    /// Last data sent on it.
+    used: u64,
 }
 
 /// One TURN allocation on one server.
@@ -151,6 +160,8 @@ pub struct Client {
     channels: HashMap<SocketAddr, Channel>,
     by_number: HashMap<u16, SocketAddr>,
     next_channel: u16,
+    /// Numbers of expired channels, and when they expired.
+    retired: HashMap<u16, u64>,
     out: Vec<Vec<u8>>,
     rng: SystemRandom,
 }
@@ -185,6 +196,7 @@ impl Client {
             channels: HashMap::new(),
             by_number: HashMap::new(),
             next_channel: FIRST_CHANNEL,
+            retired: HashMap::new(),
             out: Vec::new(),
             rng: SystemRandom::new(),
         };
@@ -453,7 +465,7 @@ impl Client {
     }
 
     /// An error answer (or no answer at all: `code` 0) to a request of ours.
-    fn refused(&mut self, kind: Kind, code: u16, reason: &str, _now: u64) {
+    fn refused(&mut self, kind: Kind, code: u16, reason: &str, now: u64) {
         let what = if code == 0 {
             "no answer".to_string()
         } else {
@@ -467,6 +479,7 @@ impl Client {
             Kind::Permission(ip) => {
                 if let Some(p) = self.permissions.get_mut(&ip) {
                     p.in_flight = false;
+                    p.retry_at = now + PERMISSION_RETRY;
                 }
             }
             // Send indications keep working without the channel.
@@ -526,7 +539,7 @@ impl Client {
             if p.users == 0 {
                 return age.is_some_and(|a| a < PERMISSION_REFRESH) || p.in_flight;
             }
-            if !p.in_flight && age.is_none_or(|a| a >= PERMISSION_REFRESH) {
+            if !p.in_flight && now >= p.retry_at && age.is_none_or(|a| a >= PERMISSION_REFRESH) {
                 renew.push(*ip);
             }
             true
@@ -534,12 +547,28 @@ impl Client {
         for ip in renew {
             self.create_permission(ip, now);
         }
+        // Channels: re-bound while used, dropped when they expire unused.
         let mut rebind = Vec::new();
+        let mut expired = Vec::new();
         for (peer, c) in &self.channels {
-            if c.bound && !c.in_flight && now.saturating_sub(c.at) >= CHANNEL_REFRESH {
+            let age = now.saturating_sub(c.at);
+            if c.bound && age >= CHANNEL_LIFETIME {
+                expired.push((*peer, c.number));
+            } else if c.bound
+                && !c.in_flight
+                && age >= CHANNEL_REFRESH
+                && now.saturating_sub(c.used) < CHANNEL_REFRESH
+            {
                 rebind.push((*peer, c.number));
             }
         }
+        for (peer, number) in expired {
+            self.channels.remove(&peer);
+            self.by_number.remove(&number);
+            self.retired.insert(number, now);
+        }
+        self.retired
+            .retain(|_, t| now.saturating_sub(*t) < CHANNEL_QUARANTINE);
         for (peer, channel) in rebind {
             if let Some(c) = self.channels.get_mut(&peer) {
                 c.in_flight = true;
@@ -548,21 +577,38 @@ impl Client {
         }
     }
 
-    /// When [`Client::handle_timeout`] wants to run next.
+    /// When [`Client::handle_timeout`] wants to run next. Work already in flight waits on
+    /// its request's retransmission timer instead.
     pub fn next_timeout(&self) -> Option<u64> {
         if !self.live() {
             return None;
         }
         let mut t = self.pending.iter().map(|p| p.next).min();
         if let State::Allocated { .. } = self.state {
-            let mut at = self.refresh_at.min(self.expires);
-            for p in self.permissions.values() {
-                if let Some(g) = p.granted {
-                    at = at.min(g + PERMISSION_REFRESH);
+            let refreshing = self
+                .pending
+                .iter()
+                .any(|p| matches!(p.kind, Kind::Refresh { .. }));
+            let mut at = if refreshing {
+                self.expires
+            } else {
+                self.refresh_at.min(self.expires)
+            };
+            for p in self.permissions.values().filter(|p| !p.in_flight) {
+                match p.granted {
+                    Some(g) => at = at.min(g + PERMISSION_REFRESH),
+                    None if p.users > 0 => at = at.min(p.retry_at),
+                    None => {}
                 }
             }
             for c in self.channels.values().filter(|c| c.bound) {
-                at = at.min(c.at + CHANNEL_REFRESH);
+                // Re-bound at half its life when used since the last bind, else dropped.
+                let due = if !c.in_flight && c.used > c.at {
+                    CHANNEL_REFRESH
+                } else {
+                    CHANNEL_LIFETIME
+                };
+                at = at.min(c.at + due);
             }
             t = Some(t.map_or(at, |t| t.min(at)));
         }
@@ -594,6 +640,7 @@ impl Client {
                 users: 1,
                 granted: None,
                 in_flight: false,
+                retry_at: 0,
             },
         );
         if self.relayed().is_some() {
@@ -625,6 +672,9 @@ impl Client {
         if self.relayed().is_none() || data.len() > 65_000 {
             return false;
         }
+        if let Some(c) = self.channels.get_mut(&peer) {
+            c.used = now;
+        }
         match self.channels.get(&peer) {
             Some(c) if c.bound => {
                 out.extend_from_slice(&c.number.to_be_bytes());
@@ -648,11 +698,20 @@ impl Client {
     }
 
     fn bind(&mut self, peer: SocketAddr, now: u64) {
-        if self.channels.len() >= MAX_CHANNELS || self.next_channel > LAST_CHANNEL {
+        if self.channels.len() >= MAX_CHANNELS {
             return;
         }
-        let number = self.next_channel;
-        self.next_channel += 1;
+        // The next number neither in use nor recently expired (at most 4096 looks).
+        let span = LAST_CHANNEL - FIRST_CHANNEL + 1;
+        let free = (0..span)
+            .map(|i| FIRST_CHANNEL + (self.next_channel - FIRST_CHANNEL + i) % span)
+            .find(|n| !self.by_number.contains_key(n) && !self.retired.contains_key(n));
+        let Some(number) = free else { return };
+        self.next_channel = if number == LAST_CHANNEL {
+            FIRST_CHANNEL
+        } else {
+            number + 1
+        };
         self.channels.insert(
             peer,
             Channel {
@@ -660,6 +719,7 @@ impl Client {
                 bound: false,
                 at: now,
                 in_flight: true,
+                used: now,
             },
         );
         self.by_number.insert(number, peer);

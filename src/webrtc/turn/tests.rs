@@ -374,3 +374,70 @@ fn binding_round_trip() {
     assert_eq!(binding_mapped(&resp, &[8; 12]), None);
     assert_eq!(binding_mapped(&resp[..10], &tid), None);
 }
+
+#[test]
+fn unused_channel_expires_and_its_number_rests() {
+    let mut c = allocated();
+    let peer = addr("203.0.113.9:5000");
+    let mut out = Vec::new();
+    c.send(peer, b"x", &mut out, 10);
+    let bind = c.poll_transmit().unwrap();
+    c.handle(&answer(&bind, Class::Success, true, |_| {}), 20)
+        .unwrap();
+    // Nothing more is sent: no re-bind at 5 minutes, gone at 10.
+    assert_ne!(c.next_timeout(), Some(20 + CHANNEL_REFRESH));
+    c.handle_timeout(20 + CHANNEL_REFRESH);
+    while let Some(r) = c.poll_transmit() {
+        assert_ne!(Message::parse(&r).unwrap().method, METHOD_CHANNEL_BIND);
+    }
+    c.handle_timeout(20 + CHANNEL_LIFETIME);
+    assert!(c.channels.is_empty() && c.by_number.is_empty());
+    // A new peer gets another number while 0x4000 rests.
+    c.send(
+        addr("203.0.113.10:5000"),
+        b"x",
+        &mut out,
+        20 + CHANNEL_LIFETIME + 1,
+    );
+    let bind = std::iter::from_fn(|| c.poll_transmit())
+        .find(|r| Message::parse(r).unwrap().method == METHOD_CHANNEL_BIND)
+        .unwrap();
+    assert_eq!(Message::parse(&bind).unwrap().channel_number, Some(0x4001));
+}
+
+#[test]
+fn refused_permission_is_retried_later_not_at_once() {
+    let mut c = allocated();
+    let ip: IpAddr = "2001:db8::1".parse().unwrap();
+    c.permit(ip, 100);
+    let req = c.poll_transmit().unwrap();
+    c.handle(
+        &answer(&req, Class::Error, true, |b| {
+            b.error_code(443, b"Peer Address Family Mismatch");
+        }),
+        200,
+    )
+    .unwrap();
+    assert!(!c.permitted(ip));
+    let t = c.next_timeout().unwrap();
+    assert!(t >= 200 + PERMISSION_RETRY, "{t}");
+    c.handle_timeout(300);
+    assert!(c.poll_transmit().is_none());
+    c.handle_timeout(200 + PERMISSION_RETRY);
+    let again = c.poll_transmit().unwrap();
+    assert_eq!(
+        Message::parse(&again).unwrap().method,
+        METHOD_CREATE_PERMISSION
+    );
+}
+
+#[test]
+fn timers_never_in_the_past_while_work_is_in_flight() {
+    let mut c = allocated();
+    let t = c.next_timeout().unwrap();
+    c.handle_timeout(t);
+    assert!(c.poll_transmit().is_some(), "a Refresh");
+    // Its answer is late: the next timer is its retransmission, not the refresh time.
+    let next = c.next_timeout().unwrap();
+    assert!(next > t, "{next} <= {t}");
+}
