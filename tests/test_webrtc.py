@@ -780,3 +780,31 @@ def test_stun_port_candidate(rtc_server, procs):
     if f" 127.0.0.1 {public_port} typ host" not in answer.decode():
         print(srv.log())
     assert f" 127.0.0.1 {public_port} typ host" in answer.decode(), answer.decode()
+
+
+@inner
+def test_silent_turn_server_does_not_hold_the_answer(rtc_server):
+    """A TURN server that never answers: the answer comes within the 2 s bound, without a
+    relay candidate, and the next offer does not wait again."""
+    import socket
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        srv = rtc_server(f"  ice_servers:\n    - urls: [\"turn:127.0.0.1:{silent.getsockname()[1]}\"]\n"
+                         f"      username: u\n      credential: {TURN_PASS}\n", shards=1)
+        wait_live(srv)
+        api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+        offer = _offer_text()
+        took = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            st, _, answer = _post(api, offer, "application/sdp")
+            took.append(time.monotonic() - t0)
+            assert st == 201, answer
+            assert b"typ relay" not in answer and b"typ host" in answer, answer
+        assert took[0] < 3.5 and took[1] < 1.0, took
+        # It did ask (the allocation request reached the silent server).
+        silent.settimeout(1)
+        assert silent.recvfrom(2048)[0][:2] == b"\x00\x03"
+    finally:
+        silent.close()

@@ -65,6 +65,7 @@ struct Relay {
     users: Cell<usize>,
     idle_since: Cell<Instant>,
     failed_at: Cell<Option<Instant>>,
+    created: Instant,
 }
 
 /// What a session uses: relay slots, and the peer IPs permitted on each.
@@ -263,11 +264,14 @@ pub async fn gather(shard: &Rc<Shard>, extra: &[IceServer]) -> Vec<(u8, String)>
             }
         }
     }
-    // Wait (bounded) for the allocations still under way.
+    // Wait (bounded) for the allocations still under way; one that has not answered
+    // within ANSWER_WAIT of its start (an earlier offer waited already) is not waited for.
     loop {
-        let pending = slots
-            .iter()
-            .any(|&s| relay(s).is_some_and(|r| *r.client.borrow().state() == State::Allocating));
+        let pending = slots.iter().any(|&s| {
+            relay(s).is_some_and(|r| {
+                *r.client.borrow().state() == State::Allocating && r.created.elapsed() < ANSWER_WAIT
+            })
+        });
         if !pending || Instant::now() >= deadline {
             break;
         }
@@ -349,6 +353,7 @@ fn relay_for(shard: &Rc<Shard>, server: SocketAddr, user: &str, cred: &str) -> O
         users: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
         failed_at: Cell::new(None),
+        created: Instant::now(),
     });
     r.flush();
     debug!(%server, user, shard = shard.id, "webrtc: TURN allocation requested");
