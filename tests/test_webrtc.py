@@ -712,6 +712,28 @@ async def _view_relayed(srv, turn_port, via):
             "application/json")
         assert st == 200, out
         answer = json.loads(out)["sdp"]
+    elif via == "trickle":
+        # The offer without candidates; they follow as `webrtc/candidate` messages (the
+        # relay's permission for the viewer's IP comes from them).
+        def trickle():
+            import websocket
+            ws = websocket.create_connection(
+                f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo", timeout=15)
+            try:
+                lines = offer.split("\r\n")
+                bare = "\r\n".join(l for l in lines if not l.startswith("a=candidate:"))
+                ws.send(json.dumps({"type": "webrtc/offer", "value": bare}))
+                msg = json.loads(ws.recv())
+                for l in lines:
+                    if l.startswith("a=candidate:"):
+                        ws.send(json.dumps({"type": "webrtc/candidate", "value": l[2:]}))
+                ws.send(json.dumps({"type": "webrtc/candidate", "value": ""}))
+                return msg
+            finally:
+                ws.close()
+        msg = await loop.run_in_executor(None, trickle)
+        assert msg["type"] == "webrtc/answer", msg
+        answer = msg["value"]
     else:
         # Home Assistant's message, its ice_servers naming the TURN server.
         def ha():
@@ -746,14 +768,15 @@ async def _view_relayed(srv, turn_port, via):
 
 
 @inner
-@pytest.mark.parametrize("via", ["config", "ha"])
+@pytest.mark.parametrize("via", ["config", "trickle", "ha"])
 def test_viewer_behind_turn_only(rtc_server, procs, via):
     """A viewer that can reach only a TURN server (coturn on loopback): the server allocates
     a relay on it (from `ice_servers` in the config, or in Home Assistant's message), its
-    answer has a relay candidate, and the video crosses both relays at >= 90 % of its rate."""
+    answer has a relay candidate, and the video crosses both relays at >= 90 % of its rate.
+    `trickle`: the viewer's candidates come after the offer on `/api/ws`."""
     turn_port = _coturn(procs)
     servers = (f"  ice_servers:\n    - urls: [\"turn:127.0.0.1:{turn_port}\"]\n"
-               f"      username: u\n      credential: {TURN_PASS}\n") if via == "config" else ""
+               f"      username: u\n      credential: {TURN_PASS}\n") if via != "ha" else ""
     srv = rtc_server(servers)
     wait_live(srv)
     frames, answer, state = asyncio.run(_view_relayed(srv, turn_port, via))
