@@ -116,7 +116,9 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
                  rtsp_host="127.0.0.1", api_host="127.0.0.1"):
     # rtsp_host / api_host: the listen address's host ("" for go2rtc's ":PORT", "[::1]", ...);
     # the API must answer on 127.0.0.1 for the start-up wait (or pass wait=False).
-    base = free_port_block(6)
+    # RTSP, API, then an RTP/RTCP pair per shard (rtp_port + 2 * shard), then WebRTC.
+    rtp_ports = 2 * max(shards or 2, 2)
+    base = free_port_block(3 + rtp_ports)
     rtsp_port, api_port, rtp_port = base, base + 1, base + 2
     if format_ports:
         # Lets a config refer to the server's own RTSP port ("{port}").
@@ -127,7 +129,7 @@ def start_server(config_text="", shards=2, env=None, cwd=None, args=None, wait=T
     # servers would share it), unless the test configures WebRTC itself.
     webrtc_port = None
     if not ("\n" + config_text).count("\nwebrtc:"):
-        webrtc_port = base + 4
+        webrtc_port = rtp_port + rtp_ports
         config_text += f"webrtc:\n  listen: \"127.0.0.1:{webrtc_port}\"\n"
     cfg.write_text(
         f"rtsp:\n  listen: \"{rtsp_host}:{rtsp_port}\"\n  rtp_port: {rtp_port}\n"

@@ -158,7 +158,7 @@ def test_200_mp4_viewers_share_one_muxer(server_factory):
 def test_chromium_plays_stream_html_with_mse(server_factory, tmp_path):
     srv = server_factory()
     wait_live(srv)
-    url = f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo"
+    url = f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=mse"
     with chromium_page(srv.api_port + 3) as cdp:
         cdp.call("Page.navigate", url=url)
         probe_js = """JSON.stringify((() => { const v = document.getElementById('video');

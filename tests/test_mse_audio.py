@@ -48,7 +48,7 @@ def test_chromium_plays_pcma_as_flac_and_opus(server_factory, gst_server, clip, 
     srv.wait_producer("op")
     with chromium_page(srv.api_port + 3) as cdp:
         for name, codec in [("pcma", "flac"), ("op", "opus")]:
-            cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src={name}")
+            cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src={name}&mode=mse")
             # Playing, with audio bytes through Chromium's audio decoder.
             state = {}
 

@@ -151,6 +151,7 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
     times = {"video": [], "audio": []}
     # Seconds of audio per arrival (frames differ in length: count time, not frames).
     audio_secs = []
+    rates = set()
     done = asyncio.Event()
 
     async def consume(track):
@@ -162,6 +163,7 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
             times[track.kind].append(time.monotonic())
             if track.kind == "audio":
                 audio_secs.append(f.samples / f.sample_rate)
+                rates.add(f.sample_rate)
 
     tasks = []
     pc.on("track", lambda t: tasks.append(asyncio.ensure_future(consume(t))))
@@ -222,6 +224,7 @@ async def _view(srv, src, path, secs=SETTLE + WINDOW, drop_every=0):
     counts = {k: sum(1 for x in v if w0 <= x < w1) for k, v in times.items()}
     counts["audio_secs"] = sum(s for x, s in zip(times["audio"], audio_secs) if w0 <= x < w1)
     counts["lost"] = len(lost)
+    info["audio_rates"] = rates
     print(path, src, "decoded in the window:", counts)
     return counts, info
 
@@ -425,7 +428,7 @@ def test_chromium_plays_webrtc_mode(rtc_server):
     assert any(c.get("format_name") == "webrtc/ws" for c in consumers), consumers
 
 
-def _chromium_plays(srv):
+def _chromium_plays(srv, mode="webrtc"):
     """Chromium plays the demo in WebRTC mode; returns the selected candidate pair's
     local candidate protocol."""
     from conftest import chromium_page
@@ -435,7 +438,7 @@ def _chromium_plays(srv):
                                    # with only loopback lacks: offer the address itself.
                                    "--disable-features=WebRtcHideLocalIpsWithMdns"]) as cdp:
         cdp.call("Page.navigate",
-                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode=webrtc")
+                 url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=demo&mode={mode}")
         probe = ("JSON.stringify({f: (window.corecastPlayer||{}).framesDecoded||0,"
                  " s: (window.corecastPlayer||{}).state, e: (window.corecastPlayer||{}).error,"
                  " m: (window.corecastPlayer||{}).mode})")
@@ -633,6 +636,225 @@ def test_whip_publisher_replaced_viewer_stays(rtc_server):
     print("whip replaced: frames decoded by ffmpeg over RTSP:", frames)
     # The first publisher alone gives ~75; the reader ends at 6 s of stream time.
     assert frames >= 0.6 * 30 * 6, (frames, srv.log())
+
+
+# --- The web UI in Chromium: publishing the camera by WHIP, auto mode (issue #12 item 7) ---
+
+# Chromium in the namespace: loopback candidates, and addresses instead of mDNS names (mDNS
+# needs multicast, which a namespace with only loopback lacks).
+CHROMIUM_RTC_ARGS = ["--allow-loopback-in-peer-connection",
+                     "--disable-features=WebRtcHideLocalIpsWithMdns"]
+# A fake camera (a moving test pattern) and microphone (beeps), permission granted.
+CHROMIUM_FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def _page_state(cdp, var):
+    # The peer connection in it serializes as {}.
+    return json.loads(cdp.eval(f"JSON.stringify(window.{var} || {{}})") or "{}")
+
+
+@inner
+def test_chromium_publishes_camera_by_whip(rtc_server):
+    """webrtc.html?dst=NAME (go2rtc's page): Chromium's fake camera and microphone are
+    published by WHIP as H.264 + Opus; ffprobe sees both over RTSP and ffmpeg decodes the
+    video; the page's Stop ends the publish (DELETE)."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    name = "browsercam"
+    with chromium_page(extra_args=CHROMIUM_RTC_ARGS + CHROMIUM_FAKE_MEDIA_ARGS) as cdp:
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/webrtc.html"
+                                      f"?dst={name}&media=camera+microphone")
+        state = {}
+
+        def sending():
+            state.update(_page_state(cdp, "corecastPublisher"))
+            return (state.get("state") == "publishing" and state.get("framesSent", 0) > 10
+                    and state.get("audioCodec"))
+        assert wait_for(sending, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["videoCodec"] == "video/H264", state
+        assert state["audioCodec"] == "audio/opus", state
+        assert state["location"] and "/api/webrtc?id=" in state["location"], state
+        wait_live(srv, name)
+        kinds = {s["codec_type"]: s["codec_name"] for s in conftest.ffprobe_streams(srv.url(name))}
+        assert kinds == {"video": "h264", "audio": "opus"}, kinds
+        secs = 4
+        r = conftest.ffmpeg_read(srv.url(name), duration=secs)
+        try:
+            out, err = r.communicate(timeout=secs + 20)
+        except subprocess.TimeoutExpired:
+            r.kill()
+            out, err = r.communicate()
+        frames = conftest.decoded_frames(out)
+        sent = _page_state(cdp, "corecastPublisher")
+        print("chromium WHIP: frames decoded by ffmpeg over RTSP in", secs, "s:", frames,
+              "publisher:", {k: sent.get(k) for k in ("framesSent", "packetsSent", "bytesSent")})
+        # The fake camera sends 20 fps (80 decoded in 4 s here).
+        assert frames >= 0.6 * 20 * secs, (frames, err[-1000:], srv.log())
+        cdp.eval("document.getElementById('stop').click()")
+        assert _offline(srv, name), (srv.streams(), srv.log())
+        assert _page_state(cdp, "corecastPublisher")["state"] == "stopped"
+
+
+@inner
+def test_chromium_auto_mode_keeps_the_better(rtc_server, clip, procs):
+    """stream.html in auto mode (go2rtc's default: MSE and WebRTC both started, ranked as
+    video-rtc.js ranks them): H.264 + Opus plays over WebRTC (MSE plays Opus too, but
+    WebRTC ranks higher with the same tracks), the demo's H.264 + AAC over MSE (AAC only reaches MSE); the loser is stopped
+    and the winner's decoded frames keep growing."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("streams:\n  op:\n")
+    procs.append(conftest.ffmpeg_publish(srv.url("op"), clip, loop=True,
+                                         extra=["-c:a", "libopus", "-b:a", "48k"]))
+    srv.wait_producer("op")
+    wait_live(srv)
+    with chromium_page(extra_args=CHROMIUM_RTC_ARGS) as cdp:
+        # `mode=auto`, and no mode at all (the default).
+        for query, winner, loser in [("src=op&mode=auto", "webrtc", "mse"),
+                                     ("src=demo", "mse", "webrtc")]:
+            cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?{query}")
+            state = {}
+
+            def chosen():
+                state.update(_page_state(cdp, "corecastPlayer"))
+                return (state.get("decided") and state.get("active") == winner
+                        and state.get("framesDecoded", 0) > 25)
+            assert wait_for(chosen, timeout=30, step=0.5), f"{query}: {state}\n{srv.log()}"
+            assert state["mode"] == "auto" and state["state"] == "playing", state
+            assert state["modes"][loser]["state"] == "stopped", state
+            first = state["framesDecoded"]
+            assert wait_for(lambda: _page_state(cdp, "corecastPlayer")["framesDecoded"] > first + 25,
+                            timeout=10, step=0.5), (query, first, _page_state(cdp, "corecastPlayer"))
+        # go2rtc's webrtc.html?src= plays: here it is the player in WebRTC mode.
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/webrtc.html?src=op")
+        state = {}
+
+        def redirected():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("mode") == "webrtc" and state.get("framesDecoded", 0) > 25
+        assert wait_for(redirected, timeout=30, step=0.5), state
+
+
+@inner
+def test_chromium_auto_mode_without_webrtc_plays_mse(rtc_server, clip, procs):
+    """Auto mode where WebRTC cannot connect (Chromium without loopback candidates, the
+    only network here): the H.264 + Opus stream that WebRTC would win plays over MSE."""
+    from conftest import CHROMIUM, chromium_page
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server("streams:\n  op:\n")
+    procs.append(conftest.ffmpeg_publish(srv.url("op"), clip, loop=True,
+                                         extra=["-c:a", "libopus", "-b:a", "48k"]))
+    srv.wait_producer("op")
+    with chromium_page() as cdp:
+        cdp.call("Page.navigate", url=f"http://127.0.0.1:{srv.api_port}/stream.html?src=op")
+        state = {}
+
+        def playing():
+            state.update(_page_state(cdp, "corecastPlayer"))
+            return state.get("active") == "mse" and state.get("framesDecoded", 0) > 50
+        assert wait_for(playing, timeout=30, step=0.5), f"{state}\n{srv.log()}"
+        assert state["state"] == "playing" and state["modes"]["webrtc"]["state"] != "playing", state
+
+
+@inner
+def test_chromium_webrtc_tcp_mode(rtc_server):
+    """stream.html?mode=webrtc/tcp (go2rtc's): the server offers UDP and TCP candidates,
+    the player drops the UDP ones and Chromium plays over ICE-TCP."""
+    from conftest import CHROMIUM
+    if not CHROMIUM:
+        pytest.skip("no chromium")
+    srv = rtc_server()
+    wait_live(srv)
+    assert _chromium_plays(srv, mode="webrtc/tcp") == "tcp"
+
+
+# --- H.265 and G.711 at other rates (issue 12 item 4) ---
+
+def _publish_audio(srv, name, args):
+    """ffmpeg publishing 25 fps H.264 and a 440 Hz tone encoded with `args` to `name`."""
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50",
+           "-bf", "0", "-pix_fmt", "yuv420p"] + args + [
+           "-f", "rtsp", "-rtsp_transport", "tcp", srv.url(name)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@inner
+@pytest.mark.parametrize("audio,rtpmap", [
+    (["-c:a", "pcm_alaw", "-ar", "16000", "-ac", "1"], "PCMA/8000"),
+    (["-c:a", "pcm_mulaw", "-ar", "16000", "-ac", "1"], "PCMU/8000"),
+    (["-c:a", "pcm_s16be", "-ar", "48000", "-ac", "2"], "PCMA/8000"),
+], ids=["pcma16k", "pcmu16k", "l16-48k-stereo"])
+def test_pcm_at_other_rates_resampled_to_8k(rtc_server, procs, audio, rtpmap):
+    """A camera's G.711 at 16 kHz (or L16 stereo at 48 kHz) reaches the browser as 8 kHz
+    G.711, converted once on the shard: aiortc decodes 8 kHz audio for >= 90 % of the
+    window and no more than real time (unconverted 16 kHz would read as twice as long)."""
+    srv = rtc_server("streams:\n  pcm: []\n")
+    procs.append(_publish_audio(srv, "pcm", audio))
+    wait_live(srv, "pcm")
+    counts, info = view(srv, "pcm", "json")
+    assert info["state"] == "connected", srv.log()
+    assert rtpmap in info["answer"].split("m=audio")[1], info["answer"]
+    assert info["audio_rates"] == {8000}, info["audio_rates"]
+    assert 0.9 * WINDOW <= counts["audio_secs"] <= 1.1 * WINDOW, (counts, srv.log())
+    assert counts["video"] >= 0.9 * 25 * WINDOW, (counts, srv.log())
+
+
+GST_PEER = Path(__file__).resolve().parent / "gst_webrtc_peer.py"
+
+
+def _gst_webrtc_ready():
+    r = subprocess.run(["/usr/bin/python3", "-c",
+                        "import gi; gi.require_version('GstWebRTC', '1.0'); "
+                        "from gi.repository import Gst; Gst.init(None); "
+                        "assert all(Gst.ElementFactory.find(e) for e in "
+                        "('webrtcbin', 'nicesrc', 'rtph265depay', 'avdec_h265'))"],
+                       capture_output=True, timeout=30)
+    return r.returncode == 0
+
+
+def _nice_interface():
+    """libnice (webrtcbin's ICE) gathers no loopback addresses, and the private namespace
+    has only loopback: give it a veth pair there (gone with the namespace). Its checks from
+    10.254.0.1 to our 127.0.0.1 candidate stay inside the namespace."""
+    if b"10.254.0.1/" in subprocess.run(["ip", "-br", "addr"], capture_output=True).stdout:
+        return
+    for cmd in ("ip link add cc-nice0 type veth peer name cc-nice1",
+                "ip addr add 10.254.0.1/30 dev cc-nice0",
+                "ip link set cc-nice0 up", "ip link set cc-nice1 up"):
+        subprocess.run(cmd.split(), check=True, capture_output=True)
+
+
+@inner
+def test_h265_to_gstreamer_webrtcbin(rtc_server, procs):
+    """ffmpeg publishes H.265 (libx265) over RTSP; GStreamer's webrtcbin offers H.265 only,
+    gets it answered, depayloads and decodes it with avdec_h265: >= 90 % of 25 fps."""
+    if not _gst_webrtc_ready():
+        pytest.skip("GStreamer webrtcbin / libnice / avdec_h265 not installed")
+    _nice_interface()
+    srv = rtc_server("streams:\n  hevc: []\n")
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+           "-c:v", "libx265", "-preset", "ultrafast", "-tune", "zerolatency",
+           "-x265-params", "keyint=25:bframes=0:log-level=error", "-pix_fmt", "yuv420p",
+           "-f", "rtsp", "-rtsp_transport", "tcp", srv.url("hevc")]
+    procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    wait_live(srv, "hevc")
+    url = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=hevc"
+    r = subprocess.run(["/usr/bin/python3", str(GST_PEER), url, str(WINDOW), str(SETTLE)],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print("gstreamer webrtcbin H.265:", {k: v for k, v in out.items() if k != "answer"})
+    assert out["error"] is None, (out, r.stderr[-2000:], srv.log())
+    assert "H265/90000" in (out["answer"] or ""), out["answer"]
+    assert out["window"] >= 0.9 * 25 * WINDOW, (out, r.stderr[-2000:], srv.log())
 
 
 TURN_PASS = "s3cretPa55"

@@ -167,6 +167,9 @@ impl Rtc {
             .map_err(|e| format!("udp connect {cand}: {e}"))?;
         sock.set_nonblocking(true)
             .map_err(|e| format!("nonblocking: {e}"))?;
+        // Room for ~4 s of a 1 Mbit/s stream: the harness shares two cores with the server,
+        // and the 208 KiB default overflows whenever a viewer thread is late by ~1 s.
+        let _ = sock.set_recv_buffer_size(crate::viewer::UDP_RCVBUF);
         Ok(Rtc {
             sock,
             local_ufrag,

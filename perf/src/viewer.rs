@@ -1482,6 +1482,11 @@ fn recv_batch(fd: i32, bufs: &mut [u8], slot: usize, got: &mut [(usize, bool); M
     n
 }
 
+/// Receive buffer of the harness's UDP viewers (RTSP/UDP and WebRTC alike): room for
+/// ~4 s of a 1 Mbit/s stream, so a viewer thread that the loaded 2-core machine runs late
+/// does not turn into kernel drops counted as loss (net.core.rmem_max caps it; 4 MiB here).
+pub const UDP_RCVBUF: usize = 1 << 20;
+
 fn udp_pair() -> io::Result<(Socket, Socket)> {
     for _ in 0..200 {
         let a = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
@@ -1499,6 +1504,7 @@ fn udp_pair() -> io::Result<(Socket, Socket)> {
         {
             a.set_nonblocking(true)?;
             b.set_nonblocking(true)?;
+            let _ = a.set_recv_buffer_size(UDP_RCVBUF);
             return Ok((a, b));
         }
     }

@@ -1,12 +1,14 @@
-//! H.265 over RTP (RFC 7798): keyframe detection, parameter-set discovery and a
-//! depacketizer.
+//! H.265 over RTP (RFC 7798): keyframe detection, parameter-set discovery, a depacketizer
+//! and a packetizer.
 //!
 //! Assumes `sprop-max-don-diff` is 0 (no DONL fields), which is what encoders and cameras send.
 
 use base64::Engine as _;
+use bytes::Bytes;
 
 use super::h264::{replace_if_different, AccessUnit, MAX_ACCESS_UNIT};
 use super::AggregatedUnits;
+use crate::rtp;
 
 /// First and last IRAP (random access) NAL unit types: BLA, IDR and CRA pictures.
 pub const IRAP_FIRST: u8 = 16;
@@ -237,6 +239,129 @@ impl Depacketizer {
         self.keyframe = false;
         self.discard = false;
     }
+}
+
+/// RFC 7798 packetizer (no DONL, as the depacketizer): runs of small NAL units go into one
+/// aggregation packet (AP), units that fit go alone, larger ones are split into
+/// fragmentation units (FU). The marker bit is set on the access unit's last packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packetizer {
+    pub payload_type: u8,
+    pub ssrc: u32,
+    /// Sequence number of the next packet.
+    pub seq: u16,
+    /// Maximum RTP packet size including the 12-byte header.
+    pub mtu: usize,
+}
+
+impl Packetizer {
+    pub fn new(payload_type: u8, ssrc: u32, seq: u16) -> Self {
+        Packetizer {
+            payload_type,
+            ssrc,
+            seq,
+            mtu: super::h264::DEFAULT_MTU,
+        }
+    }
+
+    /// Packetize one access unit (NAL units without start codes) into RTP packets appended
+    /// to `out`. Units shorter than a NAL header carry nothing and are skipped.
+    pub fn packetize(&mut self, nals: &[Bytes], timestamp: u32, out: &mut Vec<Bytes>) {
+        // The floor leaves room for an FU carrying one byte; 65535 keeps within UDP.
+        let max_payload = self.mtu.clamp(rtp::HEADER_LEN + 4, 65_535) - rtp::HEADER_LEN;
+        let usable = |n: &Bytes| n.len() > 2;
+        let start = out.len();
+        let mut i = 0;
+        while i < nals.len() {
+            if !usable(&nals[i]) {
+                i += 1;
+                continue;
+            }
+            // How many of the next units fit one AP (2-byte header, 2-byte size each).
+            let (mut end, mut count, mut size) = (i, 0, 2);
+            while end < nals.len() {
+                let n = &nals[end];
+                if usable(n) {
+                    if size + 2 + n.len() > max_payload {
+                        break;
+                    }
+                    size += 2 + n.len();
+                    count += 1;
+                }
+                end += 1;
+            }
+            if count >= 2 {
+                let group = nals[i..end].iter().filter(|n| usable(n));
+                // F is the OR, LayerId and TID the lowest over the units (RFC 7798 4.4.2).
+                let f = group.clone().fold(0, |acc, n| acc | (n[0] & 0x80));
+                let layer = group.clone().map(layer_id).min().unwrap_or(0);
+                let tid = group.clone().map(|n| n[1] & 0x07).min().unwrap_or(1);
+                let mut p = self.header(timestamp, size);
+                p.push(f | (AP << 1) | (layer >> 5) as u8);
+                p.push(((layer & 0x1f) << 3) as u8 | tid);
+                for n in group {
+                    p.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                    p.extend_from_slice(n);
+                }
+                out.push(p.into());
+                i = end;
+                continue;
+            }
+            let nal = &nals[i];
+            if nal.len() <= max_payload {
+                let mut p = self.header(timestamp, nal.len());
+                p.extend_from_slice(nal);
+                out.push(p.into());
+            } else {
+                // Payload header: the NAL header with type FU; FU header: S, E, the type.
+                let h0 = (nal[0] & 0x81) | (FU << 1);
+                let t = nal_type(nal);
+                let chunks = nal[2..].chunks(max_payload - 3);
+                let last = chunks.len() - 1;
+                for (k, chunk) in chunks.enumerate() {
+                    let mut fu = t;
+                    if k == 0 {
+                        fu |= FU_START;
+                    }
+                    if k == last {
+                        fu |= FU_END;
+                    }
+                    let mut p = self.header(timestamp, chunk.len() + 3);
+                    p.extend_from_slice(&[h0, nal[1], fu]);
+                    p.extend_from_slice(chunk);
+                    out.push(p.into());
+                }
+            }
+            i += 1;
+        }
+        if out.len() > start {
+            if let Some(last) = out.pop() {
+                let mut last = Vec::from(last);
+                last[1] |= 0x80;
+                out.push(last.into());
+            }
+        }
+    }
+
+    /// A new packet with its RTP header written (marker clear) and room for the payload.
+    fn header(&mut self, timestamp: u32, payload_len: usize) -> Vec<u8> {
+        let mut p = Vec::with_capacity(rtp::HEADER_LEN + payload_len);
+        rtp::write_header(
+            &mut p,
+            self.payload_type,
+            false,
+            self.seq,
+            timestamp,
+            self.ssrc,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        p
+    }
+}
+
+/// nuh_layer_id from a NAL header (6 bits across the two bytes).
+fn layer_id(nal: &Bytes) -> u16 {
+    (u16::from(nal[0] & 1) << 5) | u16::from(nal[1] >> 3)
 }
 
 #[cfg(test)]
@@ -500,5 +625,59 @@ mod depacketizer_tests {
         p[2] = FU_END | 1;
         d.push(n, 1, true, &p, &mut out);
         assert!(out.is_empty());
+    }
+
+    /// Packetizer output parsed back by our depacketizer gives the same NAL units: parameter
+    /// sets aggregated, the IRAP slice fragmented, a mid-size slice alone; every packet
+    /// within the MTU and the marker on the last packet only.
+    #[test]
+    fn packetizer_round_trip() {
+        let (vps, sps, pps) = (nal(VPS, 22), nal(SPS, 60), nal(PPS, 5));
+        let sei = nal(PREFIX_SEI, 30);
+        let idr = nal(19, 5000);
+        let trail = nal(1, 900);
+        let au1: Vec<Bytes> = [&vps, &sps, &pps, &sei, &idr]
+            .iter()
+            .map(|n| Bytes::from(n.to_vec()))
+            .collect();
+        // An empty and a too-short unit are skipped, not sent.
+        let au2: Vec<Bytes> = vec![Bytes::new(), Bytes::from_static(&[2]), trail.clone().into()];
+        let mut pk = Packetizer::new(96, 0x1234, 65_533);
+        pk.mtu = 1200;
+        let mut packets = Vec::new();
+        pk.packetize(&au1, 90_000, &mut packets);
+        let first = packets.len();
+        pk.packetize(&au2, 93_000, &mut packets);
+        assert_eq!(packets.len(), first + 1);
+        // AP with the four small units, then ceil(5000 / (1200 - 12 - 3)) FUs.
+        assert_eq!(first, 1 + 5000_usize.div_ceil(1185));
+        let mut d = Depacketizer::new();
+        let mut out = Vec::new();
+        for (k, p) in packets.iter().enumerate() {
+            assert!(p.len() <= 1200);
+            let h = crate::rtp::view(p).unwrap();
+            let payload = h.payload(p);
+            assert_eq!(h.sequence, 65_533u16.wrapping_add(k as u16));
+            assert_eq!((h.payload_type, h.ssrc), (96, 0x1234));
+            assert_eq!(h.marker, k + 1 == first || k + 1 == packets.len());
+            if k == 0 {
+                assert_eq!(nal_type(payload), AP);
+                // Lowest TID of the units (all 1), layer 0.
+                assert_eq!(payload[1], 1);
+            }
+            if k == 1 {
+                assert_eq!(nal_type(payload), FU);
+            }
+            d.push(h.sequence, h.timestamp, h.marker, payload, &mut out);
+        }
+        assert_eq!(out.len(), 2);
+        assert!(out[0].keyframe && !out[1].keyframe);
+        assert_eq!((out[0].timestamp, out[1].timestamp), (90_000, 93_000));
+        assert_eq!(nal_units(&out[0].data), au1);
+        assert_eq!(nal_units(&out[1].data), vec![Bytes::from(trail)]);
+        // Nothing usable: no packets, no sequence numbers spent.
+        let seq = pk.seq;
+        pk.packetize(&[Bytes::new()], 0, &mut packets);
+        assert_eq!((packets.len(), pk.seq), (first + 1, seq));
     }
 }

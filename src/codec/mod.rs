@@ -6,6 +6,7 @@ pub mod flac;
 pub mod g711;
 pub mod h264;
 pub mod h265;
+pub mod pcm;
 
 /// Codecs the server treats specially; everything else passes through as [`CodecKind::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

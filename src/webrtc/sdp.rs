@@ -762,7 +762,12 @@ pub enum StreamCodec {
     H264 {
         profile_level_id: Option<[u8; 3]>,
     },
-    H265,
+    /// H.265 (RFC 7798, sent as one RTP stream); `profile_id` is the stream's
+    /// general_profile_idc (1 Main, 2 Main 10), used to prefer an offered profile that
+    /// matches.
+    H265 {
+        profile_id: Option<u8>,
+    },
     Opus,
     Pcmu,
     Pcma,
@@ -770,13 +775,13 @@ pub enum StreamCodec {
 
 impl StreamCodec {
     fn is_video(self) -> bool {
-        matches!(self, Self::H264 { .. } | Self::H265)
+        matches!(self, Self::H264 { .. } | Self::H265 { .. })
     }
 
     fn label(self) -> &'static str {
         match self {
             Self::H264 { .. } => "video:H264",
-            Self::H265 => "video:H265",
+            Self::H265 { .. } => "video:H265",
             Self::Opus => "audio:OPUS",
             Self::Pcmu => "audio:PCMU",
             Self::Pcma => "audio:PCMA",
@@ -805,7 +810,26 @@ impl StreamCodec {
                     _ => 1,
                 })
             }
-            Self::H265 => (name.eq_ignore_ascii_case("H265") && c.clock_rate == 90000).then_some(1),
+            Self::H265 { profile_id } => {
+                if !name.eq_ignore_ascii_case("H265") || c.clock_rate != 90000 {
+                    return None;
+                }
+                // We send one RTP stream (SRST, the default when absent).
+                if c.fmtp_param("tx-mode")
+                    .is_some_and(|m| !m.eq_ignore_ascii_case("SRST"))
+                {
+                    return None;
+                }
+                // profile-id defaults to 1 (Main) when absent (RFC 7798 7.1).
+                let offered = c
+                    .fmtp_param("profile-id")
+                    .map_or(Some(1), |p| p.parse::<u8>().ok());
+                Some(match (profile_id, offered) {
+                    (Some(s), Some(o)) if s == o => 3,
+                    // Another profile: last resort, as for H.264.
+                    _ => 1,
+                })
+            }
             Self::Opus => {
                 (name.eq_ignore_ascii_case("opus") && c.clock_rate == 48000 && c.channels == 2)
                     .then_some(1)
@@ -1791,7 +1815,7 @@ a=rtpmap:126 telephone-event/8000
         let o = parse_offer(&chrome_offer()).unwrap();
         let c = cands();
         // H.265 only: Chrome 130 offers none; audio Opus still served, video inactive.
-        let codecs = [StreamCodec::H265, StreamCodec::Opus];
+        let codecs = [StreamCodec::H265 { profile_id: None }, StreamCodec::Opus];
         let a = build_answer(&o, &params(&codecs, &c)).unwrap();
         assert!(a.medias[0].chosen.is_none() && !a.medias[0].rejected);
         assert_eq!(a.medias[0].reason.as_deref(), Some("no codec in common"));
@@ -1799,13 +1823,98 @@ a=rtpmap:126 telephone-event/8000
         assert!(a.sdp.contains("a=inactive\r\n"));
         check_answer_syntax(&a.sdp);
         // Nothing in common at all: an error naming both sides.
-        let codecs = [StreamCodec::H265];
+        let codecs = [StreamCodec::H265 { profile_id: None }];
         let e = build_answer(&o, &params(&codecs, &c)).unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with("codecs not matched: video:H265 => video:VP8"),
             "{text}"
         );
+    }
+
+    /// Chrome's offer with its H.265 formats (Chrome 136+: profile-id 1 and 2, tx-mode
+    /// SRST) added: an H.265 stream gets the format of its profile, with the browser's fmtp
+    /// echoed; an H.264 stream still gets H.264; an MRST-only H.265 is not taken.
+    #[test]
+    fn h265_offer() {
+        let h265 = |fmtp1: &str, fmtp2: &str| {
+            chrome_offer()
+                .replace(
+                    "m=video 9 UDP/TLS/RTP/SAVPF 96 ",
+                    "m=video 9 UDP/TLS/RTP/SAVPF 49 50 51 52 96 ",
+                )
+                .replace(
+                    "a=rtpmap:96 VP8/90000\r\n",
+                    &format!(
+                        "a=rtpmap:96 VP8/90000\r\na=rtpmap:49 H265/90000\r\n\
+                         a=rtcp-fb:49 nack\r\na=rtcp-fb:49 nack pli\r\na=fmtp:49 {fmtp1}\r\n\
+                         a=rtpmap:50 rtx/90000\r\na=fmtp:50 apt=49\r\n\
+                         a=rtpmap:51 H265/90000\r\na=fmtp:51 {fmtp2}\r\n\
+                         a=rtpmap:52 rtx/90000\r\na=fmtp:52 apt=51\r\n"
+                    ),
+                )
+        };
+        let main = "level-id=180;profile-id=1;tier-flag=0;tx-mode=SRST";
+        let main10 = "level-id=180;profile-id=2;tier-flag=0;tx-mode=SRST";
+        let o = parse_offer(&h265(main, main10)).unwrap();
+        let c = cands();
+        let video_pt = |codecs: &[StreamCodec]| {
+            let a = build_answer(&o, &params(codecs, &c)).unwrap();
+            check_answer_syntax(&a.sdp);
+            (a.medias[0].chosen.clone().unwrap(), a.sdp)
+        };
+        let (ch, sdp) = video_pt(&[
+            StreamCodec::H265 {
+                profile_id: Some(1),
+            },
+            StreamCodec::Opus,
+        ]);
+        assert_eq!((ch.payload_type, ch.clock_rate), (49, 90000));
+        assert!(ch.nack && ch.pli);
+        assert!(sdp.contains("m=video 9 UDP/TLS/RTP/SAVPF 49\r\n"), "{sdp}");
+        assert!(sdp.contains(&format!("a=rtpmap:49 H265/90000\r\na=fmtp:49 {main}\r\n")));
+        let (ch, _) = video_pt(&[StreamCodec::H265 {
+            profile_id: Some(2),
+        }]);
+        assert_eq!(ch.payload_type, 51);
+        // Unknown or other profile: the first H.265 offered.
+        let (ch, _) = video_pt(&[StreamCodec::H265 { profile_id: None }]);
+        assert_eq!(ch.payload_type, 49);
+        let (ch, _) = video_pt(&[StreamCodec::H265 {
+            profile_id: Some(4),
+        }]);
+        assert_eq!(ch.payload_type, 49);
+        let (ch, _) = video_pt(&[CBASE]);
+        assert!(matches!(ch.codec, StreamCodec::H264 { .. }));
+
+        // Only MRST H.265 on offer (and no profile-id: Main by default): not taken.
+        let o = parse_offer(&h265("tx-mode=MRST", "tx-mode=MRST")).unwrap();
+        let a = build_answer(
+            &o,
+            &params(
+                &[
+                    StreamCodec::H265 {
+                        profile_id: Some(1),
+                    },
+                    StreamCodec::Opus,
+                ],
+                &c,
+            ),
+        )
+        .unwrap();
+        assert!(a.medias[0].chosen.is_none());
+        let o = parse_offer(&h265("level-id=93", "tx-mode=MRST")).unwrap();
+        let a = build_answer(
+            &o,
+            &params(
+                &[StreamCodec::H265 {
+                    profile_id: Some(1),
+                }],
+                &c,
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.medias[0].chosen.as_ref().unwrap().payload_type, 49);
     }
 
     #[test]

@@ -357,6 +357,15 @@ fn static_file(path: &str) -> Option<(&'static str, &'static [u8])> {
             "text/javascript; charset=utf-8",
             include_bytes!("../../../www/player.js"),
         ),
+        // go2rtc's path for publishing the browser's camera; publish.html is the plain name.
+        "/webrtc.html" | "/publish.html" => (
+            "text/html; charset=utf-8",
+            include_bytes!("../../../www/webrtc.html"),
+        ),
+        "/publish.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../www/publish.js"),
+        ),
         _ => return None,
     })
 }

@@ -1,8 +1,9 @@
 //! The WebRTC packets of one stream, made once on a shard for all its WebRTC viewers.
 //!
 //! Built on the shard's frame feed (`muxers::FrameFeed`, the same assembled frames fMP4 and
-//! snapshots read): H.264 access units are re-packetized at MTU 1200 with SPS/PPS before
-//! every IDR; Opus, PCMA and PCMU frames (one per source packet) become one packet each.
+//! snapshots read): H.264 and H.265 access units are re-packetized at MTU 1200 with the
+//! parameter sets before every IDR/IRAP; Opus, PCMA and PCMU frames (one per source packet)
+//! become one packet each, G.711 at other rates and L16 converted to 8 kHz G.711 first.
 //! The packets go into a ring with the payload type and SSRC left zero: a viewer copies the
 //! 12-byte header, writes its own payload type, SSRC, sequence and timestamp offsets, and
 //! encrypts. The ring is also the NACK history: a lost packet is found by sequence number.
@@ -10,8 +11,9 @@
 use crate::core::hub::Shard;
 use crate::muxers::{FrameFeed, MuxError};
 use bytes::Bytes;
-use corecast::codec::{h264, CodecKind};
-use corecast::mux::{Frame, TrackConfig};
+use corecast::codec::pcm::To8k;
+use corecast::codec::{h264, h265, CodecKind};
+use corecast::mux::{Frame, Pcm, TrackConfig};
 use corecast::ring::{Cursor, Next, Ring};
 use corecast::webrtc::sdp::StreamCodec;
 use std::cell::{Cell, RefCell};
@@ -45,9 +47,50 @@ pub struct RtcPacket {
 
 struct Video {
     track: usize,
-    sps: Option<Bytes>,
-    pps: Option<Bytes>,
-    packetizer: h264::Packetizer,
+    /// Parameter sets last seen: VPS (H.265 only), SPS, PPS.
+    params: [Option<Bytes>; 3],
+    packetizer: Packetizer,
+}
+
+enum Packetizer {
+    H264(h264::Packetizer),
+    H265(h265::Packetizer),
+}
+
+impl Packetizer {
+    fn seq(&self) -> u16 {
+        match self {
+            Packetizer::H264(p) => p.seq,
+            Packetizer::H265(p) => p.seq,
+        }
+    }
+
+    fn packetize(&mut self, units: &[Bytes], ts: u32, out: &mut Vec<Bytes>) {
+        match self {
+            Packetizer::H264(p) => p.packetize(units, ts, out),
+            Packetizer::H265(p) => p.packetize(units, ts, out),
+        }
+    }
+
+    /// Which parameter set slot (VPS, SPS, PPS) a NAL unit fills, if any, and whether it is
+    /// an access unit delimiter (meaningless to a browser, dropped).
+    fn classify(&self, u: &[u8]) -> (Option<usize>, bool) {
+        match self {
+            Packetizer::H264(_) => match h264::nal_type(u) {
+                7 if u.len() >= 4 => (Some(1), false),
+                8 if u.len() >= 2 => (Some(2), false),
+                9 => (None, true),
+                _ => (None, false),
+            },
+            Packetizer::H265(_) => match h265::nal_type(u) {
+                h265::VPS if u.len() > 2 => (Some(0), false),
+                h265::SPS if u.len() > 2 => (Some(1), false),
+                h265::PPS if u.len() > 2 => (Some(2), false),
+                h265::AUD => (None, true),
+                _ => (None, false),
+            },
+        }
+    }
 }
 
 struct Audio {
@@ -55,6 +98,10 @@ struct Audio {
     seq: u16,
     /// PCMA/PCMU: one byte per sample, cut into 20 ms packets.
     g711: bool,
+    /// G.711 at another rate or with more channels, or L16: converted to 8 kHz mono G.711
+    /// here, once for every viewer.
+    to8k: Option<To8k>,
+    pcm: Vec<u8>,
 }
 
 /// 20 ms of 8 kHz G.711.
@@ -100,6 +147,12 @@ impl RtcFeed {
         let mut video = None;
         let mut audio = None;
         let mut audio_note = None;
+        // A stream with both (an H.265 camera and `ffmpeg:cam#video=h264`) sends H.264,
+        // which every browser takes.
+        let has_h264 = sdp
+            .medias
+            .iter()
+            .any(|m| m.codec().is_some_and(|(k, _)| k == CodecKind::H264));
         for (i, m) in sdp.medias.iter().enumerate() {
             let Some((kind, map)) = m.codec() else {
                 continue;
@@ -123,30 +176,101 @@ impl RtcFeed {
                     packetizer.mtu = MTU;
                     video = Some(Video {
                         track: i,
-                        sps,
-                        pps,
-                        packetizer,
+                        params: [None, sps, pps],
+                        packetizer: Packetizer::H264(packetizer),
                     });
                 }
-                CodecKind::Opus | CodecKind::Pcma | CodecKind::Pcmu if audio.is_none() => {
-                    let (codec, rate) = match kind {
-                        CodecKind::Opus => (StreamCodec::Opus, 48_000),
-                        CodecKind::Pcma => (StreamCodec::Pcma, 8_000),
-                        _ => (StreamCodec::Pcmu, 8_000),
+                // Sent only to browsers that offer H.265 (Safari, Chrome 136+ with hardware
+                // decoding); others get no video from an H.265 stream, as from go2rtc
+                // (which transcodes only when a source such as `ffmpeg:cam#video=h264` is
+                // listed).
+                CodecKind::H265 if video.is_none() && !has_h264 => {
+                    let [vps, sps, pps] = match TrackConfig::from_media(m) {
+                        Some(TrackConfig::H265 { vps, sps, pps }) => {
+                            [Some(vps), Some(sps), Some(pps)]
+                        }
+                        _ => [None, None, None],
                     };
-                    if map.clock_rate != rate {
-                        // G.711 at other rates would need resampling (go2rtc does; not yet).
+                    // general_profile_idc: after the 2-byte NAL header and the byte with
+                    // the VPS id and sub-layer count.
+                    let profile_id = sps.as_ref().and_then(|s| s.get(3)).map(|b| b & 0x1f);
+                    codecs.insert(0, StreamCodec::H265 { profile_id });
+                    let mut packetizer = h265::Packetizer::new(0, 0, rand::random());
+                    packetizer.mtu = MTU;
+                    video = Some(Video {
+                        track: i,
+                        params: [vps, sps, pps],
+                        packetizer: Packetizer::H265(packetizer),
+                    });
+                }
+                CodecKind::Opus if audio.is_none() => {
+                    if map.clock_rate != 48_000 {
                         audio_note = Some(format!(
-                            "{} at {} Hz is not sent over WebRTC (8000 Hz only)",
+                            "{} at {} Hz is not sent over WebRTC",
                             map.encoding, map.clock_rate
                         ));
                         continue;
                     }
-                    codecs.push(codec);
+                    codecs.push(StreamCodec::Opus);
                     audio = Some(Audio {
                         track: i,
                         seq: rand::random(),
-                        g711: kind != CodecKind::Opus,
+                        g711: false,
+                        to8k: None,
+                        pcm: Vec::new(),
+                    });
+                    audio_note = None;
+                }
+                CodecKind::Pcma | CodecKind::Pcmu | CodecKind::Other if audio.is_none() => {
+                    // G.711 at 8 kHz mono passes; other rates, channels and L16 are
+                    // converted to 8 kHz mono (µ-law stays µ-law, L16 becomes A-law).
+                    let Some(TrackConfig::Flac {
+                        pcm,
+                        sample_rate,
+                        channels,
+                    }) = TrackConfig::from_media(m)
+                    else {
+                        // Not PCM (another codec), or PCM with a rate or channel count
+                        // out of range.
+                        if kind != CodecKind::Other || map.encoding.eq_ignore_ascii_case("L16") {
+                            audio_note = Some(format!(
+                                "{}/{} is not sent over WebRTC",
+                                map.encoding, map.clock_rate
+                            ));
+                        }
+                        continue;
+                    };
+                    let alaw = pcm != Pcm::Ulaw;
+                    let to8k = To8k::new(pcm, sample_rate, channels, alaw);
+                    let passes = matches!(pcm, Pcm::Alaw | Pcm::Ulaw)
+                        && sample_rate == corecast::codec::pcm::RATE
+                        && channels == 1;
+                    if to8k.is_none() && !passes {
+                        audio_note = Some(format!(
+                            "{}/{}/{} is not sent over WebRTC (8000 Hz and up only)",
+                            map.encoding, map.clock_rate, channels
+                        ));
+                        continue;
+                    }
+                    if to8k.is_some() {
+                        tracing::info!(
+                            stream = name,
+                            from = %format!("{}/{}/{}", map.encoding, map.clock_rate, channels),
+                            to = if alaw { "PCMA/8000" } else { "PCMU/8000" },
+                            "webrtc: audio converted once for the stream's viewers"
+                        );
+                    }
+                    codecs.push(if alaw {
+                        StreamCodec::Pcma
+                    } else {
+                        StreamCodec::Pcmu
+                    });
+                    audio = Some(Audio {
+                        track: i,
+                        seq: rand::random(),
+                        g711: true,
+                        to8k,
+                        pcm: Vec::new(),
                     });
                     audio_note = None;
                 }
@@ -221,40 +345,32 @@ impl RtcFeed {
         {
             let mut units = self.units.borrow_mut();
             units.clear();
-            let (mut has_sps, mut has_pps) = (false, false);
+            let mut has = [false; 3];
             for u in &f.units {
-                match h264::nal_type(u) {
-                    7 if u.len() >= 4 && u.len() <= MAX_PARAMETER_SET => {
-                        has_sps = true;
-                        v.sps = Some(u.clone());
+                match v.packetizer.classify(u) {
+                    (_, true) => continue,
+                    (Some(k), _) if u.len() <= MAX_PARAMETER_SET => {
+                        has[k] = true;
+                        v.params[k] = Some(u.clone());
                     }
-                    8 if u.len() >= 2 && u.len() <= MAX_PARAMETER_SET => {
-                        has_pps = true;
-                        v.pps = Some(u.clone());
-                    }
-                    // Access unit delimiters mean nothing to a browser.
-                    9 => continue,
                     _ => {}
                 }
                 units.push(u.clone());
             }
             if f.keyframe {
-                // Parameter sets before every IDR, so a viewer that joins or recovers here
-                // decodes at once.
-                if !has_pps {
-                    if let Some(p) = &v.pps {
-                        units.insert(0, p.clone());
-                    }
-                }
-                if !has_sps {
-                    if let Some(s) = &v.sps {
-                        units.insert(0, s.clone());
-                    }
-                }
+                // Parameter sets before every IDR/IRAP, so a viewer that joins or recovers
+                // here decodes at once.
+                let missing = v
+                    .params
+                    .iter()
+                    .zip(has)
+                    .filter(|(_, has)| !has)
+                    .filter_map(|(p, _)| p.clone());
+                units.splice(0..0, missing);
             }
             let mut out = self.scratch.borrow_mut();
             out.clear();
-            let first_seq = v.packetizer.seq;
+            let first_seq = v.packetizer.seq();
             v.packetizer.packetize(&units, ts, &mut out);
             for (k, data) in out.drain(..).enumerate() {
                 let key = f.keyframe && k == 0;
@@ -277,10 +393,22 @@ impl RtcFeed {
             .as_mut()
             .filter(|a| a.track == f.track)
         {
-            let len: usize = f.units.iter().map(Bytes::len).sum();
+            let mut len: usize = f.units.iter().map(Bytes::len).sum();
+            let mut ts = ts;
+            if len > MAX_AUDIO_FRAME {
+                return;
+            }
+            if let Some(t) = a.to8k.as_mut() {
+                a.pcm.clear();
+                for u in &f.units {
+                    t.push(u, &mut a.pcm);
+                }
+                len = a.pcm.len();
+                ts = t.timestamp(f.timestamp);
+            }
             // G.711 is one byte per sample: long packets (up to ~1400 bytes from some
-            // senders) are cut into 20 ms ones, as browsers send. Opus packets are frames: whole, or dropped
-            // when they cannot fit.
+            // senders) are cut into 20 ms ones, as browsers send. Opus packets are frames:
+            // whole, or dropped when they cannot fit.
             let chunk = if a.g711 && len > G711_MAX {
                 G711_CHUNK
             } else {
@@ -289,10 +417,16 @@ impl RtcFeed {
             if len == 0 || len > MAX_AUDIO_FRAME || (!a.g711 && len > chunk) {
                 return;
             }
-            let mut payload = Vec::with_capacity(len);
-            for u in &f.units {
-                payload.extend_from_slice(u);
-            }
+            let mut joined = Vec::new();
+            let payload: &[u8] = if a.to8k.is_some() {
+                &a.pcm
+            } else {
+                joined.reserve(len);
+                for u in &f.units {
+                    joined.extend_from_slice(u);
+                }
+                &joined
+            };
             for (k, part) in payload.chunks(chunk).enumerate() {
                 let t = ts.wrapping_add((k * chunk) as u32);
                 let mut p = Vec::with_capacity(12 + part.len());
@@ -347,6 +481,28 @@ impl RtcFeed {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Parameter sets go to their slots (VPS, SPS, PPS), delimiters are dropped, slices and
+    /// SEI pass; units too short to be a parameter set are not taken as one.
+    #[test]
+    fn nal_classes() {
+        let h264 = Packetizer::H264(h264::Packetizer::new(0, 0, 0));
+        assert_eq!(h264.classify(&[0x67, 0x42, 0xe0, 0x1f]), (Some(1), false));
+        assert_eq!(h264.classify(&[0x67, 0x42]), (None, false));
+        assert_eq!(h264.classify(&[0x68, 0xce]), (Some(2), false));
+        assert_eq!(h264.classify(&[0x09, 0xf0]), (None, true));
+        assert_eq!(h264.classify(&[0x65, 0x88]), (None, false));
+        let h265 = Packetizer::H265(h265::Packetizer::new(0, 0, 0));
+        assert_eq!(h265.classify(&[0x40, 0x01, 0x0c]), (Some(0), false));
+        assert_eq!(h265.classify(&[0x42, 0x01, 0x01]), (Some(1), false));
+        assert_eq!(h265.classify(&[0x44, 0x01, 0xc1]), (Some(2), false));
+        assert_eq!(h265.classify(&[0x44, 0x01]), (None, false));
+        assert_eq!(h265.classify(&[0x46, 0x01, 0x50]), (None, true));
+        assert_eq!(h265.classify(&[0x26, 0x01, 0xaf]), (None, false));
+        assert_eq!(h265.classify(&[]), (None, false));
+    }
+
     /// A NACK for a number the feed has not reached is "ahead": found nowhere, checked
     /// in one step (the wrapping distance says so).
     #[test]

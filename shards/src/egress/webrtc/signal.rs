@@ -113,7 +113,8 @@ pub async fn offer_with(
     for m in &answer.medias {
         match &m.chosen {
             Some(c) => {
-                let is_video = matches!(c.codec, StreamCodec::H264 { .. } | StreamCodec::H265);
+                let is_video =
+                    matches!(c.codec, StreamCodec::H264 { .. } | StreamCodec::H265 { .. });
                 let (slot, ssrc) = if is_video {
                     (&mut video, ssrcs.0)
                 } else {
@@ -198,7 +199,7 @@ pub async fn offer_with(
 fn offer_query(offer: &sdp::Offer) -> Option<String> {
     let mut parts = Vec::new();
     for (kind, names) in [
-        ("video", &["h264"][..]),
+        ("video", &["h264", "h265"][..]),
         ("audio", &["opus", "pcma", "pcmu"][..]),
     ] {
         let mut have: Vec<&str> = Vec::new();
