@@ -874,3 +874,201 @@ def test_h265_to_gstreamer_webrtcbin(rtc_server, procs):
     assert out["error"] is None, (out, r.stderr[-2000:], srv.log())
     assert "H265/90000" in (out["answer"] or ""), out["answer"]
     assert out["window"] >= 0.9 * 25 * WINDOW, (out, r.stderr[-2000:], srv.log())
+
+
+TURN_PASS = "s3cretPa55"
+
+
+def _coturn(procs, extra=()):
+    """coturn on loopback (user u:TURN_PASS, realm corecast, relay ports in a free block); its
+    listening port."""
+    import shutil
+    if not shutil.which("turnserver"):
+        pytest.skip("coturn (turnserver) not installed")
+    base = free_port_block(12)
+    port, relay_min, relay_max = base, base + 2, base + 11
+    import tempfile
+    log = tempfile.TemporaryFile()
+    p = subprocess.Popen(
+        ["turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--log-file=stdout",
+         "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+         f"--min-port={relay_min}", f"--max-port={relay_max}", "--allow-loopback-peers",
+         "--lt-cred-mech", f"--user=u:{TURN_PASS}", "--realm=corecast", "--fingerprint", *extra],
+        stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    # Ready when it answers a STUN binding request.
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.2)
+
+    def answers():
+        if p.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"coturn exited: {log.read()[-3000:]!r}")
+        try:
+            s.sendto(b"\x00\x01\x00\x00" + (0x2112A442).to_bytes(4, "big") + os.urandom(12),
+                     ("127.0.0.1", port))
+            return s.recvfrom(2048)[0][:2] == b"\x01\x01"
+        except OSError:
+            return False
+    try:
+        assert wait_for(answers, timeout=10, step=0.1), "coturn did not answer"
+    finally:
+        s.close()
+    return port
+
+
+async def _view_relayed(srv, turn_port, via):
+    """aiortc with relay candidates only (its own allocation on coturn) plays `demo`; our
+    answer is cut to its relay candidates, so every packet crosses our allocation too.
+    Returns (video frames decoded in the window, answer, connection state)."""
+    import aioice.ice
+    from aiortc import (RTCConfiguration, RTCIceServer, RTCIceTransportPolicy,
+                        RTCPeerConnection, RTCSessionDescription)
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    turn = {"urls": f"turn:127.0.0.1:{turn_port}", "username": "u", "credential": TURN_PASS}
+    pc = RTCPeerConnection(RTCConfiguration(
+        iceServers=[RTCIceServer(**turn)], iceTransportPolicy=RTCIceTransportPolicy.RELAY))
+    pc.addTransceiver("video", direction="recvonly")
+    times = []
+    done = asyncio.Event()
+
+    async def consume(track):
+        while not done.is_set():
+            try:
+                await track.recv()
+            except Exception:
+                return
+            times.append(time.monotonic())
+    tasks = []
+    pc.on("track", lambda t: tasks.append(asyncio.ensure_future(consume(t))))
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    assert "typ relay" in offer and "typ host" not in offer, offer
+    loop = asyncio.get_running_loop()
+    if via == "config":
+        body = json.dumps({"type": "offer", "sdp": offer}).encode()
+        st, _, out = await loop.run_in_executor(
+            None, _post, f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo", body,
+            "application/json")
+        assert st == 200, out
+        answer = json.loads(out)["sdp"]
+    elif via == "trickle":
+        # The offer without candidates; they follow as `webrtc/candidate` messages (the
+        # relay's permission for the viewer's IP comes from them).
+        def trickle():
+            import websocket
+            ws = websocket.create_connection(
+                f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo", timeout=15)
+            try:
+                lines = offer.split("\r\n")
+                bare = "\r\n".join(l for l in lines if not l.startswith("a=candidate:"))
+                ws.send(json.dumps({"type": "webrtc/offer", "value": bare}))
+                msg = json.loads(ws.recv())
+                for l in lines:
+                    if l.startswith("a=candidate:"):
+                        ws.send(json.dumps({"type": "webrtc/candidate", "value": l[2:]}))
+                ws.send(json.dumps({"type": "webrtc/candidate", "value": ""}))
+                return msg
+            finally:
+                ws.close()
+        msg = await loop.run_in_executor(None, trickle)
+        assert msg["type"] == "webrtc/answer", msg
+        answer = msg["value"]
+    else:
+        # Home Assistant's message, its ice_servers naming the TURN server.
+        def ha():
+            import websocket
+            ws = websocket.create_connection(
+                f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo", timeout=15)
+            try:
+                ws.send(json.dumps({"type": "webrtc", "value": {
+                    "type": "offer", "sdp": offer, "ice_servers": [turn]}}))
+                return json.loads(ws.recv())
+            finally:
+                ws.close()
+        msg = await loop.run_in_executor(None, ha)
+        assert msg["type"] == "webrtc", msg
+        answer = msg["value"]["sdp"]
+    lines = answer.split("\r\n")
+    relay_only = "\r\n".join(l for l in lines if "typ host" not in l)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=relay_only, type="answer"))
+    for _ in range(100):
+        if times:
+            break
+        await asyncio.sleep(0.1)
+    first = times[0] if times else time.monotonic()
+    await asyncio.sleep(max(0.0, first + SETTLE + WINDOW - time.monotonic()))
+    state = pc.connectionState
+    done.set()
+    await pc.close()
+    for t in tasks:
+        t.cancel()
+    frames = sum(1 for x in times if first + SETTLE <= x < first + SETTLE + WINDOW)
+    return frames, answer, state
+
+
+@inner
+@pytest.mark.parametrize("via", ["config", "trickle", "ha"])
+def test_viewer_behind_turn_only(rtc_server, procs, via):
+    """A viewer that can reach only a TURN server (coturn on loopback): the server allocates
+    a relay on it (from `ice_servers` in the config, or in Home Assistant's message), its
+    answer has a relay candidate, and the video crosses both relays at >= 90 % of its rate.
+    `trickle`: the viewer's candidates come after the offer on `/api/ws`."""
+    turn_port = _coturn(procs)
+    servers = (f"  ice_servers:\n    - urls: [\"turn:127.0.0.1:{turn_port}\"]\n"
+               f"      username: u\n      credential: {TURN_PASS}\n") if via != "ha" else ""
+    srv = rtc_server(servers)
+    wait_live(srv)
+    frames, answer, state = asyncio.run(_view_relayed(srv, turn_port, via))
+    relay = [l for l in answer.split("\r\n") if "typ relay" in l]
+    assert relay and " 127.0.0.1 " in relay[0], answer
+    assert state == "connected", srv.log()
+    assert frames >= 0.9 * 25 * WINDOW, (frames, srv.log())
+    # The credential never shows in the log.
+    assert TURN_PASS not in srv.log()
+
+
+@inner
+def test_stun_port_candidate(rtc_server, procs):
+    """`candidates: [stun:PORT]`: the public address learned from a STUN server (coturn on
+    loopback answers 127.0.0.1) with PORT is in the answer, as go2rtc gives it."""
+    stun_port = _coturn(procs)
+    public_port = 40000 + stun_port % 20000
+    srv = rtc_server(f"  candidates: [\"stun:{public_port}\"]\n"
+                     f"  ice_servers:\n    - urls: [\"stun:127.0.0.1:{stun_port}\"]\n")
+    wait_live(srv)
+    st, _, answer = _post(f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo",
+                          _offer_text(), "application/sdp")
+    assert st == 201, answer
+    if f" 127.0.0.1 {public_port} typ host" not in answer.decode():
+        print(srv.log())
+    assert f" 127.0.0.1 {public_port} typ host" in answer.decode(), answer.decode()
+
+
+@inner
+def test_silent_turn_server_does_not_hold_the_answer(rtc_server):
+    """A TURN server that never answers: the answer comes within the 2 s bound, without a
+    relay candidate, and the next offer does not wait again."""
+    import socket
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        srv = rtc_server(f"  ice_servers:\n    - urls: [\"turn:127.0.0.1:{silent.getsockname()[1]}\"]\n"
+                         f"      username: u\n      credential: {TURN_PASS}\n", shards=1)
+        wait_live(srv)
+        api = f"http://127.0.0.1:{srv.api_port}/api/webrtc?src=demo"
+        offer = _offer_text()
+        took = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            st, _, answer = _post(api, offer, "application/sdp")
+            took.append(time.monotonic() - t0)
+            assert st == 201, answer
+            assert b"typ relay" not in answer and b"typ host" in answer, answer
+        assert took[0] < 3.5 and took[1] < 1.0, took
+        # It did ask (the allocation request reached the silent server).
+        silent.settimeout(1)
+        assert silent.recvfrom(2048)[0][:2] == b"\x00\x03"
+    finally:
+        silent.close()

@@ -259,16 +259,27 @@ pub struct WebrtcConfig {
     /// `candidates:` entries as written (`ip:port`, `host:port`, `stun:port`), first = most
     /// preferred.
     pub candidates: Vec<String>,
-    /// `ice_servers:` (kept for the STUN/TURN client to come).
+    /// `ice_servers:`: STUN servers for `stun:` candidates, TURN servers for relays.
     pub ice_servers: Vec<IceServer>,
     pub filters: crate::webrtc::ice::Filters,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceServer {
     pub urls: Vec<String>,
     pub username: Option<String>,
     pub credential: Option<String>,
+}
+
+/// The credential never shows (a TURN password must stay out of logs).
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 pub const DEFAULT_WEBRTC_LISTEN: &str = ":8555";

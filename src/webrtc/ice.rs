@@ -39,6 +39,9 @@ pub enum Transport {
     Udp,
     /// ICE-TCP, passive side (RFC 6544), RFC 4571 framed.
     Tcp,
+    /// UDP through a TURN allocation of ours (the index of the shard's relay); the
+    /// address is the peer as the TURN server sees it.
+    Relay(u8),
 }
 
 impl Transport {
@@ -46,6 +49,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Relay(_) => "relay",
         }
     }
 }
@@ -489,7 +493,7 @@ pub struct Ports {
 /// UDP above TCP, TCP passive using RFC 6544 §4.2's local preference split.
 pub fn host_priority(transport: Transport, index: usize) -> u32 {
     let local = match transport {
-        Transport::Udp => 0xffff - index.min(0xffff) as u32,
+        Transport::Udp | Transport::Relay(_) => 0xffff - index.min(0xffff) as u32,
         // Direction preference 4 (passive, host) in the top 3 bits, then the order.
         Transport::Tcp => (4 << 13) | (0x1fff - index.min(0x1fff) as u32),
     };
@@ -505,7 +509,7 @@ pub fn candidate_line(ip: IpAddr, port: u16, transport: Transport, priority: u32
         .update(transport.name().as_bytes())
         .finish();
     let tcptype = match transport {
-        Transport::Udp => "",
+        Transport::Udp | Transport::Relay(_) => "",
         Transport::Tcp => " tcptype passive",
     };
     format!(
@@ -588,8 +592,8 @@ impl Filters {
     /// `udp4`/`udp6`/`tcp4`/`tcp6` of a candidate.
     pub fn network_name(transport: Transport, ip: IpAddr) -> &'static str {
         match (transport, ip.is_ipv4()) {
-            (Transport::Udp, true) => "udp4",
-            (Transport::Udp, false) => "udp6",
+            (Transport::Udp | Transport::Relay(_), true) => "udp4",
+            (Transport::Udp | Transport::Relay(_), false) => "udp6",
             (Transport::Tcp, true) => "tcp4",
             (Transport::Tcp, false) => "tcp6",
         }

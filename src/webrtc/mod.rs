@@ -7,6 +7,7 @@ pub mod sdp;
 pub mod srtp;
 pub mod stun;
 pub mod tcp_framing;
+pub mod turn;
 
 /// What a datagram on the shared WebRTC port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

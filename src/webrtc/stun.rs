@@ -1,9 +1,11 @@
 //! STUN messages (RFC 8489) as ICE uses them (RFC 8445 §7): parse a datagram into a borrowed
 //! view, build binding responses and requests into the caller's buffer.
 //!
-//! Only what an ICE-lite answerer needs is understood: USERNAME, MESSAGE-INTEGRITY
-//! (HMAC-SHA1, short-term credentials), FINGERPRINT, XOR-MAPPED-ADDRESS, PRIORITY,
-//! USE-CANDIDATE, ICE-CONTROLLING/CONTROLLED, ERROR-CODE, SOFTWARE and UNKNOWN-ATTRIBUTES.
+//! Only what an ICE-lite answerer and a TURN client need is understood: USERNAME,
+//! MESSAGE-INTEGRITY (HMAC-SHA1, short- and long-term credentials), FINGERPRINT,
+//! XOR-MAPPED-ADDRESS, PRIORITY, USE-CANDIDATE, ICE-CONTROLLING/CONTROLLED, ERROR-CODE,
+//! SOFTWARE, UNKNOWN-ATTRIBUTES, and TURN's (RFC 8656) XOR-RELAYED-ADDRESS,
+//! XOR-PEER-ADDRESS, DATA, LIFETIME, REQUESTED-TRANSPORT, REALM, NONCE, CHANNEL-NUMBER.
 //! Other comprehension-optional attributes are skipped; other comprehension-required ones
 //! are reported in [`Message::unknown_required`] so the caller can answer 420.
 //!
@@ -28,6 +30,16 @@ pub mod attr {
     pub const ERROR_CODE: u16 = 0x0009;
     pub const UNKNOWN_ATTRIBUTES: u16 = 0x000a;
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
+    // TURN (RFC 8656 §18) and long-term credentials (RFC 8489 §14.9, §14.10).
+    pub const CHANNEL_NUMBER: u16 = 0x000c;
+    pub const LIFETIME: u16 = 0x000d;
+    pub const XOR_PEER_ADDRESS: u16 = 0x0012;
+    pub const DATA: u16 = 0x0013;
+    pub const REALM: u16 = 0x0014;
+    pub const NONCE: u16 = 0x0015;
+    pub const XOR_RELAYED_ADDRESS: u16 = 0x0016;
+    pub const REQUESTED_TRANSPORT: u16 = 0x0019;
+    pub const DONT_FRAGMENT: u16 = 0x001a;
     pub const PRIORITY: u16 = 0x0024;
     pub const USE_CANDIDATE: u16 = 0x0025;
     pub const SOFTWARE: u16 = 0x8022;
@@ -153,6 +165,21 @@ pub struct Message<'a> {
     pub ice_controlling: Option<u64>,
     pub ice_controlled: Option<u64>,
     pub error_code: Option<ErrorCode<'a>>,
+    /// TURN: the allocation's relayed address.
+    pub xor_relayed_address: Option<SocketAddr>,
+    /// TURN: the peer of a Data indication (one per message is all a client needs).
+    pub xor_peer_address: Option<SocketAddr>,
+    /// TURN: the payload of a Send or Data indication.
+    pub data: Option<&'a [u8]>,
+    /// TURN: seconds.
+    pub lifetime: Option<u32>,
+    /// TURN: the protocol number of REQUESTED-TRANSPORT (17 for UDP).
+    pub requested_transport: Option<u8>,
+    /// Long-term credentials: at most [`MAX_TEXT`] bytes each.
+    pub realm: Option<&'a [u8]>,
+    pub nonce: Option<&'a [u8]>,
+    /// TURN: 0x4000..=0x4fff.
+    pub channel_number: Option<u16>,
     /// UNKNOWN-ATTRIBUTES of a 420 answer (the first [`MAX_UNKNOWN`]).
     pub unknown_attributes: UnknownAttributes,
     /// Comprehension-required attributes this parser does not understand.
@@ -187,6 +214,14 @@ impl<'a> Message<'a> {
             ice_controlling: None,
             ice_controlled: None,
             error_code: None,
+            xor_relayed_address: None,
+            xor_peer_address: None,
+            data: None,
+            lifetime: None,
+            requested_transport: None,
+            realm: None,
+            nonce: None,
+            channel_number: None,
             unknown_attributes: UnknownAttributes::default(),
             unknown_required: UnknownAttributes::default(),
             has_fingerprint: false,
@@ -287,8 +322,46 @@ impl<'a> Message<'a> {
                         .push(u16::from_be_bytes([t[0], t[1]]));
                 }
             }
-            // Understood and not needed by an ICE agent.
-            attr::MAPPED_ADDRESS => {}
+            attr::XOR_RELAYED_ADDRESS => {
+                self.xor_relayed_address =
+                    Some(xor_address(value, &self.transaction_id).ok_or(bad)?);
+            }
+            attr::XOR_PEER_ADDRESS => {
+                self.xor_peer_address = Some(xor_address(value, &self.transaction_id).ok_or(bad)?);
+            }
+            attr::DATA => self.data = Some(value),
+            attr::LIFETIME => {
+                let v: [u8; 4] = value.try_into().map_err(|_| bad)?;
+                self.lifetime = Some(u32::from_be_bytes(v));
+            }
+            attr::REQUESTED_TRANSPORT => {
+                let &[proto, 0, 0, 0] = value else {
+                    return Err(bad);
+                };
+                self.requested_transport = Some(proto);
+            }
+            attr::REALM | attr::NONCE => {
+                if value.len() > MAX_TEXT {
+                    return Err(bad);
+                }
+                if ty == attr::REALM {
+                    self.realm = Some(value);
+                } else {
+                    self.nonce = Some(value);
+                }
+            }
+            attr::CHANNEL_NUMBER => {
+                let &[a, b, 0, 0] = value else {
+                    return Err(bad);
+                };
+                let ch = u16::from_be_bytes([a, b]);
+                if !(0x4000..=0x4fff).contains(&ch) {
+                    return Err(bad);
+                }
+                self.channel_number = Some(ch);
+            }
+            // Understood and not needed here.
+            attr::MAPPED_ADDRESS | attr::DONT_FRAGMENT => {}
             t if t < 0x8000 => self.unknown_required.push(t),
             _ => {}
         }
@@ -325,6 +398,20 @@ impl<'a> Message<'a> {
 /// The HMAC key for a short-term credential (an ICE password).
 pub fn integrity_key(password: &[u8]) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, password)
+}
+
+/// The HMAC key for a long-term credential (RFC 8489 §9.2.2): MD5(username:realm:password).
+/// The password is used as given (no SASLprep: TURN servers' passwords are ASCII in
+/// practice, and coturn does not apply it either).
+pub fn long_term_key(username: &[u8], realm: &[u8], password: &[u8]) -> hmac::Key {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(username);
+    h.update(b":");
+    h.update(realm);
+    h.update(b":");
+    h.update(password);
+    integrity_key(&h.finalize())
 }
 
 /// Header checks shared by [`Message::parse`] and [`username_of`].
@@ -374,7 +461,7 @@ pub fn username_of(buf: &[u8]) -> Option<&[u8]> {
 /// Remembers which attribute types were seen (the first occurrence counts). Known types
 /// only; unknown ones are deduplicated by [`UnknownAttributes`].
 #[derive(Default)]
-struct Seen(u16);
+struct Seen(u32);
 
 impl Seen {
     fn first(&mut self, ty: u16) -> bool {
@@ -388,6 +475,14 @@ impl Seen {
             attr::ICE_CONTROLLED => 6,
             attr::ERROR_CODE => 7,
             attr::UNKNOWN_ATTRIBUTES => 8,
+            attr::XOR_RELAYED_ADDRESS => 9,
+            attr::XOR_PEER_ADDRESS => 10,
+            attr::DATA => 11,
+            attr::LIFETIME => 12,
+            attr::REQUESTED_TRANSPORT => 13,
+            attr::REALM => 14,
+            attr::NONCE => 15,
+            attr::CHANNEL_NUMBER => 16,
             _ => return true,
         };
         let first = self.0 & (1 << bit) == 0;
@@ -596,6 +691,19 @@ impl<'o> Builder<'o> {
     }
 
     pub fn xor_mapped_address(&mut self, addr: SocketAddr) -> &mut Self {
+        self.xor_address(attr::XOR_MAPPED_ADDRESS, addr)
+    }
+
+    pub fn xor_peer_address(&mut self, addr: SocketAddr) -> &mut Self {
+        self.xor_address(attr::XOR_PEER_ADDRESS, addr)
+    }
+
+    pub fn xor_relayed_address(&mut self, addr: SocketAddr) -> &mut Self {
+        self.xor_address(attr::XOR_RELAYED_ADDRESS, addr)
+    }
+
+    /// An address attribute XORed with the cookie (and the transaction id for IPv6).
+    pub fn xor_address(&mut self, ty: u16, addr: SocketAddr) -> &mut Self {
         let tid = self.transaction_id;
         let port = (addr.port() ^ (MAGIC_COOKIE >> 16) as u16).to_be_bytes();
         let cookie = MAGIC_COOKIE.to_be_bytes();
@@ -616,7 +724,34 @@ impl<'o> Builder<'o> {
                 20
             }
         };
-        self.attribute(attr::XOR_MAPPED_ADDRESS, &value[..len])
+        self.attribute(ty, &value[..len])
+    }
+
+    /// TURN DATA (a Send indication's payload).
+    pub fn data(&mut self, data: &[u8]) -> &mut Self {
+        self.attribute(attr::DATA, data)
+    }
+
+    pub fn lifetime(&mut self, seconds: u32) -> &mut Self {
+        self.attribute(attr::LIFETIME, &seconds.to_be_bytes())
+    }
+
+    /// REQUESTED-TRANSPORT; 17 is UDP, the only one RFC 8656 allocates.
+    pub fn requested_transport(&mut self, protocol: u8) -> &mut Self {
+        self.attribute(attr::REQUESTED_TRANSPORT, &[protocol, 0, 0, 0])
+    }
+
+    pub fn realm(&mut self, realm: &[u8]) -> &mut Self {
+        self.attribute(attr::REALM, cut(realm, MAX_TEXT))
+    }
+
+    pub fn nonce(&mut self, nonce: &[u8]) -> &mut Self {
+        self.attribute(attr::NONCE, cut(nonce, MAX_TEXT))
+    }
+
+    pub fn channel_number(&mut self, channel: u16) -> &mut Self {
+        let c = channel.to_be_bytes();
+        self.attribute(attr::CHANNEL_NUMBER, &[c[0], c[1], 0, 0])
     }
 
     pub fn priority(&mut self, priority: u32) -> &mut Self {

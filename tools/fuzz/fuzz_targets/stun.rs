@@ -41,6 +41,30 @@ fuzz_target!(|data: &[u8]| {
             if let Some(e) = m.error_code {
                 b.error_code(e.code, e.reason);
             }
+            if let Some(a) = m.xor_relayed_address {
+                b.xor_relayed_address(a);
+            }
+            if let Some(a) = m.xor_peer_address {
+                b.xor_peer_address(a);
+            }
+            if let Some(d) = m.data {
+                b.data(d);
+            }
+            if let Some(l) = m.lifetime {
+                b.lifetime(l);
+            }
+            if let Some(t) = m.requested_transport {
+                b.requested_transport(t);
+            }
+            if let Some(r) = m.realm {
+                b.realm(r);
+            }
+            if let Some(n) = m.nonce {
+                b.nonce(n);
+            }
+            if let Some(c) = m.channel_number {
+                b.channel_number(c);
+            }
             if !m.unknown_attributes.as_slice().is_empty() {
                 b.unknown_attributes(m.unknown_attributes.as_slice());
             }
@@ -64,6 +88,15 @@ fuzz_target!(|data: &[u8]| {
             (m.ice_controlling, m.ice_controlled)
         );
         assert_eq!(r.error_code, m.error_code);
+        assert_eq!(
+            (r.xor_relayed_address, r.xor_peer_address, r.data),
+            (m.xor_relayed_address, m.xor_peer_address, m.data)
+        );
+        assert_eq!(
+            (r.lifetime, r.requested_transport, r.channel_number),
+            (m.lifetime, m.requested_transport, m.channel_number)
+        );
+        assert_eq!((r.realm, r.nonce), (m.realm, m.nonce));
         assert_eq!(
             r.unknown_attributes.as_slice(),
             m.unknown_attributes.as_slice()

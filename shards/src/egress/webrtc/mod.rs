@@ -9,6 +9,7 @@
 //! the viewer's few incoming datagrams travel; media leaves from the owner's socket.
 
 pub mod feed;
+pub mod relay;
 pub mod signal;
 pub mod whip;
 
@@ -303,6 +304,7 @@ fn send_to(data: &[u8], to: Remote) {
                 c.push(data);
             }
         }
+        Transport::Relay(slot) => relay::send(slot, data, to.addr),
     }
 }
 
@@ -392,29 +394,12 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
     if let Some(l) = tcp {
         glommio::spawn_local(tcp_serve(shard.clone(), l)).detach();
     }
-    let mut configured = Vec::new();
-    for c in &cfg.candidates {
-        match resolve_candidate(c, p.port) {
-            Some(a) => configured.push((
-                a.ip(),
-                ice::Ports {
-                    udp: Some(a.port()),
-                    tcp: ports.tcp.map(|_| a.port()),
-                },
-            )),
-            None => {
-                if shard.id == 0 {
-                    warn!(candidate = %c, "webrtc: candidate not used (stun: candidates are not supported yet; ip:port and host:port are)");
-                }
-            }
-        }
-    }
     let ips = if addr.ip().is_unspecified() {
         ice::host_ips(&crate::io::listen::interfaces(), &cfg.filters)
     } else {
         vec![addr.ip()]
     };
-    let lines = ice::gather(&configured, &ips, ports, &cfg.filters);
+    let lines = host_candidates(shard, p.port, ports, &ips);
     if shard.id == 0 {
         if lines.is_empty() {
             warn!(port = p.port, "webrtc: no candidate to offer (set webrtc: candidates, or filters: loopback: true for local tests)");
@@ -422,15 +407,47 @@ pub fn start(shard: &Rc<Shard>) -> Result<(), String> {
         info!(addr = %at, candidates = lines.len(), "[webrtc] listen");
     }
     CANDIDATES.with(|c| *c.borrow_mut() = lines);
+    if cfg.candidates.iter().any(|c| c.starts_with("stun:")) {
+        let (sh, port) = (shard.clone(), p.port);
+        let rebuild = move || {
+            let lines = host_candidates(&sh, port, ports, &ips);
+            CANDIDATES.with(|c| *c.borrow_mut() = lines);
+        };
+        glommio::spawn_local(relay::stun_task(shard.clone(), rebuild)).detach();
+    }
     PORT.with(|x| *x.borrow_mut() = Some(p.clone()));
     glommio::spawn_local(receive_loop(shard.clone(), p)).detach();
     Ok(())
 }
 
-/// `ip:port` or `host:port` (resolved once, at start); `stun:port` is not served yet.
+/// The shard's candidate lines: `candidates:` entries first, then the interfaces'.
+fn host_candidates(shard: &Shard, port: u16, ports: ice::Ports, ips: &[IpAddr]) -> Vec<String> {
+    let mut configured = Vec::new();
+    for c in &shard.config.webrtc.candidates {
+        match resolve_candidate(c, port) {
+            Some(a) => configured.push((
+                a.ip(),
+                ice::Ports {
+                    udp: Some(a.port()),
+                    tcp: ports.tcp.map(|_| a.port()),
+                },
+            )),
+            // Not known yet (or no STUN server answered): added when it is.
+            None if c.starts_with("stun:") => {}
+            None => {
+                if shard.id == 0 {
+                    warn!(candidate = %c, "webrtc: candidate not used (not ip:port, host:port or stun:port)");
+                }
+            }
+        }
+    }
+    ice::gather(&configured, ips, ports, &shard.config.webrtc.filters)
+}
+
+/// `ip:port`, `host:port` (resolved at start) or `stun:port` (the public IP from STUN).
 fn resolve_candidate(c: &str, listen_port: u16) -> Option<SocketAddr> {
-    if c.starts_with("stun:") {
-        return None;
+    if let Some(port) = c.strip_prefix("stun:") {
+        return Some(SocketAddr::new(relay::stun_ip()?, port.parse().ok()?));
     }
     if let Ok(a) = c.parse::<SocketAddr>() {
         return Some(a);
@@ -770,7 +787,7 @@ impl Session {
         let dest = wire(&p, remote.addr);
         // ICE-TCP: frames on the connection instead of datagrams.
         let tcp = match remote.transport {
-            Transport::Udp => None,
+            Transport::Udp | Transport::Relay(_) => None,
             Transport::Tcp => match tcp_conn_of(remote.addr) {
                 Some(c) => Some(c),
                 None => return,
@@ -818,11 +835,12 @@ impl Session {
                     used += 1;
                 }
                 for b in &s.bufs[..used] {
-                    match &tcp {
-                        Some(c) => {
+                    match (&tcp, remote.transport) {
+                        (Some(c), _) => {
                             c.push(b);
                         }
-                        None => s.batch.push(b, dest),
+                        (None, Transport::Relay(slot)) => relay::send(slot, b, remote.addr),
+                        (None, _) => s.batch.push(b, dest),
                     }
                 }
                 if !s.batch.is_empty() {
@@ -1017,6 +1035,7 @@ fn finish(shard: &Rc<Shard>, s: &Session) {
             }
         });
     }
+    relay::detach(&s.id);
     SESSIONS.with(|m| m.borrow_mut().remove(&s.id));
     STATS.sessions[shard.id % 64].fetch_sub(1, Relaxed);
 }

@@ -38,6 +38,22 @@ pub async fn offer(
     peer: SocketAddr,
     user_agent: &str,
 ) -> Result<Created, (u16, String)> {
+    offer_with(shard, name, offer, format_name, peer, user_agent, &[], None).await
+}
+
+/// [`offer`] with TURN/STUN servers from the signalling (Home Assistant's `ice_servers`)
+/// and, for `/api/ws`, the connection whose trickled candidates belong to the session.
+#[allow(clippy::too_many_arguments)]
+pub async fn offer_with(
+    shard: &Rc<Shard>,
+    name: &str,
+    offer: &str,
+    format_name: &'static str,
+    peer: SocketAddr,
+    user_agent: &str,
+    ice_servers: &[corecast::config::IceServer],
+    ws_peer: Option<SocketAddr>,
+) -> Result<Created, (u16, String)> {
     let Some(port) = super::port() else {
         return Err((503, "WebRTC is not listening (webrtc: listen)".into()));
     };
@@ -61,7 +77,19 @@ pub async fn offer(
     let rng = ring::rand::SystemRandom::new();
     let creds = Credentials::random_with_prefix(&rng, &format!("{:02x}", shard.id))
         .map_err(|e| (500, e.to_string()))?;
-    let candidates = CANDIDATES.with(|c| c.borrow().clone());
+    // `stun:` candidates (first lookup) and TURN allocations: waited for ≤ 2 s each.
+    if shard
+        .config
+        .webrtc
+        .candidates
+        .iter()
+        .any(|c| c.starts_with("stun:"))
+    {
+        super::relay::stun_wait().await;
+    }
+    let relays = super::relay::gather(shard, ice_servers).await;
+    let mut candidates = CANDIDATES.with(|c| c.borrow().clone());
+    candidates.extend(relays.iter().map(|(_, line)| line.clone()));
     let ssrcs: (u32, u32) = (rand::random(), rand::random());
     let answer = sdp::build_answer(
         &parsed,
@@ -150,6 +178,17 @@ pub async fn offer(
     });
     SESSIONS.with(|s| s.borrow_mut().insert(creds.ufrag.clone(), session.clone()));
     STATS.sessions[shard.id % 64].fetch_add(1, Relaxed);
+    super::relay::attach(
+        &creds.ufrag,
+        relays.iter().map(|(slot, _)| *slot).collect(),
+        super::relay::candidate_ips(
+            parsed
+                .medias
+                .iter()
+                .flat_map(|m| m.candidates.iter().map(String::as_str)),
+        ),
+        ws_peer,
+    );
     shard.viewer_joined(name, consumer);
     info!(stream = name, session = %creds.ufrag, %peer, format = format_name, port = port.port, "webrtc: offer answered");
     glommio::spawn_local(super::run(shard.clone(), session)).detach();
@@ -442,9 +481,14 @@ pub async fn ws(
     };
     let ua = req.header("user-agent").unwrap_or("");
     match kind {
-        // ICE-lite: the viewer's addresses are learned from its checks; its candidates
-        // (before or after the offer) need no action, and ours are all in the answer.
-        "webrtc/candidate" => Vec::new(),
+        // ICE-lite: the viewer's addresses are learned from its checks, and ours are all
+        // in the answer; its candidates only open TURN permissions for their IPs.
+        "webrtc/candidate" => {
+            if let Some(c) = value.and_then(|v| v.as_str()) {
+                super::relay::trickled(peer, c);
+            }
+            Vec::new()
+        }
         "webrtc/offer" => {
             let Some(name) = name else {
                 return err("missing `src` in the WebSocket URL");
@@ -452,7 +496,7 @@ pub async fn ws(
             let Some(sdp) = value.and_then(|v| v.as_str()) else {
                 return err("`value` must be the offer SDP");
             };
-            match offer(shard, name, sdp, "webrtc/ws", peer, ua).await {
+            match offer_with(shard, name, sdp, "webrtc/ws", peer, ua, &[], Some(peer)).await {
                 Ok(c) => vec![simd_json::to_string(&WsText {
                     kind: "webrtc/answer",
                     value: &c.sdp,
@@ -469,9 +513,20 @@ pub async fn ws(
             let Some(sdp) = value.and_then(|v| v.get("sdp")).and_then(|s| s.as_str()) else {
                 return err("`value.sdp` missing");
             };
-            // ice_servers would give TURN relays to a full agent; ICE-lite offers host
-            // candidates only, so they are not used yet.
-            match offer(shard, name, sdp, "webrtc/hass", peer, ua).await {
+            // Its TURN servers give this session relay candidates (with the config's).
+            let servers = super::relay::ha_servers(value);
+            match offer_with(
+                shard,
+                name,
+                sdp,
+                "webrtc/hass",
+                peer,
+                ua,
+                &servers,
+                Some(peer),
+            )
+            .await
+            {
                 Ok(c) => vec![simd_json::to_string(&WsHa {
                     kind: "webrtc",
                     value: JsonAnswer {
