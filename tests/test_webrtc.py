@@ -36,12 +36,19 @@ def test_webrtc_in_private_netns():
     if os.geteuid() != 0:
         pytest.skip("needs root for unshare -n")
     pytest.importorskip("aiortc")
-    here = Path(__file__).resolve().parent
-    cmd = ("ip link set lo up && CORECAST_WEBRTC_NETNS=1 exec "
-           f"{sys.executable} -m pytest -x -q -p no:cacheprovider {Path(__file__).name}")
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=here, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    # Started by conftest right after collection, beside the other tests (its own
+    # namespace shares nothing with them); here we wait for it.
+    run = conftest.netns_webrtc_run()
+    try:
+        rc = run["proc"].wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(run["proc"].pid, 9)
+        run["proc"].wait()
+        rc = "timeout (600 s)"
+    out = Path(run["log"]).read_text(errors="replace")
+    Path(run["log"]).unlink(missing_ok=True)
+    print(out[-3000:])
+    assert rc == 0, f"inner run: {rc}\n" + out[-8000:]
 
 
 inner = pytest.mark.skipif(not INNER, reason="runs inside test_webrtc_in_private_netns")
