@@ -242,14 +242,19 @@ def view(srv, src, path, **kw):
 
 def _publisher(srv, name, audio):
     """ffmpeg publishing 25 fps H.264 and `audio` (libopus / pcm_alaw) to `name`."""
-    a = {"opus": ["-c:a", "libopus", "-b:a", "32k", "-ac", "2"],
-         "aac": ["-c:a", "aac", "-b:a", "64k", "-ac", "2"],
-         "pcma": ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]}[audio]
+    return _publish_audio(srv, name, {
+        "opus": ["-c:a", "libopus", "-b:a", "32k", "-ac", "2"],
+        "aac": ["-c:a", "aac", "-b:a", "64k", "-ac", "2"],
+        "pcma": ["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"]}[audio])
+
+
+def _publish_audio(srv, name, args):
+    """ffmpeg publishing 25 fps H.264 and a 440 Hz tone encoded with `args` to `name`."""
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50",
-           "-bf", "0", "-pix_fmt", "yuv420p"] + a + [
+           "-bf", "0", "-pix_fmt", "yuv420p"] + args + [
            "-f", "rtsp", "-rtsp_transport", "tcp", srv.url(name)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -799,17 +804,6 @@ def test_chromium_webrtc_tcp_mode(rtc_server):
 
 
 # --- H.265 and G.711 at other rates (issue 12 item 4) ---
-
-def _publish_audio(srv, name, args):
-    """ffmpeg publishing 25 fps H.264 and a 440 Hz tone encoded with `args` to `name`."""
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-           "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50",
-           "-bf", "0", "-pix_fmt", "yuv420p"] + args + [
-           "-f", "rtsp", "-rtsp_transport", "tcp", srv.url(name)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
 
 @inner
 @pytest.mark.parametrize("audio,rtpmap", [
