@@ -35,6 +35,11 @@ const IDLE_STOP: Duration = Duration::from_secs(3);
 const CONFIG_WAIT: Duration = Duration::from_secs(6);
 /// Frames held while waiting for parameter sets.
 const MAX_PENDING_FRAMES: usize = 2_000;
+/// How long the fragments of an audio track may wait for the next video fragment (see
+/// `run_muxer`): a viewer is then written once per video frame, not once per audio frame
+/// too (25 writes a second instead of ~72 for 25 fps video with 48 kHz AAC). Bounds the
+/// audio's added delay when the video is slow or stalls.
+const AUDIO_HOLD_US: u64 = 100_000;
 /// How long a viewer waits for the muxer to produce its init segment.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -680,6 +685,18 @@ async fn run_muxer(
     let mut out: Option<(Rc<LocalStream>, OwnedGuard)> = None;
     let mut frags = Vec::new();
     let mut seq: u64 = 0;
+    // Audio fragments wait for the next video fragment (or `AUDIO_HOLD_US`) so that each
+    // viewer is woken and written once per video frame: the writes, not the bytes, are what
+    // a viewer costs (issue #10). Outputs of one track kind publish at once.
+    let is_video = |k: CodecKind| matches!(k, CodecKind::H264 | CodecKind::H265 | CodecKind::Mjpeg);
+    let hold_audio = matches!(v, Variant::Mp4 | Variant::Mp4Tracks { .. } | Variant::Ts)
+        && wanted.iter().any(|(_, k)| is_video(*k))
+        && wanted.iter().any(|(_, k)| !is_video(*k));
+    let video_track = |t: usize| wanted.iter().any(|(i, k)| *i == t && is_video(*k));
+    // A video frame reached the muxer since the last publish (its push emits the previous
+    // video sample), and when the oldest unpublished fragment was made.
+    let mut video_pushed = false;
+    let mut held_since: Option<u64> = None;
     loop {
         // Stopped by its idle timer (see `reevaluate`): a flag, no registry lock.
         if ctl.stop.get() {
@@ -714,8 +731,19 @@ async fn run_muxer(
             }
         }
         if frames.is_empty() {
-            feed.wait(&registered, Duration::from_millis(250)).await;
-            continue;
+            match held_since {
+                // Held audio whose time is up: publish it below.
+                Some(t) if shard.clock.now().saturating_sub(t) >= AUDIO_HOLD_US => {}
+                Some(t) => {
+                    let left = AUDIO_HOLD_US - shard.clock.now().saturating_sub(t);
+                    feed.wait(&registered, Duration::from_micros(left)).await;
+                    continue;
+                }
+                None => {
+                    feed.wait(&registered, Duration::from_millis(250)).await;
+                    continue;
+                }
+            }
         }
         for f in frames.drain(..) {
             if muxer.is_none() {
@@ -829,12 +857,21 @@ async fn run_muxer(
                 }
             }
             if let Some(m) = muxer.as_mut() {
+                video_pushed |= video_track(f.track);
                 m.push(f, &mut frags);
             }
         }
         if let Some((o, _)) = &out {
             if !frags.is_empty() {
                 let now = shard.clock.now();
+                if hold_audio
+                    && !video_pushed
+                    && now.saturating_sub(*held_since.get_or_insert(now)) < AUDIO_HOLD_US
+                {
+                    continue;
+                }
+                video_pushed = false;
+                held_since = None;
                 for f in frags.drain(..) {
                     seq += 1;
                     o.push(Packet {
