@@ -661,6 +661,7 @@ impl Shard {
     pub async fn egress_loop(self: Rc<Self>, tick: std::time::Duration) {
         self.egress_running.set(true);
         let mut batch: Vec<Rc<LocalStream>> = Vec::new();
+        let mut nap = Nap::new(tick);
         loop {
             futures_lite::future::poll_fn(|cx| {
                 if self.dirty.borrow().is_empty() {
@@ -671,7 +672,8 @@ impl Shard {
                 }
             })
             .await;
-            glommio::timer::sleep(tick).await;
+            let napped = nap.take();
+            glommio::timer::sleep(tick.saturating_sub(napped)).await;
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
             for s in batch.drain(..) {
                 s.dirty.set(false);
@@ -960,6 +962,61 @@ impl Shard {
             })
             .detach();
         }
+    }
+}
+
+/// Ingest coalescing: most of an egress tick is spent with the shard's thread asleep
+/// (blocking, the event loop stopped), so that what every socket of the shard receives
+/// meanwhile is read, parsed and flushed in one event-loop turn, not one turn per arrival.
+/// Each turn of glommio's loop re-arms its timers (two io_uring cancels) and a park costs a
+/// membarrier and a context switch: with hundreds of streams those turns, not the bytes,
+/// were the shard's largest cost after `sendmsg` (issue #10). The latency bound is the
+/// tick's, as before. Only while the shard is mostly idle (its thread's CPU time under half
+/// of the wall time over the last 100 ms): a busy shard already does many arrivals per turn,
+/// and napping would only take time from it. `CORECAST_NO_NAP=1` turns it off (A/B runs).
+struct Nap {
+    tick: std::time::Duration,
+    on: bool,
+    /// Start of the measuring window: monotonic and thread CPU time, microseconds.
+    wall0: u64,
+    cpu0: u64,
+    allowed: bool,
+}
+
+impl Nap {
+    /// The part of a tick spent asleep; the rest is left to the event loop, which reads what
+    /// arrived during the nap before the flush.
+    const TAIL: std::time::Duration = std::time::Duration::from_micros(300);
+    const WINDOW_US: u64 = 100_000;
+
+    fn new(tick: std::time::Duration) -> Self {
+        Nap {
+            tick,
+            on: std::env::var_os("CORECAST_NO_NAP").is_none_or(|v| v == "0"),
+            wall0: crate::io::clock::micros(libc::CLOCK_MONOTONIC),
+            cpu0: crate::io::clock::micros(libc::CLOCK_THREAD_CPUTIME_ID),
+            allowed: false,
+        }
+    }
+
+    /// Sleeps the thread for most of a tick when allowed; returns how long.
+    fn take(&mut self) -> std::time::Duration {
+        if !self.on || self.tick <= Self::TAIL {
+            return std::time::Duration::ZERO;
+        }
+        let wall = crate::io::clock::micros(libc::CLOCK_MONOTONIC);
+        if wall.saturating_sub(self.wall0) >= Self::WINDOW_US {
+            let cpu = crate::io::clock::micros(libc::CLOCK_THREAD_CPUTIME_ID);
+            self.allowed = cpu.saturating_sub(self.cpu0) * 2 < wall.saturating_sub(self.wall0);
+            self.wall0 = wall;
+            self.cpu0 = cpu;
+        }
+        if !self.allowed {
+            return std::time::Duration::ZERO;
+        }
+        let d = self.tick - Self::TAIL;
+        std::thread::sleep(d);
+        d
     }
 }
 

@@ -1,4 +1,5 @@
-//! Wall-clock time of day in the local time zone (for go2rtc-style log lines).
+//! Wall-clock time of day in the local time zone (for go2rtc-style log lines), and raw
+//! clock reads (the thread CPU clock has no std API).
 
 /// Local wall-clock time of day: (h, m, s, ms).
 pub fn local_time_of_day() -> (u32, u32, u32, u32) {
@@ -26,4 +27,15 @@ pub fn local_time_of_day() -> (u32, u32, u32, u32) {
         tm.tm_sec as u32,
         now.subsec_millis(),
     )
+}
+
+/// `clock`'s time in microseconds (`CLOCK_MONOTONIC`, `CLOCK_THREAD_CPUTIME_ID`, ...).
+pub fn micros(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
