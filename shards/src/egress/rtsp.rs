@@ -468,6 +468,8 @@ async fn handle(
     let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
     let now = shard.clock.now();
     let activity = Rc::new(Cell::new(now));
+    // A publisher's read buffer (see the read below); none for players.
+    let mut media_buf: Vec<u8> = Vec::new();
     let mut session = ServerSession::new(
         format!("{:016X}", rand::random::<u64>()),
         shard.config.rtsp.session_timeout_secs,
@@ -609,33 +611,38 @@ async fn handle(
         if let Some(p) = host.publish.borrow().as_ref() {
             p.producer.flush(&shard);
         }
-        // Read more, waking up now and then to check the session timeout.
-        let chunk = if host.publish.borrow().is_some() {
-            PUBLISH_READ_CHUNK
-        } else {
-            READ_CHUNK
-        };
-        if buf.capacity() - buf.len() < chunk / 4 {
-            buf.reserve(chunk);
+        // Read more, waking up now and then to check the session timeout. A publisher's
+        // reads land in `media_buf` (zeroed once) and are appended: zeroing a 64 KiB
+        // window of `buf` before every read cost more than the bytes read.
+        let publishing = host.publish.borrow().is_some();
+        if publishing && media_buf.is_empty() {
+            media_buf = vec![0u8; PUBLISH_READ_CHUNK];
         }
         let start = buf.len();
-        let cap = buf.capacity().min(start + chunk);
-        buf.resize(cap, 0);
+        if !publishing {
+            buf.resize(start + READ_CHUNK, 0);
+        }
         let read = glommio::timer::timeout(Duration::from_secs(5), async {
-            stream
-                .read(&mut buf[start..])
-                .await
-                .map_err(glommio::GlommioError::from)
+            let into = if publishing {
+                &mut media_buf[..]
+            } else {
+                &mut buf[start..]
+            };
+            stream.read(into).await.map_err(glommio::GlommioError::from)
         })
         .await;
+        if !publishing {
+            let n = *read.as_ref().unwrap_or(&0);
+            buf.truncate(start + n);
+        }
         match read {
-            Ok(0) => {
-                buf.truncate(start);
-                break None;
+            Ok(0) => break None,
+            Ok(n) => {
+                if publishing {
+                    buf.extend_from_slice(&media_buf[..n]);
+                }
             }
-            Ok(n) => buf.truncate(start + n),
             Err(glommio::GlommioError::TimedOut(_)) => {
-                buf.truncate(start);
                 let now = shard.clock.now();
                 // UDP media and RTCP keep the session alive through `activity`.
                 session.touch(activity.get());
@@ -648,7 +655,6 @@ async fn handle(
                 }
             }
             Err(e) => {
-                buf.truncate(start);
                 debug!(%peer, error = %e, "rtsp read failed");
                 break None;
             }

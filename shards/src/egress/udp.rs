@@ -65,14 +65,15 @@ pub fn spawn(shard: Rc<Shard>, pair: Rc<UdpPair>) {
 }
 
 async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
+    use crate::sources::pull::MAX_DATAGRAM;
+    // Datagrams land in `scratch` (zeroed once) and are copied into `buf`, whose slices
+    // they become: zeroing a receive window per datagram (`resize`) cost more than the
+    // copy of the datagram itself.
+    let mut scratch = vec![0u8; MAX_DATAGRAM];
     let mut buf = BytesMut::new();
     let mut unknown: u64 = 0;
     loop {
-        if buf.capacity() < crate::sources::pull::MAX_DATAGRAM {
-            buf = BytesMut::with_capacity(256 * 1024);
-        }
-        buf.resize(crate::sources::pull::MAX_DATAGRAM, 0);
-        let (n, from) = match pair.rtp.recv_from(&mut buf[..]).await {
+        let (n, from) = match pair.rtp.recv_from(&mut scratch).await {
             Ok(v) => v,
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "udp rtp receive failed");
@@ -87,9 +88,12 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
         let mut budget = 64;
         while let Some((n, from)) = next {
             // Datagrams of MAX_DATAGRAM bytes or more may be truncated: dropped.
-            if n < crate::sources::pull::MAX_DATAGRAM {
-                // The datagram becomes a slice of one large receive buffer, shared on.
-                buf.truncate(n);
+            if n < MAX_DATAGRAM {
+                // The datagram becomes a slice of one large buffer, shared on.
+                if buf.capacity() < n {
+                    buf = BytesMut::with_capacity(256 * 1024);
+                }
+                buf.extend_from_slice(&scratch[..n]);
                 let data = buf.split().freeze();
                 let route = ROUTES.with(|r| {
                     r.borrow()
@@ -116,11 +120,7 @@ async fn rtp_loop(shard: Rc<Shard>, pair: Rc<UdpPair>) {
             if budget == 0 {
                 break;
             }
-            if buf.capacity() < crate::sources::pull::MAX_DATAGRAM {
-                buf = BytesMut::with_capacity(256 * 1024);
-            }
-            buf.resize(crate::sources::pull::MAX_DATAGRAM, 0);
-            next = crate::io::sendv::try_recv_from(pair.rtp_fd, &mut buf[..]);
+            next = crate::io::sendv::try_recv_from(pair.rtp_fd, &mut scratch);
         }
         for slot in &touched {
             crate::egress::rtsp::flush_udp(&shard, slot);
