@@ -6,6 +6,7 @@
 #   (b) 200 cameras x 5 viewers, pulled by corecast from a camera farm: <= 1.5 x floor
 #   (c) 500 cameras pulled over RTSP, 1 consumer each: RSS <= 1 MB per camera above the
 #       baseline; CPU/Gbit <= 1.5 x floor
+#       (in (b) and (c) the floor pulls the same cameras from the same farm: `floor --pull`)
 #   (d) 1,000 stream.mp4 viewers of one stream (real publisher): CPU/Gbit <= 0.75 x the
 #       floor's RTSP/TCP delivery of the same stream to 1,000 viewers
 #   (e) synthetic publisher (send time in every payload), 1,000 RTSP/TCP viewers:

@@ -148,6 +148,11 @@ impl Blocking {
         })
     }
 
+    /// The socket and what was read past the last response (media after PLAY).
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// Sends a request and waits for its response (interleaved data before it is skipped).
     pub fn call(
         &mut self,

@@ -9,6 +9,10 @@
 //! handling beyond a bounded per-viewer backlog: it is the kernel's cost of moving the
 //! bytes, which is what corecast is compared against.
 //!
+//! With `--pull` it is also the floor of a relay: at start it pulls N cameras from another
+//! RTSP server (DESCRIBE/SETUP interleaved/PLAY, blocking, before it listens) and treats
+//! each as a publisher, so it ingests what a server pulling N cameras ingests (`nvr`).
+//!
 //! Limitation (fine for the harness): a TCP viewer must ask for interleaved channels
 //! `2i-2i+1` for track i (our viewers do), since frames are forwarded without rewriting.
 
@@ -89,14 +93,76 @@ struct Conn {
     dropped: u64,
 }
 
+/// `--pull`: cameras `{prefix}{i}` for i < count, pulled from `{base}/{prefix}{i}`.
+pub struct Pull {
+    pub base: String,
+    pub prefix: String,
+    pub count: usize,
+}
+
+/// A pulled camera's connection, playing, and what was read past the PLAY response.
+struct Pulled {
+    sock: TcpStream,
+    peer: SocketAddr,
+    rest: BytesMut,
+    sid: usize,
+}
+
+/// Pulls camera `path` from `url` over RTSP/TCP, interleaved channels 2t-2t+1 for track t
+/// (as the floor's viewers ask), and returns the playing connection and the SDP.
+fn pull_one(url: &str) -> Result<(TcpStream, BytesMut, String), String> {
+    let u = crate::client::parse_url(url)?;
+    let mut c = crate::client::Blocking::connect(u.addr, std::time::Duration::from_secs(5))?;
+    let resp = c.call(
+        Method::Describe,
+        url,
+        &[("Accept", "application/sdp")],
+        None,
+    )?;
+    let sdp = String::from_utf8_lossy(&resp.body).to_string();
+    for (t, setup) in crate::client::setup_urls(url, &resp)?.iter().enumerate() {
+        let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * t, 2 * t + 1);
+        c.call(Method::Setup, setup, &[("Transport", &transport)], None)?;
+    }
+    c.call(Method::Play, url, &[("Range", "npt=0.000-")], None)?;
+    let (sock, rest) = c.into_parts();
+    sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+    sock.set_nodelay(true).ok();
+    Ok((sock, rest, sdp))
+}
+
 pub fn run(
     listen: SocketAddr,
     threads: usize,
     udp_port: u16,
     alias: Option<(String, usize)>,
     tick_ms: u64,
+    pull: Option<Pull>,
 ) -> Result<(), String> {
     let threads = threads.max(1);
+    // Pulled cameras first: the floor listens (and the harness starts viewers) once all
+    // of them play. Camera i goes to thread i % threads.
+    let mut streams = HashMap::new();
+    let mut pulled: Vec<Vec<Pulled>> = (0..threads).map(|_| Vec::new()).collect();
+    if let Some(p) = &pull {
+        for i in 0..p.count {
+            let path = format!("{}{i}", p.prefix);
+            let url = format!("{}/{path}", p.base.trim_end_matches('/'));
+            let (sock, rest, sdp) = pull_one(&url).map_err(|e| format!("pull {url}: {e}"))?;
+            let peer = sock.peer_addr().map_err(|e| e.to_string())?;
+            streams.insert(path, (i, sdp));
+            pulled[i % threads].push(Pulled {
+                sock,
+                peer,
+                rest,
+                sid: i,
+            });
+        }
+        eprintln!(
+            "corecast-perf floor: pulling {} cameras from {}",
+            p.count, p.base
+        );
+    }
     let mut inboxes = Vec::new();
     for _ in 0..threads {
         // SAFETY: plain syscall.
@@ -110,12 +176,12 @@ pub fn run(
         });
     }
     let global = Arc::new(Global {
-        streams: Mutex::new(HashMap::new()),
+        streams: Mutex::new(streams),
         inboxes,
         alias,
     });
     let mut handles = Vec::new();
-    for t in 0..threads {
+    for (t, mine) in pulled.into_iter().enumerate() {
         let listener = reuseport_listener(listen).map_err(|e| format!("listen {listen}: {e}"))?;
         let port = udp_port + 2 * t as u16;
         let rtp = UdpSocket::bind(("127.0.0.1", port)).map_err(|e| format!("udp {port}: {e}"))?;
@@ -128,6 +194,9 @@ pub fn run(
                 .spawn(move || {
                     let mut th = Thread::new(t, g, listener, rtp, rtcp, port);
                     th.tick_ns = tick_ms * 1_000_000;
+                    for p in mine {
+                        th.add_pulled(p);
+                    }
                     th.run()
                 })
                 .map_err(|e| e.to_string())?,
@@ -278,6 +347,36 @@ impl Thread {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(_) => return,
             }
+        }
+    }
+
+    /// A pulled camera: a publisher that is already recording.
+    fn add_pulled(&mut self, p: Pulled) {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            p.sock.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            i as u64,
+        );
+        let pending_media = !p.rest.is_empty();
+        self.conns[i] = Some(Conn {
+            sock: p.sock,
+            peer: p.peer,
+            rbuf: p.rest,
+            pending: Vec::new(),
+            role: Role::Publisher {
+                sid: p.sid,
+                recording: true,
+            },
+            session: format!("{:08x}{:04x}", i, self.id),
+            dropped: 0,
+        });
+        if pending_media {
+            self.readable_again(i);
         }
     }
 

@@ -265,6 +265,7 @@ impl ServerArgs {
             preload: false,
             alias: None,
             floor_tick_ms: self.floor_tick_ms,
+            floor_pull: None,
         }
     }
 
@@ -477,6 +478,13 @@ struct FloorArgs {
     /// the publisher).
     #[arg(long, default_value_t = 0)]
     tick_ms: u64,
+    /// Pull PREFIX:COUNT cameras (`PREFIX0`..) from `--pull-from` at start and serve them
+    /// as if published (the floor of a server that pulls its cameras).
+    #[arg(long, value_parser = parse_alias, requires = "pull_from")]
+    pull: Option<(String, usize)>,
+    /// RTSP base URL the `--pull` cameras come from, e.g. rtsp://127.0.0.1:8554
+    #[arg(long)]
+    pull_from: Option<String>,
 }
 
 fn parse_alias(s: &str) -> Result<(String, usize), String> {
@@ -507,6 +515,13 @@ fn main() -> ExitCode {
             a.udp_port,
             a.alias,
             a.tick_ms,
+            a.pull
+                .zip(a.pull_from)
+                .map(|((prefix, count), base)| floor::Pull {
+                    base,
+                    prefix,
+                    count,
+                }),
         ),
     };
     match r {

@@ -11,9 +11,10 @@
 //! pacing), without encoding N live streams on a 2-core machine; the farm is a separate
 //! process, so its CPU is not in the server's figure (it is reported in a note).
 //!
-//! For the floor's turn of a pulled-camera run, the viewers read the farm itself (the
-//! same N paths from the same F publishers): the least it costs to deliver those bytes to
-//! N x K viewers.
+//! For the floor's turn of a pulled-camera run, the floor pulls the same N cameras from the
+//! same farm (`floor --pull`) and serves them to the N x K viewers: the least it costs to
+//! ingest N cameras and deliver their bytes, as corecast must. (Until 2026-12-03 the
+//! viewers read the farm itself, so the floor ingested F streams against corecast's N.)
 
 use crate::compare::{self, CompareResult};
 use crate::ffpub::FfPublishers;
@@ -97,13 +98,8 @@ fn pull_turn(
     let mut farm_opts = opts.clone();
     farm_opts.alias = Some(("src".into(), f));
     farm_opts.threads = 1;
-    // As a camera source the farm forwards each publisher read at once (a camera's
-    // pacing); as the floor under test it keeps the floor's tick.
-    farm_opts.floor_tick_ms = if k == PeerKind::Floor {
-        opts.floor_tick_ms
-    } else {
-        0
-    };
+    // As a camera source the farm forwards each publisher read at once (a camera's pacing).
+    farm_opts.floor_tick_ms = 0;
     let mut farm = peers::start(PeerKind::Floor, &farm_opts, &[])?;
     let urls: Vec<String> = (0..f).map(|i| farm.url(&format!("src{i}"))).collect();
     let mut pubs = Pubs::Ffmpeg(FfPublishers::start(
@@ -135,7 +131,15 @@ fn pull_turn(
                 r
             })
         }
-        PeerKind::Floor => swarm::run_with(&farm, p, Some(&mut pubs)),
+        PeerKind::Floor => {
+            let mut o = opts.clone();
+            o.floor_pull = Some((format!("rtsp://{}", farm.rtsp), "cam".into(), nvr.cameras));
+            peers::start(PeerKind::Floor, &o, &names).and_then(|mut server| {
+                let r = swarm::run_with(&server, p, Some(&mut pubs));
+                server.stop();
+                r
+            })
+        }
         PeerKind::Gst => Err("nvr compares corecast and floor".into()),
     };
     if let Pubs::Ffmpeg(f) = &mut pubs {

@@ -44,6 +44,8 @@ pub struct PeerOpts {
     pub alias: Option<(String, usize)>,
     /// floor: write viewers once per this many ms (0 = per publisher read).
     pub floor_tick_ms: u64,
+    /// floor: pull (base URL, prefix, count) cameras at start, as corecast pulls them.
+    pub floor_pull: Option<(String, String, usize)>,
 }
 
 /// A server the harness measures.
@@ -201,6 +203,12 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             }
             if let Some((prefix, count)) = &opts.alias {
                 c.arg("--alias").arg(format!("{prefix}:{count}"));
+            }
+            if let Some((base, prefix, count)) = &opts.floor_pull {
+                c.arg("--pull-from")
+                    .arg(base)
+                    .arg("--pull")
+                    .arg(format!("{prefix}:{count}"));
             }
             c
         }
