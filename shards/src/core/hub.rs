@@ -999,6 +999,14 @@ impl Nap {
         }
     }
 
+    /// Ends a measuring window at (`wall`, `cpu`): naps are allowed in the next one if the
+    /// thread was busy under half of this one.
+    fn judge(&mut self, wall: u64, cpu: u64) {
+        self.allowed = cpu.saturating_sub(self.cpu0) * 2 < wall.saturating_sub(self.wall0);
+        self.wall0 = wall;
+        self.cpu0 = cpu;
+    }
+
     /// Sleeps the thread for most of a tick when allowed; returns how long.
     fn take(&mut self) -> std::time::Duration {
         if !self.on || self.tick <= Self::TAIL {
@@ -1006,10 +1014,10 @@ impl Nap {
         }
         let wall = crate::io::clock::micros(libc::CLOCK_MONOTONIC);
         if wall.saturating_sub(self.wall0) >= Self::WINDOW_US {
-            let cpu = crate::io::clock::micros(libc::CLOCK_THREAD_CPUTIME_ID);
-            self.allowed = cpu.saturating_sub(self.cpu0) * 2 < wall.saturating_sub(self.wall0);
-            self.wall0 = wall;
-            self.cpu0 = cpu;
+            self.judge(
+                wall,
+                crate::io::clock::micros(libc::CLOCK_THREAD_CPUTIME_ID),
+            );
         }
         if !self.allowed {
             return std::time::Duration::ZERO;
@@ -1214,6 +1222,38 @@ mod tests {
     /// stays through a new producer with the same tracks and gets its packets renumbered
     /// to continue the old ones, from its first keyframe; a producer with other parameter
     /// sets ends it.
+    #[test]
+    fn nap_only_when_the_shard_was_mostly_idle() {
+        use std::time::Duration;
+        let tick = Duration::from_millis(1);
+        let mut nap = Nap::new(tick);
+        nap.on = true;
+        // Windows judged on synthetic clocks: busy under half the wall time allows naps.
+        nap.wall0 = 0;
+        nap.cpu0 = 0;
+        nap.judge(100_000, 40_000);
+        assert!(nap.allowed);
+        nap.judge(200_000, 40_000 + 60_000);
+        assert!(!nap.allowed, "60 % busy: no nap");
+        nap.judge(300_000, 100_000 + 10_000);
+        assert!(nap.allowed);
+        // take() naps the tick minus the tail while allowed (the window still runs).
+        nap.wall0 = crate::io::clock::micros(libc::CLOCK_MONOTONIC);
+        let t = std::time::Instant::now();
+        assert_eq!(nap.take(), tick - Nap::TAIL);
+        assert!(t.elapsed() >= tick - Nap::TAIL);
+        // Not allowed, off (CORECAST_NO_NAP), or a tick no longer than the tail: never.
+        nap.allowed = false;
+        assert_eq!(nap.take(), Duration::ZERO);
+        nap.allowed = true;
+        nap.on = false;
+        assert_eq!(nap.take(), Duration::ZERO);
+        let mut short = Nap::new(Nap::TAIL);
+        short.on = true;
+        short.allowed = true;
+        assert_eq!(short.take(), Duration::ZERO);
+    }
+
     #[test]
     fn control_messages_and_resume_across_shards() {
         use crate::core::producer::Producer;
