@@ -227,8 +227,12 @@ pub struct Cursor {
     waiting_keyframe: bool,
     /// Times this reader fell behind and jumped to a keyframe.
     pub skips: u64,
-    /// Items passed over because of those jumps.
+    /// Items passed over because of those jumps (and, once it has delivered something,
+    /// while it waited for a keyframe).
     pub skipped: u64,
+    /// An item was delivered: what a joiner passes over before its first keyframe was
+    /// never its to lose, and is not counted as skipped.
+    started: bool,
 }
 
 impl Cursor {
@@ -240,12 +244,14 @@ impl Cursor {
                 waiting_keyframe: false,
                 skips: 0,
                 skipped: 0,
+                started: false,
             },
             None => Cursor {
                 pos: ring.head(),
                 waiting_keyframe: true,
                 skips: 0,
                 skipped: 0,
+                started: false,
             },
         }
     }
@@ -260,6 +266,7 @@ impl Cursor {
                 waiting_keyframe: true,
                 skips: 0,
                 skipped: 0,
+                started: false,
             }
         } else {
             c
@@ -273,6 +280,7 @@ impl Cursor {
             waiting_keyframe: true,
             skips: 0,
             skipped: 0,
+            started: false,
         }
     }
 
@@ -312,11 +320,12 @@ impl Cursor {
             self.pos += 1;
             if self.waiting_keyframe {
                 if !key {
-                    self.skipped += 1;
+                    self.skipped += self.started as u64;
                     continue;
                 }
                 self.waiting_keyframe = false;
             }
+            self.started = true;
             return Next::Item(item);
         }
         Next::Empty
@@ -534,7 +543,8 @@ mod tests {
         r.push(3, true);
         r.push(4, false);
         assert_eq!(drain(&mut c, &r, 100), vec![3, 4]);
-        assert_eq!(c.skipped, 1);
+        // Not counted: a joiner had nothing to lose before its first keyframe.
+        assert_eq!(c.skipped, 0);
     }
 
     #[test]
@@ -596,6 +606,26 @@ mod tests {
         assert!(c.jump_to_last_keyframe(&r));
         assert_eq!(drain(&mut c, &r, 100), vec![2, 3]);
         assert_eq!((c.skips, c.skipped), (1, 2));
+    }
+
+    #[test]
+    fn a_joiner_waiting_for_its_first_keyframe_skips_nothing() {
+        let mut r = Ring::new(16);
+        let mut c = Cursor::at_next_keyframe(&r);
+        r.push(0u64, false);
+        r.push(1, false);
+        r.push(2, true);
+        assert_eq!(drain(&mut c, &r, 100), vec![2]);
+        assert_eq!(
+            c.skipped, 0,
+            "packets before a joiner's first keyframe were never its"
+        );
+        // Once it has delivered, waiting for a keyframe (a new producer) passes items over.
+        c.wait_for_keyframe();
+        r.push(3, false);
+        r.push(4, true);
+        assert_eq!(drain(&mut c, &r, 100), vec![4]);
+        assert_eq!(c.skipped, 1);
     }
 
     #[test]
