@@ -688,11 +688,10 @@ async fn run_muxer(
     // Audio fragments wait for the next video fragment (or `AUDIO_HOLD_US`) so that each
     // viewer is woken and written once per video frame: the writes, not the bytes, are what
     // a viewer costs (issue #10). Outputs of one track kind publish at once.
-    let is_video = |k: CodecKind| matches!(k, CodecKind::H264 | CodecKind::H265 | CodecKind::Mjpeg);
     let hold_audio = matches!(v, Variant::Mp4 | Variant::Mp4Tracks { .. } | Variant::Ts)
-        && wanted.iter().any(|(_, k)| is_video(*k))
-        && wanted.iter().any(|(_, k)| !is_video(*k));
-    let video_track = |t: usize| wanted.iter().any(|(i, k)| *i == t && is_video(*k));
+        && wanted.iter().any(|(_, k)| k.is_video())
+        && wanted.iter().any(|(_, k)| !k.is_video());
+    let video_track = |t: usize| wanted.iter().any(|(i, k)| *i == t && k.is_video());
     // A video frame reached the muxer since the last publish (its push emits the previous
     // video sample), and when the oldest unpublished fragment was made.
     let mut video_pushed = false;
