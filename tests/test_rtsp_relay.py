@@ -69,6 +69,35 @@ def test_fifty_readers_on_two_shards(server_factory, procs, clip):
     assert sorted({c["shard"] for c in consumers}) == [0, 1]
 
 
+def test_few_readers_are_served_by_the_owner_shard(server_factory, procs, clip):
+    """An NVR's few consumers of a camera are handed to the shard that owns the stream
+    (whichever shard the kernel accepted them on), so no packet crosses shards: each
+    reader still decodes the stream. 6 readers: all landing on the owner by chance is 1/64."""
+    srv = server_factory(shards=2)
+    url = srv.url("cam")
+    pub = ffmpeg_publish(url, clip, loop=True)
+    procs.append(pub)
+    srv.wait_producer("cam")
+    readers = [ffmpeg_read(url, duration=4) for _ in range(6)]
+    procs.extend(readers)
+    deadline = time.time() + 20
+    consumers = []
+    while time.time() < deadline:
+        consumers = srv.streams()["cam"]["consumers"] or []
+        if len(consumers) == 6:
+            break
+        time.sleep(0.2)
+    owner = srv.streams()["cam"]["owner_shard"]
+    relayed = sum(s["relayed_packets"] for s in srv.api("/api")["shards"])
+    results = [r.communicate(timeout=60) for r in readers]
+    frames = [decoded_frames(out) for out, _ in results]
+    assert all(f >= 75 for f in frames), frames  # 4 s at 25 fps, from a keyframe
+    assert all(decode_errors(err) == [] for _, err in results), [e for _, e in results if e][:2]
+    assert len(consumers) == 6, consumers
+    assert [c["shard"] for c in consumers] == [owner] * 6, (owner, consumers)
+    assert relayed == 0, relayed
+
+
 def test_gstreamer_rtspsrc_decodes(server_factory, procs, tmp_path):
     srv = server_factory()
     out = tmp_path / "out.yuv"

@@ -69,7 +69,8 @@ pub enum RoomMsg {
     /// Who wants this stream changed (a viewer came or left, the API changed its sources
     /// or preload): the owner re-evaluates its source and muxers once.
     Wanted { name: String },
-    /// A publisher connected to the wrong shard: the owner takes over its socket.
+    /// An RTSP connection on the wrong shard (a publisher, or a player of a stream with few
+    /// viewers): the owner takes over its socket.
     Handoff {
         /// Owned: a message dropped on the way (channel closed at shutdown, no handler)
         /// closes the socket instead of leaking it.

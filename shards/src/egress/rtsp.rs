@@ -47,8 +47,15 @@ const SR_INTERVAL_US: u64 = 2_000_000;
 /// Kernel send buffer per connection: large enough for bursts, small enough that a stalled
 /// reader shows up as backpressure here (and gets skipped) instead of seconds of backlog.
 const SNDBUF: usize = 256 * 1024;
+/// A player of a stream with fewer viewers than this (on all shards) is handed to the
+/// stream's owner shard at its first DESCRIBE/SETUP, so it reads the owner's ring directly:
+/// no mirror, no cross-shard hop per tick. That is the NVR case (hundreds of cameras, a
+/// few consumers each), where the relay was ~4 % of the server. Beyond it, players stay
+/// where the kernel put them, so a popular stream's viewers spread over all shards.
+const OWNER_SHARD_VIEWERS: usize = 8;
 
-/// Takes over a publisher connection another shard handed to us (see `RoomMsg::Handoff`).
+/// Takes over a connection another shard handed to us (see `RoomMsg::Handoff`): a
+/// publisher, or a player of a stream with few viewers (`OWNER_SHARD_VIEWERS`).
 pub fn take_handoff(
     shard: &Rc<Shard>,
     fd: std::os::fd::OwnedFd,
@@ -555,6 +562,13 @@ async fn handle(
                         } else {
                             path
                         };
+                        let owner = shard.owner_of(name);
+                        if owner != shard.id && !name.is_empty() && few_viewers(&shard, name) {
+                            let mut raw = Vec::new();
+                            req.write_to(&mut raw);
+                            raw.extend_from_slice(&buf);
+                            break 'conn Some((owner, raw, authenticated));
+                        }
                         let (_, query) = url::path_and_query(&req.uri);
                         let ua = req.headers.get("User-Agent").unwrap_or("");
                         // Boxed: its state would otherwise widen every connection's task.
@@ -694,10 +708,10 @@ async fn handle(
         let fd = crate::io::fd::dup_owned(&stream);
         drop(stream);
         if let Err(e) = &fd {
-            warn!(%peer, error = %e, "cannot hand the publisher to its owner shard (dup failed); dropped");
+            warn!(%peer, error = %e, "cannot hand the connection to its owner shard (dup failed); dropped");
         }
         if let Ok(fd) = fd {
-            debug!(%peer, from = shard.id, to = owner, "publisher handed to owner shard");
+            debug!(%peer, from = shard.id, to = owner, "connection handed to owner shard");
             shard.send_room(
                 owner,
                 crate::core::hub::RoomMsg::Handoff {
@@ -709,6 +723,16 @@ async fn handle(
             );
         }
     }
+}
+
+/// Whether `name` has fewer viewers than `OWNER_SHARD_VIEWERS` (see there).
+fn few_viewers(shard: &Shard, name: &str) -> bool {
+    shard
+        .registry
+        .lock()
+        .streams
+        .get(name)
+        .is_none_or(|e| e.consumers.len() < OWNER_SHARD_VIEWERS)
 }
 
 /// Parses one received RTP packet once and appends it to the stream.
