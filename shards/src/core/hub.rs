@@ -324,6 +324,11 @@ pub struct Shard {
     dirty: RefCell<Vec<Rc<LocalStream>>>,
     egress_waker: RefCell<Option<Waker>>,
     egress_running: Cell<bool>,
+    /// Wake quiet connection loops for their periodic checks (see `beat`): every 250 ms
+    /// (pulled sources: stop requests, keepalives), every 5 s (RTSP connections' session
+    /// timeout, where thousands of idle players must not be woken often).
+    pub beat: Rc<super::beat::Beat>,
+    pub slow_beat: Rc<super::beat::Beat>,
 }
 
 impl Shard {
@@ -351,6 +356,8 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             egress_waker: RefCell::new(None),
             egress_running: Cell::new(false),
+            beat: super::beat::Beat::new(std::time::Duration::from_millis(250)),
+            slow_beat: super::beat::Beat::new(std::time::Duration::from_secs(5)),
         })
     }
 

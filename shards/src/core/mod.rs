@@ -4,6 +4,7 @@
 //! `corecast::fanout`. Nothing here imports another room of `shards/`: the rooms'
 //! control messages reach them through the handler the runtime installs.
 
+pub mod beat;
 pub mod hub;
 pub mod producer;
 pub mod registry;

@@ -511,6 +511,7 @@ async fn handle(
     let mut authenticated = auth.is_none() || pre_authenticated;
     // After a protocol error: let the error response reach the client before closing.
     let mut linger = false;
+    let beat_mark = Cell::new(0);
     let handoff = 'conn: loop {
         // Everything complete in the buffer, then one flush: one producer tick.
         loop {
@@ -636,27 +637,32 @@ async fn handle(
         if !publishing {
             buf.resize(start + READ_CHUNK, 0);
         }
-        let read = glommio::timer::timeout(Duration::from_secs(5), async {
-            let into = if publishing {
-                &mut media_buf[..]
-            } else {
-                &mut buf[start..]
-            };
-            stream.read(into).await.map_err(glommio::GlommioError::from)
+        // Until data or the shard's slow beat (≤ 5 s): no timer per read (see `Beat`).
+        let into = if publishing {
+            &mut media_buf[..]
+        } else {
+            &mut buf[start..]
+        };
+        let read = futures_lite::future::or(async { Some(stream.read(into).await) }, async {
+            shard.slow_beat.next(&beat_mark).await;
+            None
         })
         .await;
         if !publishing {
-            let n = *read.as_ref().unwrap_or(&0);
+            let n = match read {
+                Some(Ok(n)) => n,
+                _ => 0,
+            };
             buf.truncate(start + n);
         }
         match read {
-            Ok(0) => break None,
-            Ok(n) => {
+            Some(Ok(0)) => break None,
+            Some(Ok(n)) => {
                 if publishing {
                     buf.extend_from_slice(&media_buf[..n]);
                 }
             }
-            Err(glommio::GlommioError::TimedOut(_)) => {
+            None => {
                 let now = shard.clock.now();
                 // UDP media and RTCP keep the session alive through `activity`.
                 session.touch(activity.get());
@@ -668,7 +674,7 @@ async fn handle(
                     break None;
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 debug!(%peer, error = %e, "rtsp read failed");
                 break None;
             }

@@ -193,6 +193,7 @@ pub async fn run_feed(
     let mut quirks_logged = 0u32;
     let mut last_rx = shard.clock.now();
     let mut played = false;
+    let beat_mark = std::cell::Cell::new(0);
     let result: Result<(), SourceError> = 'feed: loop {
         if running.stopped() {
             client.teardown();
@@ -283,27 +284,27 @@ pub async fn run_feed(
                 detail: Some("write".into()),
             });
         }
-        // Read with a short timeout so stop requests and keepalives are timely. Into
-        // `rbuf` (zeroed once), then appended to `buf`: zeroing a 64 KiB window of `buf`
-        // before every read was a tenth of a server pulling 500 cameras.
-        let read = glommio::timer::timeout(Duration::from_millis(250), async {
-            sock.read(&mut rbuf)
-                .await
-                .map_err(glommio::GlommioError::from)
+        // Read until data or the shard's next beat (≤ 250 ms), so stop requests and
+        // keepalives are timely without a timer per read. Into `rbuf` (zeroed once), then
+        // appended to `buf`: zeroing a 64 KiB window of `buf` before every read was a tenth
+        // of a server pulling 500 cameras.
+        let read = futures_lite::future::or(async { Some(sock.read(&mut rbuf).await) }, async {
+            shard.beat.next(&beat_mark).await;
+            None
         })
         .await;
         let now = shard.clock.now();
         match read {
-            Ok(0) => break Err(SourceError::Closed),
-            Ok(n) => {
+            Some(Ok(0)) => break Err(SourceError::Closed),
+            Some(Ok(n)) => {
                 buf.extend_from_slice(&rbuf[..n]);
                 last_rx = now;
                 if let Err(e) = client.handle_input(&mut buf, now) {
                     break Err(SourceError::Camera(describe_error(&e)));
                 }
             }
-            Err(glommio::GlommioError::TimedOut(_)) => {}
-            Err(e) => {
+            None => {}
+            Some(Err(e)) => {
                 break Err(SourceError::Lost {
                     detail: Some(e.to_string()),
                 });
