@@ -16,7 +16,7 @@ use corecast::filter::{self, Filter};
 use corecast::packet::Packet;
 use corecast::rtp::rtcp::{self, SenderInfo};
 use corecast::rtsp::auth::ServerAuth;
-use corecast::rtsp::message::{self, Message, Method, Response};
+use corecast::rtsp::message::{self, Message, Method, Request, Response};
 use corecast::rtsp::server::{Event, Host, RtpInfo, ServerSession, SetupTrack, TrackTransport};
 use corecast::rtsp::url;
 use corecast::sdp::Sdp;
@@ -543,33 +543,31 @@ async fn handle(
                             continue;
                         }
                     }
-                    if req.method == Method::Announce && session.path().is_none() {
-                        let (path, _) = url::path_and_query(&req.uri);
-                        let owner = shard.owner_of(path);
-                        if owner != shard.id && !path.is_empty() {
-                            let mut raw = Vec::new();
-                            req.write_to(&mut raw);
-                            raw.extend_from_slice(&buf);
-                            break 'conn Some((owner, raw, authenticated));
+                    // The first request naming a stream: a publisher always, a player of a
+                    // stream with few viewers, moves to the stream's owner shard.
+                    if session.path().is_none() {
+                        let target = match req.method {
+                            Method::Announce => Some((url::path_and_query(&req.uri).0, false)),
+                            Method::Describe | Method::Setup => Some((stream_name(&req), true)),
+                            _ => None,
+                        };
+                        if let Some((name, player)) = target {
+                            let owner = shard.owner_of(name);
+                            if owner != shard.id
+                                && !name.is_empty()
+                                && (!player || few_viewers(&shard, name))
+                            {
+                                let mut raw = Vec::new();
+                                req.write_to(&mut raw);
+                                raw.extend_from_slice(&buf);
+                                break 'conn Some((owner, raw, authenticated));
+                            }
                         }
                     }
                     if matches!(req.method, Method::Describe | Method::Setup)
                         && session.path().is_none()
                     {
-                        let (path, _) = url::path_and_query(&req.uri);
-                        let (stream_path, _) = url::split_track(path);
-                        let name = if req.method == Method::Setup && !stream_path.is_empty() {
-                            stream_path
-                        } else {
-                            path
-                        };
-                        let owner = shard.owner_of(name);
-                        if owner != shard.id && !name.is_empty() && few_viewers(&shard, name) {
-                            let mut raw = Vec::new();
-                            req.write_to(&mut raw);
-                            raw.extend_from_slice(&buf);
-                            break 'conn Some((owner, raw, authenticated));
-                        }
+                        let name = stream_name(&req);
                         let (_, query) = url::path_and_query(&req.uri);
                         let ua = req.headers.get("User-Agent").unwrap_or("");
                         // Boxed: its state would otherwise widen every connection's task.
@@ -728,6 +726,17 @@ async fn handle(
                 },
             );
         }
+    }
+}
+
+/// The stream a DESCRIBE or SETUP names (a SETUP's URL may end in a track).
+fn stream_name(req: &Request) -> &str {
+    let (path, _) = url::path_and_query(&req.uri);
+    let (stream_path, _) = url::split_track(path);
+    if req.method == Method::Setup && !stream_path.is_empty() {
+        stream_path
+    } else {
+        path
     }
 }
 
