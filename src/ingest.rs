@@ -5,10 +5,10 @@
 //! learned so readers that join later can be given them in the SDP.
 
 use crate::codec::{self, CodecKind};
-use crate::packet::Packet;
+use crate::packet::{CopyChunk, Packet};
 use crate::rtp::{self, RtpError, SeqExtender, TsExtender};
 use crate::sdp::Sdp;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Ingest state of one track.
 #[derive(Debug)]
@@ -84,13 +84,12 @@ pub struct Learned {
 #[derive(Debug)]
 pub struct Ingest {
     tracks: Vec<Track>,
-    /// Store a copy of each packet (see [`copy_payloads`](Self::copy_payloads)): the rest
-    /// of the current copy chunk, `None` when off.
-    copy: Option<BytesMut>,
+    /// Store a copy of each packet (see [`copy_payloads`](Self::copy_payloads)).
+    copy: bool,
+    /// Where copies go: every packet with `copy`, else only packets whose header is
+    /// rewritten (a continuation).
+    chunk: CopyChunk,
 }
-
-/// Copies of one producer's packets are packed in chunks of this size, in arrival order.
-const COPY_CHUNK: usize = 32 * 1024;
 
 impl Ingest {
     pub fn new(sdp: &Sdp) -> Self {
@@ -127,7 +126,11 @@ impl Ingest {
                 }
             })
             .collect();
-        Ingest { tracks, copy: None }
+        Ingest {
+            tracks,
+            copy: false,
+            chunk: CopyChunk::default(),
+        }
     }
 
     /// Makes every packet's `data` a copy of what was received, packed with this
@@ -141,7 +144,7 @@ impl Ingest {
     /// keeps the allocator's pages from fragmenting as packets leave the ring (measured:
     /// BENCHMARKS.md, "Rings bounded by time and bytes", with the copy's cost).
     pub fn copy_payloads(&mut self, on: bool) {
-        self.copy = on.then(BytesMut::new);
+        self.copy = on;
     }
 
     pub fn track_count(&self) -> usize {
@@ -228,24 +231,14 @@ impl Ingest {
             }
             _ => None,
         };
-        let data = match (&mut self.copy, rewrite) {
-            (Some(chunk), rewrite) => {
-                if chunk.capacity() < data.len() {
-                    // The old chunk stays alive while its packets are held.
-                    *chunk = BytesMut::with_capacity(COPY_CHUNK.max(data.len()));
-                }
-                chunk.extend_from_slice(&data);
-                if let Some((ssrc, seq, ts)) = rewrite {
-                    set_header(chunk, ssrc, seq, ts);
-                }
-                chunk.split().freeze()
-            }
-            (None, Some((ssrc, seq, ts))) => {
-                let mut b = BytesMut::from(&data[..]);
+        let data = if self.copy || rewrite.is_some() {
+            let mut b = self.chunk.copy(&data);
+            if let Some((ssrc, seq, ts)) = rewrite {
                 set_header(&mut b, ssrc, seq, ts);
-                b.freeze()
             }
-            (None, None) => data,
+            b.freeze()
+        } else {
+            data
         };
         let pkt = Packet {
             track: track as u8,

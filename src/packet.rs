@@ -69,9 +69,47 @@ impl Packet {
     }
 }
 
+/// Copies of one producer's packets are packed in chunks of this size, in arrival order.
+pub const COPY_CHUNK: usize = 32 * 1024;
+
+/// Where a network producer's received packets are copied to, packed in arrival order in
+/// [`COPY_CHUNK`] chunks (see [`Ingest::copy_payloads`](crate::ingest::Ingest::copy_payloads)
+/// for why packed and why copied). A receive path that owns one copies each packet straight
+/// out of its read buffer: one copy, and no reference count taken on the read buffer.
+#[derive(Debug, Default)]
+pub struct CopyChunk(bytes::BytesMut);
+
+impl CopyChunk {
+    /// A copy of `src`, sharing the current chunk with this producer's previous packets.
+    pub fn copy(&mut self, src: &[u8]) -> bytes::BytesMut {
+        if self.0.capacity() < src.len() {
+            // The old chunk stays alive while its packets are held.
+            self.0 = bytes::BytesMut::with_capacity(COPY_CHUNK.max(src.len()));
+        }
+        self.0.extend_from_slice(src);
+        self.0.split()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_share_a_chunk_and_never_spill() {
+        let mut c = CopyChunk::default();
+        let a = c.copy(&[1; 1000]).freeze();
+        let b = c.copy(&[2; 500]).freeze();
+        assert_eq!(&a[..], &[1; 1000][..]);
+        assert_eq!(&b[..], &[2; 500][..]);
+        // Packed: the second copy follows the first in the same allocation.
+        assert_eq!(a.as_ptr().wrapping_add(1000), b.as_ptr());
+        // Larger than what is left (and than a chunk): a fresh allocation of its own size.
+        let big = c.copy(&vec![3; COPY_CHUNK + 1]).freeze();
+        assert_eq!(big.len(), COPY_CHUNK + 1);
+        assert!(big.iter().all(|&x| x == 3));
+        assert_eq!(&a[..], &[1; 1000][..]);
+    }
 
     #[test]
     fn hot_struct_sizes() {

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use super::auth::{self, Challenge, Credentials};
 use super::message::{self, Message, Method, ParseError, Request, Response};
 use super::transport::{self, Transport};
+use crate::packet::CopyChunk;
 use crate::sdp::{self, Sdp};
 
 /// `User-Agent` on every request.
@@ -486,6 +487,8 @@ pub struct Client {
     next_keepalive: Option<u64>,
     quirks: u16,
     now: u64,
+    /// Set by [`Client::copy_payloads`]: interleaved payloads are copied here.
+    copy: Option<CopyChunk>,
 }
 
 impl Client {
@@ -514,6 +517,7 @@ impl Client {
             next_keepalive: None,
             quirks: 0,
             now,
+            copy: None,
         };
         c.send(Step::Options, Request::new(Method::Options, request_url), 0);
         c
@@ -558,8 +562,17 @@ impl Client {
         }
     }
 
+    /// Interleaved payloads (the media over RTSP/TCP) are handed out as copies packed in
+    /// this client's own chunks ([`CopyChunk`]) instead of slices of the read buffer: for a
+    /// driver that keeps the packets, so its producer need not copy them again
+    /// ([`Ingest::copy_payloads`](crate::ingest::Ingest::copy_payloads) off).
+    pub fn copy_payloads(&mut self) {
+        self.copy = Some(CopyChunk::default());
+    }
+
     /// Consumes every complete message at the front of `buf` (a partial one stays for the
-    /// next read). Interleaved payloads are handed out as slices of `buf` without copying.
+    /// next read). Interleaved payloads are handed out as slices of `buf` without copying,
+    /// or as copies with [`Client::copy_payloads`].
     /// After an error the session is [`ClientState::Failed`] and every call returns it again.
     pub fn handle_input(&mut self, buf: &mut BytesMut, now: u64) -> Result<(), ClientError> {
         self.now = now;
@@ -567,7 +580,11 @@ impl Client {
             return Err(e.clone());
         }
         loop {
-            let msg = match message::parse(buf) {
+            let parsed = match &mut self.copy {
+                Some(chunk) => message::parse_copying(buf, chunk),
+                None => message::parse(buf),
+            };
+            let msg = match parsed {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(self.fail(e.into())),

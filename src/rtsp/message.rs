@@ -4,6 +4,7 @@
 //! one complete message off it or asks for more bytes. Re-scanning is bounded by
 //! [`MAX_HEAD_BYTES`], so feeding a peer's bytes one at a time stays linear in practice.
 
+use crate::packet::CopyChunk;
 use bytes::{Buf, Bytes, BytesMut};
 use std::fmt;
 
@@ -400,6 +401,23 @@ impl ParseError {
 /// `Content-Length` (absent = no body). On error nothing is consumed; the connection is
 /// unrecoverable because message boundaries are lost.
 pub fn parse(buf: &mut BytesMut) -> Result<Option<Message>, ParseError> {
+    parse_with(buf, None)
+}
+
+/// As [`parse`], but interleaved payloads are copied into `chunk` (a producer's own packed
+/// copies, see [`CopyChunk`]) instead of split off `buf`: for a receive path that would
+/// copy each packet anyway, the copy is made here, once, and `buf` is never shared.
+pub fn parse_copying(
+    buf: &mut BytesMut,
+    chunk: &mut CopyChunk,
+) -> Result<Option<Message>, ParseError> {
+    parse_with(buf, Some(chunk))
+}
+
+fn parse_with(
+    buf: &mut BytesMut,
+    chunk: Option<&mut CopyChunk>,
+) -> Result<Option<Message>, ParseError> {
     // Bounded so a flood of blank lines can't make every call walk the whole buffer.
     let skip = buf
         .iter()
@@ -416,7 +434,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Message>, ParseError> {
         return Ok(None);
     }
     if buf[skip] == b'$' {
-        return Ok(parse_interleaved(buf, skip));
+        return Ok(parse_interleaved(buf, skip, chunk));
     }
     let Some((head_len, body_len)) =
         scan_head(&buf[skip..]).map_err(|(kind, pos)| ParseError::new(kind, skip + pos))?
@@ -454,7 +472,11 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Message>, ParseError> {
     }))
 }
 
-fn parse_interleaved(buf: &mut BytesMut, skip: usize) -> Option<Message> {
+fn parse_interleaved(
+    buf: &mut BytesMut,
+    skip: usize,
+    chunk: Option<&mut CopyChunk>,
+) -> Option<Message> {
     let frame = &buf[skip..];
     let &[_, channel, hi, lo, ..] = frame else {
         return None;
@@ -463,8 +485,17 @@ fn parse_interleaved(buf: &mut BytesMut, skip: usize) -> Option<Message> {
     if frame.len() - 4 < len {
         return None;
     }
-    buf.advance(skip + 4);
-    let payload = buf.split_to(len).freeze();
+    let payload = match chunk {
+        Some(chunk) => {
+            let p = chunk.copy(&frame[4..4 + len]).freeze();
+            buf.advance(skip + 4 + len);
+            p
+        }
+        None => {
+            buf.advance(skip + 4);
+            buf.split_to(len).freeze()
+        }
+    };
     Some(Message::Interleaved { channel, payload })
 }
 
@@ -913,6 +944,42 @@ mod tests {
         assert_eq!(channel, 1);
         assert_eq!(&payload[..], b"abc");
         assert_eq!(payload.as_ptr() as usize, base + 4);
+    }
+
+    #[test]
+    fn copying_parse_packs_payloads_and_leaves_the_rest_alone() {
+        let wire =
+            b"$\x00\x00\x03abc\r\n$\x01\x00\x02deRTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n$\x00\x00\x05fg";
+        let mut buf = BytesMut::from(&wire[..]);
+        let (lo, hi) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+        let mut chunk = CopyChunk::default();
+        let mut got = Vec::new();
+        while let Some(m) = parse_copying(&mut buf, &mut chunk).unwrap() {
+            got.push(m);
+        }
+        assert_eq!(got.len(), 3, "{got:?}");
+        let Message::Interleaved { channel, payload } = &got[0] else {
+            panic!()
+        };
+        let Message::Interleaved {
+            payload: second, ..
+        } = &got[1]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (*channel, &payload[..], &second[..]),
+            (0, &b"abc"[..], &b"de"[..])
+        );
+        // Copies, not slices of the read buffer, packed one after the other.
+        let at = payload.as_ptr() as usize;
+        assert!(!(lo..hi).contains(&at));
+        assert_eq!(second.as_ptr() as usize, at + 3);
+        assert!(matches!(&got[2], Message::Response(r) if r.status == 200));
+        // The incomplete frame stays, whole, for the next read.
+        assert_eq!(&buf[..], b"$\x00\x00\x05fg");
+        // Same messages as the zero-copy parse, split anywhere.
+        assert_eq!(got, parse_chunks([&wire[..wire.len() - 6]]));
     }
 
     #[test]

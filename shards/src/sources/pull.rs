@@ -184,6 +184,8 @@ pub async fn run_feed(
     };
     debug!(stream = name, source = %redact(src), "connected");
     let mut client = Client::new(url, shard.clock.now());
+    // Each packet is copied once, out of the read buffer, into this connection's chunks.
+    client.copy_payloads();
     let feed: Rc<RefCell<Option<Feed>>> = Rc::new(RefCell::new(None));
     let mut udp_tasks = Tasks(Vec::new());
     let mut udp_sockets: Vec<UdpSocket> = Vec::new();
@@ -425,8 +427,10 @@ fn secondary_feed(
             }
         }
     }
-    let mut producer =
-        Producer::new(owned.stream.clone(), &sub, owned.producer.clone()).secondary(base);
+    // Copied on receipt, as the primary's (see `primary_producer`).
+    let mut producer = Producer::new(owned.stream.clone(), &sub, owned.producer.clone())
+        .payloads_owned()
+        .secondary(base);
     if reconnect {
         producer = producer.resuming();
     }
@@ -439,9 +443,13 @@ fn secondary_feed(
 }
 
 /// The producer of a primary connection: it starts at a keyframe, and continues the
-/// numbering of the connection before it when the stream was kept.
+/// numbering of the connection before it when the stream was kept. Its packets come as
+/// right-sized copies already (the RTSP client's and the UDP task's `CopyChunk`, the exec
+/// source's packetizer), so the producer does not copy them again.
 fn primary_producer(owned: &Owned, resumed: bool) -> Producer {
-    let p = Producer::new(owned.stream.clone(), &owned.sdp, owned.producer.clone()).at_keyframe();
+    let p = Producer::new(owned.stream.clone(), &owned.sdp, owned.producer.clone())
+        .payloads_owned()
+        .at_keyframe();
     if resumed {
         p.resuming()
     } else {
@@ -522,10 +530,10 @@ fn spawn_udp(
 ) -> glommio::task::JoinHandle<()> {
     let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sock);
     let task = glommio::spawn_local(async move {
-        // As `egress::udp`: datagrams land in a scratch buffer zeroed once and are copied
-        // into `buf`, not received into a window of `buf` zeroed per datagram.
+        // Datagrams land in a scratch buffer zeroed once and are copied, right-sized, into
+        // this track's chunks (the producer keeps them as they are).
         let mut scratch = vec![0u8; MAX_DATAGRAM];
-        let mut buf = BytesMut::new();
+        let mut chunk = corecast::packet::CopyChunk::default();
         loop {
             let Ok((n, from)) = sock.recv_from(&mut scratch).await else {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
@@ -538,11 +546,7 @@ fn spawn_udp(
             while let Some((n, from)) = next {
                 // Only the camera's address may feed the stream.
                 if n < MAX_DATAGRAM && from.ip() == camera {
-                    if buf.capacity() < n {
-                        buf = BytesMut::with_capacity(256 * 1024);
-                    }
-                    buf.extend_from_slice(&scratch[..n]);
-                    let data = buf.split().freeze();
+                    let data = chunk.copy(&scratch[..n]).freeze();
                     if let Some(f) = f.as_mut() {
                         f.push(&shard, media_index, data);
                     }
@@ -618,8 +622,7 @@ impl StdoutIngest {
             set_error(shard, &self.name, None);
             info!(stream = %self.name, tracks = sdp.medias.len(), "exec source producing");
             self.feed = Some(Feed {
-                // Packetized from demuxed frames: right-sized already.
-                producer: primary_producer(&owned, resumed).payloads_owned(),
+                producer: primary_producer(&owned, resumed),
                 map: (0..sdp.medias.len()).map(Some).collect(),
                 owned,
                 last_udp: std::cell::Cell::new(shard.clock.now()),

@@ -1,10 +1,12 @@
 //! A stream of interleaved frames and RTSP messages built from the input, fed to the parser in
-//! input-chosen chunk sizes; everything must come back out intact and in order.
+//! input-chosen chunk sizes; everything must come back out intact and in order, from the
+//! zero-copy parse and from the copying one alike.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
+use corecast::packet::CopyChunk;
 use corecast::rtsp::message::{
-    parse, write_interleaved_header, Message, Method, Request, Response,
+    parse, parse_copying, write_interleaved_header, Message, Method, Request, Response,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -97,6 +99,8 @@ fuzz_target!(|data: &[u8]| {
     let mut got = Vec::new();
     let mut buf = BytesMut::new();
     let mut state = u32::from(chunk_seed) | 1;
+    // The copying parse (pulled cameras) when the seed's high bit is set.
+    let mut chunk = (chunk_seed & 0x80 != 0).then(CopyChunk::default);
     let mut pos = 0;
     while pos < wire.len() {
         // xorshift: varied chunk sizes from 1 byte up to a few frames.
@@ -106,7 +110,14 @@ fuzz_target!(|data: &[u8]| {
         let n = 1 + (state as usize % 600).min(wire.len() - pos - 1);
         buf.extend_from_slice(&wire[pos..pos + n]);
         pos += n;
-        while let Some(m) = parse(&mut buf).expect("well-formed stream") {
+        loop {
+            let parsed = match chunk.as_mut() {
+                Some(c) => parse_copying(&mut buf, c),
+                None => parse(&mut buf),
+            };
+            let Some(m) = parsed.expect("well-formed stream") else {
+                break;
+            };
             got.push(m);
         }
     }
