@@ -42,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut now = 1_000_000u64;
     let mut client = Client::new(parse_source_url(url).expect("fixed URL"), now);
+    // The pull loop's mode: interleaved payloads copied out of the read buffer.
+    if mode & 4 != 0 {
+        client.copy_payloads();
+    }
     drain(&mut client);
     let fixed = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER\r\n\r\n\
