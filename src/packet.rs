@@ -11,8 +11,8 @@ use bytes::Bytes;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     /// The whole RTP packet (header + payload): for network producers a copy packed with
-    /// the stream's neighbouring packets (`Ingest::copy_payloads`), never a slice of a
-    /// larger receive buffer.
+    /// the stream's neighbouring packets ([`CopyChunk`], made by the ingest or by the
+    /// receive path itself), never a slice of a larger receive buffer.
     pub data: Bytes,
     /// Index of the media section in the stream's SDP.
     pub track: u8,
