@@ -145,14 +145,14 @@ struct TrackSync {
     last_sr: u64,
 }
 
-/// A reader that is playing.
-/// One media of the stream as this reader gets it.
+/// One media of the stream as a reader gets it.
 struct TrackOut {
     /// Where its packets go; `None`: a media the reader did not set up.
     out: Option<Out>,
     sync: TrackSync,
 }
 
+/// A reader that is playing.
 struct Play {
     stream: Rc<LocalStream>,
     /// Indexed by media index. Output and sender-report state together: one allocation

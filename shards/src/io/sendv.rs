@@ -25,9 +25,9 @@ pub fn try_sendmsg(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
         // a server writing 2,000 viewers. corecast never cancels threads.
         libc::syscall(
             libc::SYS_sendmsg,
-            fd,
+            libc::c_long::from(fd),
             &msg as *const libc::msghdr,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            libc::c_long::from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
         )
     };
     if n < 0 {
