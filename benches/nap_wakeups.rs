@@ -11,7 +11,7 @@
 //! `cargo bench -p corecast-shards --bench nap_wakeups`
 
 use io_uring::{opcode, types, IoUring};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ fn run(defer: bool) -> std::io::Result<(u64, u64, i64)> {
         let done: Vec<usize> = ring.completion().map(|c| c.user_data() as usize).collect();
         for i in done {
             completions += 1;
-            while let Ok(n) = (&servers[i]).read_nonblocking(&mut scratch) {
+            while let Ok(n) = (&servers[i]).read(&mut scratch) {
                 if n == 0 {
                     break;
                 }
@@ -102,16 +102,6 @@ fn run(defer: bool) -> std::io::Result<(u64, u64, i64)> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = writer.join();
     Ok((naps, completions, switches))
-}
-
-trait ReadNonblocking {
-    fn read_nonblocking(self, buf: &mut [u8]) -> std::io::Result<usize>;
-}
-
-impl ReadNonblocking for &TcpStream {
-    fn read_nonblocking(mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        std::io::Read::read(&mut self, buf)
-    }
 }
 
 fn main() {
