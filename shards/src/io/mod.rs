@@ -6,6 +6,7 @@ pub mod clock;
 pub mod conn;
 pub mod fd;
 pub mod listen;
+pub mod ready;
 pub mod sendv;
 pub mod tls;
 pub mod udp_bind;

@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// A client connection, plain or TLS.
 pub enum Io {
     Plain(TcpStream),
+    /// A plain socket read through the shard's epoll set (`ready`): pulled cameras, so that
+    /// their arrivals do not each wake the shard. The registration drops first.
+    Polled(super::ready::Registration, TcpStream),
     Tls(Box<TlsIo>),
 }
 
@@ -50,6 +53,7 @@ impl Io {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Plain(s) => s.read(buf).await,
+            Io::Polled(r, _) => r.read(buf).await,
             Io::Tls(t) => loop {
                 match t.conn.reader().read(buf) {
                     Ok(n) => return Ok(n),
@@ -67,7 +71,7 @@ impl Io {
 
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Io::Plain(s) => s.write_all(data).await,
+            Io::Plain(s) | Io::Polled(_, s) => s.write_all(data).await,
             Io::Tls(t) => {
                 t.conn.writer().write_all(data)?;
                 t.flush().await

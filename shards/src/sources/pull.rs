@@ -173,7 +173,21 @@ pub async fn run_feed(
         })?;
     let _ = tcp.set_nodelay(true);
     let mut sock = match url.tls {
-        Tls::None => Io::Plain(tcp),
+        // Read through the shard's epoll set; glommio's own read is the fallback when the
+        // set cannot take the socket (or with `CORECAST_NO_EPOLL=1`, for A/B runs).
+        Tls::None if std::env::var_os("CORECAST_NO_EPOLL").is_some_and(|v| v != "0") => {
+            Io::Plain(tcp)
+        }
+        Tls::None => {
+            use std::os::fd::AsRawFd;
+            match crate::io::ready::Registration::new(tcp.as_raw_fd()) {
+                Ok(r) => Io::Polled(r, tcp),
+                Err(e) => {
+                    debug!(stream = name, error = %e, "epoll registration failed; reading through glommio");
+                    Io::Plain(tcp)
+                }
+            }
+        }
         Tls::Verify | Tls::NoVerify => {
             let verify = matches!(url.tls, Tls::Verify);
             glommio::timer::timeout(timeout, async { Ok(Io::tls(tcp, &url.host, verify).await) })
