@@ -804,7 +804,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         if conn.closing.get() {
             break;
         }
-        match take_batch(&conn, shard.clock, &mut batch, &mut dests, &mut rtcp_bufs) {
+        let drained = match take_batch(&conn, shard.clock, &mut batch, &mut dests, &mut rtcp_bufs) {
             Step::Idle => {
                 // Not playing (before PLAY, or PAUSEd): give the batch memory back, so an
                 // idle connection holds none (it grows again on the next PLAY).
@@ -828,8 +828,8 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
                 end_connection(&conn, &stream);
                 break;
             }
-            Step::Write => {}
-        }
+            Step::Write(drained) => drained,
+        };
 
         // Build the writes: shared payloads, per-viewer 4-byte headers only.
         hdrs.clear();
@@ -903,6 +903,12 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
             break;
         }
         batch.clear();
+        // The batch emptied the ring: wait now rather than take an empty batch first (a
+        // second pass over the play state per viewer per tick). The wait returns at once if
+        // the ring moved while the write waited for the socket.
+        if let Some((s, pos)) = drained {
+            wait(&conn, Some((s, pos))).await;
+        }
     }
     // No shutdown(): it would act on the socket, which a handoff keeps alive on another
     // shard. Dropping our fd is enough; the last fd closed sends the FIN.
@@ -924,8 +930,9 @@ enum Step {
     Wait(Rc<LocalStream>, u64),
     /// The producer is gone: end the connection.
     End,
-    /// `batch` (and maybe sender reports) are ready to write.
-    Write,
+    /// `batch` (and maybe sender reports) are ready to write; with the stream and position
+    /// to wait at afterwards when the batch emptied the ring.
+    Write(Option<(Rc<LocalStream>, u64)>),
 }
 
 /// Takes the next batch from the ring under a short borrow (never held across an await).
@@ -949,6 +956,7 @@ fn take_batch(
     let ring = play.stream.ring.borrow();
     let skips_before = play.fanout.skips().0;
     play.fanout.catch_up(&*ring, now);
+    let mut drained = false;
     while batch.len() < BATCH {
         match play.fanout.next(&ring) {
             Some(p) => {
@@ -960,7 +968,10 @@ fn take_batch(
                     batch.push(p.clone());
                 }
             }
-            None => break,
+            None => {
+                drained = true;
+                break;
+            }
         }
     }
     if play.fanout.skips().0 != skips_before {
@@ -1052,7 +1063,7 @@ fn take_batch(
     if let Some(st) = play.fanout.delivered(batch.len() as u64, bytes, now) {
         play.publish(st);
     }
-    Step::Write
+    Step::Write(drained.then(|| (play.stream.clone(), play.fanout.position())))
 }
 
 /// Waits until there is something to write: a response, new ring data, or closing.
