@@ -489,6 +489,9 @@ async fn handle(
     let activity = Rc::new(Cell::new(now));
     // A publisher's read buffer (see the read below); none for players.
     let mut media_buf: Vec<u8> = Vec::new();
+    // A publisher's socket is read through the shard's epoll set (see `io::ready`): its
+    // arrivals then do not each wake the shard. Dropped before the socket.
+    let mut polled: Option<crate::io::ready::Registration> = None;
     let mut session = ServerSession::new(
         format!("{:016X}", rand::random::<u64>()),
         shard.config.rtsp.session_timeout_secs,
@@ -642,6 +645,9 @@ async fn handle(
         let publishing = host.publish.borrow().is_some();
         if publishing && media_buf.is_empty() {
             media_buf = vec![0u8; PUBLISH_READ_CHUNK];
+            if !crate::io::ready::disabled() {
+                polled = crate::io::ready::Registration::new(stream.as_raw_fd()).ok();
+            }
         }
         let start = buf.len();
         if !publishing {
@@ -653,10 +659,18 @@ async fn handle(
         } else {
             &mut buf[start..]
         };
-        let read = futures_lite::future::or(async { Some(stream.read(into).await) }, async {
-            shard.slow_beat.next(&beat_mark).await;
-            None
-        })
+        let read = futures_lite::future::or(
+            async {
+                Some(match &polled {
+                    Some(r) => r.read(into).await,
+                    None => stream.read(into).await,
+                })
+            },
+            async {
+                shard.slow_beat.next(&beat_mark).await;
+                None
+            },
+        )
         .await;
         if !publishing {
             let n = match read {
@@ -690,6 +704,7 @@ async fn handle(
             }
         }
     };
+    drop(polled);
     host.stop_play();
     host.stop_publish();
     conn.closing.set(true);

@@ -1,5 +1,5 @@
-//! Readiness of many ingest sockets through one epoll set per shard, waited on by one
-//! io_uring poll in glommio's loop.
+//! Readiness of many ingest sockets (pulled cameras over TCP and UDP, RTSP publishers)
+//! through one epoll set per shard, waited on by one io_uring poll in glommio's loop.
 //!
 //! Why (issue #10): glommio arms a one-shot io_uring poll on a socket after every read, and
 //! its rings have no setup flags, so each completion is task work signalled to the shard's
@@ -22,6 +22,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+/// `CORECAST_NO_EPOLL=1`: ingest sockets are read through glommio instead (A/B runs).
+pub fn disabled() -> bool {
+    std::env::var_os("CORECAST_NO_EPOLL").is_some_and(|v| v != "0")
+}
+
 /// Events taken per `epoll_wait`; more are taken in another call before waiting.
 const EVENTS: usize = 256;
 
@@ -37,7 +42,9 @@ pub struct ReadySet {
     epfd: OwnedFd,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
-    poller: Cell<bool>,
+    /// The executor whose poller serves the set (a thread could run a second executor
+    /// after the first ended, and its poller with it).
+    poller: Cell<Option<usize>>,
 }
 
 thread_local! {
@@ -61,7 +68,7 @@ impl ReadySet {
                     epfd: unsafe { OwnedFd::from_raw_fd(fd) },
                     slots: RefCell::new(Vec::new()),
                     free: RefCell::new(Vec::new()),
-                    poller: Cell::new(false),
+                    poller: Cell::new(None),
                 }));
             }
             s.clone()
@@ -180,7 +187,8 @@ impl Registration {
             free_slot(&set, key);
             return Err(e);
         }
-        if !set.poller.replace(true) {
+        let executor = glommio::executor().id();
+        if set.poller.replace(Some(executor)) != Some(executor) {
             glommio::spawn_local(set.clone().run()).detach();
         }
         Ok(Registration {
@@ -222,13 +230,21 @@ impl Registration {
         }
     }
 
+    /// For datagram sockets, read until `EAGAIN` (a short read says nothing there): call
+    /// after a read found the socket empty, so the next `readable` waits for a new edge.
+    pub fn drained(&self) {
+        self.set_ready(false);
+    }
+
     fn set_ready(&self, ready: bool) {
         if let Some(s) = self.set.slots.borrow_mut().get_mut(self.key as usize) {
             s.ready = ready;
         }
     }
 
-    async fn readable(&self) {
+    /// Ready while the socket may hold data: from an event until `drained` (or a short
+    /// `read`).
+    pub async fn readable(&self) {
         futures_lite::future::poll_fn(|cx| {
             let mut slots = self.set.slots.borrow_mut();
             let s = &mut slots[self.key as usize];

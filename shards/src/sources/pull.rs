@@ -175,9 +175,7 @@ pub async fn run_feed(
     let mut sock = match url.tls {
         // Read through the shard's epoll set; glommio's own read is the fallback when the
         // set cannot take the socket (or with `CORECAST_NO_EPOLL=1`, for A/B runs).
-        Tls::None if std::env::var_os("CORECAST_NO_EPOLL").is_some_and(|v| v != "0") => {
-            Io::Plain(tcp)
-        }
+        Tls::None if crate::io::ready::disabled() => Io::Plain(tcp),
         Tls::None => {
             use std::os::fd::AsRawFd;
             match crate::io::ready::Registration::new(tcp.as_raw_fd()) {
@@ -544,36 +542,70 @@ fn spawn_udp(
 ) -> glommio::task::JoinHandle<()> {
     let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sock);
     let task = glommio::spawn_local(async move {
+        // Read through the shard's epoll set (see `io::ready`), or glommio's when it cannot
+        // take the socket. Declared after `sock`: the registration goes first.
+        let sock = sock;
+        let reg = if crate::io::ready::disabled() {
+            None
+        } else {
+            crate::io::ready::Registration::new(fd).ok()
+        };
         // Datagrams land in a scratch buffer zeroed once and are copied, right-sized, into
         // this track's chunks (the producer keeps them as they are).
         let mut scratch = vec![0u8; MAX_DATAGRAM];
         let mut chunk = corecast::packet::CopyChunk::default();
         loop {
-            let Ok((n, from)) = sock.recv_from(&mut scratch).await else {
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            // Drain the burst, then one flush (one producer tick).
-            let mut next = Some((n, from));
-            let mut budget = 64;
-            let mut f = feed.borrow_mut();
-            while let Some((n, from)) = next {
-                // Only the camera's address may feed the stream.
-                if n < MAX_DATAGRAM && from.ip() == camera {
-                    let data = chunk.copy(&scratch[..n]).freeze();
-                    if let Some(f) = f.as_mut() {
-                        f.push(&shard, media_index, data);
+            let first = match &reg {
+                Some(r) => {
+                    r.readable().await;
+                    match crate::io::sendv::try_recv_from(fd, &mut scratch) {
+                        Some(x) => x,
+                        None => {
+                            r.drained();
+                            continue;
+                        }
                     }
                 }
-                budget -= 1;
-                if budget == 0 {
-                    break;
+                None => {
+                    let Ok(x) = sock.recv_from(&mut scratch).await else {
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    x
                 }
-                next = crate::io::sendv::try_recv_from(fd, &mut scratch);
+            };
+            // Drain the burst, then one flush (one producer tick).
+            let mut next = Some(first);
+            let mut budget = 64;
+            {
+                let mut f = feed.borrow_mut();
+                while let Some((n, from)) = next {
+                    // Only the camera's address may feed the stream.
+                    if n < MAX_DATAGRAM && from.ip() == camera {
+                        let data = chunk.copy(&scratch[..n]).freeze();
+                        if let Some(f) = f.as_mut() {
+                            f.push(&shard, media_index, data);
+                        }
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        break;
+                    }
+                    next = crate::io::sendv::try_recv_from(fd, &mut scratch);
+                    if next.is_none() {
+                        if let Some(r) = &reg {
+                            r.drained();
+                        }
+                    }
+                }
+                if let Some(f) = f.as_ref() {
+                    f.last_udp.set(shard.clock.now());
+                    shard.flush(&f.owned.stream);
+                }
             }
-            if let Some(f) = f.as_ref() {
-                f.last_udp.set(shard.clock.now());
-                shard.flush(&f.owned.stream);
+            if budget == 0 {
+                // More may be queued: let the shard's other tasks run first.
+                futures_lite::future::yield_now().await;
             }
         }
     })
