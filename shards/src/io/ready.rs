@@ -159,8 +159,9 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Adds `fd` (a non-blocking-capable stream socket of this shard) to the shard's set;
-    /// starts the shard's poller on first use. Must run inside a glommio executor.
+    /// Adds `fd` (a socket read by this shard: TCP through `read`, UDP through `readable`
+    /// and `drained`) to the shard's set; starts the shard's poller on first use. Must run
+    /// inside a glommio executor.
     pub fn new(fd: RawFd) -> io::Result<Registration> {
         let set = ReadySet::get().ok_or_else(io::Error::last_os_error)?;
         let (key, generation) = {
