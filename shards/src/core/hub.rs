@@ -115,6 +115,8 @@ pub struct LocalStream {
     pub owned: bool,
     pub ring: RefCell<Ring<Rc<Packet>>>,
     waiters: RefCell<Vec<Waker>>,
+    /// Viewers written inline by `notify` instead of woken (see `Direct`).
+    direct: RefCell<Vec<Rc<dyn Direct>>>,
     /// Bumped by every notify: a viewer registered in an older epoch must register again.
     epoch: Cell<u64>,
     tick: Cell<u64>,
@@ -136,6 +138,17 @@ pub struct LocalStream {
     dirty: Cell<bool>,
 }
 
+/// A viewer that is written at each notify of its stream, in the notifying task, instead of
+/// having its own task woken to write (issue #10 (a): at 2,000 viewers a tick's wake-ups,
+/// task runs and per-viewer scratch buffers were most of corecast's user time). The
+/// viewer's task parks it after a write that emptied the ring and takes over again when
+/// `on_data` declines.
+pub trait Direct {
+    /// Writes what is new for this viewer without waiting. False: leave the list (the
+    /// viewer's task has been woken to go on, or the viewer is gone).
+    fn on_data(&self) -> bool;
+}
+
 impl LocalStream {
     /// A stream as a shard keeps it; public so that benches and tests can drive one that
     /// no shard owns.
@@ -155,6 +168,7 @@ impl LocalStream {
             owned,
             ring: RefCell::new(Ring::bounded(ring)),
             waiters: RefCell::new(Vec::new()),
+            direct: RefCell::new(Vec::new()),
             epoch: Cell::new(0),
             tick: Cell::new(0),
             closed: Cell::new(false),
@@ -215,7 +229,7 @@ impl LocalStream {
             .push_held(Rc::new(pkt), key, bytes, at);
     }
 
-    /// Wakes every viewer waiting for data.
+    /// Wakes every viewer waiting for data, and writes the parked ones (`Direct`) inline.
     pub fn notify(&self) {
         // Waking only schedules tasks (nothing re-registers during this loop), so the list
         // is drained in place and keeps its capacity: no allocation per tick.
@@ -224,6 +238,28 @@ impl LocalStream {
         for waker in w.drain(..) {
             waker.wake();
         }
+        drop(w);
+        // Taken out while the viewers write (one could park again meanwhile: kept too), put
+        // back with its capacity.
+        let mut list = std::mem::take(&mut *self.direct.borrow_mut());
+        if list.is_empty() {
+            return;
+        }
+        list.retain(|d| d.on_data());
+        let mut cur = self.direct.borrow_mut();
+        list.append(&mut cur);
+        std::mem::swap(&mut *cur, &mut list);
+    }
+
+    /// Parks a viewer: until it leaves, each notify writes it inline.
+    pub fn park_direct(&self, d: Rc<dyn Direct>) {
+        self.direct.borrow_mut().push(d);
+    }
+
+    /// Whether the ring has moved past `pos` or the stream closed (a parking viewer's
+    /// last look).
+    pub fn has_data(&self, pos: u64) -> bool {
+        self.closed.get() || self.ring.borrow().head() > pos
     }
 
     /// Time of the last tick that moved this ring (µs): viewers use it instead of reading

@@ -109,9 +109,28 @@ struct Conn {
     play: RefCell<Option<Play>>,
     /// The writer's registration marker in its stream's waiter list (see `poll_data`).
     registered: Cell<u64>,
+    /// Parked: the stream's notify writes this viewer inline (`DirectWriter`); the entry
+    /// of generation `park_gen` is the live one.
+    parked: Cell<bool>,
+    park_gen: Cell<u64>,
+    /// What an inline write could not send (socket full): the writer task sends it first.
+    spill: RefCell<Vec<u8>>,
 }
 
 impl Conn {
+    /// Parks the writer; returns the generation its entry must carry.
+    fn park(&self) -> u64 {
+        self.parked.set(true);
+        self.park_gen.get()
+    }
+
+    /// Any entry parked so far becomes stale: its next notify drops it unwritten.
+    fn unpark(&self) {
+        if self.parked.replace(false) {
+            self.park_gen.set(self.park_gen.get().wrapping_add(1));
+        }
+    }
+
     fn wake(&self) {
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -483,6 +502,9 @@ async fn handle(
         closing: Cell::new(false),
         play: RefCell::new(None),
         registered: Cell::new(0),
+        parked: Cell::new(false),
+        park_gen: Cell::new(0),
+        spill: RefCell::new(Vec::new()),
     });
     let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
     let now = shard.clock.now();
@@ -797,17 +819,209 @@ pub fn flush_udp(shard: &Shard, slot: &PublishSlot) {
 }
 
 /// The writer: responses, then media batches from the ring, then wait.
+/// A writer's buffers for one batch. The task keeps its own (they live across a wait for a
+/// full socket); inline writes share one per shard (they never wait).
+struct Scratch {
+    batch: Vec<Rc<Packet>>,
+    hdrs: Vec<[u8; 4]>,
+    rtcp_bufs: Vec<Vec<u8>>,
+    iov: Vec<libc::iovec>,
+    dests: Vec<Option<Out>>,
+    udp: UdpBatch,
+    udp_rtcp: UdpBatch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            batch: Vec::new(),
+            hdrs: Vec::new(),
+            rtcp_bufs: Vec::new(),
+            iov: Vec::new(),
+            dests: Vec::new(),
+            udp: UdpBatch::new(),
+            udp_rtcp: UdpBatch::new(),
+        }
+    }
+
+    /// Builds the TCP writes of the batch in `iov` (shared payloads, per-viewer 4-byte
+    /// headers) and sends its UDP ones: one sendmmsg per socket. Without bound UDP ports
+    /// nothing was queued (SETUP refused UDP), so the fallback only clears the batches.
+    fn build(&mut self, udp_fds: Option<(i32, i32)>) {
+        self.hdrs.clear();
+        self.iov.clear();
+        // Sender reports go first: a player that gets a track's report before its first
+        // packet times it by the report from the start, with no jump later.
+        let n_rtcp = self.rtcp_bufs.len();
+        let items = self
+            .rtcp_bufs
+            .iter()
+            .map(|b| &b[..])
+            .chain(self.batch.iter().map(|p| &p.data[..]));
+        for (i, data) in items.enumerate() {
+            let rtcp = i < n_rtcp;
+            match self.dests[i] {
+                Some(Out::Tcp { rtp, rtcp: rtcp_ch }) => {
+                    let ch = if rtcp { rtcp_ch } else { rtp };
+                    self.hdrs.push(message::write_interleaved_header(
+                        ch,
+                        data.len().min(u16::MAX as usize) as u16,
+                    ));
+                }
+                Some(Out::Udp {
+                    rtp,
+                    rtcp: rtcp_addr,
+                }) => {
+                    if rtcp {
+                        self.udp_rtcp.push(data, rtcp_addr);
+                    } else {
+                        self.udp.push(data, rtp);
+                    }
+                }
+                None => {}
+            }
+        }
+        // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
+        let mut h = 0;
+        for (i, data) in self
+            .rtcp_bufs
+            .iter()
+            .map(|b| &b[..])
+            .chain(self.batch.iter().map(|p| &p.data[..]))
+            .enumerate()
+        {
+            if let Some(Out::Tcp { .. }) = self.dests[i] {
+                self.iov.push(sendv::iovec(&self.hdrs[h]));
+                self.iov.push(sendv::iovec(data));
+                h += 1;
+            }
+        }
+        match udp_fds {
+            Some((rtp_fd, rtcp_fd)) => {
+                if !self.udp_rtcp.is_empty() {
+                    self.udp_rtcp.send(rtcp_fd);
+                }
+                if !self.udp.is_empty() {
+                    self.udp.send(rtp_fd);
+                }
+            }
+            None => {
+                self.udp.clear();
+                self.udp_rtcp.clear();
+            }
+        }
+    }
+}
+
+/// A parked writer's entry in its stream's list (`Direct`): written inline at each notify
+/// while its generation is the connection's.
+struct DirectWriter {
+    conn: std::rc::Weak<Conn>,
+    generation: u64,
+    fd: i32,
+    clock: crate::core::hub::Clock,
+    udp_fds: Option<(i32, i32)>,
+}
+
+impl crate::core::hub::Direct for DirectWriter {
+    fn on_data(&self) -> bool {
+        let Some(conn) = self.conn.upgrade() else {
+            return false;
+        };
+        if !conn.parked.get() || conn.park_gen.get() != self.generation {
+            return false;
+        }
+        if self.write(&conn) {
+            return true;
+        }
+        conn.unpark();
+        conn.wake();
+        false
+    }
+}
+
+impl DirectWriter {
+    /// One batch, written without waiting; false when the task must take over (a response
+    /// or closing pending, not playing, the end of the stream, a full socket, more than a
+    /// batch waiting, an error).
+    fn write(&self, conn: &Conn) -> bool {
+        if conn.closing.get()
+            || !conn.out.borrow().is_empty()
+            || conn.play.try_borrow_mut().is_err()
+        {
+            return false;
+        }
+        SCRATCH.with(|cell| {
+            let Ok(mut guard) = cell.try_borrow_mut() else {
+                return false;
+            };
+            let sc = guard.get_or_insert_with(Scratch::new);
+            let drained = match take_batch(
+                conn,
+                self.clock,
+                &mut sc.batch,
+                &mut sc.dests,
+                &mut sc.rtcp_bufs,
+            ) {
+                Step::Wait(..) => return true,
+                Step::Idle | Step::End => return false,
+                Step::Write(drained) => drained.is_some(),
+            };
+            sc.build(self.udp_fds);
+            let sent = sendv::try_write_all(self.fd, &mut sc.iov, &mut conn.spill.borrow_mut());
+            sc.batch.clear();
+            match sent {
+                Ok(all) => all && drained,
+                Err(_) => {
+                    conn.closing.set(true);
+                    crate::io::fd::shutdown_fd(self.fd, libc::SHUT_RDWR);
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Unparks the writer when its task ends or is cancelled: no live entry may outlive the
+/// descriptor it writes to.
+struct Unpark(Rc<Conn>);
+
+impl Drop for Unpark {
+    fn drop(&mut self) {
+        self.0.unpark();
+    }
+}
+
+/// `CORECAST_NO_DIRECT=1`: writers are always woken, never written inline (A/B runs).
+fn direct_allowed() -> bool {
+    thread_local! {
+        static ALLOWED: bool = std::env::var_os("CORECAST_NO_DIRECT").is_none_or(|v| v == "0");
+    }
+    ALLOWED.with(|a| *a)
+}
+
 async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     // Grown on first use and then reused: an idle connection costs no batch memory.
-    let mut batch: Vec<Rc<Packet>> = Vec::new();
-    let mut hdrs: Vec<[u8; 4]> = Vec::new();
-    let mut rtcp_bufs: Vec<Vec<u8>> = Vec::new();
-    let mut iov: Vec<libc::iovec> = Vec::new();
-    let mut udp = UdpBatch::new();
-    let mut udp_rtcp = UdpBatch::new();
+    let mut sc = Scratch::new();
     let udp_fds = crate::egress::udp::pair().map(|u| (u.rtp_fd, u.rtcp_fd));
-    let mut dests: Vec<Option<Out>> = Vec::new();
+    let fd = stream.as_raw_fd();
+    // A local: dropped before `stream` (a parameter), so before its descriptor closes.
+    let _unpark = Unpark(conn.clone());
     loop {
+        // Running again: whatever parked this writer is over.
+        conn.unpark();
+        let spill = std::mem::take(&mut *conn.spill.borrow_mut());
+        if !spill.is_empty() {
+            if stream.write_all(&spill).await.is_err() {
+                end_connection(&conn, &stream);
+                break;
+            }
+            continue;
+        }
         let out = std::mem::take(&mut *conn.out.borrow_mut());
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -819,18 +1033,18 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         if conn.closing.get() {
             break;
         }
-        let drained = match take_batch(&conn, shard.clock, &mut batch, &mut dests, &mut rtcp_bufs) {
+        let drained = match take_batch(
+            &conn,
+            shard.clock,
+            &mut sc.batch,
+            &mut sc.dests,
+            &mut sc.rtcp_bufs,
+        ) {
             Step::Idle => {
                 // Not playing (before PLAY, or PAUSEd): give the batch memory back, so an
                 // idle connection holds none (it grows again on the next PLAY).
-                if batch.capacity() > 0 {
-                    batch = Vec::new();
-                    hdrs = Vec::new();
-                    rtcp_bufs = Vec::new();
-                    iov = Vec::new();
-                    dests = Vec::new();
-                    udp = UdpBatch::new();
-                    udp_rtcp = UdpBatch::new();
+                if sc.batch.capacity() > 0 {
+                    sc = Scratch::new();
                 }
                 wait(&conn, None).await;
                 continue;
@@ -845,89 +1059,51 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
             }
             Step::Write(drained) => drained,
         };
-
-        // Build the writes: shared payloads, per-viewer 4-byte headers only.
-        hdrs.clear();
-        iov.clear();
-        // Sender reports go first: a player that gets a track's report before its first
-        // packet times it by the report from the start, with no jump later.
-        let n_rtcp = rtcp_bufs.len();
-        let items = rtcp_bufs
-            .iter()
-            .map(|b| &b[..])
-            .chain(batch.iter().map(|p| &p.data[..]));
-        for (i, data) in items.enumerate() {
-            let rtcp = i < n_rtcp;
-            match dests[i] {
-                Some(Out::Tcp { rtp, rtcp: rtcp_ch }) => {
-                    let ch = if rtcp { rtcp_ch } else { rtp };
-                    hdrs.push(message::write_interleaved_header(
-                        ch,
-                        data.len().min(u16::MAX as usize) as u16,
-                    ));
-                }
-                Some(Out::Udp {
-                    rtp,
-                    rtcp: rtcp_addr,
-                }) => {
-                    if rtcp {
-                        udp_rtcp.push(data, rtcp_addr);
-                    } else {
-                        udp.push(data, rtp);
-                    }
-                }
-                None => {}
-            }
-        }
-        // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
-        let mut h = 0;
-        for (i, data) in rtcp_bufs
-            .iter()
-            .map(|b| &b[..])
-            .chain(batch.iter().map(|p| &p.data[..]))
-            .enumerate()
-        {
-            if let Some(Out::Tcp { .. }) = dests[i] {
-                iov.push(sendv::iovec(&hdrs[h]));
-                iov.push(sendv::iovec(data));
-                h += 1;
-            }
-        }
-        // One sendmmsg per socket per turn; without bound UDP ports nothing was queued
-        // (SETUP refused UDP), so the fallback only clears the batches.
-        match udp_fds {
-            Some((rtp_fd, rtcp_fd)) => {
-                if !udp_rtcp.is_empty() {
-                    udp_rtcp.send(rtcp_fd);
-                }
-                if !udp.is_empty() {
-                    udp.send(rtp_fd);
-                }
-            }
-            None => {
-                udp.clear();
-                udp_rtcp.clear();
-            }
-        }
-        if !iov.is_empty()
-            && sendv::write_all_vectored(&mut stream, &mut iov)
+        sc.build(udp_fds);
+        if !sc.iov.is_empty()
+            && sendv::write_all_vectored(&mut stream, &mut sc.iov)
                 .await
                 .is_err()
         {
             conn.closing.set(true);
             break;
         }
-        batch.clear();
-        // The batch emptied the ring: wait now rather than take an empty batch first (a
-        // second pass over the play state per viewer per tick). The wait returns at once if
-        // the ring moved while the write waited for the socket.
+        sc.batch.clear();
+        // The batch emptied the ring: wait now rather than take an empty batch first. With
+        // nothing new meanwhile the writer parks: the stream's next notify writes it inline
+        // (`DirectWriter`), its task staying asleep until something needs it.
         if let Some((s, pos)) = drained {
-            wait(&conn, Some((s, pos))).await;
+            if direct_allowed() && !s.has_data(pos) {
+                let generation = conn.park();
+                s.park_direct(Rc::new(DirectWriter {
+                    conn: Rc::downgrade(&conn),
+                    generation,
+                    fd,
+                    clock: shard.clock,
+                    udp_fds,
+                }));
+                wait_unparked(&conn).await;
+            } else {
+                wait(&conn, Some((s, pos))).await;
+            }
         }
     }
     // No shutdown(): it would act on the socket, which a handoff keeps alive on another
     // shard. Dropping our fd is enough; the last fd closed sends the FIN.
     drop(stream);
+}
+
+/// Waits while the writer is parked (until an inline write declines, or a response or
+/// closing needs the task).
+async fn wait_unparked(conn: &Conn) {
+    futures_lite::future::poll_fn(|cx| {
+        if !conn.parked.get() || conn.closing.get() || !conn.out.borrow().is_empty() {
+            return Poll::Ready(());
+        }
+        *conn.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
 }
 
 /// The writer ends the connection (producer gone, peer unreachable): shut the socket down

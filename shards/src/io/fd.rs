@@ -30,6 +30,14 @@ pub fn shutdown(stream: &TcpStream, how: libc::c_int) {
     unsafe { libc::shutdown(stream.as_raw_fd(), how) };
 }
 
+/// shutdown(2) on a raw descriptor (an inline writer holds only the number; its task keeps
+/// the descriptor open while it is parked).
+pub fn shutdown_fd(fd: i32, how: libc::c_int) {
+    // SAFETY: shutdown on a descriptor number; no memory involved, and a stale number only
+    // fails (the caller's task keeps it open while it may be used).
+    unsafe { libc::shutdown(fd, how) };
+}
+
 /// SO_SNDBUF of a socket.
 pub fn set_sndbuf(fd: i32, size: usize) {
     let v = size as libc::c_int;

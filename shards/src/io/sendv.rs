@@ -37,6 +37,57 @@ pub fn try_sendmsg(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
     }
 }
 
+/// Moves `start` past the `n` bytes a write took from `iov[start..]` (trimming a partly
+/// written iovec in place); returns the new start.
+fn advance(iov: &mut [libc::iovec], mut start: usize, mut n: usize) -> usize {
+    while n > 0 && start < iov.len() {
+        let v = &mut iov[start];
+        if n >= v.iov_len {
+            n -= v.iov_len;
+            start += 1;
+        } else {
+            // SAFETY: advancing within the same buffer, n < iov_len.
+            v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut _;
+            v.iov_len -= n;
+            n = 0;
+        }
+    }
+    while start < iov.len() && iov[start].iov_len == 0 {
+        start += 1;
+    }
+    start
+}
+
+/// Writes `iov` without waiting: true when all of it went; false when the socket filled,
+/// with what did not go copied into `rest` (for the connection's task to write once the
+/// socket drains). Clears `iov`.
+pub fn try_write_all(fd: i32, iov: &mut Vec<libc::iovec>, rest: &mut Vec<u8>) -> io::Result<bool> {
+    let mut start = 0;
+    let done = loop {
+        if start >= iov.len() {
+            break true;
+        }
+        match try_sendmsg(fd, &iov[start..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => start = advance(iov, start, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                for v in &iov[start..] {
+                    // SAFETY: the iovec describes live memory held by the caller (see
+                    // `iovec`).
+                    rest.extend_from_slice(unsafe {
+                        std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+                    });
+                }
+                break false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    iov.clear();
+    Ok(done)
+}
+
 /// Builds an iovec for a slice. The slice must stay alive while the iovec is used.
 pub fn iovec(b: &[u8]) -> libc::iovec {
     libc::iovec {
@@ -78,23 +129,9 @@ pub async fn write_all_vectored<S: Sink>(
     while start < iov.len() {
         match try_sendmsg(fd, &iov[start..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
+            Ok(n) => {
                 total += n;
-                while n > 0 && start < iov.len() {
-                    let v = &mut iov[start];
-                    if n >= v.iov_len {
-                        n -= v.iov_len;
-                        start += 1;
-                    } else {
-                        // SAFETY: advancing within the same buffer, n < iov_len.
-                        v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut _;
-                        v.iov_len -= n;
-                        n = 0;
-                    }
-                }
-                while start < iov.len() && iov[start].iov_len == 0 {
-                    start += 1;
-                }
+                start = advance(iov, start, n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Socket full: let glommio wait for space and send part of the next slice.
@@ -453,5 +490,35 @@ mod tests {
         batch.plan(false);
         assert_eq!(batch.runs.len(), batch.iov.len());
         batch.clear();
+    }
+
+    /// An inline write into a socket that fills: what went plus what was spilled is the
+    /// whole input, in order, and the iovecs are consumed.
+    #[test]
+    fn try_write_all_spills_the_rest_in_order() {
+        use std::io::Read;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let parts: Vec<Vec<u8>> = (0..64)
+            .map(|i| (0..8192).map(|k| (i * 7 + k) as u8).collect())
+            .collect();
+        let mut iov: Vec<libc::iovec> = parts.iter().map(|p| iovec(p)).collect();
+        let mut rest = Vec::new();
+        let all = try_write_all(a.as_raw_fd(), &mut iov, &mut rest).unwrap();
+        assert!(!all, "512 KiB should not fit a socket pair's buffer");
+        assert!(iov.is_empty());
+        assert!(!rest.is_empty());
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        got.extend_from_slice(&rest);
+        assert_eq!(got, parts.concat());
+        // Everything fits: nothing spilled.
+        let (c, _d) = std::os::unix::net::UnixStream::pair().unwrap();
+        let small = [1u8; 100];
+        let mut iov = vec![iovec(&small)];
+        let mut rest = Vec::new();
+        assert!(try_write_all(c.as_raw_fd(), &mut iov, &mut rest).unwrap());
+        assert!(rest.is_empty());
     }
 }
