@@ -1470,4 +1470,63 @@ mod tests {
         push(22, &mut now); // frames 108..=129: the keyframe is 125
         assert_eq!(read(&mut c), (125..130).collect::<Vec<_>>());
     }
+
+    /// Parked viewers: each notify calls every entry once; one that declines leaves the
+    /// list, one that stays is called again next time, and one parked by an entry's own
+    /// call (a viewer re-parking while the list is out) is kept for the next notify.
+    #[test]
+    fn notify_writes_parked_viewers_and_drops_the_ones_that_decline() {
+        struct Viewer {
+            calls: Cell<u32>,
+            stay_for: u32,
+            stream: std::rc::Weak<LocalStream>,
+            parks_another: Cell<bool>,
+        }
+        impl Direct for Viewer {
+            fn on_data(&self) -> bool {
+                self.calls.set(self.calls.get() + 1);
+                if self.parks_another.replace(false) {
+                    let s = self.stream.upgrade().unwrap();
+                    s.park_direct(Rc::new(Viewer {
+                        calls: Cell::new(0),
+                        stay_for: 10,
+                        stream: self.stream.clone(),
+                        parks_another: Cell::new(false),
+                    }));
+                }
+                self.calls.get() < self.stay_for
+            }
+        }
+        let s = Rc::new(LocalStream::new(
+            StreamId(1),
+            "p",
+            Generation(1),
+            true,
+            Bounds::items(16),
+            1,
+        ));
+        let viewer = |stay_for, parks_another| {
+            Rc::new(Viewer {
+                calls: Cell::new(0),
+                stay_for,
+                stream: Rc::downgrade(&s),
+                parks_another: Cell::new(parks_another),
+            })
+        };
+        let (a, b, c) = (viewer(1, false), viewer(3, true), viewer(10, false));
+        for v in [&a, &b, &c] {
+            s.park_direct(v.clone());
+        }
+        s.notify();
+        assert_eq!((a.calls.get(), b.calls.get(), c.calls.get()), (1, 1, 1));
+        // `a` declined; `b` parked a fourth viewer, not called in the notify that parked it.
+        assert_eq!(s.direct.borrow().len(), 3);
+        s.notify();
+        s.notify();
+        assert_eq!((a.calls.get(), b.calls.get(), c.calls.get()), (1, 3, 3));
+        assert_eq!(s.direct.borrow().len(), 2, "b declined at its third call");
+        assert!(!s.has_data(0));
+        s.close();
+        assert!(s.has_data(0));
+    }
 }
