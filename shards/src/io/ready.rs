@@ -117,17 +117,29 @@ impl ReadySet {
     /// The shard's poller: dispatches, then waits for the set to become readable.
     async fn run(self: Rc<Self>) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        let tick = std::time::Duration::from_millis(1);
+        let mut after_wait = false;
         loop {
             let n = self.dispatch(&mut events);
             if n == EVENTS {
                 futures_lite::future::yield_now().await;
+                after_wait = false;
+                continue;
+            }
+            if n == 0 && after_wait {
+                // The wait returned with nothing ready: rare (a socket removed meanwhile),
+                // or glommio no longer waits as relied on. Poll on a timer, never spin.
+                glommio::timer::sleep(tick).await;
+                after_wait = false;
                 continue;
             }
             if !self.wait_set().await {
-                // The wait could not be set up, or returned without an event: poll on a
-                // timer rather than spin.
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                // The wait could not be set up (no descriptor for the duplicate).
+                glommio::timer::sleep(tick).await;
+                after_wait = false;
+                continue;
             }
+            after_wait = true;
         }
     }
 
