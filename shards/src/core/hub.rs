@@ -272,7 +272,7 @@ impl LocalStream {
     /// viewer's waker is registered once per notify epoch (`registered` is the viewer's
     /// own marker), so registering costs O(1) whatever the number of viewers.
     pub fn poll_data(&self, pos: u64, registered: &Cell<u64>, cx: &Context<'_>) -> Poll<()> {
-        if self.closed.get() || self.ring.borrow().head() > pos {
+        if self.has_data(pos) {
             return Poll::Ready(());
         }
         let mark = self.epoch.get() + 1;

@@ -1014,15 +1014,11 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     loop {
         // Running again: whatever parked this writer is over.
         conn.unpark();
-        let spill = std::mem::take(&mut *conn.spill.borrow_mut());
-        if !spill.is_empty() {
-            if stream.write_all(&spill).await.is_err() {
-                end_connection(&conn, &stream);
-                break;
-            }
-            continue;
+        // What an inline write left goes first, then the responses.
+        let mut out = std::mem::take(&mut *conn.spill.borrow_mut());
+        if out.is_empty() {
+            out = std::mem::take(&mut *conn.out.borrow_mut());
         }
-        let out = std::mem::take(&mut *conn.out.borrow_mut());
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 end_connection(&conn, &stream);
