@@ -215,3 +215,106 @@ def test_mjpeg_stream_and_snapshot_from_a_jpeg_track(server_factory, tmp_path):
         raise AssertionError("expected 415")
     except urllib.error.HTTPError as e:
         assert e.code == 415 and b"H.264" in e.read()
+
+
+def _dechunk(body):
+    """The data of an HTTP/1.1 chunked body (a trailing partial chunk is dropped); raises
+    on a malformed chunk line, which is what a reordered or lost byte would make."""
+    out, i = bytearray(), 0
+    while True:
+        j = body.find(b"\r\n", i)
+        if j < 0:
+            return bytes(out)
+        size = int(body[i:j], 16)
+        if size == 0 or j + 2 + size + 2 > len(body):
+            return bytes(out)
+        assert body[j + 2 + size:j + 4 + size] == b"\r\n", f"chunk at {i} not followed by CRLF"
+        out += body[j + 2:j + 2 + size]
+        i = j + 4 + size
+
+
+def _read_for(sock, seconds):
+    data = bytearray()
+    sock.settimeout(0.5)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            b = sock.recv(1 << 16)
+        except socket.timeout:
+            continue
+        if not b:
+            break
+        data += b
+    return bytes(data)
+
+
+def _decode_file(path):
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-i", str(path),
+         "-map", "0", "-f", "null", "-progress", "pipe:1", "-"],
+        capture_output=True, text=True, timeout=60)
+    return decoded_frames(out.stdout), out.stderr
+
+
+def test_stalled_mp4_and_mse_viewers_get_a_valid_stream(server_factory, procs, tmp_path):
+    """Viewers with a 4 KiB receive buffer that stop reading for 2 s of a ~35 Mbit/s
+    stream: the server's writes to them fill the socket (its send buffer grows to at most
+    4 MiB; inline writes spill what did not fit, the viewer's task sends it), and what they
+    read afterwards is still an intact fMP4 stream that ffmpeg decodes without an error,
+    while a normal viewer of the same stream plays on."""
+    import websocket
+    hi = tmp_path / "hi.mp4"
+    # Noise does not compress: ~35 Mbit/s, a keyframe a second, no B-frames.
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "testsrc2=size=640x360:rate=25", "-vf", "noise=alls=40:allf=t", "-t", "4",
+         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-g", "25", "-bf", "0",
+         "-pix_fmt", "yuv420p", str(hi)], check=True, timeout=60)
+    srv = server_factory()
+    procs.append(ffmpeg_publish(srv.url("hi"), hi, loop=True))
+    wait_live(srv, "hi")
+    small = ((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+    mp4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    mp4.setsockopt(*small[0])
+    mp4.connect(("127.0.0.1", srv.api_port))
+    mp4.sendall(b"GET /api/stream.mp4?src=hi HTTP/1.1\r\nHost: x\r\n\r\n")
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.api_port}/api/ws?src=hi",
+                                     timeout=10, sockopt=small)
+    ws.send(json.dumps({"type": "mse", "value": "avc1.42C01E,avc1.640029,mp4a.40.2"}))
+    assert json.loads(ws.recv())["type"] == "mse"
+    # A viewer that reads all along, to compare with.
+    normal = socket.create_connection(("127.0.0.1", srv.api_port), timeout=10)
+    normal.sendall(b"GET /api/stream.mp4?src=hi HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = _read_for(mp4, 0.5)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    # The stall: nothing read from `mp4` and `ws` while `normal` reads.
+    normal_data = _read_for(normal, 2.0)
+    body = head + _read_for(mp4, 4.0)
+    frames_ws = bytearray()
+    ws.settimeout(0.5)
+    end = time.time() + 2.0
+    while time.time() < end:
+        try:
+            op, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            continue
+        if op == websocket.ABNF.OPCODE_BINARY:
+            frames_ws += data
+    normal_data += _read_for(normal, 2.0)
+    for s in (mp4, normal):
+        s.close()
+    ws.close()
+    results = {}
+    for label, raw in (("mp4", body), ("normal", normal_data)):
+        f = tmp_path / f"{label}.mp4"
+        f.write_bytes(_dechunk(raw.partition(b"\r\n\r\n")[2]))
+        results[label] = _decode_file(f)
+    f = tmp_path / "mse.mp4"
+    f.write_bytes(bytes(frames_ws))
+    results["mse"] = _decode_file(f)
+    for label, (frames, err) in results.items():
+        assert not err.strip(), (label, err[-2000:])
+    # 25 fps: the normal viewer read 4 s, the stalled ones 4 s and 2 s after their stall.
+    assert results["normal"][0] >= 90, results
+    assert results["mp4"][0] >= 40, results
+    assert results["mse"][0] >= 20, results

@@ -18,10 +18,12 @@ use corecast::packet::Packet;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, UnixListener};
 use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -551,6 +553,197 @@ pub fn frame_batch(
     bytes
 }
 
+/// A live HTTP or WebSocket viewer's media side, shared by its task and, while parked, its
+/// entry in the stream's inline list (`LiveEntry`): as for RTSP viewers (issue #10), a
+/// caught-up viewer is written by the stream's notify from one buffer set per shard, and its
+/// task sleeps until an inline write declines.
+struct Live {
+    reader: RefCell<MuxReader>,
+    consumer: Consumer,
+    framing: Framing,
+    /// The socket for inline writes (None: a Unix socket, whose fd glommio hides; the task
+    /// writes every batch).
+    fd: Option<i32>,
+    /// go2rtc's `duration=`: inline writes stop at it and leave the ending to the task.
+    until: Option<Instant>,
+    parked: Cell<bool>,
+    park_gen: Cell<u64>,
+    /// What an inline write could not send (socket full): the task sends it first.
+    spill: RefCell<Vec<u8>>,
+    /// An inline write failed: the task ends the response.
+    failed: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+/// Inline writes' buffers, one set per shard (they never wait, so never overlap).
+#[derive(Default)]
+struct LiveScratch {
+    batch: Vec<Rc<Packet>>,
+    hdrs: Vec<HeadSlot>,
+    iov: Vec<libc::iovec>,
+}
+
+thread_local! {
+    static LIVE_SCRATCH: RefCell<LiveScratch> = RefCell::new(LiveScratch::default());
+}
+
+impl Live {
+    fn new(
+        reader: MuxReader,
+        consumer: Consumer,
+        framing: Framing,
+        fd: Option<i32>,
+        until: Option<Instant>,
+    ) -> Rc<Live> {
+        Rc::new(Live {
+            reader: RefCell::new(reader),
+            consumer,
+            framing,
+            fd,
+            until,
+            parked: Cell::new(false),
+            park_gen: Cell::new(0),
+            spill: RefCell::new(Vec::new()),
+            failed: Cell::new(false),
+            waker: RefCell::new(None),
+        })
+    }
+
+    /// The task runs again: any entry parked so far becomes stale (its next notify drops
+    /// it unwritten), so no inline write can interleave with the task's own.
+    fn unpark(&self) {
+        if self.parked.replace(false) {
+            self.park_gen.set(self.park_gen.get().wrapping_add(1));
+        }
+    }
+
+    /// After a batch of the task's: park when it emptied the ring (and was not a full
+    /// batch), so that the stream's next notify writes this viewer inline.
+    fn park_if_caught_up(self: &Rc<Self>, written: usize) -> bool {
+        let Some(fd) = self.fd else {
+            return false;
+        };
+        if written >= BATCH || !crate::egress::rtsp::direct_allowed() {
+            return false;
+        }
+        let reader = self.reader.borrow();
+        if !reader.caught_up() {
+            return false;
+        }
+        self.parked.set(true);
+        reader.stream.park_direct(Rc::new(LiveEntry {
+            live: Rc::downgrade(self),
+            generation: self.park_gen.get(),
+            fd,
+        }));
+        true
+    }
+
+    /// Waits while parked: until an inline write declines (more to send, the end, an
+    /// error, a full socket).
+    async fn wait_unparked(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if !self.parked.get() {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The task's next batch, waiting for one (false: the output ended). The reader is
+    /// borrowed only between waits.
+    async fn next_batch(&self, out: &mut Vec<Rc<Packet>>) -> bool {
+        loop {
+            match self.reader.borrow_mut().try_batch(out, BATCH) {
+                muxers::Batch::Data => return true,
+                muxers::Batch::Closed => return false,
+                muxers::Batch::Empty => {}
+            }
+            futures_lite::future::poll_fn(|cx| self.reader.borrow().poll_ready(cx)).await;
+        }
+    }
+
+    /// Writes what an inline write left (before anything else goes out).
+    async fn write_spill(&self, stream: &mut HttpConn) -> std::io::Result<()> {
+        let spill = std::mem::take(&mut *self.spill.borrow_mut());
+        if spill.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(&spill).await
+    }
+
+    /// One batch written without waiting; false when the task must take over.
+    fn write_inline(&self, fd: i32) -> bool {
+        if self.until.is_some_and(|t| Instant::now() >= t) {
+            return false;
+        }
+        let Ok(mut reader) = self.reader.try_borrow_mut() else {
+            return false;
+        };
+        LIVE_SCRATCH.with(|cell| {
+            let Ok(mut sc) = cell.try_borrow_mut() else {
+                return false;
+            };
+            let sc = &mut *sc;
+            sc.batch.clear();
+            match reader.try_batch(&mut sc.batch, BATCH) {
+                muxers::Batch::Data => {}
+                // Another notify than this output's data (nothing to write yet).
+                muxers::Batch::Empty => return true,
+                muxers::Batch::Closed => return false,
+            }
+            let n = sc.batch.len();
+            let bytes = frame_batch(self.framing, &sc.batch, &mut sc.hdrs, &mut sc.iov);
+            let sent = sendv::try_write_all(fd, &mut sc.iov, &mut self.spill.borrow_mut());
+            sc.batch.clear();
+            match sent {
+                Ok(all) => {
+                    self.consumer.sent(n as u64, bytes, &mut reader);
+                    all && n < BATCH && reader.caught_up()
+                }
+                Err(_) => {
+                    self.failed.set(true);
+                    false
+                }
+            }
+        })
+    }
+
+    /// Publishes what is still pending (the viewer is leaving).
+    fn finish(&self) {
+        self.consumer.finish(&mut self.reader.borrow_mut());
+    }
+}
+
+/// A parked viewer's entry in its stream's inline list, live while its generation is the
+/// viewer's.
+struct LiveEntry {
+    live: std::rc::Weak<Live>,
+    generation: u64,
+    fd: i32,
+}
+
+impl crate::core::hub::Direct for LiveEntry {
+    fn on_data(&self) -> bool {
+        let Some(live) = self.live.upgrade() else {
+            return false;
+        };
+        if !live.parked.get() || live.park_gen.get() != self.generation {
+            return false;
+        }
+        if live.write_inline(self.fd) {
+            return true;
+        }
+        live.unpark();
+        if let Some(w) = live.waker.borrow_mut().take() {
+            w.wake();
+        }
+        false
+    }
+}
+
 /// `stream.mp4` / `stream.ts` / `stream.aac` / `stream.mjpeg`: the shared muxer's output, live, until the
 /// client leaves or the stream ends (or `duration=` seconds, as in go2rtc).
 async fn live(
@@ -576,7 +769,7 @@ async fn live(
     }
     let tracks = muxers::mp4_consumer_tracks(v);
     let consumer = Consumer::register(shard, &name, peer, &req, v.tag(), "http", tracks);
-    let mut reader = match muxers::attach(shard, &name, v).await {
+    let reader = match muxers::attach(shard, &name, v).await {
         Ok(r) => r,
         Err(e) => {
             return send_reply(
@@ -658,25 +851,28 @@ async fn live(
     }
     // A live viewer sends nothing while it watches: no idle read timeout (as for MSE).
     stream.set_read_timeout(None);
+    let fd = sendv::Sink::send_fd(stream);
+    let live = Live::new(reader, consumer, framing, fd, until);
     let mut scratch = [0u8; 64];
     enum Ev {
         Gone,
         Media(bool),
     }
     loop {
+        // Running again: whatever parked this viewer is over; what it left goes first.
+        live.unpark();
+        if live.write_spill(stream).await.is_err() || live.failed.get() {
+            break;
+        }
         batch.clear();
         // The client sends nothing while it watches: a read that ends means it left, even
         // when the stream is stalled and nothing is being written. (glommio keeps the
         // socket's readiness poll armed across these reads: nothing is allocated per wait.)
         let ev = {
-            let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
+            let media = async { Ev::Media(live.next_batch(&mut batch).await) };
             let gone = async {
-                loop {
-                    match stream.read(&mut scratch).await {
-                        Ok(0) | Err(_) => return Ev::Gone,
-                        Ok(_) => continue,
-                    }
-                }
+                client_gone(stream, &mut scratch).await;
+                Ev::Gone
             };
             futures_lite::future::or(gone, media).await
         };
@@ -694,19 +890,45 @@ async fn live(
         if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
             break;
         }
-        consumer.sent(batch.len() as u64, bytes, &mut reader);
+        let n = batch.len();
+        batch.clear();
+        live.consumer
+            .sent(n as u64, bytes, &mut live.reader.borrow_mut());
         if until.is_some_and(|t| Instant::now() >= t) {
             if chunked {
                 let _ = stream.write_all(response::LAST_CHUNK).await;
             }
             break;
         }
+        // Caught up: the stream's notify writes this viewer inline while its task sleeps
+        // (until an inline write declines or the client leaves).
+        if live.park_if_caught_up(n) {
+            let gone = async {
+                client_gone(stream, &mut scratch).await;
+                true
+            };
+            let resumed = async {
+                live.wait_unparked().await;
+                false
+            };
+            if futures_lite::future::or(gone, resumed).await {
+                break;
+            }
+        }
     }
     debug!(stream = %name, %peer, format = v.tag(), "http viewer left");
-    consumer.finish(&mut reader);
-    drop(reader);
-    drop(consumer);
+    live.finish();
     After::Close
+}
+
+/// Returns when the client of a live response leaves (it sends nothing while it watches).
+async fn client_gone(stream: &mut HttpConn, scratch: &mut [u8]) {
+    loop {
+        match stream.read(scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// `frame.mp4` (one keyframe as MP4) and `frame.jpeg` (see `muxers::snapshot`: a JPEG
@@ -838,13 +1060,26 @@ async fn websocket(
     let mut rbuf: Vec<u8> = Vec::new();
     // Client messages are small (signalling); a larger one takes several reads.
     let mut chunk = vec![0u8; 1024];
-    let mut playing: Option<(MuxReader, Consumer)> = None;
+    let mut playing: Option<Rc<Live>> = None;
+    let fd = sendv::Sink::send_fd(stream);
+    // Set when the last media batch parked the viewer: the next wait keeps it parked.
+    let mut parked_now = false;
     let mut batch: Vec<Rc<Packet>> = Vec::new();
     let mut hdrs: Vec<HeadSlot> = Vec::new();
     let mut iov: Vec<libc::iovec> = Vec::new();
     // A live viewer sends nothing for long stretches: no read timeout while playing.
     stream.set_read_timeout(None);
     'conn: loop {
+        // Running for anything but the wait right after parking: whatever parked the
+        // viewer is over, and what an inline write left goes before any reply.
+        if !std::mem::take(&mut parked_now) {
+            if let Some(l) = &playing {
+                l.unpark();
+                if l.write_spill(stream).await.is_err() || l.failed.get() {
+                    break;
+                }
+            }
+        }
         // Handle every complete message buffered.
         loop {
             match dec.decode(&rbuf) {
@@ -859,7 +1094,7 @@ async fn websocket(
                     match msg {
                         ws::Message::Text(t) => {
                             let out =
-                                on_ws_text(shard, peer, &req, name.as_deref(), t, &mut playing)
+                                on_ws_text(shard, peer, &req, name.as_deref(), t, fd, &mut playing)
                                     .await;
                             if stream.write_all(&out).await.is_err() {
                                 break 'conn;
@@ -898,11 +1133,19 @@ async fn websocket(
         enum Ev {
             Read(std::io::Result<usize>),
             Media(bool),
+            /// An inline write declined: the task takes over.
+            Resumed,
         }
-        let ev = match playing.as_mut() {
-            Some((reader, _)) => {
+        let ev = match playing.as_ref() {
+            Some(l) => {
                 batch.clear();
-                let media = async { Ev::Media(reader.next_batch(&mut batch, BATCH).await) };
+                let media = async {
+                    if l.parked.get() {
+                        l.wait_unparked().await;
+                        return Ev::Resumed;
+                    }
+                    Ev::Media(l.next_batch(&mut batch).await)
+                };
                 let read = async { Ev::Read(stream.read(&mut chunk).await) };
                 futures_lite::future::or(read, media).await
             }
@@ -934,20 +1177,24 @@ async fn websocket(
                     .await;
                 break;
             }
+            Ev::Resumed => {}
             Ev::Media(true) => {
-                let Some((reader, consumer)) = playing.as_mut() else {
+                let Some(l) = playing.as_ref() else {
                     continue;
                 };
                 let bytes = frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
                 if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
                     break;
                 }
-                consumer.sent(batch.len() as u64, bytes, reader);
+                let n = batch.len();
+                batch.clear();
+                l.consumer.sent(n as u64, bytes, &mut l.reader.borrow_mut());
+                parked_now = l.park_if_caught_up(n);
             }
         }
     }
-    if let Some((reader, consumer)) = playing.as_mut() {
-        consumer.finish(reader);
+    if let Some(l) = playing.as_ref() {
+        l.finish();
     }
     drop(playing);
     After::Close
@@ -960,7 +1207,8 @@ async fn on_ws_text(
     req: &Request,
     name: Option<&str>,
     text: String,
-    playing: &mut Option<(MuxReader, Consumer)>,
+    fd: Option<i32>,
+    playing: &mut Option<Rc<Live>>,
 ) -> Vec<u8> {
     let mut raw = text.into_bytes();
     let msg: WsIn = match simd_json::from_slice(&mut raw) {
@@ -1009,7 +1257,7 @@ async fn on_ws_text(
                 .stats
                 .bytes
                 .fetch_add(init.len() as u64, Relaxed);
-            *playing = Some((reader, consumer));
+            *playing = Some(Live::new(reader, consumer, Framing::WsBinary, fd, None));
             out
         }
         "webrtc" | "webrtc/offer" | "webrtc/candidate" => {

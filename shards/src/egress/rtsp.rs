@@ -997,7 +997,7 @@ impl Drop for Unpark {
 }
 
 /// `CORECAST_NO_DIRECT=1`: writers are always woken, never written inline (A/B runs).
-fn direct_allowed() -> bool {
+pub(crate) fn direct_allowed() -> bool {
     thread_local! {
         static ALLOWED: bool = std::env::var_os("CORECAST_NO_DIRECT").is_none_or(|v| v == "0");
     }

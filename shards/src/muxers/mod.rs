@@ -913,6 +913,17 @@ fn open_output(
     Ok((s.clone(), OwnedGuard(shard.clone(), s)))
 }
 
+/// What [`MuxReader::try_batch`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Fragments were appended.
+    Data,
+    /// Nothing new yet.
+    Empty,
+    /// The output ended.
+    Closed,
+}
+
 /// A viewer's handle on a muxed variant: its ring cursor and the init segment.
 pub struct MuxReader {
     shard: Rc<Shard>,
@@ -929,26 +940,33 @@ impl Drop for MuxReader {
 }
 
 impl MuxReader {
-    /// Fragments since the last call (appended to `out`), waiting for at least one.
-    /// Returns false when the output ended (the source or the muxer stopped).
-    pub async fn next_batch(&mut self, out: &mut Vec<Rc<Packet>>, limit: usize) -> bool {
-        loop {
-            {
-                let ring = self.stream.ring.borrow();
-                self.fanout.fill(&ring, self.stream.tick(), out, limit);
-            }
-            if !out.is_empty() {
-                return true;
-            }
-            if self.stream.is_closed() {
-                return false;
-            }
-            // No timer: the output's end (`close`) wakes its viewers as data does, and a
-            // timer per wait would cost a viewer an allocation per fragment.
-            let pos = self.fanout.position();
-            futures_lite::future::poll_fn(|cx| self.stream.poll_data(pos, &self.registered, cx))
-                .await;
+    /// Ready when there is something to read or the output ended. No timer: the output's
+    /// end (`close`) wakes its viewers as data does, and a timer per wait would cost a
+    /// viewer an allocation per fragment.
+    pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.stream
+            .poll_data(self.fanout.position(), &self.registered, cx)
+    }
+
+    /// Fragments since the last call (appended to `out`), without waiting (see
+    /// [`MuxReader::poll_ready`] for the wait).
+    pub fn try_batch(&mut self, out: &mut Vec<Rc<Packet>>, limit: usize) -> Batch {
+        {
+            let ring = self.stream.ring.borrow();
+            self.fanout.fill(&ring, self.stream.tick(), out, limit);
         }
+        if !out.is_empty() {
+            Batch::Data
+        } else if self.stream.is_closed() {
+            Batch::Closed
+        } else {
+            Batch::Empty
+        }
+    }
+
+    /// Nothing left to read (and the output still open).
+    pub fn caught_up(&self) -> bool {
+        !self.stream.has_data(self.fanout.position())
     }
 
     /// Records a delivered batch; the statistics to publish when they are due.
