@@ -149,6 +149,38 @@ pub trait Direct {
     fn on_data(&self) -> bool;
 }
 
+/// A viewer's parked state: its `Direct` entry carries the generation it was parked with,
+/// and any unpark (the viewer's task running again) makes that entry stale, so that the
+/// next notify drops it unwritten.
+#[derive(Default)]
+pub struct Parking {
+    parked: Cell<bool>,
+    generation: Cell<u64>,
+}
+
+impl Parking {
+    /// Parks; returns the generation the new entry must carry.
+    pub fn park(&self) -> u64 {
+        self.parked.set(true);
+        self.generation.get()
+    }
+
+    pub fn unpark(&self) {
+        if self.parked.replace(false) {
+            self.generation.set(self.generation.get().wrapping_add(1));
+        }
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked.get()
+    }
+
+    /// Whether an entry of `generation` is the live one.
+    pub fn holds(&self, generation: u64) -> bool {
+        self.parked.get() && self.generation.get() == generation
+    }
+}
+
 impl LocalStream {
     /// A stream as a shard keeps it; public so that benches and tests can drive one that
     /// no shard owns.
@@ -1474,6 +1506,23 @@ mod tests {
     /// Parked viewers: each notify calls every entry once; one that declines leaves the
     /// list, one that stays is called again next time, and one parked by an entry's own
     /// call (a viewer re-parking while the list is out) is kept for the next notify.
+    /// An entry is live only while the viewer stays parked with the entry's generation:
+    /// after an unpark, an old entry stays stale even when the viewer parks again.
+    #[test]
+    fn parking_makes_older_entries_stale() {
+        let p = Parking::default();
+        assert!(!p.is_parked());
+        let g1 = p.park();
+        assert!(p.is_parked() && p.holds(g1));
+        p.unpark();
+        assert!(!p.is_parked() && !p.holds(g1));
+        // A second unpark changes nothing.
+        p.unpark();
+        let g2 = p.park();
+        assert_ne!(g1, g2);
+        assert!(p.holds(g2) && !p.holds(g1));
+    }
+
     #[test]
     fn notify_writes_parked_viewers_and_drops_the_ones_that_decline() {
         struct Viewer {

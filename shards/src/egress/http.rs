@@ -566,8 +566,7 @@ struct Live {
     fd: Option<i32>,
     /// go2rtc's `duration=`: inline writes stop at it and leave the ending to the task.
     until: Option<Instant>,
-    parked: Cell<bool>,
-    park_gen: Cell<u64>,
+    parking: crate::core::hub::Parking,
     /// What an inline write could not send (socket full): the task sends it first.
     spill: RefCell<Vec<u8>>,
     /// An inline write failed: the task ends the response.
@@ -601,20 +600,17 @@ impl Live {
             framing,
             fd,
             until,
-            parked: Cell::new(false),
-            park_gen: Cell::new(0),
+            parking: Default::default(),
             spill: RefCell::new(Vec::new()),
             failed: Cell::new(false),
             waker: RefCell::new(None),
         })
     }
 
-    /// The task runs again: any entry parked so far becomes stale (its next notify drops
-    /// it unwritten), so no inline write can interleave with the task's own.
+    /// The task runs again: any entry parked so far becomes stale, so no inline write can
+    /// interleave with the task's own.
     fn unpark(&self) {
-        if self.parked.replace(false) {
-            self.park_gen.set(self.park_gen.get().wrapping_add(1));
-        }
+        self.parking.unpark();
     }
 
     /// After a batch of the task's: park when it emptied the ring (and was not a full
@@ -630,10 +626,9 @@ impl Live {
         if !reader.caught_up() {
             return false;
         }
-        self.parked.set(true);
         reader.stream.park_direct(Rc::new(LiveEntry {
             live: Rc::downgrade(self),
-            generation: self.park_gen.get(),
+            generation: self.parking.park(),
             fd,
         }));
         true
@@ -643,7 +638,7 @@ impl Live {
     /// error, a full socket).
     async fn wait_unparked(&self) {
         futures_lite::future::poll_fn(|cx| {
-            if !self.parked.get() {
+            if !self.parking.is_parked() {
                 return Poll::Ready(());
             }
             *self.waker.borrow_mut() = Some(cx.waker().clone());
@@ -730,7 +725,7 @@ impl crate::core::hub::Direct for LiveEntry {
         let Some(live) = self.live.upgrade() else {
             return false;
         };
-        if !live.parked.get() || live.park_gen.get() != self.generation {
+        if !live.parking.holds(self.generation) {
             return false;
         }
         if live.write_inline(self.fd) {
@@ -1140,7 +1135,7 @@ async fn websocket(
             Some(l) => {
                 batch.clear();
                 let media = async {
-                    if l.parked.get() {
+                    if l.parking.is_parked() {
                         l.wait_unparked().await;
                         return Ev::Resumed;
                     }

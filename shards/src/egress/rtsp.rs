@@ -109,28 +109,13 @@ struct Conn {
     play: RefCell<Option<Play>>,
     /// The writer's registration marker in its stream's waiter list (see `poll_data`).
     registered: Cell<u64>,
-    /// Parked: the stream's notify writes this viewer inline (`DirectWriter`); the entry
-    /// of generation `park_gen` is the live one.
-    parked: Cell<bool>,
-    park_gen: Cell<u64>,
+    /// Parked: the stream's notify writes this viewer inline (`DirectWriter`).
+    parking: crate::core::hub::Parking,
     /// What an inline write could not send (socket full): the writer task sends it first.
     spill: RefCell<Vec<u8>>,
 }
 
 impl Conn {
-    /// Parks the writer; returns the generation its entry must carry.
-    fn park(&self) -> u64 {
-        self.parked.set(true);
-        self.park_gen.get()
-    }
-
-    /// Any entry parked so far becomes stale: its next notify drops it unwritten.
-    fn unpark(&self) {
-        if self.parked.replace(false) {
-            self.park_gen.set(self.park_gen.get().wrapping_add(1));
-        }
-    }
-
     fn wake(&self) {
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -502,8 +487,7 @@ async fn handle(
         closing: Cell::new(false),
         play: RefCell::new(None),
         registered: Cell::new(0),
-        parked: Cell::new(false),
-        park_gen: Cell::new(0),
+        parking: Default::default(),
         spill: RefCell::new(Vec::new()),
     });
     let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
@@ -932,13 +916,13 @@ impl crate::core::hub::Direct for DirectWriter {
         let Some(conn) = self.conn.upgrade() else {
             return false;
         };
-        if !conn.parked.get() || conn.park_gen.get() != self.generation {
+        if !conn.parking.holds(self.generation) {
             return false;
         }
         if self.write(&conn) {
             return true;
         }
-        conn.unpark();
+        conn.parking.unpark();
         conn.wake();
         false
     }
@@ -992,7 +976,7 @@ struct Unpark(Rc<Conn>);
 
 impl Drop for Unpark {
     fn drop(&mut self) {
-        self.0.unpark();
+        self.0.parking.unpark();
     }
 }
 
@@ -1013,7 +997,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     let _unpark = Unpark(conn.clone());
     loop {
         // Running again: whatever parked this writer is over.
-        conn.unpark();
+        conn.parking.unpark();
         // What an inline write left goes first, then the responses.
         let mut out = std::mem::take(&mut *conn.spill.borrow_mut());
         if out.is_empty() {
@@ -1070,7 +1054,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         // (`DirectWriter`), its task staying asleep until something needs it.
         if let Some((s, pos)) = drained {
             if direct_allowed() && !s.has_data(pos) {
-                let generation = conn.park();
+                let generation = conn.parking.park();
                 s.park_direct(Rc::new(DirectWriter {
                     conn: Rc::downgrade(&conn),
                     generation,
@@ -1093,7 +1077,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
 /// closing needs the task).
 async fn wait_unparked(conn: &Conn) {
     futures_lite::future::poll_fn(|cx| {
-        if !conn.parked.get() || conn.closing.get() || !conn.out.borrow().is_empty() {
+        if !conn.parking.is_parked() || conn.closing.get() || !conn.out.borrow().is_empty() {
             return Poll::Ready(());
         }
         *conn.waker.borrow_mut() = Some(cx.waker().clone());
