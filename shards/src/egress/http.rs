@@ -553,10 +553,10 @@ pub fn frame_batch(
     bytes
 }
 
-/// A live HTTP or WebSocket viewer's media side, shared by its task and, while parked, its
-/// entry in the stream's inline list (`LiveEntry`): as for RTSP viewers (issue #10), a
-/// caught-up viewer is written by the stream's notify from one buffer set per shard, and its
-/// task sleeps until an inline write declines.
+/// A live HTTP or WebSocket viewer's media side, shared by its task and, while parked, the
+/// stream's inline list (`Direct`): as for RTSP viewers (issue #10), a caught-up viewer is
+/// written by the stream's notify from one buffer set per shard, and its task sleeps until
+/// an inline write declines.
 struct Live {
     reader: RefCell<MuxReader>,
     consumer: Consumer,
@@ -616,21 +616,15 @@ impl Live {
     /// After a batch of the task's: park when it emptied the ring (and was not a full
     /// batch), so that the stream's next notify writes this viewer inline.
     fn park_if_caught_up(self: &Rc<Self>, written: usize) -> bool {
-        let Some(fd) = self.fd else {
-            return false;
-        };
-        if written >= BATCH || !crate::egress::rtsp::direct_allowed() {
+        if self.fd.is_none() || written >= BATCH || !crate::egress::rtsp::direct_allowed() {
             return false;
         }
         let reader = self.reader.borrow();
         if !reader.caught_up() {
             return false;
         }
-        reader.stream.park_direct(Rc::new(LiveEntry {
-            live: Rc::downgrade(self),
-            generation: self.parking.park(),
-            fd,
-        }));
+        let entry = Rc::downgrade(self);
+        reader.stream.park_direct(entry, self.parking.park());
         true
     }
 
@@ -712,27 +706,21 @@ impl Live {
     }
 }
 
-/// A parked viewer's entry in its stream's inline list, live while its generation is the
-/// viewer's.
-struct LiveEntry {
-    live: std::rc::Weak<Live>,
-    generation: u64,
-    fd: i32,
-}
-
-impl crate::core::hub::Direct for LiveEntry {
-    fn on_data(&self) -> bool {
-        let Some(live) = self.live.upgrade() else {
+/// A parked viewer, written inline at each notify of its output while its generation is
+/// the viewer's.
+impl crate::core::hub::Direct for Live {
+    fn on_data(&self, generation: u64) -> bool {
+        if !self.parking.holds(generation) {
+            return false;
+        }
+        let Some(fd) = self.fd else {
             return false;
         };
-        if !live.parking.holds(self.generation) {
-            return false;
-        }
-        if live.write_inline(self.fd) {
+        if self.write_inline(fd) {
             return true;
         }
-        live.unpark();
-        if let Some(w) = live.waker.borrow_mut().take() {
+        self.unpark();
+        if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
         }
         false

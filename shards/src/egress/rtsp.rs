@@ -111,6 +111,7 @@ struct Conn {
     registered: Cell<u64>,
     /// Parked: the stream's notify writes this viewer inline (`DirectWriter`).
     parking: crate::core::hub::Parking,
+    direct: Cell<Option<DirectWriter>>,
     /// What an inline write could not send (socket full): the writer task sends it first.
     spill: RefCell<Vec<u8>>,
 }
@@ -488,6 +489,7 @@ async fn handle(
         play: RefCell::new(None),
         registered: Cell::new(0),
         parking: Default::default(),
+        direct: Cell::new(None),
         spill: RefCell::new(Vec::new()),
     });
     let writer = glommio::spawn_local(writer(shard.clone(), conn.clone(), wstream));
@@ -901,29 +903,29 @@ impl Scratch {
     }
 }
 
-/// A parked writer's entry in its stream's list (`Direct`): written inline at each notify
-/// while its generation is the connection's.
+/// Where a parked writer's inline writes go (set once by the writer task).
+#[derive(Clone, Copy)]
 struct DirectWriter {
-    conn: std::rc::Weak<Conn>,
-    generation: u64,
     fd: i32,
     clock: crate::core::hub::Clock,
     udp_fds: Option<(i32, i32)>,
 }
 
-impl crate::core::hub::Direct for DirectWriter {
-    fn on_data(&self) -> bool {
-        let Some(conn) = self.conn.upgrade() else {
+/// A parked connection, written inline at each notify of its stream while its generation
+/// is the connection's.
+impl crate::core::hub::Direct for Conn {
+    fn on_data(&self, generation: u64) -> bool {
+        if !self.parking.holds(generation) {
+            return false;
+        }
+        let Some(w) = self.direct.get() else {
             return false;
         };
-        if !conn.parking.holds(self.generation) {
-            return false;
-        }
-        if self.write(&conn) {
+        if w.write(self) {
             return true;
         }
-        conn.parking.unpark();
-        conn.wake();
+        self.parking.unpark();
+        self.wake();
         false
     }
 }
@@ -992,7 +994,11 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
     // Grown on first use and then reused: an idle connection costs no batch memory.
     let mut sc = Scratch::new();
     let udp_fds = crate::egress::udp::pair().map(|u| (u.rtp_fd, u.rtcp_fd));
-    let fd = stream.as_raw_fd();
+    conn.direct.set(Some(DirectWriter {
+        fd: stream.as_raw_fd(),
+        clock: shard.clock,
+        udp_fds,
+    }));
     // A local: dropped before `stream` (a parameter), so before its descriptor closes.
     let _unpark = Unpark(conn.clone());
     loop {
@@ -1054,14 +1060,8 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         // (`DirectWriter`), its task staying asleep until something needs it.
         if let Some((s, pos)) = drained {
             if direct_allowed() && !s.has_data(pos) {
-                let generation = conn.parking.park();
-                s.park_direct(Rc::new(DirectWriter {
-                    conn: Rc::downgrade(&conn),
-                    generation,
-                    fd,
-                    clock: shard.clock,
-                    udp_fds,
-                }));
+                let entry = Rc::downgrade(&conn);
+                s.park_direct(entry, conn.parking.park());
                 wait_unparked(&conn).await;
             } else {
                 wait(&conn, Some((s, pos))).await;
