@@ -979,6 +979,8 @@ struct Unpark(Rc<Conn>);
 impl Drop for Unpark {
     fn drop(&mut self) {
         self.0.parking.unpark();
+        // And forget the descriptor: it closes next, and may be reused.
+        self.0.direct.set(None);
     }
 }
 
