@@ -7,6 +7,7 @@ import re
 import selectors
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -233,11 +234,12 @@ def _dechunk(body):
         i = j + 4 + size
 
 
-def _read_for(sock, seconds):
-    data = bytearray()
+def _read_until(sock, done, deadline_s, data=b""):
+    """Reads until `done(data)` holds or the deadline passes (the caller asserts)."""
+    data = bytearray(data)
     sock.settimeout(0.5)
-    end = time.time() + seconds
-    while time.time() < end:
+    end = time.time() + deadline_s
+    while not done(data) and time.time() < end:
         try:
             b = sock.recv(1 << 16)
         except socket.timeout:
@@ -245,6 +247,21 @@ def _read_for(sock, seconds):
         if not b:
             break
         data += b
+    return bytes(data)
+
+
+def _read_ws_until(ws, nbytes, deadline_s):
+    import websocket
+    data = bytearray()
+    ws.settimeout(0.5)
+    end = time.time() + deadline_s
+    while len(data) < nbytes and time.time() < end:
+        try:
+            op, frame = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            continue
+        if op == websocket.ABNF.OPCODE_BINARY:
+            data += frame
     return bytes(data)
 
 
@@ -285,22 +302,36 @@ def test_stalled_mp4_and_mse_viewers_get_a_valid_stream(server_factory, procs, t
     # A viewer that reads all along, to compare with.
     normal = socket.create_connection(("127.0.0.1", srv.api_port), timeout=10)
     normal.sendall(b"GET /api/stream.mp4?src=hi HTTP/1.1\r\nHost: x\r\n\r\n")
-    head = _read_for(mp4, 0.5)
+    head = _read_until(mp4, lambda d: b"\r\n\r\n" in d, 10)
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    # The stall: nothing read from `mp4` and `ws` while `normal` reads.
-    normal_data = _read_for(normal, 2.0)
-    body = head + _read_for(mp4, 4.0)
-    frames_ws = bytearray()
-    ws.settimeout(0.5)
-    end = time.time() + 2.0
-    while time.time() < end:
+    # The stall (the scenario itself, not a wait): for 2 s nothing is read from `mp4` and
+    # `ws` while `normal` reads.
+    normal_data = _read_until(normal, lambda d: False, 2.0)
+    # Then all three read on, each until it has ~2.5 s of the stream (~11 MB at 35 Mbit/s;
+    # a frame is ~175 KB) or a deadline, in parallel so that `normal` never stalls.
+    MB = 1 << 20
+    out = {}
+
+    def read(name, fn):
         try:
-            op, data = ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            continue
-        if op == websocket.ABNF.OPCODE_BINARY:
-            frames_ws += data
-    normal_data += _read_for(normal, 2.0)
+            out[name] = fn()
+        except Exception as e:  # a broken stream shows up here (e.g. a bad WebSocket frame)
+            out[name] = e
+
+    readers = [
+        threading.Thread(target=read, args=("mp4", lambda: _read_until(
+            mp4, lambda d: len(d) > 12 * MB, 20, head))),
+        threading.Thread(target=read, args=("ws", lambda: _read_ws_until(ws, 6 * MB, 20))),
+        threading.Thread(target=read, args=("normal", lambda: _read_until(
+            normal, lambda d: len(d) > 20 * MB, 20, normal_data))),
+    ]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    failed = {k: v for k, v in out.items() if isinstance(v, Exception)}
+    assert not failed, failed
+    body, frames_ws, normal_data = out["mp4"], out["ws"], out["normal"]
     for s in (mp4, normal):
         s.close()
     ws.close()
@@ -314,7 +345,7 @@ def test_stalled_mp4_and_mse_viewers_get_a_valid_stream(server_factory, procs, t
     results["mse"] = _decode_file(f)
     for label, (frames, err) in results.items():
         assert not err.strip(), (label, err[-2000:])
-    # 25 fps: the normal viewer read 4 s, the stalled ones 4 s and 2 s after their stall.
+    # ~175 KB a frame: 20 MB is ~115 frames, 12 MB ~70, 6 MB ~35.
     assert results["normal"][0] >= 90, results
     assert results["mp4"][0] >= 40, results
     assert results["mse"][0] >= 20, results

@@ -607,10 +607,34 @@ impl Live {
         })
     }
 
-    /// The task runs again: any entry parked so far becomes stale, so no inline write can
-    /// interleave with the task's own.
-    fn unpark(&self) {
+    /// The task runs again: any entry parked so far becomes stale (no inline write can
+    /// interleave with the task's own), and what an inline write left goes first. False:
+    /// the response is over (an inline write or this one failed).
+    async fn resume(&self, stream: &mut HttpConn) -> bool {
         self.parking.unpark();
+        let spill = std::mem::take(&mut *self.spill.borrow_mut());
+        if !spill.is_empty() && stream.write_all(&spill).await.is_err() {
+            return false;
+        }
+        !self.failed.get()
+    }
+
+    /// The task writes a batch (framed in its own `hdrs`/`iov`, which live across the
+    /// wait for a full socket) and counts it; returns how many fragments it held.
+    async fn send(
+        &self,
+        stream: &mut HttpConn,
+        batch: &mut Vec<Rc<Packet>>,
+        hdrs: &mut Vec<HeadSlot>,
+        iov: &mut Vec<libc::iovec>,
+    ) -> std::io::Result<usize> {
+        let bytes = frame_batch(self.framing, batch, hdrs, iov);
+        sendv::write_all_vectored(stream, iov).await?;
+        let n = batch.len();
+        batch.clear();
+        self.consumer
+            .sent(n as u64, bytes, &mut self.reader.borrow_mut());
+        Ok(n)
     }
 
     /// After a batch of the task's: park when it emptied the ring (and was not a full
@@ -652,15 +676,6 @@ impl Live {
             }
             futures_lite::future::poll_fn(|cx| self.reader.borrow().poll_ready(cx)).await;
         }
-    }
-
-    /// Writes what an inline write left (before anything else goes out).
-    async fn write_spill(&self, stream: &mut HttpConn) -> std::io::Result<()> {
-        let spill = std::mem::take(&mut *self.spill.borrow_mut());
-        if spill.is_empty() {
-            return Ok(());
-        }
-        stream.write_all(&spill).await
     }
 
     /// One batch written without waiting; false when the task must take over.
@@ -719,7 +734,7 @@ impl crate::core::hub::Direct for Live {
         if self.write_inline(fd) {
             return true;
         }
-        self.unpark();
+        self.parking.unpark();
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
         }
@@ -842,9 +857,8 @@ async fn live(
         Media(bool),
     }
     loop {
-        // Running again: whatever parked this viewer is over; what it left goes first.
-        live.unpark();
-        if live.write_spill(stream).await.is_err() || live.failed.get() {
+        // Running again: whatever parked this viewer is over.
+        if !live.resume(stream).await {
             break;
         }
         batch.clear();
@@ -869,14 +883,9 @@ async fn live(
             }
             Ev::Media(true) => {}
         }
-        let bytes = frame_batch(framing, &batch, &mut hdrs, &mut iov);
-        if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
+        let Ok(n) = live.send(stream, &mut batch, &mut hdrs, &mut iov).await else {
             break;
-        }
-        let n = batch.len();
-        batch.clear();
-        live.consumer
-            .sent(n as u64, bytes, &mut live.reader.borrow_mut());
+        };
         if until.is_some_and(|t| Instant::now() >= t) {
             if chunked {
                 let _ = stream.write_all(response::LAST_CHUNK).await;
@@ -1057,8 +1066,7 @@ async fn websocket(
         // viewer is over, and what an inline write left goes before any reply.
         if !std::mem::take(&mut parked_now) {
             if let Some(l) = &playing {
-                l.unpark();
-                if l.write_spill(stream).await.is_err() || l.failed.get() {
+                if !l.resume(stream).await {
                     break;
                 }
             }
@@ -1165,13 +1173,9 @@ async fn websocket(
                 let Some(l) = playing.as_ref() else {
                     continue;
                 };
-                let bytes = frame_batch(Framing::WsBinary, &batch, &mut hdrs, &mut iov);
-                if sendv::write_all_vectored(stream, &mut iov).await.is_err() {
+                let Ok(n) = l.send(stream, &mut batch, &mut hdrs, &mut iov).await else {
                     break;
-                }
-                let n = batch.len();
-                batch.clear();
-                l.consumer.sent(n as u64, bytes, &mut l.reader.borrow_mut());
+                };
                 parked_now = l.park_if_caught_up(n);
             }
         }
