@@ -681,7 +681,14 @@ CHROMIUM_FAKE_MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui
 
 def _page_state(cdp, var):
     # The peer connection in it serializes as {}.
-    return json.loads(cdp.eval(f"JSON.stringify(window.{var} || {{}})") or "{}")
+    try:
+        return json.loads(cdp.eval(f"JSON.stringify(window.{var} || {{}})") or "{}")
+    except AssertionError as e:
+        # A page that redirects (webrtc.html?src= to the player) can navigate under an
+        # evaluate: nothing to read yet, the caller's deadline still applies.
+        if "navigated or closed" in str(e):
+            return {}
+        raise
 
 
 @inner
