@@ -8,6 +8,15 @@
 //!   (`submit_and_wait(N)`), completions reaped.
 //!
 //! Only the writes are timed; the receivers are drained between ticks, untimed.
+//!
+//! `egress_frame`: one `stream.mp4` fragment per viewer (a 20 KB video frame of a 4 Mbit/s
+//! camera at 25 fps, chunk-framed as the HTTP writer does) to 1,000 viewers, by
+//! - `sendmsg`: the real `try_sendmsg`, one call per viewer;
+//! - `sendfile`: the fragment written once into a memfd, then `sendfile` per viewer, whose
+//!   pages the socket references instead of copying them (the memfd's pages are punched
+//!   out afterwards, never rewritten in place while a socket may still hold them).
+//!
+//! This separates what a write costs per call from what it costs per byte (issue #10 (d)).
 //! Run: `cargo bench -p corecast-shards --bench egress_submit`.
 
 use corecast_shards::io::sendv::{iovec, try_sendmsg};
@@ -139,6 +148,77 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    frame(c, &mut buf);
+}
+
+/// `egress_frame` (see the top).
+fn frame(c: &mut Criterion, buf: &mut [u8]) {
+    const FRAME: usize = 20_000;
+    const N: usize = 1000;
+    let fragment = vec![0x3cu8; FRAME];
+    let head = format!("{FRAME:x}\r\n");
+    let iov = [iovec(head.as_bytes()), iovec(&fragment), iovec(b"\r\n")];
+    let total = head.len() + FRAME + 2;
+    let mut framed = Vec::with_capacity(total);
+    framed.extend_from_slice(head.as_bytes());
+    framed.extend_from_slice(&fragment);
+    framed.extend_from_slice(b"\r\n");
+    let mut g = c.benchmark_group("egress_frame");
+    g.measurement_time(Duration::from_secs(4));
+    g.warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes((N * total) as u64));
+    let mut v = viewers(N);
+    let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
+    g.bench_function(BenchmarkId::new("sendmsg_per_viewer", N), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                for &fd in &fds {
+                    let w = try_sendmsg(fd, &iov).expect("sendmsg");
+                    assert_eq!(w, total);
+                }
+                spent += t.elapsed();
+                drain(&mut v.rx, buf);
+            }
+            spent
+        })
+    });
+    // SAFETY: plain memfd_create with a NUL-terminated name.
+    let mfd = unsafe { libc::memfd_create(c"egress_frame".as_ptr(), 0) };
+    assert!(mfd >= 0, "memfd_create");
+    let span = total.next_multiple_of(4096) as libc::off_t;
+    g.bench_function(BenchmarkId::new("sendfile_from_memfd", N), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                // SAFETY: plain syscalls on our own descriptors and buffer.
+                unsafe {
+                    let w = libc::pwrite(mfd, framed.as_ptr().cast(), total, 0);
+                    assert_eq!(w, total as isize);
+                    for &fd in &fds {
+                        let mut off: libc::off_t = 0;
+                        let w = libc::sendfile(fd, mfd, &mut off, total);
+                        assert_eq!(w, total as isize);
+                    }
+                    let r = libc::fallocate(
+                        mfd,
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        0,
+                        span,
+                    );
+                    assert_eq!(r, 0);
+                }
+                spent += t.elapsed();
+                drain(&mut v.rx, buf);
+            }
+            spent
+        })
+    });
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(mfd) };
     g.finish();
 }
 
