@@ -17,9 +17,17 @@
 //!   out afterwards, never rewritten in place while a socket may still hold them).
 //!
 //! This separates what a write costs per call from what it costs per byte (issue #10 (d)).
+//!
+//! `egress_gather`: one video frame as RTSP interleaved packets (five 1,200-byte packets,
+//! each behind its 4-byte `$` header) to 1,000 viewers, by
+//! - `iovecs`: `try_sendmsg` of ten iovecs, header and payload apart, per viewer;
+//! - `gathered`: the real `io::sendv::Gathered` as the inline writers use it: the ten
+//!   gathered into one buffer at the first viewer, reused for the rest (same packets, same
+//!   channels), then `try_sendmsg` of one iovec.
+//!
 //! Run: `cargo bench -p corecast-shards --bench egress_submit`.
 
-use corecast_shards::io::sendv::{iovec, try_sendmsg};
+use corecast_shards::io::sendv::{iovec, try_sendmsg, Gathered};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use io_uring::{opcode, types, IoUring};
 use std::io::Read;
@@ -150,6 +158,65 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     frame(c, &mut buf);
+    gather(c, &mut buf);
+}
+
+/// `egress_gather` (see the top).
+fn gather(c: &mut Criterion, buf: &mut [u8]) {
+    const N: usize = 1000;
+    let heads: Vec<[u8; 4]> = (0..5)
+        .map(|_| [b'$', 0, (PAYLOAD >> 8) as u8, PAYLOAD as u8])
+        .collect();
+    let payloads: Vec<std::rc::Rc<Vec<u8>>> = (0..5u8)
+        .map(|i| std::rc::Rc::new(vec![i; PAYLOAD]))
+        .collect();
+    let iov: Vec<libc::iovec> = heads
+        .iter()
+        .zip(&payloads)
+        .flat_map(|(h, p)| [iovec(h), iovec(p)])
+        .collect();
+    let total = 5 * (4 + PAYLOAD);
+    let mut g = c.benchmark_group("egress_gather");
+    g.measurement_time(Duration::from_secs(4));
+    g.warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(N as u64));
+    let mut v = viewers(N);
+    let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
+    g.bench_function(BenchmarkId::new("iovecs", N), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                for &fd in &fds {
+                    assert_eq!(try_sendmsg(fd, &iov).expect("sendmsg"), total);
+                }
+                spent += t.elapsed();
+                drain(&mut v.rx, buf);
+            }
+            spent
+        })
+    });
+    let mut gathered: Gathered<Vec<u8>> = Gathered::default();
+    let mut one: Vec<libc::iovec> = Vec::new();
+    g.bench_function(BenchmarkId::new("gathered", N), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                for &fd in &fds {
+                    // As a writer does: its iovecs framed, then gathered (or reused).
+                    one.clear();
+                    one.extend_from_slice(&iov);
+                    gathered.gather(&mut one, Some(payloads.iter().map(|p| (p, 0u8))));
+                    assert_eq!(try_sendmsg(fd, &one).expect("sendmsg"), total);
+                }
+                spent += t.elapsed();
+                drain(&mut v.rx, buf);
+            }
+            spent
+        })
+    });
+    g.finish();
 }
 
 /// `egress_frame` (see the top).

@@ -580,6 +580,9 @@ struct LiveScratch {
     batch: Vec<Rc<Packet>>,
     hdrs: Vec<HeadSlot>,
     iov: Vec<libc::iovec>,
+    /// The write in one buffer, shared by the caught-up viewers of an output that a notify
+    /// writes one after another (see `Gathered`).
+    gathered: sendv::Gathered<Packet>,
 }
 
 thread_local! {
@@ -700,6 +703,11 @@ impl Live {
             }
             let n = sc.batch.len();
             let bytes = frame_batch(self.framing, &sc.batch, &mut sc.hdrs, &mut sc.iov);
+            if crate::egress::rtsp::gather_allowed() {
+                let tag = self.framing as u8;
+                sc.gathered
+                    .gather(&mut sc.iov, Some(sc.batch.iter().map(|p| (p, tag))));
+            }
             let sent = sendv::try_write_all(fd, &mut sc.iov, &mut self.spill.borrow_mut());
             sc.batch.clear();
             match sent {

@@ -815,6 +815,9 @@ struct Scratch {
     dests: Vec<Option<Out>>,
     udp: UdpBatch,
     udp_rtcp: UdpBatch,
+    /// Inline writes only (the shard's one `Scratch`): the TCP bytes in one buffer, shared
+    /// by the caught-up viewers a notify writes one after another (see `Gathered`).
+    gathered: sendv::Gathered<Packet>,
 }
 
 thread_local! {
@@ -831,13 +834,15 @@ impl Scratch {
             dests: Vec::new(),
             udp: UdpBatch::new(),
             udp_rtcp: UdpBatch::new(),
+            gathered: Default::default(),
         }
     }
 
     /// Builds the TCP writes of the batch in `iov` (shared payloads, per-viewer 4-byte
     /// headers) and sends its UDP ones: one sendmmsg per socket. Without bound UDP ports
     /// nothing was queued (SETUP refused UDP), so the fallback only clears the batches.
-    fn build(&mut self, udp_fds: Option<(i32, i32)>) {
+    /// `gather`: the TCP write as one buffer (`gathered`; inline writes, which never wait).
+    fn build(&mut self, udp_fds: Option<(i32, i32)>, gather: bool) {
         self.hdrs.clear();
         self.iov.clear();
         // Sender reports go first: a player that gets a track's report before its first
@@ -885,6 +890,17 @@ impl Scratch {
                 self.iov.push(sendv::iovec(data));
                 h += 1;
             }
+        }
+        if gather {
+            // A sender report is this viewer's own: its write is gathered, not reused.
+            let dests = &self.dests[n_rtcp..];
+            let key = (n_rtcp == 0).then(|| {
+                self.batch.iter().zip(dests).filter_map(|(p, d)| match d {
+                    Some(Out::Tcp { rtp, .. }) => Some((p, *rtp)),
+                    _ => None,
+                })
+            });
+            self.gathered.gather(&mut self.iov, key);
         }
         match udp_fds {
             Some((rtp_fd, rtcp_fd)) => {
@@ -957,7 +973,7 @@ impl DirectWriter {
                 Step::Idle | Step::End => return false,
                 Step::Write(drained) => drained.is_some(),
             };
-            sc.build(self.udp_fds);
+            sc.build(self.udp_fds, gather_allowed());
             let sent = sendv::try_write_all(self.fd, &mut sc.iov, &mut conn.spill.borrow_mut());
             sc.batch.clear();
             match sent {
@@ -988,6 +1004,14 @@ impl Drop for Unpark {
 pub(crate) fn direct_allowed() -> bool {
     thread_local! {
         static ALLOWED: bool = std::env::var_os("CORECAST_NO_DIRECT").is_none_or(|v| v == "0");
+    }
+    ALLOWED.with(|a| *a)
+}
+
+/// `CORECAST_NO_GATHER=1`: inline writes go as their iovecs, not gathered (A/B runs).
+pub(crate) fn gather_allowed() -> bool {
+    thread_local! {
+        static ALLOWED: bool = std::env::var_os("CORECAST_NO_GATHER").is_none_or(|v| v == "0");
     }
     ALLOWED.with(|a| *a)
 }
@@ -1047,7 +1071,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
             }
             Step::Write(drained) => drained,
         };
-        sc.build(udp_fds);
+        sc.build(udp_fds, false);
         if !sc.iov.is_empty()
             && sendv::write_all_vectored(&mut stream, &mut sc.iov)
                 .await

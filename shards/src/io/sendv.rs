@@ -88,6 +88,86 @@ pub fn try_write_all(fd: i32, iov: &mut Vec<libc::iovec>, rest: &mut Vec<u8>) ->
     Ok(done)
 }
 
+/// Largest write gathered into one buffer (`Gathered`); a larger one goes as its iovecs.
+pub const GATHER_MAX: usize = 128 * 1024;
+
+/// An inline write's iovecs gathered into one buffer, and what they were gathered from.
+///
+/// The kernel takes a write of one iovec for less than the same bytes as a header and a
+/// payload per packet (`benches/egress_submit.rs`, `egress_gather`; the floor writes its
+/// frames contiguously too), and the caught-up viewers of a stream, which one notify
+/// writes one after another, are sent the same packets with the same framing: the bytes
+/// are gathered once for all of them. The key holds the packets (`Rc`), so no address in
+/// it is reused while it is kept; `tag` is the framing (a channel, a format).
+pub struct Gathered<T> {
+    buf: Vec<u8>,
+    of: Vec<(std::rc::Rc<T>, u8)>,
+}
+
+impl<T> Default for Gathered<T> {
+    fn default() -> Self {
+        Gathered {
+            buf: Vec::new(),
+            of: Vec::new(),
+        }
+    }
+}
+
+impl<T> Gathered<T> {
+    /// Replaces `iov` by one iovec over its bytes. `key` names the packets and tags `iov`
+    /// was framed from, in order (None: bytes of this viewer's own, such as a sender
+    /// report, not to be reused): when it is the last gathered one, the bytes are reused
+    /// without a copy. A write larger than `GATHER_MAX` is left as it is. The iovec points
+    /// into `self`: write it before the next call.
+    pub fn gather<'a>(
+        &mut self,
+        iov: &mut Vec<libc::iovec>,
+        key: Option<impl Iterator<Item = (&'a std::rc::Rc<T>, u8)> + Clone>,
+    ) where
+        T: 'a,
+    {
+        if iov.len() < 2 {
+            return;
+        }
+        if let Some(k) = &key {
+            let mut k = k.clone();
+            let mut same = true;
+            let mut n = 0;
+            for (p, tag) in k.by_ref() {
+                match self.of.get(n) {
+                    Some((q, t)) if *t == tag && std::rc::Rc::ptr_eq(p, q) => n += 1,
+                    _ => {
+                        same = false;
+                        break;
+                    }
+                }
+            }
+            if same && n == self.of.len() && n > 0 {
+                iov.clear();
+                iov.push(iovec(&self.buf));
+                return;
+            }
+        }
+        self.of.clear();
+        let total: usize = iov.iter().map(|v| v.iov_len).sum();
+        if total > GATHER_MAX {
+            return;
+        }
+        self.buf.clear();
+        for v in iov.iter() {
+            // SAFETY: the iovec describes live memory held by the caller (see `iovec`).
+            self.buf.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+            });
+        }
+        if let Some(k) = key {
+            self.of.extend(k.map(|(p, tag)| (p.clone(), tag)));
+        }
+        iov.clear();
+        iov.push(iovec(&self.buf));
+    }
+}
+
 /// Builds an iovec for a slice. The slice must stay alive while the iovec is used.
 pub fn iovec(b: &[u8]) -> libc::iovec {
     libc::iovec {
@@ -490,6 +570,55 @@ mod tests {
         batch.plan(false);
         assert_eq!(batch.runs.len(), batch.iov.len());
         batch.clear();
+    }
+
+    /// `Gathered`: one buffer of the iovecs' bytes, reused for the next write only when it
+    /// is framed from the same packets with the same tags.
+    #[test]
+    fn gathered_bytes_are_the_iovecs_and_reused_only_for_the_same_key() {
+        use std::rc::Rc;
+        fn bytes(iov: &[libc::iovec]) -> Vec<u8> {
+            iov.iter()
+                // SAFETY: the test's iovecs point at live buffers.
+                .flat_map(|v| unsafe {
+                    std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len).to_vec()
+                })
+                .collect()
+        }
+        let (a, b) = (Rc::new(vec![1u8; 10]), Rc::new(vec![2u8; 20]));
+        let head = [9u8; 4];
+        let frame = |p: &[u8]| vec![iovec(&head), iovec(p)];
+        let mut g: Gathered<Vec<u8>> = Gathered::default();
+        let key = [(&a, 0u8), (&b, 0u8)];
+        let mut iov = [frame(&a), frame(&b)].concat();
+        let want = bytes(&iov);
+        g.gather(&mut iov, Some(key.iter().copied()));
+        assert_eq!(iov.len(), 1);
+        assert_eq!(bytes(&iov), want);
+        let first = iov[0].iov_base;
+        // The same packets and tags: the same buffer, whatever the iovecs say.
+        let mut iov = vec![iovec(&head), iovec(&head)];
+        g.gather(&mut iov, Some(key.iter().copied()));
+        assert_eq!((iov.len(), iov[0].iov_base), (1, first));
+        assert_eq!(bytes(&iov), want);
+        // Another tag, fewer packets, or no key: gathered anew.
+        for k in [vec![(&a, 0u8), (&b, 1u8)], vec![(&a, 0u8)]] {
+            let mut iov = frame(&b);
+            let want = bytes(&iov);
+            g.gather(&mut iov, Some(k.iter().copied()));
+            assert_eq!(bytes(&iov), want);
+        }
+        let mut iov = [frame(&a), frame(&b)].concat();
+        g.gather(&mut iov, None::<std::iter::Empty<(&Rc<Vec<u8>>, u8)>>);
+        let mut iov = vec![iovec(&head), iovec(&a)];
+        let want = bytes(&iov);
+        g.gather(&mut iov, Some(key.iter().copied()));
+        assert_eq!(bytes(&iov), want, "a write without a key is never reused");
+        // Too large to gather: left as iovecs.
+        let big = vec![7u8; GATHER_MAX];
+        let mut iov = vec![iovec(&head), iovec(&big)];
+        g.gather(&mut iov, Some([(&b, 5u8)].into_iter()));
+        assert_eq!(iov.len(), 2);
     }
 
     /// An inline write into a socket that fills: what went plus what was spilled is the
