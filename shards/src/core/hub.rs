@@ -148,6 +148,22 @@ pub trait Direct {
     /// one it parked with (see `Parking`). False: leave the list (the viewer's task has
     /// been woken to go on, or the entry is stale).
     fn on_data(&self, generation: u64) -> bool;
+
+    /// Starts loading what the next `on_data` reads beyond the viewer's own struct (a
+    /// notify calls it one entry ahead; the struct itself was prefetched two ahead).
+    fn prefetch(&self) {}
+}
+
+/// How much of a parked viewer a notify prefetches two entries ahead: its `Rc` box, counts
+/// and struct (an RTSP `Conn` is 344 bytes with them).
+const PREFETCH_VIEWER: usize = 384;
+
+/// `CORECAST_NO_PREFETCH=1`: notify walks its list without prefetching (A/B runs).
+fn prefetch_allowed() -> bool {
+    thread_local! {
+        static ALLOWED: bool = std::env::var_os("CORECAST_NO_PREFETCH").is_none_or(|v| v == "0");
+    }
+    ALLOWED.with(|a| *a)
 }
 
 /// An entry of a stream's inline list, kept in the list itself: a notify walking 2,000
@@ -286,7 +302,28 @@ impl LocalStream {
         if list.is_empty() {
             return;
         }
-        list.retain(|p| p.viewer.upgrade().is_some_and(|v| v.on_data(p.generation)));
+        // As `retain`, with each entry's state loaded while the previous ones write.
+        let n = list.len();
+        let ahead = prefetch_allowed();
+        let mut kept = 0;
+        for i in 0..n {
+            if ahead {
+                if let Some(p) = list.get(i + 2) {
+                    // The box starts with its two counts, before the value.
+                    let boxed = (p.viewer.as_ptr() as *const u8).wrapping_sub(16);
+                    crate::io::sendv::prefetch_bytes(boxed, PREFETCH_VIEWER);
+                }
+                if let Some(v) = list.get(i + 1).and_then(|p| p.viewer.upgrade()) {
+                    v.prefetch();
+                }
+            }
+            let p = &list[i];
+            if p.viewer.upgrade().is_some_and(|v| v.on_data(p.generation)) {
+                list.swap(kept, i);
+                kept += 1;
+            }
+        }
+        list.truncate(kept);
         let mut cur = self.direct.borrow_mut();
         list.append(&mut cur);
         std::mem::swap(&mut *cur, &mut list);
@@ -1533,6 +1570,41 @@ mod tests {
     /// declines leaves the list, one that stays is called again next time, one parked by an
     /// entry's own call (a viewer re-parking while the list is out) is kept for the next
     /// notify, and the entry of a viewer that is gone is dropped.
+    #[test]
+    fn notify_keeps_the_order_of_the_viewers_that_stay() {
+        struct Viewer {
+            id: u32,
+            stay: bool,
+            log: Rc<RefCell<Vec<u32>>>,
+        }
+        impl Direct for Viewer {
+            fn on_data(&self, _generation: u64) -> bool {
+                self.log.borrow_mut().push(self.id);
+                self.stay
+            }
+        }
+        let s = LocalStream::new(StreamId(1), "o", Generation(1), true, Bounds::items(16), 1);
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let viewers: Vec<Rc<Viewer>> = (0..7)
+            .map(|id| {
+                Rc::new(Viewer {
+                    id,
+                    stay: id % 3 != 1,
+                    log: log.clone(),
+                })
+            })
+            .collect();
+        for v in &viewers {
+            let w = Rc::downgrade(v);
+            s.park_direct(w, 0);
+        }
+        s.notify();
+        assert_eq!(*log.borrow(), (0..7).collect::<Vec<_>>());
+        log.borrow_mut().clear();
+        s.notify();
+        assert_eq!(*log.borrow(), vec![0, 2, 3, 5, 6]);
+    }
+
     #[test]
     fn notify_writes_parked_viewers_and_drops_the_ones_that_decline() {
         struct Viewer {

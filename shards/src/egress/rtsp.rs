@@ -944,6 +944,18 @@ impl crate::core::hub::Direct for Conn {
         self.wake();
         false
     }
+
+    fn prefetch(&self) {
+        // The tracks, which every batch updates (their own allocation).
+        if let Ok(play) = self.play.try_borrow() {
+            if let Some(p) = play.as_ref() {
+                sendv::prefetch_bytes(
+                    p.tracks.as_ptr() as *const u8,
+                    std::mem::size_of_val(&p.tracks[..]),
+                );
+            }
+        }
+    }
 }
 
 impl DirectWriter {

@@ -168,6 +168,27 @@ impl<T> Gathered<T> {
     }
 }
 
+/// Asks the CPU to load `len` bytes from `p` into the cache, without waiting for them. At
+/// 2,000 parked viewers each viewer's state is cold when its turn comes (the writes in
+/// between evict it): loaded ahead, the misses overlap the previous viewer's `sendmsg`
+/// instead of adding to it.
+#[inline]
+pub fn prefetch_bytes(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut off = 0;
+        while off < len {
+            // SAFETY: SSE is part of x86_64's baseline, and a prefetch is a hint: it never
+            // faults and reads nothing, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Builds an iovec for a slice. The slice must stay alive while the iovec is used.
 pub fn iovec(b: &[u8]) -> libc::iovec {
     libc::iovec {
