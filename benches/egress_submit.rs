@@ -28,7 +28,7 @@
 //! Run: `cargo bench -p corecast-shards --bench egress_submit`.
 
 use corecast_shards::io::sendv::{iovec, try_sendmsg, Gathered};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use io_uring::{opcode, types, IoUring};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -79,6 +79,28 @@ fn drain(rx: &mut [TcpStream], buf: &mut [u8]) {
     }
 }
 
+/// Times `tick` (one egress tick's writes to every viewer), draining the receivers untimed
+/// after each.
+fn ticks(b: &mut Bencher, rx: &mut [TcpStream], buf: &mut [u8], mut tick: impl FnMut()) {
+    b.iter_custom(|iters| {
+        let mut spent = Duration::ZERO;
+        for _ in 0..iters {
+            let t = Instant::now();
+            tick();
+            spent += t.elapsed();
+            drain(rx, buf);
+        }
+        spent
+    })
+}
+
+/// One `try_sendmsg` of `iov` per viewer, each taking all of it.
+fn sendmsg_each(fds: &[i32], iov: &[libc::iovec], total: usize) {
+    for &fd in fds {
+        assert_eq!(try_sendmsg(fd, iov).expect("sendmsg"), total);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     raise_nofile();
     let heads = [[b'$', 0, (PAYLOAD >> 8) as u8, PAYLOAD as u8]; 2];
@@ -99,19 +121,7 @@ fn bench(c: &mut Criterion) {
         let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("sendmsg_per_viewer", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    for &fd in &fds {
-                        let w = try_sendmsg(fd, &iov).expect("sendmsg");
-                        assert_eq!(w, total);
-                    }
-                    spent += t.elapsed();
-                    drain(&mut v.rx, &mut buf);
-                }
-                spent
-            })
+            ticks(b, &mut v.rx, &mut buf, || sendmsg_each(&fds, &iov, total))
         });
         let mut ring = IoUring::new(n.next_power_of_two() as u32).expect("io_uring");
         // One msghdr per viewer (the kernel reads it during the submit); all share the
@@ -126,33 +136,26 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         g.bench_with_input(BenchmarkId::new("io_uring_one_submit", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    {
-                        let mut sq = ring.submission();
-                        for (i, (&fd, m)) in fds.iter().zip(&msgs).enumerate() {
-                            let e = opcode::SendMsg::new(types::Fd(fd), m)
-                                .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
-                                .build()
-                                .user_data(i as u64);
-                            // SAFETY: `m` and the iovecs/buffers it points at outlive the
-                            // submission (completions are reaped below, in this iteration).
-                            unsafe { sq.push(&e).expect("sq full") };
-                        }
+            ticks(b, &mut v.rx, &mut buf, || {
+                {
+                    let mut sq = ring.submission();
+                    for (i, (&fd, m)) in fds.iter().zip(&msgs).enumerate() {
+                        let e = opcode::SendMsg::new(types::Fd(fd), m)
+                            .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
+                            .build()
+                            .user_data(i as u64);
+                        // SAFETY: `m` and the iovecs/buffers it points at outlive the
+                        // submission (completions are reaped below, in this tick).
+                        unsafe { sq.push(&e).expect("sq full") };
                     }
-                    ring.submit_and_wait(n).expect("submit");
-                    let mut done = 0;
-                    for cqe in ring.completion() {
-                        assert_eq!(cqe.result(), total as i32);
-                        done += 1;
-                    }
-                    assert_eq!(done, n);
-                    spent += t.elapsed();
-                    drain(&mut v.rx, &mut buf);
                 }
-                spent
+                ring.submit_and_wait(n).expect("submit");
+                let mut done = 0;
+                for cqe in ring.completion() {
+                    assert_eq!(cqe.result(), total as i32);
+                    done += 1;
+                }
+                assert_eq!(done, n);
             })
         });
     }
@@ -183,37 +186,19 @@ fn gather(c: &mut Criterion, buf: &mut [u8]) {
     let mut v = viewers(N);
     let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
     g.bench_function(BenchmarkId::new("iovecs", N), |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                for &fd in &fds {
-                    assert_eq!(try_sendmsg(fd, &iov).expect("sendmsg"), total);
-                }
-                spent += t.elapsed();
-                drain(&mut v.rx, buf);
-            }
-            spent
-        })
+        ticks(b, &mut v.rx, buf, || sendmsg_each(&fds, &iov, total))
     });
     let mut gathered: Gathered<Vec<u8>> = Gathered::default();
     let mut one: Vec<libc::iovec> = Vec::new();
     g.bench_function(BenchmarkId::new("gathered", N), |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                for &fd in &fds {
-                    // As a writer does: its iovecs framed, then gathered (or reused).
-                    one.clear();
-                    one.extend_from_slice(&iov);
-                    gathered.gather(&mut one, Some(payloads.iter().map(|p| (p, 0u8))));
-                    assert_eq!(try_sendmsg(fd, &one).expect("sendmsg"), total);
-                }
-                spent += t.elapsed();
-                drain(&mut v.rx, buf);
+        ticks(b, &mut v.rx, buf, || {
+            for &fd in &fds {
+                // As a writer does: its iovecs framed, then gathered (or reused).
+                one.clear();
+                one.extend_from_slice(&iov);
+                gathered.gather(&mut one, Some(payloads.iter().map(|p| (p, 0u8))));
+                assert_eq!(try_sendmsg(fd, &one).expect("sendmsg"), total);
             }
-            spent
         })
     });
     g.finish();
@@ -238,50 +223,29 @@ fn frame(c: &mut Criterion, buf: &mut [u8]) {
     let mut v = viewers(N);
     let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
     g.bench_function(BenchmarkId::new("sendmsg_per_viewer", N), |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                for &fd in &fds {
-                    let w = try_sendmsg(fd, &iov).expect("sendmsg");
-                    assert_eq!(w, total);
-                }
-                spent += t.elapsed();
-                drain(&mut v.rx, buf);
-            }
-            spent
-        })
+        ticks(b, &mut v.rx, buf, || sendmsg_each(&fds, &iov, total))
     });
     // SAFETY: plain memfd_create with a NUL-terminated name.
     let mfd = unsafe { libc::memfd_create(c"egress_frame".as_ptr(), 0) };
     assert!(mfd >= 0, "memfd_create");
     let span = total.next_multiple_of(4096) as libc::off_t;
     g.bench_function(BenchmarkId::new("sendfile_from_memfd", N), |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                // SAFETY: plain syscalls on our own descriptors and buffer.
-                unsafe {
-                    let w = libc::pwrite(mfd, framed.as_ptr().cast(), total, 0);
-                    assert_eq!(w, total as isize);
-                    for &fd in &fds {
-                        let mut off: libc::off_t = 0;
-                        let w = libc::sendfile(fd, mfd, &mut off, total);
-                        assert_eq!(w, total as isize);
-                    }
-                    let r = libc::fallocate(
-                        mfd,
-                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                        0,
-                        span,
-                    );
-                    assert_eq!(r, 0);
-                }
-                spent += t.elapsed();
-                drain(&mut v.rx, buf);
+        // SAFETY: plain syscalls on our own descriptors and buffer.
+        ticks(b, &mut v.rx, buf, || unsafe {
+            let w = libc::pwrite(mfd, framed.as_ptr().cast(), total, 0);
+            assert_eq!(w, total as isize);
+            for &fd in &fds {
+                let mut off: libc::off_t = 0;
+                let w = libc::sendfile(fd, mfd, &mut off, total);
+                assert_eq!(w, total as isize);
             }
-            spent
+            let r = libc::fallocate(
+                mfd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                span,
+            );
+            assert_eq!(r, 0);
         })
     });
     // SAFETY: our own descriptor.
