@@ -848,6 +848,21 @@ impl Scratch {
         // Sender reports go first: a player that gets a track's report before its first
         // packet times it by the report from the start, with no jump later.
         let n_rtcp = self.rtcp_bufs.len();
+        // The TCP part as framed: each packet on its track's channel. A sender report is
+        // this viewer's own, so a write with one is gathered but never reused.
+        let dests = &self.dests[n_rtcp..];
+        let key = (n_rtcp == 0).then(|| {
+            self.batch.iter().zip(dests).filter_map(|(p, d)| match d {
+                Some(Out::Tcp { rtp, .. }) => Some((p, *rtp)),
+                _ => None,
+            })
+        });
+        // Most often a caught-up viewer's write is the one the viewer before it got: then
+        // it is not framed again.
+        let reused = gather
+            && key
+                .clone()
+                .is_some_and(|k| self.gathered.reuse(&mut self.iov, k));
         let items = self
             .rtcp_bufs
             .iter()
@@ -856,6 +871,7 @@ impl Scratch {
         for (i, data) in items.enumerate() {
             let rtcp = i < n_rtcp;
             match self.dests[i] {
+                Some(Out::Tcp { .. }) if reused => {}
                 Some(Out::Tcp { rtp, rtcp: rtcp_ch }) => {
                     let ch = if rtcp { rtcp_ch } else { rtp };
                     self.hdrs.push(message::write_interleaved_header(
@@ -876,31 +892,25 @@ impl Scratch {
                 None => {}
             }
         }
-        // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
-        let mut h = 0;
-        for (i, data) in self
-            .rtcp_bufs
-            .iter()
-            .map(|b| &b[..])
-            .chain(self.batch.iter().map(|p| &p.data[..]))
-            .enumerate()
-        {
-            if let Some(Out::Tcp { .. }) = self.dests[i] {
-                self.iov.push(sendv::iovec(&self.hdrs[h]));
-                self.iov.push(sendv::iovec(data));
-                h += 1;
+        if !reused {
+            // iovecs point into `hdrs` (no longer growing) and the packets held by `batch`.
+            let mut h = 0;
+            for (i, data) in self
+                .rtcp_bufs
+                .iter()
+                .map(|b| &b[..])
+                .chain(self.batch.iter().map(|p| &p.data[..]))
+                .enumerate()
+            {
+                if let Some(Out::Tcp { .. }) = self.dests[i] {
+                    self.iov.push(sendv::iovec(&self.hdrs[h]));
+                    self.iov.push(sendv::iovec(data));
+                    h += 1;
+                }
             }
-        }
-        if gather {
-            // A sender report is this viewer's own: its write is gathered, not reused.
-            let dests = &self.dests[n_rtcp..];
-            let key = (n_rtcp == 0).then(|| {
-                self.batch.iter().zip(dests).filter_map(|(p, d)| match d {
-                    Some(Out::Tcp { rtp, .. }) => Some((p, *rtp)),
-                    _ => None,
-                })
-            });
-            self.gathered.gather(&mut self.iov, key);
+            if gather {
+                self.gathered.gather(&mut self.iov, key);
+            }
         }
         match udp_fds {
             Some((rtp_fd, rtcp_fd)) => {

@@ -114,6 +114,31 @@ impl<T> Default for Gathered<T> {
 }
 
 impl<T> Gathered<T> {
+    /// When `key` names the packets and tags last gathered, in order, replaces `iov` by
+    /// one iovec over those bytes and returns true (the caller need not frame them).
+    pub fn reuse<'a>(
+        &self,
+        iov: &mut Vec<libc::iovec>,
+        key: impl Iterator<Item = (&'a std::rc::Rc<T>, u8)>,
+    ) -> bool
+    where
+        T: 'a,
+    {
+        let mut n = 0;
+        for (p, tag) in key {
+            match self.of.get(n) {
+                Some((q, t)) if *t == tag && std::rc::Rc::ptr_eq(p, q) => n += 1,
+                _ => return false,
+            }
+        }
+        if n == 0 || n != self.of.len() {
+            return false;
+        }
+        iov.clear();
+        iov.push(iovec(&self.buf));
+        true
+    }
+
     /// Replaces `iov` by one iovec over its bytes. `key` names the packets and tags `iov`
     /// was framed from, in order (None: bytes of this viewer's own, such as a sender
     /// report, not to be reused): when it is the last gathered one, the bytes are reused
@@ -130,21 +155,7 @@ impl<T> Gathered<T> {
             return;
         }
         if let Some(k) = &key {
-            let mut k = k.clone();
-            let mut same = true;
-            let mut n = 0;
-            for (p, tag) in k.by_ref() {
-                match self.of.get(n) {
-                    Some((q, t)) if *t == tag && std::rc::Rc::ptr_eq(p, q) => n += 1,
-                    _ => {
-                        same = false;
-                        break;
-                    }
-                }
-            }
-            if same && n == self.of.len() && n > 0 {
-                iov.clear();
-                iov.push(iovec(&self.buf));
+            if self.reuse(iov, k.clone()) {
                 return;
             }
         }
@@ -617,6 +628,10 @@ mod tests {
         assert_eq!(iov.len(), 1);
         assert_eq!(bytes(&iov), want);
         let first = iov[0].iov_base;
+        let mut reused = Vec::new();
+        assert!(g.reuse(&mut reused, key.iter().copied()));
+        assert_eq!((reused.len(), reused[0].iov_base), (1, first));
+        assert!(!g.reuse(&mut reused, key[..1].iter().copied()));
         // The same packets and tags: the same buffer, whatever the iovecs say.
         let mut iov = vec![iovec(&head), iovec(&head)];
         g.gather(&mut iov, Some(key.iter().copied()));
