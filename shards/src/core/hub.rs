@@ -309,8 +309,10 @@ impl LocalStream {
         for i in 0..n {
             if ahead {
                 if let Some(p) = list.get(i + 2) {
-                    // The box starts with its two counts, before the value.
-                    let boxed = (p.viewer.as_ptr() as *const u8).wrapping_sub(16);
+                    // The box starts with its two counts, before the value (std's layout
+                    // for values aligned to at most 16; only a hint if that changes).
+                    let counts = 2 * std::mem::size_of::<usize>();
+                    let boxed = (p.viewer.as_ptr() as *const u8).wrapping_sub(counts);
                     crate::io::sendv::prefetch_bytes(boxed, PREFETCH_VIEWER);
                 }
                 if let Some(v) = list.get(i + 1).and_then(|p| p.viewer.upgrade()) {
@@ -1566,10 +1568,7 @@ mod tests {
         assert!(p.holds(g2) && !p.holds(g1));
     }
 
-    /// Parked viewers: each notify calls every entry once with its generation; one that
-    /// declines leaves the list, one that stays is called again next time, one parked by an
-    /// entry's own call (a viewer re-parking while the list is out) is kept for the next
-    /// notify, and the entry of a viewer that is gone is dropped.
+    /// The walk that prefetches ahead keeps `retain`'s order.
     #[test]
     fn notify_keeps_the_order_of_the_viewers_that_stay() {
         struct Viewer {
@@ -1605,6 +1604,10 @@ mod tests {
         assert_eq!(*log.borrow(), vec![0, 2, 3, 5, 6]);
     }
 
+    /// Parked viewers: each notify calls every entry once with its generation; one that
+    /// declines leaves the list, one that stays is called again next time, one parked by an
+    /// entry's own call (a viewer re-parking while the list is out) is kept for the next
+    /// notify, and the entry of a viewer that is gone is dropped.
     #[test]
     fn notify_writes_parked_viewers_and_drops_the_ones_that_decline() {
         struct Viewer {

@@ -97,11 +97,12 @@ pub const GATHER_MAX: usize = 128 * 1024;
 /// payload per packet (`benches/egress_submit.rs`, `egress_gather`; the floor writes its
 /// frames contiguously too), and the caught-up viewers of a stream, which one notify
 /// writes one after another, are sent the same packets with the same framing: the bytes
-/// are gathered once for all of them. The key holds the packets (`Rc`), so no address in
-/// it is reused while it is kept; `tag` is the framing (a channel, a format).
+/// are gathered once for all of them. The key holds the packets weakly: no address in it
+/// is reused while it is kept, and a packet the ring dropped is freed (its bytes are in
+/// `buf`); `tag` is the framing (a channel, a format).
 pub struct Gathered<T> {
     buf: Vec<u8>,
-    of: Vec<(std::rc::Rc<T>, u8)>,
+    of: Vec<(std::rc::Weak<T>, u8)>,
 }
 
 impl<T> Default for Gathered<T> {
@@ -127,7 +128,9 @@ impl<T> Gathered<T> {
         let mut n = 0;
         for (p, tag) in key {
             match self.of.get(n) {
-                Some((q, t)) if *t == tag && std::rc::Rc::ptr_eq(p, q) => n += 1,
+                Some((q, t)) if *t == tag && std::ptr::eq(std::rc::Rc::as_ptr(p), q.as_ptr()) => {
+                    n += 1
+                }
                 _ => return false,
             }
         }
@@ -172,7 +175,8 @@ impl<T> Gathered<T> {
             });
         }
         if let Some(k) = key {
-            self.of.extend(k.map(|(p, tag)| (p.clone(), tag)));
+            self.of
+                .extend(k.map(|(p, tag)| (std::rc::Rc::downgrade(p), tag)));
         }
         iov.clear();
         iov.push(iovec(&self.buf));
@@ -650,6 +654,13 @@ mod tests {
         let want = bytes(&iov);
         g.gather(&mut iov, Some(key.iter().copied()));
         assert_eq!(bytes(&iov), want, "a write without a key is never reused");
+        // The key does not keep its packets: the ring's drop frees them.
+        let c = Rc::new(vec![3u8; 5]);
+        let mut iov = vec![iovec(&head), iovec(&c)];
+        g.gather(&mut iov, Some([(&c, 0u8)].into_iter()));
+        let w = Rc::downgrade(&c);
+        drop(c);
+        assert!(w.upgrade().is_none());
         // Too large to gather: left as iovecs.
         let big = vec![7u8; GATHER_MAX];
         let mut iov = vec![iovec(&head), iovec(&big)];
