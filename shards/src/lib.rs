@@ -19,6 +19,20 @@
 // Every unsafe line of the runtime is in `io` (and the tests that check it).
 #![deny(unsafe_code)]
 
+/// An A/B switch of BENCHMARKS.md's runs, read once per thread: the path is on unless the
+/// environment variable is set to something other than `0`.
+macro_rules! ab_switch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $var:literal) => {
+        $(#[$m])*
+        $vis fn $name() -> bool {
+            thread_local! {
+                static ON: bool = std::env::var_os($var).is_none_or(|v| v == "0");
+            }
+            ON.with(|on| *on)
+        }
+    };
+}
+
 pub mod api;
 pub mod core;
 pub mod egress;

@@ -158,12 +158,9 @@ pub trait Direct {
 /// and struct (an RTSP `Conn` is 344 bytes with them).
 const PREFETCH_VIEWER: usize = 384;
 
-/// `CORECAST_NO_PREFETCH=1`: notify walks its list without prefetching (A/B runs).
-fn prefetch_allowed() -> bool {
-    thread_local! {
-        static ALLOWED: bool = std::env::var_os("CORECAST_NO_PREFETCH").is_none_or(|v| v == "0");
-    }
-    ALLOWED.with(|a| *a)
+ab_switch! {
+    /// `CORECAST_NO_PREFETCH=1`: notify walks its list without prefetching.
+    fn prefetch_allowed = "CORECAST_NO_PREFETCH"
 }
 
 /// An entry of a stream's inline list, kept in the list itself: a notify walking 2,000

@@ -643,7 +643,7 @@ impl Live {
     /// After a batch of the task's: park when it emptied the ring (and was not a full
     /// batch), so that the stream's next notify writes this viewer inline.
     fn park_if_caught_up(self: &Rc<Self>, written: usize) -> bool {
-        if self.fd.is_none() || written >= BATCH || !crate::egress::rtsp::direct_allowed() {
+        if self.fd.is_none() || written >= BATCH || !crate::egress::direct_allowed() {
             return false;
         }
         let reader = self.reader.borrow();
@@ -702,12 +702,19 @@ impl Live {
                 muxers::Batch::Closed => return false,
             }
             let n = sc.batch.len();
-            let bytes = frame_batch(self.framing, &sc.batch, &mut sc.hdrs, &mut sc.iov);
-            if crate::egress::rtsp::gather_allowed() {
-                let tag = self.framing as u8;
-                sc.gathered
-                    .gather(&mut sc.iov, Some(sc.batch.iter().map(|p| (p, tag))));
-            }
+            let gather = crate::egress::gather_allowed();
+            let tag = self.framing as u8;
+            let key = sc.batch.iter().map(|p| (p, tag));
+            // Most often the write the viewer before this one got: not framed again.
+            let bytes = if gather && sc.gathered.reuse(&mut sc.iov, key.clone()) {
+                sc.batch.iter().map(|p| p.data.len() as u64).sum()
+            } else {
+                let bytes = frame_batch(self.framing, &sc.batch, &mut sc.hdrs, &mut sc.iov);
+                if gather {
+                    sc.gathered.gather(&mut sc.iov, Some(key));
+                }
+                bytes
+            };
             let sent = sendv::try_write_all(fd, &mut sc.iov, &mut self.spill.borrow_mut());
             sc.batch.clear();
             match sent {

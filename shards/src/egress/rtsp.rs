@@ -995,7 +995,7 @@ impl DirectWriter {
                 Step::Idle | Step::End => return false,
                 Step::Write(drained) => drained.is_some(),
             };
-            sc.build(self.udp_fds, gather_allowed());
+            sc.build(self.udp_fds, super::gather_allowed());
             let sent = sendv::try_write_all(self.fd, &mut sc.iov, &mut conn.spill.borrow_mut());
             sc.batch.clear();
             match sent {
@@ -1020,22 +1020,6 @@ impl Drop for Unpark {
         // And forget the descriptor: it closes next, and may be reused.
         self.0.direct.set(None);
     }
-}
-
-/// `CORECAST_NO_DIRECT=1`: writers are always woken, never written inline (A/B runs).
-pub(crate) fn direct_allowed() -> bool {
-    thread_local! {
-        static ALLOWED: bool = std::env::var_os("CORECAST_NO_DIRECT").is_none_or(|v| v == "0");
-    }
-    ALLOWED.with(|a| *a)
-}
-
-/// `CORECAST_NO_GATHER=1`: inline writes go as their iovecs, not gathered (A/B runs).
-pub(crate) fn gather_allowed() -> bool {
-    thread_local! {
-        static ALLOWED: bool = std::env::var_os("CORECAST_NO_GATHER").is_none_or(|v| v == "0");
-    }
-    ALLOWED.with(|a| *a)
 }
 
 async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
@@ -1107,7 +1091,7 @@ async fn writer(shard: Rc<Shard>, conn: Rc<Conn>, mut stream: TcpStream) {
         // nothing new meanwhile the writer parks: the stream's next notify writes it inline
         // (`DirectWriter`), its task staying asleep until something needs it.
         if let Some((s, pos)) = drained {
-            if direct_allowed() && !s.has_data(pos) {
+            if super::direct_allowed() && !s.has_data(pos) {
                 let entry = Rc::downgrade(&conn);
                 s.park_direct(entry, conn.parking.park());
                 wait_unparked(&conn).await;
