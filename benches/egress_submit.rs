@@ -16,6 +16,10 @@
 //!   pages the socket references instead of copying them (the memfd's pages are punched
 //!   out afterwards, never rewritten in place while a socket may still hold them).
 //!
+//! - `sendmsg_one_buffer` / `sendto_one_buffer`: the chunk-framed fragment as one buffer, by
+//!   a raw `sendmsg` of one iovec and by the real `try_sendmsg` (which sends one buffer
+//!   with `sendto`).
+//!
 //! This separates what a write costs per call from what it costs per byte (issue #10 (d)).
 //!
 //! `egress_gather`: one video frame as RTSP interleaved packets (five 1,200-byte packets,
@@ -224,6 +228,29 @@ fn frame(c: &mut Criterion, buf: &mut [u8]) {
     let fds: Vec<i32> = v.tx.iter().map(|s| s.as_raw_fd()).collect();
     g.bench_function(BenchmarkId::new("sendmsg_per_viewer", N), |b| {
         ticks(b, &mut v.rx, buf, || sendmsg_each(&fds, &iov, total))
+    });
+    let one = [iovec(&framed)];
+    g.bench_function(BenchmarkId::new("sendmsg_one_buffer", N), |b| {
+        ticks(b, &mut v.rx, buf, || {
+            for &fd in &fds {
+                // SAFETY: `msg` points at `one`, which outlives the call.
+                let n = unsafe {
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = one.as_ptr() as *mut libc::iovec;
+                    msg.msg_iovlen = 1;
+                    libc::syscall(
+                        libc::SYS_sendmsg,
+                        libc::c_long::from(fd),
+                        &msg as *const libc::msghdr,
+                        libc::c_long::from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
+                    )
+                };
+                assert_eq!(n, total as i64);
+            }
+        })
+    });
+    g.bench_function(BenchmarkId::new("sendto_one_buffer", N), |b| {
+        ticks(b, &mut v.rx, buf, || sendmsg_each(&fds, &one, total))
     });
     // SAFETY: plain memfd_create with a NUL-terminated name.
     let mfd = unsafe { libc::memfd_create(c"egress_frame".as_ptr(), 0) };
