@@ -251,6 +251,10 @@ struct ServerArgs {
     /// publisher, which with ffmpeg means about once per packet).
     #[arg(long, default_value_t = 0)]
     floor_tick_ms: u64,
+    /// corecast: `fanout: egress_tick_us` in its generated config (default: the server's
+    /// own default), to measure what a longer tick saves and costs in latency.
+    #[arg(long)]
+    egress_tick_us: Option<u64>,
 }
 
 impl ServerArgs {
@@ -266,6 +270,7 @@ impl ServerArgs {
             alias: None,
             floor_tick_ms: self.floor_tick_ms,
             floor_pull: None,
+            egress_tick_us: self.egress_tick_us,
         }
     }
 

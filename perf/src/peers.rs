@@ -46,6 +46,8 @@ pub struct PeerOpts {
     pub floor_tick_ms: u64,
     /// floor: pull (base URL, prefix, count) cameras at start, as corecast pulls them.
     pub floor_pull: Option<(String, String, usize)>,
+    /// corecast: `fanout: egress_tick_us` (None: the server's default).
+    pub egress_tick_us: Option<u64>,
 }
 
 /// A server the harness measures.
@@ -175,6 +177,10 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             let config = format!(
                 "streams:\n  demo:\n{pulls}rtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nwebrtc:\n  listen: \"127.0.0.1:{webrtc_port}\"\n  filters:\n    loopback: true\nshards: {threads}\nlog:\n  level: warn\n"
             );
+            let config = match opts.egress_tick_us {
+                Some(us) => format!("{config}fanout:\n  egress_tick_us: {us}\n"),
+                None => config,
+            };
             let cfg_path = opts.log_dir.join(format!("corecast-{port}.yaml"));
             std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;
             if !opts.corecast_bin.exists() {
