@@ -11,8 +11,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 
-/// One `sendmsg(MSG_DONTWAIT)`; returns bytes written, or `WouldBlock`. (Public for
-/// `benches/egress_submit.rs`, which compares it with one io_uring submission per tick.)
+/// One `sendmsg(MSG_DONTWAIT)` (`sendto` when `iov` is a single buffer); returns bytes
+/// written, or `WouldBlock`. (Public for `benches/egress_submit.rs`, which compares it
+/// with one io_uring submission per tick.)
 pub fn try_sendmsg(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
     if let [one] = iov {
         if sendto_allowed() {
