@@ -17,8 +17,8 @@
 //!   out afterwards, never rewritten in place while a socket may still hold them).
 //!
 //! - `sendmsg_one_buffer` / `sendto_one_buffer`: the chunk-framed fragment as one buffer, by
-//!   a raw `sendmsg` of one iovec and by the real `try_sendmsg` (which sends one buffer
-//!   with `sendto`).
+//!   `try_sendmsg_vectored` (`sendmsg` of one iovec) and by the real `try_sendmsg` (which
+//!   sends one buffer with `sendto`).
 //!
 //! This separates what a write costs per call from what it costs per byte (issue #10 (d)).
 //!
@@ -31,7 +31,7 @@
 //!
 //! Run: `cargo bench -p corecast-shards --bench egress_submit`.
 
-use corecast_shards::io::sendv::{iovec, try_sendmsg, Gathered};
+use corecast_shards::io::sendv::{iovec, try_sendmsg, try_sendmsg_vectored, Gathered};
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use io_uring::{opcode, types, IoUring};
 use std::io::Read;
@@ -233,19 +233,7 @@ fn frame(c: &mut Criterion, buf: &mut [u8]) {
     g.bench_function(BenchmarkId::new("sendmsg_one_buffer", N), |b| {
         ticks(b, &mut v.rx, buf, || {
             for &fd in &fds {
-                // SAFETY: `msg` points at `one`, which outlives the call.
-                let n = unsafe {
-                    let mut msg: libc::msghdr = std::mem::zeroed();
-                    msg.msg_iov = one.as_ptr() as *mut libc::iovec;
-                    msg.msg_iovlen = 1;
-                    libc::syscall(
-                        libc::SYS_sendmsg,
-                        libc::c_long::from(fd),
-                        &msg as *const libc::msghdr,
-                        libc::c_long::from(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
-                    )
-                };
-                assert_eq!(n, total as i64);
+                assert_eq!(try_sendmsg_vectored(fd, &one).expect("sendmsg"), total);
             }
         })
     });
