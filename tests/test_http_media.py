@@ -349,3 +349,41 @@ def test_stalled_mp4_and_mse_viewers_get_a_valid_stream(server_factory, procs, t
     assert results["normal"][0] >= 90, results
     assert results["mp4"][0] >= 40, results
     assert results["mse"][0] >= 20, results
+
+
+def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_path):
+    """`fanout: mux_interval_ms: 200`: a stream.mp4 viewer of the 25 fps demo gets its
+    data in bursts about 200 ms apart (not one per 40 ms frame), and what it got decodes
+    to every frame of the time it read."""
+    srv = server_factory("fanout:\n  mux_interval_ms: 200\n")
+    wait_live(srv)
+    s = socket.create_connection(("127.0.0.1", srv.api_port), timeout=10)
+    s.sendall(b"GET /api/stream.mp4?src=demo HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = _read_until(s, lambda d: b"\r\n\r\n" in d, 10)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    body = bytearray(head.split(b"\r\n\r\n", 1)[1])
+    arrivals = []  # monotonic time of each read that returned data
+    s.settimeout(0.5)
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        try:
+            b = s.recv(1 << 16)
+        except socket.timeout:
+            continue
+        if not b:
+            break
+        arrivals.append(time.monotonic())
+        body += b
+    s.close()
+    # Reads less than 25 ms apart belong to one burst (one write, or a write's pieces;
+    # written per frame, bursts would be 40 ms apart).
+    starts = [t for i, t in enumerate(arrivals) if i == 0 or t - arrivals[i - 1] > 0.025]
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    assert len(starts) >= 10, (len(starts), srv.log())
+    # 4 s at 25 fps would be ~100 bursts written per frame; per 200 ms it is ~20.
+    assert len(starts) <= 26 and gaps[len(gaps) // 2] >= 0.15, (len(starts), gaps)
+    f = tmp_path / "interval.mp4"
+    f.write_bytes(_dechunk(bytes(body)))
+    frames, err = _decode_file(f)
+    # ~4 s of 25 fps after the first (keyframe) burst: at least 90 frames decode cleanly.
+    assert frames >= 90 and not err, (frames, err)

@@ -255,6 +255,10 @@ struct ServerArgs {
     /// own default), to measure what a longer tick saves and costs in latency.
     #[arg(long)]
     egress_tick_us: Option<u64>,
+    /// corecast: `fanout: mux_interval_ms` in its generated config (default: the server's
+    /// own, 0), to measure what fewer `stream.mp4` writes save and cost in latency.
+    #[arg(long)]
+    mux_interval_ms: Option<u64>,
 }
 
 impl ServerArgs {
@@ -271,6 +275,7 @@ impl ServerArgs {
             floor_tick_ms: self.floor_tick_ms,
             floor_pull: None,
             egress_tick_us: self.egress_tick_us,
+            mux_interval_ms: self.mux_interval_ms,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct PeerOpts {
     pub floor_pull: Option<(String, String, usize)>,
     /// corecast: `fanout: egress_tick_us` (None: the server's default).
     pub egress_tick_us: Option<u64>,
+    /// corecast: `fanout: mux_interval_ms` (None: the server's default).
+    pub mux_interval_ms: Option<u64>,
 }
 
 /// A server the harness measures.
@@ -177,9 +179,17 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             let config = format!(
                 "streams:\n  demo:\n{pulls}rtsp:\n  listen: \"127.0.0.1:{port}\"\n  rtp_port: {rtp}\napi:\n  listen: \"127.0.0.1:{api_port}\"\nwebrtc:\n  listen: \"127.0.0.1:{webrtc_port}\"\n  filters:\n    loopback: true\nshards: {threads}\nlog:\n  level: warn\n"
             );
-            let config = match opts.egress_tick_us {
-                Some(us) => format!("{config}fanout:\n  egress_tick_us: {us}\n"),
-                None => config,
+            let mut fanout = String::new();
+            if let Some(us) = opts.egress_tick_us {
+                fanout.push_str(&format!("  egress_tick_us: {us}\n"));
+            }
+            if let Some(ms) = opts.mux_interval_ms {
+                fanout.push_str(&format!("  mux_interval_ms: {ms}\n"));
+            }
+            let config = if fanout.is_empty() {
+                config
+            } else {
+                format!("{config}fanout:\n{fanout}")
             };
             let cfg_path = opts.log_dir.join(format!("corecast-{port}.yaml"));
             std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;

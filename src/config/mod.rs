@@ -141,6 +141,9 @@ pub const MAX_RING_BYTES: u64 = 1 << 30;
 /// Default `fanout: egress_tick_us` (see BENCHMARKS.md, "Egress tick").
 pub const DEFAULT_EGRESS_TICK_US: u64 = 2000;
 
+/// Bound of `fanout: mux_interval_ms`.
+pub const MAX_MUX_INTERVAL_MS: u64 = 1000;
+
 /// corecast's `fanout:` section (see `corecast::fanout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutConfig {
@@ -160,6 +163,11 @@ pub struct FanoutConfig {
     /// overhead). A ring keeps from the latest keyframe (where a joiner starts) or the lag
     /// bound, whichever is older, and never more than this. Default 8 MiB, 64 KiB..=1 GiB.
     pub ring_bytes: u64,
+    /// `mux_interval_ms`: muxed outputs (`stream.mp4`, MSE, `stream.ts`) publish their
+    /// fragments at most once per this many milliseconds, so each viewer is written once
+    /// per interval rather than once per video frame; it adds up to the interval to their
+    /// latency. 0 (default): once per video frame. At most 1000.
+    pub mux_interval_ms: u64,
 }
 
 impl Default for FanoutConfig {
@@ -169,6 +177,7 @@ impl Default for FanoutConfig {
             resume_ms: 10_000,
             egress_tick_us: DEFAULT_EGRESS_TICK_US,
             ring_bytes: DEFAULT_RING_BYTES,
+            mux_interval_ms: 0,
         }
     }
 }
@@ -584,11 +593,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be from {MIN_RING_BYTES} to {MAX_RING_BYTES} bytes, got {ring_bytes}"),
         ));
     }
+    let mux_interval_ms = raw_fanout.mux_interval_ms.unwrap_or(0);
+    if mux_interval_ms > MAX_MUX_INTERVAL_MS {
+        return Err(cx.error(
+            &["fanout", "mux_interval_ms"],
+            format!("must be at most {MAX_MUX_INTERVAL_MS} milliseconds, got {mux_interval_ms}"),
+        ));
+    }
     let fanout = FanoutConfig {
         max_lag_ms,
         resume_ms,
         egress_tick_us,
         ring_bytes,
+        mux_interval_ms,
     };
     let webrtc = cx.webrtc(raw.webrtc.unwrap_or_default())?;
 

@@ -62,6 +62,7 @@ pub(super) struct RawFanout {
     pub resume_ms: Option<u64>,
     pub egress_tick_us: Option<u64>,
     pub ring_bytes: Option<u64>,
+    pub mux_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +125,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "fanout.resume_ms",
     "fanout.egress_tick_us",
     "fanout.ring_bytes",
+    "fanout.mux_interval_ms",
     "webrtc",
     "webrtc.listen",
     "webrtc.candidates",

@@ -784,6 +784,24 @@ fn fanout_ring_bytes() {
 }
 
 #[test]
+fn fanout_mux_interval_ms() {
+    assert_eq!(ok("").fanout.mux_interval_ms, 0);
+    assert_eq!(
+        ok("fanout:\n  mux_interval_ms: 200\n")
+            .fanout
+            .mux_interval_ms,
+        200
+    );
+    let e = err("fanout:\n  egress_tick_us: 2000\n  mux_interval_ms: 5000\n");
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("fanout.mux_interval_ms", 3),
+        "{e}"
+    );
+    assert!(e.to_string().contains("1000"), "{e}");
+}
+
+#[test]
 fn exec_section_and_allow_exec() {
     let c = ok("exec:\n  allow_paths: [ffmpeg, /usr/bin/ffmpeg]\napi:\n  allow_exec: true\n");
     assert_eq!(

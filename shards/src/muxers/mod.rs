@@ -696,6 +696,16 @@ async fn run_muxer(
     // video sample), and when the oldest unpublished fragment was made.
     let mut video_pushed = false;
     let mut held_since: Option<u64> = None;
+    // `fanout: mux_interval_ms`: the fragments of outputs with video (one per frame) are
+    // published at most once per interval, so each viewer is written once per interval.
+    let hold = Hold {
+        interval_us: if matches!(v, Variant::Mp4 | Variant::Mp4Tracks { .. } | Variant::Ts) {
+            shard.config.fanout.mux_interval_ms.saturating_mul(1000)
+        } else {
+            0
+        },
+    };
+    let mut published_at: Option<u64> = None;
     loop {
         // Stopped by its idle timer (see `reevaluate`): a flag, no registry lock.
         if ctl.stop.get() {
@@ -731,12 +741,15 @@ async fn run_muxer(
         }
         if frames.is_empty() {
             match held_since {
-                // Held audio whose time is up: publish it below.
-                Some(t) if shard.clock.now().saturating_sub(t) >= AUDIO_HOLD_US => {}
                 Some(t) => {
-                    let left = AUDIO_HOLD_US - shard.clock.now().saturating_sub(t);
-                    feed.wait(&registered, Duration::from_micros(left)).await;
-                    continue;
+                    let due = hold.due(t, hold_audio && !video_pushed, published_at);
+                    let now = shard.clock.now();
+                    // Held fragments whose time is up: published below.
+                    if now < due {
+                        feed.wait(&registered, Duration::from_micros(due - now))
+                            .await;
+                        continue;
+                    }
                 }
                 None => {
                     feed.wait(&registered, Duration::from_millis(250)).await;
@@ -863,14 +876,13 @@ async fn run_muxer(
         if let Some((o, _)) = &out {
             if !frags.is_empty() {
                 let now = shard.clock.now();
-                if hold_audio
-                    && !video_pushed
-                    && now.saturating_sub(*held_since.get_or_insert(now)) < AUDIO_HOLD_US
-                {
+                let held = *held_since.get_or_insert(now);
+                if now < hold.due(held, hold_audio && !video_pushed, published_at) {
                     continue;
                 }
                 video_pushed = false;
                 held_since = None;
+                published_at = Some(now);
                 for f in frags.drain(..) {
                     seq += 1;
                     o.push(Packet {
@@ -887,6 +899,28 @@ async fn run_muxer(
                 shard.flush(o);
             }
         }
+    }
+}
+
+/// When a muxer publishes the fragments it holds (clock microseconds).
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    /// `fanout: mux_interval_ms`, in microseconds (0: no interval).
+    interval_us: u64,
+}
+
+impl Hold {
+    /// The time the fragments held since `held` are due: audio alone waits for the next
+    /// video fragment up to `AUDIO_HOLD_US`; everything waits out the interval since the
+    /// last publish.
+    fn due(self, held: u64, audio_only: bool, published_at: Option<u64>) -> u64 {
+        let audio = if audio_only {
+            held.saturating_add(AUDIO_HOLD_US)
+        } else {
+            held
+        };
+        let interval = published_at.map_or(0, |p| p.saturating_add(self.interval_us));
+        audio.max(interval)
     }
 }
 
@@ -1112,4 +1146,33 @@ pub fn frame_mp4(cfg: TrackConfig, frame: Frame) -> Bytes {
         b.extend_from_slice(&f.data);
     }
     b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Hold, AUDIO_HOLD_US};
+
+    #[test]
+    fn hold_without_interval_publishes_video_at_once_and_audio_within_its_bound() {
+        let h = Hold { interval_us: 0 };
+        assert_eq!(h.due(1_000, false, None), 1_000);
+        assert_eq!(h.due(1_000, false, Some(900)), 1_000);
+        assert_eq!(h.due(1_000, true, Some(900)), 1_000 + AUDIO_HOLD_US);
+    }
+
+    #[test]
+    fn hold_with_interval_waits_it_out_after_each_publish() {
+        let h = Hold {
+            interval_us: 200_000,
+        };
+        // The first fragments go at once (a joiner's init and keyframe are not held).
+        assert_eq!(h.due(5_000, false, None), 5_000);
+        // Later ones wait for the interval since the last publish...
+        assert_eq!(h.due(50_000, false, Some(10_000)), 210_000);
+        // ...or for longer held audio.
+        assert_eq!(h.due(500_000, true, Some(10_000)), 500_000 + AUDIO_HOLD_US);
+        // A frame held after a long pause goes at once.
+        assert_eq!(h.due(900_000, false, Some(10_000)), 900_000);
+        assert_eq!(h.due(u64::MAX - 1, true, Some(u64::MAX)), u64::MAX);
+    }
 }
