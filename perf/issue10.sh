@@ -19,6 +19,7 @@
 #   SCALE=10 DUR=4 ROUNDS=1 perf/issue10.sh      # a quick check: every count / 10
 #   ONLY="a c" perf/issue10.sh                   # some scenarios only
 #   MUX_MS=200 ONLY=d perf/issue10.sh            # (d) with `fanout: mux_interval_ms: 200`
+#   HOLD_MS=0 ONLY=a perf/issue10.sh             # corecast with `fanout: audio_hold_ms: 0`
 # Needs: cargo build --release -p corecast-shards -p corecast-perf; ffmpeg.
 set -u
 cd "$(dirname "$0")/.."
@@ -35,7 +36,8 @@ FLOOR_TICK_MS=${FLOOR_TICK_MS:-10}
 mkdir -p "$(dirname "$OUT")" "$LOG"
 : > "$OUT"
 n() { echo $(( ($1 + SCALE - 1) / SCALE )); }
-COMMON=(--server-bin "$BIN" --duration "$DUR" --json-only --log-dir "$LOG" --floor-tick-ms "$FLOOR_TICK_MS")
+COMMON=(--server-bin "$BIN" --duration "$DUR" --json-only --log-dir "$LOG" --floor-tick-ms "$FLOOR_TICK_MS"
+        ${HOLD_MS:+--audio-hold-ms "$HOLD_MS"})
 FF=(--publisher ffmpeg --bitrate 1M --fps 25 --gop 50)
 started=$(date +%s)
 

@@ -1,13 +1,16 @@
 """RTSP relay end to end: ffmpeg publishes, ffmpeg/ffprobe/GStreamer read back."""
 import os
+import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 
 import pytest
 
 from conftest import (decoded_frames, ffmpeg_publish, ffmpeg_read, ffprobe_streams,
-                      stop)
+                      stop, wait_live)
 
 CLIP_FRAMES = 250  # 10 s at 25 fps
 
@@ -205,3 +208,106 @@ def test_slow_reader_is_skipped_not_blocking(server_factory, procs, tmp_path):
     assert skipped or victim_gone, (consumers, srv.log())
     # The healthy readers were never skipped.
     assert len([c for c in consumers if c["skips"] == 0]) >= 2, consumers
+
+
+class _RtspTcp:
+    """A bare RTSP/TCP player: DESCRIBE, SETUP of every track interleaved, PLAY, then the
+    interleaved frames with the time of the read that completed each."""
+
+    def __init__(self, port, url):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.url, self.buf, self.cseq, self.session = url, bytearray(), 0, None
+
+    def request(self, method, uri, headers=""):
+        self.cseq += 1
+        if self.session:
+            headers += f"Session: {self.session}\r\n"
+        self.s.sendall(f"{method} {uri} RTSP/1.0\r\nCSeq: {self.cseq}\r\n{headers}\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.s.recv(65536)
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        m = re.search(rb"content-length: *(\d+)", head, re.I)
+        n = int(m.group(1)) if m else 0
+        while len(rest) < n:
+            rest += self.s.recv(65536)
+        self.buf = bytearray(rest[n:])
+        assert head.startswith(b"RTSP/1.0 200"), head
+        return head.decode(), rest[:n].decode()
+
+    def play(self):
+        """Sets up every track; returns [(kind, clock rate, channel)]."""
+        head, sdp = self.request("DESCRIBE", self.url, "Accept: application/sdp\r\n")
+        m = re.search(r"Content-Base: *(\S+)", head, re.I)
+        base = m.group(1) if m else self.url + "/"
+        tracks = []
+        for i, media in enumerate(sdp.split("\nm=")[1:]):
+            kind = media.split(" ", 1)[0]
+            rate = int(re.search(r"a=rtpmap:\d+ [^/\s]+/(\d+)", media).group(1))
+            control = re.search(r"a=control:(\S+)", media).group(1)
+            uri = control if "://" in control else base.rstrip("/") + "/" + control
+            head, _ = self.request(
+                "SETUP", uri, f"Transport: RTP/AVP/TCP;unicast;interleaved={2 * i}-{2 * i + 1}\r\n")
+            self.session = re.search(r"Session: *([^;\r\n]+)", head, re.I).group(1)
+            tracks.append((kind, rate, 2 * i))
+        self.request("PLAY", self.url, "Range: npt=0.000-\r\n")
+        return tracks
+
+    def frames(self, seconds):
+        """[(read time, channel, RTP timestamp)] of the RTP frames read in `seconds`."""
+        out, data = [], self.buf
+        self.s.settimeout(0.2)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                b = self.s.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not b:
+                break
+            now = time.monotonic()
+            data += b
+            while len(data) >= 4:
+                assert data[0] == 0x24, data[:32]
+                ch, n = data[1], struct.unpack(">H", data[2:4])[0]
+                if len(data) < 4 + n:
+                    break
+                if ch % 2 == 0 and n >= 12:
+                    out.append((now, ch, struct.unpack(">I", data[8:12])[0]))
+                del data[:4 + n]
+        self.s.close()
+        return out
+
+
+def test_audio_goes_out_with_the_next_video_frame(server_factory):
+    """`fanout: audio_hold_ms` (default 50): an RTSP/TCP player of a stream with video and
+    audio (the demo: 25 fps H.264, ~47 AAC packets a second) gets each audio packet in the
+    same write as the next video frame, not in one more write of its own; and all of the
+    audio arrives."""
+    srv = server_factory()
+    wait_live(srv)
+    player = _RtspTcp(srv.rtsp_port, srv.url("demo"))
+    tracks = player.play()
+    assert sorted(k for k, _, _ in tracks) == ["audio", "video"], tracks
+    (a_rate, a_ch), = [(r, c) for k, r, c in tracks if k == "audio"]
+    (v_ch,) = [c for k, _, c in tracks if k == "video"]
+    frames = player.frames(4)
+    video = [t for t, ch, _ in frames if ch == v_ch]
+    audio = [(t, ts) for t, ch, ts in frames if ch == a_ch]
+    assert len(video) >= 90 and len(audio) >= 150, (len(video), len(audio))
+    # Each audio packet (after the first second: the joiner's backlog comes at once) is
+    # read with the next video packet: the same read, or one a few ms later.
+    start = frames[0][0] + 1.0
+    gaps = []
+    for t, _ in audio:
+        if t < start:
+            continue
+        nxt = next((v for v in video if v >= t), None)
+        if nxt is not None:
+            gaps.append(nxt - t)
+    gaps.sort()
+    assert len(gaps) >= 100, len(gaps)
+    # Audio written on its own would be read 0-40 ms before the next frame (~20 ms median).
+    assert gaps[int(len(gaps) * 0.9)] <= 0.005, gaps[::10]
+    # Nothing lost: the audio's RTP time covers the time read (less the joiner's backlog).
+    span = ((audio[-1][1] - audio[0][1]) & 0xFFFFFFFF) / a_rate
+    assert span >= 3.5, span

@@ -141,6 +141,11 @@ pub const MAX_RING_BYTES: u64 = 1 << 30;
 /// Default `fanout: egress_tick_us` (see BENCHMARKS.md, "Egress tick").
 pub const DEFAULT_EGRESS_TICK_US: u64 = 2000;
 
+/// Default `fanout: audio_hold_ms` (see BENCHMARKS.md, "Audio hold for RTSP viewers").
+pub const DEFAULT_AUDIO_HOLD_MS: u64 = 50;
+/// Bound of `fanout: audio_hold_ms`.
+pub const MAX_AUDIO_HOLD_MS: u64 = 200;
+
 /// Bound of `fanout: mux_interval_ms`.
 pub const MAX_MUX_INTERVAL_MS: u64 = 1000;
 
@@ -168,6 +173,11 @@ pub struct FanoutConfig {
     /// per interval rather than once per video frame; it adds up to the interval to their
     /// latency. 0 (default): once per video frame. At most 1000.
     pub mux_interval_ms: u64,
+    /// `audio_hold_ms`: when only audio arrived since a stream with video was last
+    /// flushed, its viewers get it with the next video packet, or after this long: one
+    /// write per video frame instead of one more per audio packet. Needs the egress tick.
+    /// 0: audio is flushed as it comes. Default 50, at most 200.
+    pub audio_hold_ms: u64,
 }
 
 impl Default for FanoutConfig {
@@ -178,6 +188,7 @@ impl Default for FanoutConfig {
             egress_tick_us: DEFAULT_EGRESS_TICK_US,
             ring_bytes: DEFAULT_RING_BYTES,
             mux_interval_ms: 0,
+            audio_hold_ms: DEFAULT_AUDIO_HOLD_MS,
         }
     }
 }
@@ -600,12 +611,20 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be at most {MAX_MUX_INTERVAL_MS} milliseconds, got {mux_interval_ms}"),
         ));
     }
+    let audio_hold_ms = raw_fanout.audio_hold_ms.unwrap_or(DEFAULT_AUDIO_HOLD_MS);
+    if audio_hold_ms > MAX_AUDIO_HOLD_MS {
+        return Err(cx.error(
+            &["fanout", "audio_hold_ms"],
+            format!("must be at most {MAX_AUDIO_HOLD_MS} milliseconds, got {audio_hold_ms}"),
+        ));
+    }
     let fanout = FanoutConfig {
         max_lag_ms,
         resume_ms,
         egress_tick_us,
         ring_bytes,
         mux_interval_ms,
+        audio_hold_ms,
     };
     let webrtc = cx.webrtc(raw.webrtc.unwrap_or_default())?;
 

@@ -802,6 +802,15 @@ fn fanout_mux_interval_ms() {
 }
 
 #[test]
+fn fanout_audio_hold_ms() {
+    assert_eq!(ok("").fanout.audio_hold_ms, 50);
+    assert_eq!(ok("fanout:\n  audio_hold_ms: 0\n").fanout.audio_hold_ms, 0);
+    let e = err("fanout:\n  audio_hold_ms: 201\n");
+    assert_eq!((e.key.as_str(), e.line), ("fanout.audio_hold_ms", 2), "{e}");
+    assert!(e.to_string().contains("200"), "{e}");
+}
+
+#[test]
 fn exec_section_and_allow_exec() {
     let c = ok("exec:\n  allow_paths: [ffmpeg, /usr/bin/ffmpeg]\napi:\n  allow_exec: true\n");
     assert_eq!(

@@ -136,6 +136,13 @@ pub struct LocalStream {
     pending: RefCell<Vec<Vec<Packet>>>,
     /// Waiting in the shard's egress tick (see `Shard::flush`).
     dirty: Cell<bool>,
+    /// Owned streams with video and other media: which media are video (a bit per media
+    /// index; 0: no audio hold, see `Shard::flush`).
+    video: Cell<u64>,
+    /// A video packet was pushed since the last flush.
+    video_pushed: Cell<bool>,
+    /// Since when pushed audio waits for the next video packet (see `Shard::flush`).
+    held_since: Cell<Option<u64>>,
 }
 
 /// A viewer that is written at each notify of its stream, in the notifying task, instead of
@@ -232,7 +239,23 @@ impl LocalStream {
             remote: RefCell::new(vec![false; nshards]),
             pending: RefCell::new((0..nshards).map(|_| Vec::new()).collect()),
             dirty: Cell::new(false),
+            video: Cell::new(0),
+            video_pushed: Cell::new(false),
+            held_since: Cell::new(None),
         }
+    }
+
+    /// Which of the producer's media are video: when there are others too, their packets
+    /// wait for the next video packet to be flushed (see `Shard::flush`).
+    pub fn set_media(&self, sdp: &corecast::sdp::Sdp) {
+        let n = sdp.medias.len().min(64);
+        let video = sdp.medias[..n]
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.kind == "video")
+            .fold(0u64, |mask, (i, _)| mask | 1 << i);
+        let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        self.video.set(if video == all { 0 } else { video });
     }
 
     pub fn is_closed(&self) -> bool {
@@ -276,6 +299,9 @@ impl LocalStream {
                     }
                 }
             }
+        }
+        if (self.video.get() >> (pkt.track & 63)) & 1 == 1 {
+            self.video_pushed.set(true);
         }
         let (key, bytes, at) = (pkt.keyframe, pkt.held_bytes(), pkt.arrival);
         self.ring
@@ -437,6 +463,10 @@ pub struct Shard {
     dirty: RefCell<Vec<Rc<LocalStream>>>,
     egress_waker: RefCell<Option<Waker>>,
     egress_running: Cell<bool>,
+    /// Streams whose audio waits for their next video packet (`fanout: audio_hold_ms`),
+    /// and that a hold began since the tick task last looked.
+    held: RefCell<Vec<Rc<LocalStream>>>,
+    hold_began: Cell<bool>,
     /// Wake quiet connection loops for their periodic checks (see `beat`): every 250 ms
     /// (pulled sources: stop requests, keepalives), every 5 s (RTSP connections' session
     /// timeout, where thousands of idle players must not be woken often).
@@ -469,6 +499,8 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             egress_waker: RefCell::new(None),
             egress_running: Cell::new(false),
+            held: RefCell::new(Vec::new()),
+            hold_began: Cell::new(false),
             beat: super::beat::Beat::new(std::time::Duration::from_millis(250)),
             slow_beat: super::beat::Beat::new(std::time::Duration::from_secs(5)),
         })
@@ -584,6 +616,7 @@ impl Shard {
                     // The epoch moves at once: a producer that leaves again before it
                     // records must not let the earlier grace timer end the viewers.
                     o.next_producer_epoch();
+                    o.set_media(sdp);
                     return Ok((o, true));
                 }
                 other => {
@@ -599,7 +632,9 @@ impl Shard {
             );
             self.close_owned(&o);
         }
-        Ok((self.open_owned(id, name, generation), false))
+        let s = self.open_owned(id, name, generation);
+        s.set_media(sdp);
+        Ok((s, false))
     }
 
     /// Registers a viewer of `name` (the API lists it) and tells the stream's owner.
@@ -764,16 +799,73 @@ impl Shard {
     /// tests) the stream is flushed now; with one, the stream waits for the shard's next
     /// tick, so a viewer is woken (and writes) at most once per tick however the publisher
     /// paces its packets, and each mirroring shard gets one batch per tick.
+    ///
+    /// Audio hold (`fanout: audio_hold_ms`): when only audio arrived since the last flush
+    /// of a stream with video, the flush waits for the next video packet (or the hold's
+    /// end), so that an RTSP viewer is written once per video frame rather than once more
+    /// per audio packet (~30 writes a second instead of ~25 for 25 fps video with AAC:
+    /// the writes, not the bytes, are what a viewer costs; issue #10). Audio reaches the
+    /// viewers up to one frame interval later; its timestamps, and so the players' sync,
+    /// do not change.
     pub fn flush(&self, stream: &Rc<LocalStream>) {
         if !self.egress_running.get() {
             return self.flush_now(stream);
         }
+        if stream.dirty.get() {
+            return;
+        }
+        let hold = self.config.fanout.audio_hold_ms.saturating_mul(1000);
+        if hold > 0 && stream.video.get() != 0 && !stream.video_pushed.get() {
+            let now = self.clock.now();
+            match stream.held_since.get() {
+                None => {
+                    stream.held_since.set(Some(now));
+                    self.held.borrow_mut().push(stream.clone());
+                    self.hold_began.set(true);
+                    if let Some(w) = self.egress_waker.borrow_mut().take() {
+                        w.wake();
+                    }
+                    return;
+                }
+                Some(t) if now.saturating_sub(t) < hold => return,
+                Some(_) => {}
+            }
+        }
+        self.mark_dirty(stream);
+    }
+
+    fn mark_dirty(&self, stream: &Rc<LocalStream>) {
         if !stream.dirty.replace(true) {
             self.dirty.borrow_mut().push(stream.clone());
             if let Some(w) = self.egress_waker.borrow_mut().take() {
                 w.wake();
             }
         }
+    }
+
+    /// Moves the held streams whose hold is over to the tick's flush; returns when the
+    /// next hold ends (clock µs).
+    fn release_held(&self, now: u64) -> Option<u64> {
+        let hold = self.config.fanout.audio_hold_ms.saturating_mul(1000);
+        let mut next: Option<u64> = None;
+        let mut held = self.held.borrow_mut();
+        held.retain(|s| {
+            // Flushed meanwhile (video came), or gone.
+            let Some(t) = s.held_since.get() else {
+                return false;
+            };
+            if s.is_closed() {
+                return false;
+            }
+            let due = t.saturating_add(hold);
+            if now >= due {
+                self.mark_dirty(s);
+                return false;
+            }
+            next = Some(next.map_or(due, |n: u64| n.min(due)));
+            true
+        });
+        next
     }
 
     /// The egress tick task (`fanout: egress_tick_us` > 0): after the first arrival of a
@@ -784,15 +876,33 @@ impl Shard {
         let mut batch: Vec<Rc<LocalStream>> = Vec::new();
         let mut nap = Nap::new(tick);
         loop {
-            futures_lite::future::poll_fn(|cx| {
-                if self.dirty.borrow().is_empty() {
+            let dirty = futures_lite::future::poll_fn(|cx| {
+                if self.dirty.borrow().is_empty() && !self.hold_began.replace(false) {
                     *self.egress_waker.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
                 } else {
                     Poll::Ready(())
                 }
-            })
-            .await;
+            });
+            // A timer only while nothing else is due: on a busy shard the loop passes by
+            // every tick and finds the ended holds itself.
+            match self.release_held(self.clock.now()) {
+                Some(due) if self.dirty.borrow().is_empty() => {
+                    let left = due.saturating_sub(self.clock.now());
+                    futures_lite::future::or(dirty, async {
+                        glommio::timer::sleep(std::time::Duration::from_micros(left)).await;
+                    })
+                    .await;
+                    self.release_held(self.clock.now());
+                    if self.dirty.borrow().is_empty() {
+                        continue;
+                    }
+                }
+                _ => dirty.await,
+            }
+            if self.dirty.borrow().is_empty() {
+                continue;
+            }
             let napped = nap.take();
             glommio::timer::sleep(tick.saturating_sub(napped)).await;
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
@@ -805,6 +915,8 @@ impl Shard {
 
     /// Wakes local viewers and relays the batch to mirroring shards.
     fn flush_now(&self, stream: &LocalStream) {
+        stream.video_pushed.set(false);
+        stream.held_since.set(None);
         stream.tick.set(self.clock.now());
         stream.notify();
         let mut pending = stream.pending.borrow_mut();
@@ -1336,6 +1448,72 @@ mod tests {
             user_agent: String::new(),
             stats: ProducerStats::default(),
         })
+    }
+
+    /// The audio hold: with the egress tick running, audio alone waits for the stream's
+    /// next video packet and goes with it; without video it goes when the hold ends.
+    #[test]
+    fn audio_waits_for_the_next_video_packet_or_the_hold() {
+        let registry = Registry::new(1);
+        let mut config = Config::default();
+        config.fanout.audio_hold_ms = 60;
+        let config = Arc::new(config);
+        let clock = Clock::new();
+        let mesh = MeshBuilder::<ShardMsg, _>::full(1, 64);
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .io_memory(512 << 10)
+            .spawn(move || async move {
+                let (tx, rx) = mesh.join().await.unwrap();
+                let shard = Shard::new(tx.peer_id(), registry.clone(), config, clock, tx);
+                shard.spawn_mesh_receivers(rx);
+                glommio::spawn_local(shard.clone().egress_loop(Duration::from_millis(2))).detach();
+                let sdp = corecast::sdp::parse(
+                    "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                     m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n",
+                )
+                .unwrap();
+                let (s, _) = shard.claim_stream("av", &sdp, info()).unwrap();
+                let flushes = || s.epoch.get();
+                let send = |seq: u64, track: u8| {
+                    s.push(Packet {
+                        track,
+                        ..packet(seq)
+                    });
+                    shard.flush(&s);
+                };
+                // Video alone: flushed at the tick.
+                send(1, 0);
+                assert!(wait_until(|| flushes() == 1).await);
+                // Audio: held past several ticks, then flushed with the next video packet.
+                send(2, 1);
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+                assert_eq!(flushes(), 1, "audio was not held");
+                send(3, 0);
+                assert!(wait_until(|| flushes() == 2).await);
+                assert_eq!(s.ring.borrow().head(), 3);
+                // Audio with no video after it: flushed when the hold ends.
+                let t = Instant::now();
+                send(4, 1);
+                assert!(wait_until(|| flushes() == 3).await);
+                assert!(
+                    t.elapsed() >= Duration::from_millis(55),
+                    "{:?}",
+                    t.elapsed()
+                );
+                // An audio-only stream is never held.
+                let audio = corecast::sdp::parse(
+                    "v=0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n",
+                )
+                .unwrap();
+                let (a, _) = shard.claim_stream("a", &audio, info()).unwrap();
+                a.push(packet(1));
+                shard.flush(&a);
+                assert!(a.held_since.get().is_none() && a.dirty.get());
+                assert!(wait_until(|| a.epoch.get() == 1).await);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     /// Control messages and the resume rules through the real types, on two shards: a
