@@ -234,18 +234,21 @@ def _dechunk(body):
         i = j + 4 + size
 
 
-def _read_until(sock, done, deadline_s, data=b""):
-    """Reads until `done(data)` holds or the deadline passes (the caller asserts)."""
+def _read_until(sock, done, deadline_s, data=b"", arrivals=None):
+    """Reads until `done(data)` holds or the deadline passes (the caller asserts);
+    appends the monotonic time of each read that returned data to `arrivals`."""
     data = bytearray(data)
     sock.settimeout(0.5)
-    end = time.time() + deadline_s
-    while not done(data) and time.time() < end:
+    end = time.monotonic() + deadline_s
+    while not done(data) and time.monotonic() < end:
         try:
             b = sock.recv(1 << 16)
         except socket.timeout:
             continue
         if not b:
             break
+        if arrivals is not None:
+            arrivals.append(time.monotonic())
         data += b
     return bytes(data)
 
@@ -361,19 +364,9 @@ def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_p
     s.sendall(b"GET /api/stream.mp4?src=demo HTTP/1.1\r\nHost: x\r\n\r\n")
     head = _read_until(s, lambda d: b"\r\n\r\n" in d, 10)
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    body = bytearray(head.split(b"\r\n\r\n", 1)[1])
-    arrivals = []  # monotonic time of each read that returned data
-    s.settimeout(0.5)
-    end = time.monotonic() + 4
-    while time.monotonic() < end:
-        try:
-            b = s.recv(1 << 16)
-        except socket.timeout:
-            continue
-        if not b:
-            break
-        arrivals.append(time.monotonic())
-        body += b
+    arrivals = []
+    # Four seconds of the stream (nothing ends the read earlier but the server closing).
+    body = _read_until(s, lambda d: False, 4, head.split(b"\r\n\r\n", 1)[1], arrivals)
     s.close()
     # Reads less than 25 ms apart belong to one burst (one write, or a write's pieces;
     # written per frame, bursts would be 40 ms apart).
@@ -383,7 +376,7 @@ def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_p
     # 4 s at 25 fps would be ~100 bursts written per frame; per 200 ms it is ~20.
     assert len(starts) <= 26 and gaps[len(gaps) // 2] >= 0.15, (len(starts), gaps)
     f = tmp_path / "interval.mp4"
-    f.write_bytes(_dechunk(bytes(body)))
+    f.write_bytes(_dechunk(body))
     frames, err = _decode_file(f)
     # ~4 s of 25 fps after the first (keyframe) burst: at least 90 frames decode cleanly.
     assert frames >= 90 and not err, (frames, err)
