@@ -380,3 +380,74 @@ def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_p
     frames, err = _decode_file(f)
     # ~4 s of 25 fps after the first (keyframe) burst: at least 90 frames decode cleanly.
     assert frames >= 90 and not err, (frames, err)
+
+
+def _bursts(arrivals):
+    """Start times of bursts: reads less than 25 ms apart belong to one write (or its
+    pieces); written per 25 fps frame, bursts are 40 ms apart."""
+    return [t for i, t in enumerate(arrivals) if i == 0 or t - arrivals[i - 1] > 0.025]
+
+
+def test_progressive_mp4_is_paced_while_mse_goes_per_frame(server_factory, tmp_path):
+    """Defaults: a stream.mp4 viewer of the 25 fps demo is written about every 80 ms
+    (`fanout: progressive_interval_ms`), an MSE viewer of the same stream at the same time
+    once per frame (its own muxer, so two run); both decode every frame they got."""
+    import websocket
+    srv = server_factory()
+    wait_live(srv)
+    mp4 = socket.create_connection(("127.0.0.1", srv.api_port), timeout=10)
+    mp4.sendall(b"GET /api/stream.mp4?src=demo HTTP/1.1\r\nHost: x\r\n\r\n")
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.api_port}/api/ws?src=demo",
+                                     timeout=10)
+    ws.send(json.dumps({"type": "mse", "value": "avc1.640029,avc1.42E01E,mp4a.40.2"}))
+    assert json.loads(ws.recv())["type"] == "mse"
+    head = _read_until(mp4, lambda d: b"\r\n\r\n" in d, 10)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    out = {}
+
+    def read_mp4():
+        arrivals = []
+        body = _read_until(mp4, lambda d: False, 3, head.split(b"\r\n\r\n", 1)[1], arrivals)
+        out["mp4"] = (body, arrivals)
+
+    def read_ws():
+        data, arrivals = bytearray(), []
+        ws.settimeout(0.5)
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            try:
+                op, frame = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if op == websocket.ABNF.OPCODE_BINARY:
+                arrivals.append(time.monotonic())
+                data += frame
+        out["mse"] = (bytes(data), arrivals)
+
+    readers = [threading.Thread(target=read_mp4), threading.Thread(target=read_ws)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{srv.api_port}/metrics", timeout=10).read().decode()
+    mp4.close()
+    ws.close()
+    assert metric(text, "corecast_stream_muxers", 'stream="demo",format="mp4"') == 2, text
+    gaps = {}
+    for label, (_, arrivals) in out.items():
+        starts = _bursts(arrivals)
+        g = sorted(b - a for a, b in zip(starts, starts[1:]))
+        assert len(g) >= 10, (label, len(starts), srv.log())
+        gaps[label] = g[len(g) // 2]
+    # Per frame: 40 ms; per 80 ms interval: 80 ms (two frames a write).
+    assert gaps["mse"] < 0.055 and gaps["mp4"] >= 0.065, gaps
+    body, _ = out["mp4"]
+    f = tmp_path / "paced.mp4"
+    f.write_bytes(_dechunk(body))
+    frames, err = _decode_file(f)
+    # ~3 s of 25 fps after the first (keyframe) burst.
+    assert frames >= 65 and not err.strip(), (frames, err)
+    f = tmp_path / "mse.mp4"
+    f.write_bytes(out["mse"][0])
+    frames, err = _decode_file(f)
+    assert frames >= 65 and not err.strip(), (frames, err)

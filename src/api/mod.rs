@@ -280,12 +280,25 @@ pub fn metrics_text(s: &MetricsSnapshot) -> String {
         "corecast_stream_muxers",
         "gauge",
         "Muxers running for the stream, by output format (one serves every viewer).",
-        &mut s.muxers.iter().map(|(name, f)| {
-            (
-                format!("{},format=\"{}\"", l(name), escape_label(f)),
-                "1".to_string(),
+        // One series per (stream, format) with the count: a stream can have several
+        // muxers of one format (viewers' track choices, `stream.mp4` paced apart from MSE).
+        &mut s
+            .muxers
+            .iter()
+            .fold(
+                std::collections::BTreeMap::<(&str, &str), usize>::new(),
+                |mut m, (name, f)| {
+                    *m.entry((name.as_str(), *f)).or_default() += 1;
+                    m
+                },
             )
-        }),
+            .into_iter()
+            .map(|((name, f), n)| {
+                (
+                    format!("{},format=\"{}\"", l(name), escape_label(f)),
+                    n.to_string(),
+                )
+            }),
     );
     family(
         "corecast_connections",
@@ -470,7 +483,7 @@ mod tests {
                 online: true,
                 ..Default::default()
             }],
-            muxers: vec![("a\"b\\c\n".into(), "mp4")],
+            muxers: vec![("a\"b\\c\n".into(), "mp4"), ("a\"b\\c\n".into(), "mp4")],
             connections: [1, 2, 3],
             shards: vec![ShardRow::default()],
         });
@@ -480,6 +493,12 @@ mod tests {
         );
         assert!(
             text.contains("corecast_connections{protocol=\"ws\"} 3"),
+            "{text}"
+        );
+        // Two muxers of one format: one series with their count.
+        assert_eq!(text.matches("corecast_stream_muxers{").count(), 1, "{text}");
+        assert!(
+            text.contains("corecast_stream_muxers{stream=\"a\\\"b\\\\c\\n\",format=\"mp4\"} 2"),
             "{text}"
         );
         assert!(

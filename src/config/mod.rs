@@ -146,8 +146,11 @@ pub const DEFAULT_AUDIO_HOLD_MS: u64 = 50;
 /// Bound of `fanout: audio_hold_ms`.
 pub const MAX_AUDIO_HOLD_MS: u64 = 200;
 
-/// Bound of `fanout: mux_interval_ms`.
+/// Bound of `fanout: mux_interval_ms` and `progressive_interval_ms`.
 pub const MAX_MUX_INTERVAL_MS: u64 = 1000;
+
+/// Default `fanout: progressive_interval_ms` (see BENCHMARKS.md, "Progressive interval").
+pub const DEFAULT_PROGRESSIVE_INTERVAL_MS: u64 = 80;
 
 /// corecast's `fanout:` section (see `corecast::fanout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,11 +176,24 @@ pub struct FanoutConfig {
     /// per interval rather than once per video frame; it adds up to the interval to their
     /// latency. 0 (default): once per video frame. At most 1000.
     pub mux_interval_ms: u64,
+    /// `progressive_interval_ms`: the same for HTTP progressive viewers (`stream.mp4`,
+    /// `stream.ts`), whose players buffer far more than this; the larger of the two
+    /// applies to them. MSE (live views) keeps `mux_interval_ms`; when the two differ,
+    /// `stream.mp4` viewers get their own muxer. Default 80, 0 = per video frame (go2rtc),
+    /// at most 1000.
+    pub progressive_interval_ms: u64,
     /// `audio_hold_ms`: when only audio arrived since a stream with video was last
     /// flushed, its viewers get it with the next video packet, or after this long: one
     /// write per video frame instead of one more per audio packet. Needs the egress tick.
     /// 0: audio is flushed as it comes. Default 50, at most 200.
     pub audio_hold_ms: u64,
+}
+
+impl FanoutConfig {
+    /// The interval HTTP progressive outputs publish at: the larger of the two settings.
+    pub fn progressive_ms(&self) -> u64 {
+        self.mux_interval_ms.max(self.progressive_interval_ms)
+    }
 }
 
 impl Default for FanoutConfig {
@@ -188,6 +204,7 @@ impl Default for FanoutConfig {
             egress_tick_us: DEFAULT_EGRESS_TICK_US,
             ring_bytes: DEFAULT_RING_BYTES,
             mux_interval_ms: 0,
+            progressive_interval_ms: DEFAULT_PROGRESSIVE_INTERVAL_MS,
             audio_hold_ms: DEFAULT_AUDIO_HOLD_MS,
         }
     }
@@ -611,6 +628,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             format!("must be at most {MAX_MUX_INTERVAL_MS} milliseconds, got {mux_interval_ms}"),
         ));
     }
+    let progressive_interval_ms = raw_fanout
+        .progressive_interval_ms
+        .unwrap_or(DEFAULT_PROGRESSIVE_INTERVAL_MS);
+    if progressive_interval_ms > MAX_MUX_INTERVAL_MS {
+        return Err(cx.error(
+            &["fanout", "progressive_interval_ms"],
+            format!(
+                "must be at most {MAX_MUX_INTERVAL_MS} milliseconds, got {progressive_interval_ms}"
+            ),
+        ));
+    }
     let audio_hold_ms = raw_fanout.audio_hold_ms.unwrap_or(DEFAULT_AUDIO_HOLD_MS);
     if audio_hold_ms > MAX_AUDIO_HOLD_MS {
         return Err(cx.error(
@@ -624,6 +652,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         egress_tick_us,
         ring_bytes,
         mux_interval_ms,
+        progressive_interval_ms,
         audio_hold_ms,
     };
     let webrtc = cx.webrtc(raw.webrtc.unwrap_or_default())?;

@@ -63,6 +63,7 @@ pub(super) struct RawFanout {
     pub egress_tick_us: Option<u64>,
     pub ring_bytes: Option<u64>,
     pub mux_interval_ms: Option<u64>,
+    pub progressive_interval_ms: Option<u64>,
     pub audio_hold_ms: Option<u64>,
 }
 
@@ -127,6 +128,7 @@ pub(super) const TYPED_PATHS: &[&str] = &[
     "fanout.egress_tick_us",
     "fanout.ring_bytes",
     "fanout.mux_interval_ms",
+    "fanout.progressive_interval_ms",
     "fanout.audio_hold_ms",
     "webrtc",
     "webrtc.listen",

@@ -802,6 +802,23 @@ fn fanout_mux_interval_ms() {
 }
 
 #[test]
+fn fanout_progressive_interval_ms() {
+    let c = ok("");
+    assert_eq!(c.fanout.progressive_interval_ms, 80);
+    assert_eq!(c.fanout.progressive_ms(), 80);
+    // The larger of the two applies to progressive viewers.
+    let c = ok("fanout:\n  mux_interval_ms: 200\n  progressive_interval_ms: 0\n");
+    assert_eq!(c.fanout.progressive_ms(), 200);
+    let e = err("fanout:\n  progressive_interval_ms: 1001\n");
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("fanout.progressive_interval_ms", 2),
+        "{e}"
+    );
+    assert!(e.to_string().contains("1000"), "{e}");
+}
+
+#[test]
 fn fanout_audio_hold_ms() {
     assert_eq!(ok("").fanout.audio_hold_ms, 50);
     assert_eq!(ok("fanout:\n  audio_hold_ms: 0\n").fanout.audio_hold_ms, 0);

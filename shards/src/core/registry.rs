@@ -176,6 +176,9 @@ pub enum Variant {
     Mp4Tracks {
         video: Option<u16>,
         audio: Option<u16>,
+        /// Published once per `fanout: progressive_interval_ms` for `stream.mp4` viewers,
+        /// when that differs from MSE's `mux_interval_ms` (else they share MSE's muxer).
+        paced: bool,
     },
     /// MPEG-TS: `stream.ts`.
     Ts,

@@ -773,7 +773,17 @@ async fn live(
     // dialled when only they carry them.
     let started = if v == Variant::Mp4 {
         let accept = muxers::mp4_accept(&req.query);
-        mp4_tracks(shard, &name, &req, &accept).await.map(|t| v = t)
+        mp4_tracks(shard, &name, &req, &accept).await.map(|t| {
+            // Its own muxer when it publishes at another interval than MSE's.
+            v = match t {
+                Variant::Mp4Tracks { video, audio, .. } => Variant::Mp4Tracks {
+                    video,
+                    audio,
+                    paced: muxers::paced_progressive(shard),
+                },
+                t => t,
+            }
+        })
     } else {
         ensure_source(shard, &name, &req).await
     };

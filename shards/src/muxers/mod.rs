@@ -146,7 +146,7 @@ pub fn select_tracks(sdp: &Sdp, v: Variant) -> Vec<(usize, CodecKind)> {
     }
     match v {
         Variant::Mp4 | Variant::Ts => video.into_iter().chain(audio).collect(),
-        Variant::Mp4Tracks { video, audio } => [video, audio]
+        Variant::Mp4Tracks { video, audio, .. } => [video, audio]
             .into_iter()
             .flatten()
             .filter_map(|i| {
@@ -307,7 +307,11 @@ pub fn choose_mp4(sdp: &Sdp, accept: &Filter) -> Option<Variant> {
         })
     };
     let (video, audio) = (pick(Kind::Video), pick(Kind::Audio));
-    (video.is_some() || audio.is_some()).then_some(Variant::Mp4Tracks { video, audio })
+    (video.is_some() || audio.is_some()).then_some(Variant::Mp4Tracks {
+        video,
+        audio,
+        paced: false,
+    })
 }
 
 /// The stream's codecs by go2rtc name, for messages (`h264, pcma`).
@@ -493,20 +497,46 @@ fn viewers_of(shard: &Shard, name: &str, v: Variant) -> usize {
         Variant::Mp4Tracks { .. } => Some(mp4_consumer_tracks(v)),
         _ => None,
     };
+    // Of `stream.mp4` and MSE viewers, those whose muxer this is (see `paced`).
+    let own = |format: &str| match v {
+        Variant::Mp4Tracks { paced, .. } => match format {
+            "mse" => !paced,
+            _ => paced == paced_progressive(shard),
+        },
+        _ => true,
+    };
     let g = shard.registry.lock();
     g.streams.get(name).map_or(0, |e| {
         e.consumers
             .iter()
-            .filter(|c| v.formats().contains(&c.format_name))
+            .filter(|c| v.formats().contains(&c.format_name) && own(c.format_name))
             .filter(|c| tracks.as_ref().is_none_or(|t| c.tracks == *t))
             .count()
     })
 }
 
+/// Whether `stream.mp4` viewers get their own muxer, published once per
+/// `fanout: progressive_interval_ms` (it differs from MSE's `mux_interval_ms`).
+pub fn paced_progressive(shard: &Shard) -> bool {
+    let f = &shard.config.fanout;
+    f.progressive_ms() != f.mux_interval_ms
+}
+
+/// The interval (microseconds) a muxer of `v` publishes at: HTTP progressive outputs at
+/// `fanout: progressive_interval_ms`, MSE at `mux_interval_ms`, other formats at once.
+fn interval_us(f: &corecast::config::FanoutConfig, v: Variant) -> u64 {
+    let ms = match v {
+        Variant::Ts | Variant::Mp4Tracks { paced: true, .. } => f.progressive_ms(),
+        Variant::Mp4 | Variant::Mp4Tracks { .. } => f.mux_interval_ms,
+        Variant::Aac | Variant::Mjpeg => 0,
+    };
+    ms.saturating_mul(1000)
+}
+
 /// The SDP media indexes a viewer of `v` receives, as its consumer entry records them.
 pub fn mp4_consumer_tracks(v: Variant) -> Vec<usize> {
     match v {
-        Variant::Mp4Tracks { video, audio } => [video, audio]
+        Variant::Mp4Tracks { video, audio, .. } => [video, audio]
             .into_iter()
             .flatten()
             .map(usize::from)
@@ -696,14 +726,11 @@ async fn run_muxer(
     // video sample), and when the oldest unpublished fragment was made.
     let mut video_pushed = false;
     let mut held_since: Option<u64> = None;
-    // `fanout: mux_interval_ms`: the fragments of outputs with video (one per frame) are
-    // published at most once per interval, so each viewer is written once per interval.
+    // `fanout: mux_interval_ms` / `progressive_interval_ms`: fragments (one per video
+    // frame) are published at most once per interval, so each viewer is written once per
+    // interval.
     let hold = Hold {
-        interval_us: if matches!(v, Variant::Mp4 | Variant::Mp4Tracks { .. } | Variant::Ts) {
-            shard.config.fanout.mux_interval_ms.saturating_mul(1000)
-        } else {
-            0
-        },
+        interval_us: interval_us(&shard.config.fanout, v),
     };
     let mut published_at: Option<u64> = None;
     loop {
@@ -905,7 +932,7 @@ async fn run_muxer(
 /// When a muxer publishes the fragments it holds (clock microseconds).
 #[derive(Clone, Copy, Debug)]
 struct Hold {
-    /// `fanout: mux_interval_ms`, in microseconds (0: no interval).
+    /// `fanout: mux_interval_ms` or `progressive_interval_ms`, in microseconds (0: none).
     interval_us: u64,
 }
 
@@ -1150,7 +1177,8 @@ pub fn frame_mp4(cfg: TrackConfig, frame: Frame) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::{Hold, AUDIO_HOLD_US};
+    use super::{interval_us, Hold, Variant, AUDIO_HOLD_US};
+    use corecast::config::FanoutConfig;
 
     #[test]
     fn hold_without_interval_publishes_video_at_once_and_audio_within_its_bound() {
@@ -1174,5 +1202,27 @@ mod tests {
         // A frame held after a long pause goes at once.
         assert_eq!(h.due(900_000, false, Some(10_000)), 900_000);
         assert_eq!(h.due(u64::MAX - 1, true, Some(u64::MAX)), u64::MAX);
+    }
+
+    #[test]
+    fn progressive_outputs_publish_at_their_interval_and_mse_at_its_own() {
+        let tracks = |paced| Variant::Mp4Tracks {
+            video: Some(0),
+            audio: Some(1),
+            paced,
+        };
+        let f = FanoutConfig::default();
+        assert_eq!(interval_us(&f, tracks(true)), 80_000);
+        assert_eq!(interval_us(&f, Variant::Ts), 80_000);
+        assert_eq!(interval_us(&f, tracks(false)), 0);
+        assert_eq!(interval_us(&f, Variant::Aac), 0);
+        // The larger of the two applies to progressive outputs.
+        let f = FanoutConfig {
+            mux_interval_ms: 200,
+            ..FanoutConfig::default()
+        };
+        assert_eq!(interval_us(&f, tracks(true)), 200_000);
+        assert_eq!(interval_us(&f, tracks(false)), 200_000);
+        assert_eq!(interval_us(&f, Variant::Mjpeg), 0);
     }
 }
