@@ -34,6 +34,11 @@ struct Slot {
     /// Bumped when the slot is freed, so an old registration's key cannot name a new one.
     generation: u32,
     ready: bool,
+    /// The peer closed (or the socket failed): from then on only a read returning 0 or an
+    /// error ends readiness. A short read does not: when data and the close came before
+    /// one event, that read takes the data and no edge follows for the close (a publisher
+    /// killed right after sending would never be seen to leave).
+    hup: bool,
     waker: Option<Waker>,
 }
 
@@ -106,6 +111,8 @@ impl ReadySet {
             let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
             if let Some(s) = slots.get_mut(key).filter(|s| s.generation == generation) {
                 s.ready = true;
+                s.hup |=
+                    ev.events & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
                 if let Some(w) = s.waker.take() {
                     w.wake();
                 }
@@ -184,6 +191,7 @@ impl Registration {
                     slots.push(Slot {
                         generation: 0,
                         ready: false,
+                        hup: false,
                         waker: None,
                     });
                     (slots.len() - 1) as u32
@@ -192,6 +200,7 @@ impl Registration {
             let s = &mut slots[key as usize];
             // Ready until a read finds the socket empty: data may be there already.
             s.ready = true;
+            s.hup = false;
             s.waker = None;
             (key, s.generation)
         };
@@ -228,8 +237,8 @@ impl Registration {
             if n >= 0 {
                 let n = n as usize;
                 // A short read emptied the socket: wait for the next edge. A full one may
-                // have left more.
-                if n < buf.len() && n > 0 {
+                // have left more; after the peer's close the next read returns its end.
+                if n < buf.len() && n > 0 && !self.hup() {
                     self.set_ready(false);
                 }
                 return Ok(n);
@@ -247,6 +256,14 @@ impl Registration {
     /// after a read found the socket empty, so the next `readable` waits for a new edge.
     pub fn drained(&self) {
         self.set_ready(false);
+    }
+
+    fn hup(&self) -> bool {
+        self.set
+            .slots
+            .borrow()
+            .get(self.key as usize)
+            .is_some_and(|s| s.hup)
     }
 
     fn set_ready(&self, ready: bool) {
@@ -279,6 +296,7 @@ fn free_slot(set: &ReadySet, key: u32) {
     let s = &mut slots[key as usize];
     s.generation = s.generation.wrapping_add(1);
     s.ready = false;
+    s.hup = false;
     s.waker = None;
     set.free.borrow_mut().push(key);
 }
@@ -395,6 +413,38 @@ mod tests {
             let (e, _f) = std::os::unix::net::UnixStream::pair().unwrap();
             let re = Registration::new(e.as_raw_fd()).unwrap();
             assert_eq!(re.key, key, "the freed slot is reused");
+        });
+    }
+
+    /// The last data and the peer's close that come before one event (a publisher killed
+    /// right after a write): the read after the data returns the end, it does not wait for
+    /// an edge that never comes.
+    #[test]
+    fn a_close_that_came_with_the_last_data_is_read() {
+        run(|| async {
+            let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let ra = Rc::new(Registration::new(a.as_raw_fd()).unwrap());
+            let r = ra.clone();
+            let reader = glommio::spawn_local(async move {
+                let mut buf = [0u8; 64];
+                let first = r.read(&mut buf).await.unwrap();
+                let second = glommio::timer::timeout(Duration::from_secs(5), async {
+                    Ok(r.read(&mut buf).await.unwrap())
+                })
+                .await;
+                (first, second.ok())
+            })
+            .detach();
+            // The reader finds the socket empty and waits for an event...
+            for _ in 0..3 {
+                futures_lite::future::yield_now().await;
+            }
+            // ...then data and the close arrive with no turn of the poller between them.
+            b.write_all(b"last").unwrap();
+            drop(b);
+            let got = reader.await.expect("reader");
+            assert_eq!(got, (4, Some(0)), "the close after the data was missed");
+            drop(ra);
         });
     }
 }
