@@ -19,6 +19,8 @@
 #   SCALE=10 DUR=4 ROUNDS=1 perf/issue10.sh      # a quick check: every count / 10
 #   ONLY="a c" perf/issue10.sh                   # some scenarios only
 #   MUX_MS=200 ONLY=d perf/issue10.sh            # (d) with `fanout: mux_interval_ms: 200`
+#   PROG_MS=0 ONLY=d perf/issue10.sh             # (d) with `progressive_interval_ms: 0`
+#                                                # (per frame, as go2rtc; default 80)
 #   HOLD_MS=0 ONLY=a perf/issue10.sh             # corecast with `fanout: audio_hold_ms: 0`
 # Needs: cargo build --release -p corecast-shards -p corecast-perf; ffmpeg.
 set -u
@@ -64,7 +66,8 @@ c) record c "$PERF" nvr --camera-kind pull --cameras "$(n 500)" --consumers 1 \
 d) # Two kinds of viewers, so two swarms per round, alternating.
    for r in $(seq "$ROUNDS"); do
      record d-mp4 "$PERF" swarm --peer corecast --transport http-mp4 "${COMMON[@]}" "${FF[@]}" \
-       --publishers 1 --viewers "$(n 1000)" ${MUX_MS:+--mux-interval-ms "$MUX_MS"}
+       --publishers 1 --viewers "$(n 1000)" ${MUX_MS:+--mux-interval-ms "$MUX_MS"} \
+       ${PROG_MS:+--progressive-interval-ms "$PROG_MS"}
      record d-floor "$PERF" swarm --peer floor --transport tcp "${COMMON[@]}" "${FF[@]}" \
        --publishers 1 --viewers "$(n 1000)"
    done ;;
@@ -73,7 +76,7 @@ e) record e "$PERF" compare --peers corecast,floor --rounds "$ROUNDS" "${COMMON[
 esac; done
 echo "== done in $(( $(date +%s) - started )) s; results: $OUT" >&2
 
-SCALE=$SCALE MUX_MS=${MUX_MS:-} python3 - "$OUT" <<'PY'
+SCALE=$SCALE MUX_MS=${MUX_MS:-} PROG_MS=${PROG_MS:-} python3 - "$OUT" <<'PY'
 import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {}
@@ -119,7 +122,8 @@ if "d-mp4" in by and "d-floor" in by:
     fl = med([r.get("server_cpu_s_per_gbit") for r in by["d-floor"] if "server" in r])
     ratio = round(mp4 / fl, 3) if mp4 and fl else None
     short = sum((r.get("connect_failures") or 0) for r in by["d-mp4"])
-    name = "(d) 1,000 stream.mp4" + (f" (mux {os.environ['MUX_MS']} ms)" if os.environ.get("MUX_MS") else "")
+    name = "(d) 1,000 stream.mp4" + (f" (mux {os.environ['MUX_MS']} ms)" if os.environ.get("MUX_MS") else "") \
+        + (f" (prog {os.environ['PROG_MS']} ms)" if os.environ.get("PROG_MS") else "")
     out.append((name, mp4, fl, ratio, "<= 0.75 x floor (RTSP/TCP)",
                 verdict(ratio, 0.75), f"failed joins {short}"))
 if "e" in by:

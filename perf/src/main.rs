@@ -259,6 +259,10 @@ struct ServerArgs {
     /// own, 0), to measure what fewer `stream.mp4` writes save and cost in latency.
     #[arg(long)]
     mux_interval_ms: Option<u64>,
+    /// corecast: `fanout: progressive_interval_ms` in its generated config (default: the
+    /// server's own, 80; 0 writes `stream.mp4` viewers per frame, as go2rtc).
+    #[arg(long)]
+    progressive_interval_ms: Option<u64>,
     /// corecast: `fanout: audio_hold_ms` in its generated config (default: the server's
     /// own), to measure what holding audio for the next video packet saves.
     #[arg(long)]
@@ -280,6 +284,7 @@ impl ServerArgs {
             floor_pull: None,
             egress_tick_us: self.egress_tick_us,
             mux_interval_ms: self.mux_interval_ms,
+            progressive_interval_ms: self.progressive_interval_ms,
             audio_hold_ms: self.audio_hold_ms,
         }
     }

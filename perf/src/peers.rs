@@ -50,6 +50,8 @@ pub struct PeerOpts {
     pub egress_tick_us: Option<u64>,
     /// corecast: `fanout: mux_interval_ms` (None: the server's default).
     pub mux_interval_ms: Option<u64>,
+    /// corecast: `fanout: progressive_interval_ms` (None: the server's default).
+    pub progressive_interval_ms: Option<u64>,
     /// corecast: `fanout: audio_hold_ms` (None: the server's default).
     pub audio_hold_ms: Option<u64>,
 }
@@ -187,6 +189,9 @@ pub fn start(kind: PeerKind, opts: &PeerOpts, streams: &[String]) -> Result<Serv
             }
             if let Some(ms) = opts.mux_interval_ms {
                 fanout.push_str(&format!("  mux_interval_ms: {ms}\n"));
+            }
+            if let Some(ms) = opts.progressive_interval_ms {
+                fanout.push_str(&format!("  progressive_interval_ms: {ms}\n"));
             }
             if let Some(ms) = opts.audio_hold_ms {
                 fanout.push_str(&format!("  audio_hold_ms: {ms}\n"));
