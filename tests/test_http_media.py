@@ -253,19 +253,29 @@ def _read_until(sock, done, deadline_s, data=b"", arrivals=None):
     return bytes(data)
 
 
-def _read_ws_until(ws, nbytes, deadline_s):
+def _read_ws_until(ws, nbytes, deadline_s, arrivals=None):
+    """Binary WebSocket frames until `nbytes` or the deadline; appends the monotonic time
+    of each frame to `arrivals`."""
     import websocket
     data = bytearray()
     ws.settimeout(0.5)
-    end = time.time() + deadline_s
-    while len(data) < nbytes and time.time() < end:
+    end = time.monotonic() + deadline_s
+    while len(data) < nbytes and time.monotonic() < end:
         try:
             op, frame = ws.recv_data()
         except websocket.WebSocketTimeoutException:
             continue
         if op == websocket.ABNF.OPCODE_BINARY:
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
             data += frame
     return bytes(data)
+
+
+def _bursts(arrivals):
+    """Start times of bursts: reads less than 25 ms apart belong to one write (or its
+    pieces); written per 25 fps frame, bursts are 40 ms apart."""
+    return [t for i, t in enumerate(arrivals) if i == 0 or t - arrivals[i - 1] > 0.025]
 
 
 def _decode_file(path):
@@ -368,9 +378,7 @@ def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_p
     # Four seconds of the stream (nothing ends the read earlier but the server closing).
     body = _read_until(s, lambda d: False, 4, head.split(b"\r\n\r\n", 1)[1], arrivals)
     s.close()
-    # Reads less than 25 ms apart belong to one burst (one write, or a write's pieces;
-    # written per frame, bursts would be 40 ms apart).
-    starts = [t for i, t in enumerate(arrivals) if i == 0 or t - arrivals[i - 1] > 0.025]
+    starts = _bursts(arrivals)
     gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
     assert len(starts) >= 10, (len(starts), srv.log())
     # 4 s at 25 fps would be ~100 bursts written per frame; per 200 ms it is ~20.
@@ -380,12 +388,6 @@ def test_mux_interval_writes_mp4_viewers_once_per_interval(server_factory, tmp_p
     frames, err = _decode_file(f)
     # ~4 s of 25 fps after the first (keyframe) burst: at least 90 frames decode cleanly.
     assert frames >= 90 and not err, (frames, err)
-
-
-def _bursts(arrivals):
-    """Start times of bursts: reads less than 25 ms apart belong to one write (or its
-    pieces); written per 25 fps frame, bursts are 40 ms apart."""
-    return [t for i, t in enumerate(arrivals) if i == 0 or t - arrivals[i - 1] > 0.025]
 
 
 def test_progressive_mp4_is_paced_while_mse_goes_per_frame(server_factory, tmp_path):
@@ -411,18 +413,9 @@ def test_progressive_mp4_is_paced_while_mse_goes_per_frame(server_factory, tmp_p
         out["mp4"] = (body, arrivals)
 
     def read_ws():
-        data, arrivals = bytearray(), []
-        ws.settimeout(0.5)
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            try:
-                op, frame = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                continue
-            if op == websocket.ABNF.OPCODE_BINARY:
-                arrivals.append(time.monotonic())
-                data += frame
-        out["mse"] = (bytes(data), arrivals)
+        arrivals = []
+        # Three seconds of the stream (no byte count ends it earlier).
+        out["mse"] = (_read_ws_until(ws, float("inf"), 3, arrivals), arrivals)
 
     readers = [threading.Thread(target=read_mp4), threading.Thread(target=read_ws)]
     for t in readers:

@@ -236,10 +236,9 @@ impl Registration {
             };
             if n >= 0 {
                 let n = n as usize;
-                // A short read emptied the socket: wait for the next edge. A full one may
-                // have left more; after the peer's close the next read returns its end.
-                if n < buf.len() && n > 0 && !self.hup() {
-                    self.set_ready(false);
+                // A full read may have left more.
+                if n < buf.len() && n > 0 {
+                    self.emptied();
                 }
                 return Ok(n);
             }
@@ -258,12 +257,12 @@ impl Registration {
         self.set_ready(false);
     }
 
-    fn hup(&self) -> bool {
-        self.set
-            .slots
-            .borrow()
-            .get(self.key as usize)
-            .is_some_and(|s| s.hup)
+    /// A short read emptied the socket: not ready until the next edge, unless the peer
+    /// closed (its end is still to be read, and no edge will come for it).
+    fn emptied(&self) {
+        if let Some(s) = self.set.slots.borrow_mut().get_mut(self.key as usize) {
+            s.ready &= s.hup;
+        }
     }
 
     fn set_ready(&self, ready: bool) {
